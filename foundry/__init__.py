@@ -1,0 +1,1 @@
+"""Agent Foundry control plane: manifests, resolution, bundles, and the Foundry MCP server."""

@@ -1,0 +1,157 @@
+"""`python -m foundry`: check, render and bundle the manifests in `agents/`.
+
+Exit codes: 0 success, 1 invalid input (every problem listed, nothing written), 2 usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from foundry.bundle import build_bundle
+from foundry.fleet import DEFAULT_AGENTS_DIR, Fleet, load_fleet
+from foundry.json_schemas import write_schemas
+from foundry.naming import bundle_file
+from foundry.problems import ManifestError
+from foundry.render import instance_yaml
+from foundry.resolve import ResolvedInstance
+
+EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
+
+
+def _instance_summary(instance: ResolvedInstance) -> dict[str, Any]:
+    spec = instance.manifest.spec
+    return {
+        "environment": instance.environment,
+        "instance": instance.key.selector,
+        "hostname": spec.hostname,
+        "stack_name": spec.stack_name,
+        "agents": [a.agent_id for a in spec.agents],
+        "secrets": list(spec.secrets),
+    }
+
+
+def write_atomically(files: dict[Path, bytes]) -> None:
+    """Writes each file through a temporary sibling and a rename, so a reader never sees half a file."""
+    for path, data in sorted(files.items()):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            Path(tmp).chmod(0o644)
+            Path(tmp).replace(path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+def cmd_validate(fleet: Fleet, args: argparse.Namespace) -> dict[str, Any]:
+    return {"instances": [_instance_summary(i) for i in fleet.instances]}
+
+
+def cmd_render(fleet: Fleet, args: argparse.Namespace) -> dict[str, Any]:
+    out: Path = args.out
+    files = {out / i.environment / i.file_name: instance_yaml(i.manifest) for i in fleet.instances}
+    write_atomically(files)
+    return {"written": [str(p) for p in sorted(files)]}
+
+
+def cmd_bundle(fleet: Fleet, args: argparse.Namespace) -> dict[str, Any]:
+    out: Path = args.out
+    bundles = []
+    files: dict[Path, bytes] = {}
+    for instance in fleet.instances:
+        bundle = build_bundle(instance)
+        path = out / instance.environment / bundle_file(instance.key)
+        files[path] = bundle.archive
+        bundles.append(
+            {
+                "environment": instance.environment,
+                "instance": instance.key.selector,
+                "path": str(path),
+                "content_hash": bundle.content_hash,
+                "archive_sha256": bundle.archive_sha256,
+            }
+        )
+    write_atomically(files)
+    return {"bundles": bundles}
+
+
+def _print_human(command: str, result: dict[str, Any]) -> None:
+    if command == "validate":
+        rows = result["instances"]
+        for row in rows:
+            print(f"ok  {row['environment']:<10} {row['instance']:<40} {row['hostname']}")
+        print(f"{len(rows)} instance{'s' if len(rows) != 1 else ''} valid")
+    elif command == "render":
+        for path in result["written"]:
+            print(f"wrote {path}")
+    elif command == "bundle":
+        for row in result["bundles"]:
+            print(f"wrote {row['path']}  {row['content_hash']}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m foundry", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def selecting(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--agents-dir", type=Path, default=DEFAULT_AGENTS_DIR, help="default: agents/")
+        p.add_argument("--environment", metavar="ENV", help="only this environment")
+        p.add_argument("--instance", metavar="ORG/DOMAIN/INSTANCE", help="only this instance")
+        p.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+        return p
+
+    selecting("validate", "check every manifest and agent spec; list the instances they resolve to")
+    selecting("render", "write one instance manifest per instance to DIR/<env>/").add_argument(
+        "--out", type=Path, required=True, metavar="DIR"
+    )
+    selecting("bundle", "write one runtime bundle per instance to DIR/<env>/").add_argument(
+        "--out", type=Path, required=True, metavar="DIR"
+    )
+    schema = sub.add_parser("schema", help="write the JSON Schema of every manifest kind to DIR")
+    schema.add_argument("--out", type=Path, default=DEFAULT_AGENTS_DIR / "schemas", metavar="DIR")
+    return parser
+
+
+COMMANDS: dict[str, Callable[[Fleet, argparse.Namespace], dict[str, Any]]] = {
+    "validate": cmd_validate,
+    "render": cmd_render,
+    "bundle": cmd_bundle,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "schema":
+        for path in write_schemas(args.out):
+            print(f"wrote {path}")
+        return EXIT_OK
+    try:
+        fleet = load_fleet(args.agents_dir, environment=args.environment, instance=args.instance)
+    except ManifestError as exc:
+        if args.json:
+            print(json.dumps({"ok": False, "problems": [p.as_dict() for p in exc.problems]}, indent=2))
+        else:
+            print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    except ValueError as exc:
+        if args.json:
+            print(json.dumps({"ok": False, "problems": [{"message": str(exc)}]}, indent=2))
+        else:
+            print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    result = COMMANDS[args.command](fleet, args)
+    if args.json:
+        print(json.dumps({"ok": True, **result}, indent=2))
+    else:
+        _print_human(args.command, result)
+    return EXIT_OK

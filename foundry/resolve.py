@@ -1,0 +1,370 @@
+"""Environment manifests + instance template -> one concrete instance manifest per (org, domain, instance).
+
+Pure: works on the validated documents of an AgentsTree and touches no files, so every rule is testable alone.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from foundry import naming
+from foundry.loader import AgentsTree, Loaded
+from foundry.problems import Problem, raise_if_any
+from foundry.safe_yaml import LinePath, dotted
+from foundry.schema import (
+    AgentInstance,
+    AgentManifest,
+    AgentSpec,
+    DeploySettings,
+    InstanceAgent,
+    InstanceIdentity,
+    InstanceKey,
+    InstanceMetadata,
+    InstanceSpec,
+    ManifestEntry,
+    TemplateDeploy,
+)
+
+
+@dataclass(frozen=True)
+class ResolvedInstance:
+    """An instance manifest plus the raw bytes of every agent spec it references (for its bundle)."""
+
+    manifest: AgentInstance
+    spec_files: dict[str, bytes]
+    specs: dict[str, AgentSpec]
+    """Both keyed by spec_path (the entry's yaml_path, relative to `agents/`)."""
+
+    @property
+    def environment(self) -> str:
+        return self.manifest.spec.identity.environment
+
+    @property
+    def key(self) -> InstanceKey:
+        return self.manifest.spec.identity.key
+
+    @property
+    def file_name(self) -> str:
+        return naming.instance_manifest_file(self.key)
+
+
+@dataclass(frozen=True)
+class _Binding:
+    index: int
+    entry: ManifestEntry
+    spec: Loaded[AgentSpec] | None
+
+
+def _entry_problem(source: Loaded[AgentManifest], index: int, field: str | None, message: str) -> Problem:
+    entry = source.model.spec.entries[index]
+    loc: LinePath = ("spec", "entries", index) + ((field,) if field else ())
+    return Problem(
+        file=source.file,
+        entry=f"entry {index} ({entry.agent_id})",
+        field=dotted(loc),
+        line=source.doc.line_of(loc),
+        message=message,
+    )
+
+
+def deploy_for(deploy: TemplateDeploy, environment: str, key: InstanceKey) -> DeploySettings:
+    """Defaults, then every matching override in file order (later ones win)."""
+    values = deploy.defaults.model_dump()
+    for override in deploy.overrides:
+        matches = (
+            override.environment in (None, environment)
+            and override.organization_id in (None, key.organization_id)
+            and override.domain_id in (None, key.domain_id)
+            and override.instance_id in (None, key.instance_id)
+        )
+        if matches:
+            scope = {"environment", "organization_id", "domain_id", "instance_id"}
+            values.update({k: v for k, v in override.model_dump(exclude=scope).items() if v is not None})
+    return DeploySettings.model_validate(values)
+
+
+def resolve(tree: AgentsTree) -> list[ResolvedInstance]:
+    """Resolves every instance of the loaded environments, sorted by (environment, org, domain, instance).
+    Raises ManifestError with every problem found."""
+    problems: list[Problem] = []
+    template = tree.template.model.spec
+    system_roles = {a.agent_id: a.role for a in template.system_agents}
+    custom_catalogue = {a.agent_id for a in template.custom_agents}
+    names: dict[tuple[str, str], tuple[str, str]] = {}
+    instances: dict[tuple[str, InstanceKey], list[_Binding]] = defaultdict(list)
+    sources: dict[tuple[str, InstanceKey], Loaded[AgentManifest]] = {}
+
+    for env, source in sorted(tree.environments.items()):
+        seen: dict[tuple[InstanceKey, str], int] = {}
+        if env not in tree.platform.model.spec.environments:
+            problems.append(
+                Problem(
+                    file=tree.platform.file,
+                    field=f"spec.environments.{env}",
+                    message=f"environment {env!r} (from {source.file}) has no platform settings here",
+                )
+            )
+        for index, entry in enumerate(source.model.spec.entries):
+            where = f"entry {index} ({entry.agent_id})"
+            if entry.environment != env:
+                problems.append(
+                    _entry_problem(
+                        source,
+                        index,
+                        "environment",
+                        f"found {entry.environment!r} but this file is the {env!r} environment's manifest",
+                    )
+                )
+            key = entry.instance_key
+            if (key, entry.agent_id) in seen:
+                problems.append(
+                    _entry_problem(
+                        source,
+                        index,
+                        "agent_id",
+                        f"{entry.agent_id!r} is bound to instance {key.selector} twice "
+                        f"(also entry {seen[(key, entry.agent_id)]}); remove one",
+                    )
+                )
+                continue
+            seen[(key, entry.agent_id)] = index
+            for label, ident, name in (
+                ("organization", entry.organization_id, entry.organization_name),
+                ("domain", f"{entry.organization_id}/{entry.domain_id}", entry.domain_name),
+            ):
+                known = names.setdefault((label, ident), (name, f"{source.file} {where}"))
+                if known[0] != name:
+                    problems.append(
+                        _entry_problem(
+                            source,
+                            index,
+                            f"{label}_name",
+                            f"{label} {ident!r} is named {name!r} here but {known[0]!r} in {known[1]}; "
+                            "one id, one name",
+                        )
+                    )
+            spec = tree.specs.get(entry.yaml_path)
+            if spec is not None:
+                problems.extend(_check_spec(source, index, entry, spec, system_roles, custom_catalogue))
+            instances[(env, key)].append(_Binding(index, entry, spec))
+            sources[(env, key)] = source
+
+    resolved: list[ResolvedInstance] = []
+    hostnames: dict[str, str] = {}
+    for (env, key), bindings in sorted(instances.items()):
+        source = sources[(env, key)]
+        instance = _resolve_one(tree, env, key, bindings, source, problems)
+        if instance is None:
+            continue
+        host = instance.manifest.spec.hostname
+        if host in hostnames:
+            first = bindings[0]
+            problems.append(
+                _entry_problem(
+                    source,
+                    first.index,
+                    "instance_id",
+                    f"instance {env}/{key.selector} derives the hostname {host!r}, "
+                    f"which instance {hostnames[host]} already has; rename one of them",
+                )
+            )
+        hostnames.setdefault(host, f"{env}/{key.selector}")
+        resolved.append(instance)
+    raise_if_any(problems)
+    return resolved
+
+
+def _check_spec(
+    source: Loaded[AgentManifest],
+    index: int,
+    entry: ManifestEntry,
+    spec: Loaded[AgentSpec],
+    system_roles: Mapping[str, str],
+    custom_catalogue: set[str],
+) -> list[Problem]:
+    problems = []
+    meta = spec.model.metadata
+    role = spec.model.spec.role
+    if meta.agent_id != entry.agent_id:
+        problems.append(
+            _entry_problem(
+                source,
+                index,
+                "agent_id",
+                f"{entry.agent_id!r} disagrees with {spec.file}, whose metadata.agent_id is {meta.agent_id!r}",
+            )
+        )
+    if meta.version != entry.version:
+        problems.append(
+            _entry_problem(
+                source,
+                index,
+                "version",
+                f"{entry.version!r} disagrees with {spec.file}, whose metadata.version is {meta.version!r}",
+            )
+        )
+    if entry.is_system_agent:
+        expected = system_roles.get(entry.agent_id)
+        if expected is None:
+            problems.append(
+                _entry_problem(
+                    source,
+                    index,
+                    "agent_id",
+                    f"{entry.agent_id!r} is marked is_system_agent but is not one of the template's system agents "
+                    f"({', '.join(sorted(system_roles))})",
+                )
+            )
+        elif role != expected:
+            problems.append(
+                _entry_problem(
+                    source,
+                    index,
+                    "yaml_path",
+                    f"{spec.file} has role {role!r}; the template gives {entry.agent_id!r} the role {expected!r}",
+                )
+            )
+    else:
+        if entry.agent_id not in custom_catalogue:
+            problems.append(
+                _entry_problem(
+                    source,
+                    index,
+                    "agent_id",
+                    f"unknown custom agent {entry.agent_id!r}; the template's custom_agents are: "
+                    f"{', '.join(sorted(custom_catalogue)) or 'none'}",
+                )
+            )
+        if role != "worker":
+            problems.append(
+                _entry_problem(
+                    source,
+                    index,
+                    "yaml_path",
+                    f"{spec.file} has role {role!r}; a custom agent must have role 'worker'",
+                )
+            )
+    return problems
+
+
+def _resolve_one(
+    tree: AgentsTree,
+    env: str,
+    key: InstanceKey,
+    bindings: list[_Binding],
+    source: Loaded[AgentManifest],
+    problems: list[Problem],
+) -> ResolvedInstance | None:
+    template = tree.template.model
+    first = bindings[0]
+    bound = {b.entry.agent_id for b in bindings}
+    missing = [a.agent_id for a in template.spec.system_agents if a.agent_id not in bound]
+    if missing:
+        problems.append(
+            _entry_problem(
+                source,
+                first.index,
+                None,
+                f"instance {key.selector} lacks system agents the template requires: {', '.join(missing)}",
+            )
+        )
+    settings = tree.platform.model.spec.environments.get(env)
+    if settings is None or missing or any(b.spec is None for b in bindings):
+        return None
+
+    host = naming.hostname(key, settings.zone.name)
+    label = naming.hostname_label(key)
+    stack = naming.instance_stack_name(env, key)
+    ok = True
+    if len(label) > naming.MAX_HOSTNAME_LABEL:
+        ok = False
+        problems.append(
+            _entry_problem(
+                source,
+                first.index,
+                "instance_id",
+                f"the hostname label {label!r} (organization-domain-instance) is {len(label)} characters; "
+                f"DNS allows {naming.MAX_HOSTNAME_LABEL}. Shorten the ids",
+            )
+        )
+    if len(host) > naming.MAX_HOSTNAME:
+        ok = False
+        problems.append(
+            _entry_problem(source, first.index, "instance_id", f"the hostname {host!r} is over 253 characters")
+        )
+    if len(stack) > naming.MAX_STACK_NAME:
+        ok = False
+        problems.append(
+            _entry_problem(
+                source,
+                first.index,
+                "instance_id",
+                f"the stack name {stack!r} is {len(stack)} characters; CloudFormation allows "
+                f"{naming.MAX_STACK_NAME}. Shorten the ids",
+            )
+        )
+    try:
+        deploy = deploy_for(template.spec.deploy, env, key)
+    except ValueError as exc:
+        ok = False
+        problems.append(
+            Problem(
+                file=tree.template.file,
+                field="spec.deploy.overrides",
+                message=f"the sizing for instance {env}/{key.selector} is invalid: {exc}",
+            )
+        )
+    if not ok:
+        return None
+
+    system_order = {a.agent_id: i for i, a in enumerate(template.spec.system_agents)}
+    system: list[InstanceAgent] = []
+    custom: list[InstanceAgent] = []
+    secrets = set(template.spec.secrets)
+    spec_files: dict[str, bytes] = {}
+    specs: dict[str, AgentSpec] = {}
+    for binding in sorted(bindings, key=lambda b: (system_order.get(b.entry.agent_id, 99), b.entry.agent_id)):
+        assert binding.spec is not None
+        agent = InstanceAgent(
+            agent_id=binding.entry.agent_id,
+            role=binding.spec.model.spec.role,
+            version=binding.entry.version,
+            spec_path=binding.entry.yaml_path,
+        )
+        (system if binding.entry.is_system_agent else custom).append(agent)
+        secrets.update(binding.spec.model.spec.secrets)
+        spec_files[binding.entry.yaml_path] = binding.spec.doc.raw
+        specs[binding.entry.yaml_path] = binding.spec.model
+
+    entry = first.entry
+    manifest = AgentInstance(
+        apiVersion="agent-foundry/v1",
+        kind="AgentInstance",
+        metadata=InstanceMetadata(
+            name=naming.instance_name(key),
+            source_manifest=source.file.removeprefix(str(tree.root) + "/"),
+            template=tree.template.file.removeprefix(str(tree.root) + "/"),
+            manifest_version=source.model.metadata.version,
+            template_version=template.metadata.version,
+        ),
+        spec=InstanceSpec(
+            identity=InstanceIdentity(
+                organization_id=key.organization_id,
+                organization_name=entry.organization_name,
+                domain_id=key.domain_id,
+                domain_name=entry.domain_name,
+                environment=env,
+                instance_id=key.instance_id,
+            ),
+            hostname=host,
+            stack_name=stack,
+            system_agents=system,
+            custom_agents=custom,
+            deploy=deploy,
+            secrets=sorted(secrets),
+            mcp=template.spec.mcp,
+        ),
+    )
+    return ResolvedInstance(manifest=manifest, spec_files=spec_files, specs=specs)
