@@ -174,16 +174,17 @@ class TemplateSpec(Strict):
     secrets: list[SecretName] = Field(default_factory=list)
     mcp: McpToolConfig = Field(default_factory=McpToolConfig)
 
-    @model_validator(mode="after")
-    def _check(self) -> TemplateSpec:
-        roles = [a.role for a in self.system_agents]
+    @field_validator("system_agents")
+    @classmethod
+    def _every_role_once(cls, agents: list[TemplateAgent]) -> list[TemplateAgent]:
+        roles = [a.role for a in agents]
         missing = [r for r in SYSTEM_ROLES if r not in roles]
         if missing:
-            raise ValueError(f"system_agents lacks the roles: {', '.join(missing)}")
+            raise ValueError(f"the template must name an agent for every system role; missing: {', '.join(missing)}")
         duplicates = sorted({r for r in roles if roles.count(r) > 1})
         if duplicates:
-            raise ValueError(f"system_agents names a role twice: {', '.join(duplicates)}")
-        return self
+            raise ValueError(f"a system role is given twice: {', '.join(duplicates)}")
+        return agents
 
 
 class TemplateMetadata(Strict):
