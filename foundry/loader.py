@@ -10,7 +10,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from foundry.problems import Problem, raise_if_any
-from foundry.safe_yaml import LinePath, YamlDocument, YamlError, dotted, read_yaml
+from foundry.safe_yaml import MAX_FILE_BYTES, MAX_MANIFEST_BYTES, LinePath, YamlDocument, YamlError, dotted, read_yaml
 from foundry.schema import AgentInstanceTemplate, AgentManifest, AgentSpec, PlatformSettings
 from foundry.secret_scan import find_secret_values
 
@@ -133,13 +133,15 @@ def _explain(error: Any) -> str:
     return f"{msg} (found {shown})" if kind != "value_error" else msg
 
 
-def load_document(root: Path, relative: str, model: type[ModelT]) -> Loaded[ModelT] | list[Problem]:
+def load_document(
+    root: Path, relative: str, model: type[ModelT], max_bytes: int = MAX_FILE_BYTES
+) -> Loaded[ModelT] | list[Problem]:
     path = root / relative
     file = str(path)
     if not path.is_file():
         return [Problem(file=file, message="file not found")]
     try:
-        doc = read_yaml(path)
+        doc = read_yaml(path, max_bytes)
     except YamlError as exc:
         return [Problem(file=file, message=exc.message, line=exc.line, field=exc.field)]
     result = validate_document(file, doc, model)
@@ -220,7 +222,7 @@ def load_tree(root: Path, environments: list[str] | None = None) -> AgentsTree:
                 )
             )
             continue
-        manifest = take(load_document(root, files[env], AgentManifest))
+        manifest = take(load_document(root, files[env], AgentManifest, MAX_MANIFEST_BYTES))
         if manifest is not None:
             loaded_envs[env] = manifest
 

@@ -13,7 +13,13 @@ from typing import Any
 import yaml
 
 MAX_FILE_BYTES = 1_048_576
-MAX_NODES = 200_000
+"""Specs, templates and settings: a person writes these by hand."""
+MAX_MANIFEST_BYTES = 64 * 1_048_576
+"""Environment manifests list every binding of a fleet: about 3.6 MB per 1,000 instances of 9 agents."""
+MAX_NODES = 5_000_000
+
+# libyaml's parser when present (20x faster on large fleets); the pure-Python one otherwise. Same documents.
+_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 LinePath = tuple[str | int, ...]
 
@@ -48,15 +54,15 @@ def dotted(path: LinePath) -> str:
     return text
 
 
-def parse_yaml(raw: bytes) -> YamlDocument:
-    if len(raw) > MAX_FILE_BYTES:
-        raise YamlError(f"file is {len(raw)} bytes, over the limit of {MAX_FILE_BYTES} bytes")
+def parse_yaml(raw: bytes, max_bytes: int = MAX_FILE_BYTES) -> YamlDocument:
+    if len(raw) > max_bytes:
+        raise YamlError(f"file is {len(raw)} bytes, over the limit of {max_bytes} bytes")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise YamlError(f"file is not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
     try:
-        nodes = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
+        nodes = list(yaml.compose_all(text, Loader=_Loader))
     except yaml.MarkedYAMLError as exc:
         line = exc.problem_mark.line + 1 if exc.problem_mark else None
         raise YamlError(f"not valid YAML: {exc.problem or exc}", line=line) from exc
@@ -74,18 +80,18 @@ def parse_yaml(raw: bytes) -> YamlDocument:
         raise YamlError(f"top level is a {_kind(root)}; expected a mapping with apiVersion, kind and spec", line=1)
     lines: dict[LinePath, int] = {}
     _walk(root, (), lines, seen=set())
-    data = yaml.SafeLoader(text).construct_document(root)
+    data = _Loader(text).construct_document(root)
     return YamlDocument(data=data, lines=lines, raw=raw)
 
 
-def read_yaml(path: Path) -> YamlDocument:
+def read_yaml(path: Path, max_bytes: int = MAX_FILE_BYTES) -> YamlDocument:
     try:
         size = path.stat().st_size
     except OSError as exc:
         raise YamlError(f"cannot read the file: {exc.strerror}") from exc
-    if size > MAX_FILE_BYTES:
-        raise YamlError(f"file is {size} bytes, over the limit of {MAX_FILE_BYTES} bytes")
-    return parse_yaml(path.read_bytes())
+    if size > max_bytes:
+        raise YamlError(f"file is {size} bytes, over the limit of {max_bytes} bytes")
+    return parse_yaml(path.read_bytes(), max_bytes)
 
 
 def _kind(node: yaml.Node) -> str:
