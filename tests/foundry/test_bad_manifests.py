@@ -167,6 +167,12 @@ def _bad_regex(root: Path) -> None:
     edit(root / "specs/system/governance-agent.yaml", lambda d: d["spec"]["policy"].update(blocked_patterns=["(oops"]))
 
 
+def _symlink_out(root: Path) -> None:
+    (root / "specs/system/linked.yaml").symlink_to(root.parent.parent / "outside.yaml")
+    (root.parent.parent / "outside.yaml").write_text("a: 1\n")
+    _entry0(_set("yaml_path", "specs/system/linked.yaml"))(root)
+
+
 def _bad_fargate_size(root: Path) -> None:
     edit(root / TEMPLATE, lambda d: d["spec"]["deploy"]["defaults"].update(cpu=256, memory=4096))
 
@@ -239,6 +245,7 @@ CASES: dict[str, Case] = {
     "a yaml_path escaping agents/": Case(
         _entry0(_set("yaml_path", "../requirements.txt")), DEV, "spec.entries[0].yaml_path", "escapes"
     ),
+    "a yaml_path escaping through a link": Case(_symlink_out, DEV, "spec.entries[0].yaml_path", "through a link"),
     "an absolute yaml_path": Case(_entry0(_set("yaml_path", "/etc/passwd")), DEV, "yaml_path", "escapes"),
     "a spec whose id disagrees with its entry": Case(_spec_id, DEV, "agent_id", "input-output-agent"),
     "a spec whose version disagrees with its entry": Case(_spec_version, DEV, "version", "2.0.0"),
