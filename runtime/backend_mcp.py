@@ -1,0 +1,190 @@
+"""The instance's backend MCP server: the only code that talks to models and stores.
+
+Agents never call a provider or the memory directly; they hold a ToolGateway that calls this server through the
+SDK's in-process client connection and may only use the tools their spec lists (mcp.json `agents`).
+"""
+
+from __future__ import annotations
+
+from contextlib import AsyncExitStack
+from typing import Any
+
+from mcp import Client
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from pydantic import BaseModel, Field
+
+from runtime.bundle_source import InstanceBundle
+from runtime.config import OfflineModelSettings, Secrets
+from runtime.memory import StoredMessage, ThreadMemory
+from runtime.providers import BedrockProvider, ModelProvider, ModelRequest, OfflineProvider, ProviderError
+
+
+class MemoryMessage(BaseModel):
+    role: str = Field(pattern=r"^(user|assistant|system)$")
+    content: str = Field(max_length=200_000)
+
+
+class Generated(BaseModel):
+    text: str
+    provider: str
+    model: str
+    input_tokens: int
+    output_tokens: int
+
+
+class MemoryRead(BaseModel):
+    thread_id: str
+    messages: list[MemoryMessage]
+
+
+class MemoryAppended(BaseModel):
+    thread_id: str
+    stored: int
+
+
+class InstanceContext(BaseModel):
+    instance: str
+    organization_id: str
+    organization_name: str
+    domain_id: str
+    domain_name: str
+    environment: str
+    instance_id: str
+    hostname: str
+    workers: list[str]
+    secrets_configured: list[str]
+    """Names only: a secret's value never leaves the backend."""
+
+
+class ToolCallError(RuntimeError):
+    """A backend tool failed or was not allowed; raised inside an agent, so the exception agent handles it."""
+
+
+def providers_for(
+    bundle: InstanceBundle, *, offline: OfflineModelSettings, region: str | None
+) -> dict[str, ModelProvider]:
+    """One provider per agent_id, resolved from the agent's `model.provider` (inherit -> the instance's)."""
+    instance_mcp = bundle.instance.spec.mcp
+    offline_provider = OfflineProvider(offline)
+    bedrock: BedrockProvider | None = None
+    chosen: dict[str, ModelProvider] = {}
+    for agent_id, spec in sorted(bundle.specs.items()):
+        kind = instance_mcp.model_provider if spec.spec.model.provider == "inherit" else spec.spec.model.provider
+        if kind == "offline":
+            chosen[agent_id] = offline_provider
+            continue
+        model_id = spec.spec.model.model_id or instance_mcp.bedrock_model_id
+        if model_id is None:
+            raise ValueError(f"agent {agent_id} uses bedrock but neither its spec nor the instance names a model id")
+        if bedrock is None:
+            bedrock = BedrockProvider.from_region(
+                region=instance_mcp.bedrock_region or region, default_model_id=instance_mcp.bedrock_model_id or model_id
+            )
+        chosen[agent_id] = bedrock
+    return chosen
+
+
+def build_backend_server(
+    *, bundle: InstanceBundle, providers: dict[str, ModelProvider], memory: ThreadMemory, secrets: Secrets
+) -> MCPServer:
+    server: MCPServer = MCPServer(bundle.mcp.server.name, log_level="WARNING")
+    identity = bundle.instance.spec.identity
+    context = InstanceContext(
+        instance=bundle.instance.metadata.name,
+        organization_id=identity.organization_id,
+        organization_name=identity.organization_name,
+        domain_id=identity.domain_id,
+        domain_name=identity.domain_name,
+        environment=identity.environment,
+        instance_id=identity.instance_id,
+        hostname=bundle.instance.spec.hostname,
+        workers=[w.agent_id for w in bundle.graph.workers],
+        secrets_configured=list(secrets),
+    )
+
+    @server.tool()
+    async def model_generate(agent_id: str, system: str, prompt: str) -> Generated:
+        """Generate text for one agent with the model its spec configures."""
+        spec = bundle.specs.get(agent_id)
+        provider = providers.get(agent_id)
+        if spec is None or provider is None:
+            raise ToolError(f"unknown agent {agent_id!r}")
+        settings = spec.spec.model
+        request = ModelRequest(
+            agent_id=agent_id,
+            system=system,
+            prompt=prompt,
+            max_tokens=settings.max_tokens,
+            temperature=settings.temperature,
+            model_id=settings.model_id,
+        )
+        try:
+            reply = await provider.generate(request)
+        except ProviderError as exc:
+            raise ToolError(str(exc)) from None
+        return Generated(**reply.__dict__)
+
+    @server.tool()
+    async def memory_read(thread_id: str, limit: int = 20) -> MemoryRead:
+        """The last `limit` messages of a thread, oldest first."""
+        stored = memory.read(thread_id, min(limit, bundle.instance.spec.mcp.max_history_messages))
+        return MemoryRead(thread_id=thread_id, messages=[MemoryMessage(role=m.role, content=m.content) for m in stored])
+
+    @server.tool()
+    async def memory_append(thread_id: str, messages: list[MemoryMessage]) -> MemoryAppended:
+        """Append messages to a thread."""
+        count = memory.append(thread_id, [StoredMessage(role=m.role, content=m.content) for m in messages])
+        return MemoryAppended(thread_id=thread_id, stored=count)
+
+    @server.tool()
+    async def context_get() -> InstanceContext:
+        """Facts about this instance that agents may use (identity, workers, secret names)."""
+        return context
+
+    return server
+
+
+class BackendConnection:
+    """One in-process MCP client session to the backend server, shared by every request of the process."""
+
+    def __init__(self, server: MCPServer, allowed: dict[str, list[str]]) -> None:
+        self._server = server
+        self._allowed = {agent: frozenset(tools) for agent, tools in allowed.items()}
+        self._stack: AsyncExitStack | None = None
+        self._client: Client | None = None
+
+    async def open(self) -> None:
+        self._stack = AsyncExitStack()
+        self._client = await self._stack.enter_async_context(Client(self._server))
+
+    async def close(self) -> None:
+        if self._stack is not None:
+            await self._stack.aclose()
+        self._stack, self._client = None, None
+
+    def gateway(self, agent_id: str) -> ToolGateway:
+        return ToolGateway(self, agent_id, self._allowed.get(agent_id, frozenset()))
+
+    async def call(self, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        if self._client is None:
+            raise ToolCallError("the backend MCP connection is not open")
+        result = await self._client.call_tool(name, arguments)
+        if result.is_error:
+            detail = " ".join(getattr(block, "text", "") for block in result.content).strip()
+            raise ToolCallError(f"backend tool {name} failed: {detail or 'no detail'}")
+        return dict(result.structured_content or {})
+
+
+class ToolGateway:
+    """What one agent may call. A tool outside its spec's `tools` list is refused before it is called."""
+
+    def __init__(self, connection: BackendConnection, agent_id: str, allowed: frozenset[str]) -> None:
+        self._connection = connection
+        self.agent_id = agent_id
+        self.allowed = allowed
+
+    async def call(self, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        if name not in self.allowed:
+            raise ToolCallError(f"agent {self.agent_id} may not call backend tool {name} (not in its spec's tools)")
+        return await self._connection.call(name, arguments)

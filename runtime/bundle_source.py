@@ -1,0 +1,206 @@
+"""Fetch a bundle (local path or s3://), verify it, and parse it into the typed documents the runtime uses.
+
+Every failure raises BundleError with a message naming the bundle and the file or field at fault: the process
+must refuse to start rather than serve an instance it cannot vouch for.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from foundry.bundle import GRAPH_FILE, INSTANCE_FILE, MCP_FILE, BundleError, read_bundle
+from foundry.schema import AgentInstance, AgentSpec, McpToolConfig
+from runtime.config import ExpectedIdentity
+
+M = TypeVar("M", bound=BaseModel)
+
+__all__ = ["BundleError", "InstanceBundle", "fetch_archive", "load_bundle", "parse_bundle"]
+
+
+class _Doc(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class WorkerDef(_Doc):
+    agent_id: str
+    spec_path: str
+    description: str
+    keywords: list[str]
+    default: bool
+
+
+class GraphDoc(_Doc):
+    """graph.json as written by foundry.graph_definition."""
+
+    apiVersion: Literal["agent-foundry/v1"]  # noqa: N815
+    kind: Literal["GraphDefinition"]
+    instance: str
+    pipeline: list[str]
+    edges: list[list[str]]
+    error_handler: str
+    nodes: dict[str, str]
+    workers: list[WorkerDef]
+    specs: dict[str, str]
+
+
+class McpServerDoc(_Doc):
+    name: str
+    transport: Literal["in-memory"]
+
+
+class McpDoc(_Doc):
+    """mcp.json: the backend tools, the provider settings, and which agent may call which tool."""
+
+    apiVersion: Literal["agent-foundry/v1"]  # noqa: N815
+    kind: Literal["McpToolConfig"]
+    server: McpServerDoc
+    tools: list[str]
+    provider: McpToolConfig
+    agents: dict[str, list[str]]
+    secrets: list[str]
+
+
+@dataclass(frozen=True)
+class InstanceBundle:
+    source: str
+    content_hash: str
+    instance: AgentInstance
+    graph: GraphDoc
+    mcp: McpDoc
+    specs: dict[str, AgentSpec]
+    """Keyed by agent_id."""
+
+    def spec_of(self, role: str) -> AgentSpec:
+        return self.specs[self.graph.nodes[role]]
+
+
+def fetch_archive(uri: str, *, region: str | None = None) -> bytes:
+    """The archive's bytes from a local path or an s3://bucket/key URI."""
+    if uri.startswith("s3://"):
+        return _fetch_s3(uri, region)
+    path = Path(uri)
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise BundleError(f"{uri}: bundle file not found") from None
+    except OSError as exc:
+        raise BundleError(f"{uri}: cannot read the bundle ({exc.strerror or exc})") from None
+
+
+def _fetch_s3(uri: str, region: str | None) -> bytes:
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    if not bucket or not key:
+        raise BundleError(f"{uri}: an S3 bundle URI must be s3://BUCKET/KEY")
+    import boto3  # only S3-hosted bundles pay for importing boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        client = boto3.client("s3", region_name=region)
+        response = client.get_object(Bucket=bucket, Key=key)
+        body: bytes = response["Body"].read()
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "error")
+        raise BundleError(f"{uri}: cannot fetch the bundle from S3 ({code})") from None
+    except BotoCoreError as exc:
+        raise BundleError(f"{uri}: cannot fetch the bundle from S3 ({exc})") from None
+    return body
+
+
+def load_bundle(
+    uri: str, *, expected_hash: str | None, identity: ExpectedIdentity, region: str | None = None
+) -> InstanceBundle:
+    return parse_bundle(fetch_archive(uri, region=region), source=uri, expected_hash=expected_hash, identity=identity)
+
+
+def parse_bundle(
+    archive: bytes, *, source: str, expected_hash: str | None, identity: ExpectedIdentity
+) -> InstanceBundle:
+    index, files = read_bundle(archive, source, expected_hash)
+    for required in (INSTANCE_FILE, GRAPH_FILE, MCP_FILE):
+        if required not in files:
+            raise BundleError(f"{source}: {required} is missing from the bundle")
+    instance = _validate(AgentInstance, _yaml(files[INSTANCE_FILE], source, INSTANCE_FILE), source, INSTANCE_FILE)
+    graph = _validate(GraphDoc, _json(files[GRAPH_FILE], source, GRAPH_FILE), source, GRAPH_FILE)
+    mcp = _validate(McpDoc, _json(files[MCP_FILE], source, MCP_FILE), source, MCP_FILE)
+    specs: dict[str, AgentSpec] = {}
+    for agent in instance.spec.agents:
+        path = f"agents/{agent.spec_path}"
+        if path not in files:
+            raise BundleError(f"{source}: {path} (spec of agent {agent.agent_id}) is missing from the bundle")
+        spec = _validate(AgentSpec, _yaml(files[path], source, path), source, path)
+        if spec.metadata.agent_id != agent.agent_id:
+            raise BundleError(
+                f"{source}: {path}: metadata.agent_id is {spec.metadata.agent_id!r}, "
+                f"but {INSTANCE_FILE} binds it to {agent.agent_id!r}"
+            )
+        specs[agent.agent_id] = spec
+    _check_consistency(source, instance, graph, mcp, specs)
+    _check_identity(source, instance, identity)
+    return InstanceBundle(
+        source=source, content_hash=index["content_hash"], instance=instance, graph=graph, mcp=mcp, specs=specs
+    )
+
+
+def _check_consistency(
+    source: str, instance: AgentInstance, graph: GraphDoc, mcp: McpDoc, specs: dict[str, AgentSpec]
+) -> None:
+    for role, agent_id in sorted(graph.nodes.items()):
+        if agent_id not in specs:
+            raise BundleError(
+                f"{source}: {GRAPH_FILE}: nodes.{role} names {agent_id!r}, which is not in {INSTANCE_FILE}"
+            )
+    for worker in graph.workers:
+        spec = specs.get(worker.agent_id)
+        if spec is None or spec.spec.role != "worker":
+            raise BundleError(f"{source}: {GRAPH_FILE}: worker {worker.agent_id!r} is not a worker agent of the bundle")
+    for agent_id in sorted(mcp.agents):
+        if agent_id not in specs:
+            raise BundleError(f"{source}: {MCP_FILE}: agents.{agent_id} is not an agent of the bundle")
+    if mcp.provider != instance.spec.mcp:
+        raise BundleError(f"{source}: {MCP_FILE}: provider differs from {INSTANCE_FILE} spec.mcp")
+
+
+def _check_identity(source: str, instance: AgentInstance, expected: ExpectedIdentity) -> None:
+    actual = instance.spec.identity
+    pairs = (
+        ("ORG_ID", expected.organization_id, actual.organization_id, "organization_id"),
+        ("DOMAIN_ID", expected.domain_id, actual.domain_id, "domain_id"),
+        ("ENVIRONMENT", expected.environment, actual.environment, "environment"),
+        ("INSTANCE_ID", expected.instance_id, actual.instance_id, "instance_id"),
+    )
+    for variable, want, have, field_name in pairs:
+        if want is not None and want != have:
+            raise BundleError(
+                f"{source}: identity mismatch: {variable}={want!r}, but the bundle's {INSTANCE_FILE} has "
+                f"spec.identity.{field_name}={have!r}"
+            )
+
+
+def _yaml(raw: bytes, source: str, path: str) -> Any:
+    try:
+        return yaml.safe_load(raw.decode("utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{source}: {path} is not valid YAML ({exc})") from None
+
+
+def _json(raw: bytes, source: str, path: str) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise BundleError(f"{source}: {path} is not valid JSON ({exc})") from None
+
+
+def _validate(model: type[M], data: Any, source: str, path: str) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(document)"
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise BundleError(f"{source}: {path}: {where}: {first['msg']}{more}") from None

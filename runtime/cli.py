@@ -1,0 +1,94 @@
+"""`python -m runtime`: serve an instance from its bundle, or call a running instance's tools.
+
+    python -m runtime serve --bundle PATH|s3://BUCKET/KEY [--hash sha256:...] [--host H] [--port N] [--stdio]
+    python -m runtime call --url http://127.0.0.1:8080/mcp --message "plan the Q3 roadmap" [--thread T]
+
+Exit codes: 0 ok (including a SIGTERM drain), 1 the instance cannot start (bad bundle, identity mismatch,
+bad setting) or a call failed, 2 usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from runtime.bundle_source import BundleError
+from runtime.config import ConfigError, config_from_env, current_env
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m runtime", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = commands.add_parser("serve", help="serve one instance from its bundle (MCP over streamable HTTP)")
+    serve.add_argument("--bundle", help="bundle path or s3://BUCKET/KEY (default: $BUNDLE_URI)")
+    serve.add_argument("--hash", dest="bundle_hash", help="expected content hash (default: $BUNDLE_HASH)")
+    serve.add_argument("--host", help="interface to listen on (default: $HOST or 0.0.0.0)")
+    serve.add_argument("--port", type=int, help="port (default: $PORT or 8080; 0 picks a free port)")
+    serve.add_argument("--stdio", action="store_true", help="serve MCP over stdin/stdout instead of HTTP")
+    call = commands.add_parser("call", help="call a running instance's MCP tool and print the JSON result")
+    call.add_argument("--url", default="http://127.0.0.1:8080/mcp", help="the instance's MCP endpoint")
+    call.add_argument("--tool", default="invoke", choices=["invoke", "describe", "status"])
+    call.add_argument("--message", help="the request text (for invoke)")
+    call.add_argument("--thread", default="default", help="thread id (for invoke)")
+    call.add_argument("--tenant", help="tenant id (for invoke)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "call":
+        if args.tool == "invoke" and not args.message:
+            print("runtime call: --message is required for invoke", file=sys.stderr)
+            return 2
+        return asyncio.run(_call(args))
+    return _serve(args)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from runtime.instance import Instance
+    from runtime.server import serve_http, serve_stdio
+
+    env = current_env()
+    logging.basicConfig(
+        level=env.get("LOG_LEVEL", "INFO").upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    try:
+        config = config_from_env(env, bundle=args.bundle, bundle_hash=args.bundle_hash, host=args.host, port=args.port)
+        instance = Instance.from_config(config)
+    except (BundleError, ConfigError, ValueError) as exc:
+        print(f"runtime: cannot start: {exc}", file=sys.stderr)
+        return 1
+    identity = instance.bundle.instance.spec.identity
+    logging.getLogger("runtime").info(
+        json.dumps(
+            {
+                "event": "bundle.loaded",
+                "instance": instance.bundle.instance.metadata.name,
+                "environment": identity.environment,
+                "bundle_hash": instance.bundle.content_hash,
+            }
+        )
+    )
+    asyncio.run(serve_stdio(instance) if args.stdio else serve_http(instance))
+    return 0
+
+
+async def _call(args: argparse.Namespace) -> int:
+    from mcp import Client
+
+    arguments: dict[str, Any] = {}
+    if args.tool == "invoke":
+        arguments = {"message": args.message, "thread_id": args.thread}
+        if args.tenant:
+            arguments["tenant"] = args.tenant
+    async with Client(args.url) as client:
+        result = await client.call_tool(args.tool, arguments)
+    print(json.dumps(result.structured_content, indent=2, sort_keys=True))
+    return 1 if result.is_error else 0

@@ -1,0 +1,162 @@
+"""Settings of one runtime process, from the environment (ECS) and the command line (local use).
+
+Secret values arrive as `SECRET_<NAME>` variables; they are kept in a mapping that never renders its values,
+so no log line, error or tool result can carry them by accident.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+
+DEFAULT_PORT = 8080
+DEFAULT_DRAIN_SECONDS = 20
+"""Below ECS's default 30 s stop timeout, so in-flight requests finish before SIGKILL."""
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+SECRET_PREFIX = "SECRET_"  # noqa: S105 - the variable-name prefix, not a secret
+
+
+class ConfigError(ValueError):
+    """A setting that cannot work; the message names the variable or option."""
+
+
+class Secrets(Mapping[str, str]):
+    """Secret name -> value. `repr`/`str` list names only, never values."""
+
+    def __init__(self, values: Mapping[str, str]) -> None:
+        self._values = dict(values)
+
+    def __getitem__(self, name: str) -> str:
+        return self._values[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self._values))
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        return f"Secrets(names={sorted(self._values)!r})"
+
+    __str__ = __repr__
+
+
+def secret_env_name(secret_name: str) -> str:
+    """'ticket-api-token' -> 'SECRET_TICKET_API_TOKEN' (the contract with the CDK task definition)."""
+    return SECRET_PREFIX + secret_name.upper().replace("-", "_")
+
+
+@dataclass(frozen=True)
+class ExpectedIdentity:
+    """What the deployment says this process is; each part left None is not checked (local use)."""
+
+    organization_id: str | None = None
+    domain_id: str | None = None
+    environment: str | None = None
+    instance_id: str | None = None
+
+
+@dataclass(frozen=True)
+class OfflineModelSettings:
+    """Knobs of the offline provider, for local runs and tests: slow it down, or make an agent's calls fail."""
+
+    latency_ms: float = 0.0
+    fail_agents: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    bundle_uri: str
+    bundle_hash: str | None = None
+    identity: ExpectedIdentity = field(default_factory=ExpectedIdentity)
+    host: str = "0.0.0.0"  # noqa: S104 - a container serves on all interfaces; local runs pass --host
+    port: int = DEFAULT_PORT
+    allowed_hosts: tuple[str, ...] = ()
+    aws_region: str | None = None
+    drain_seconds: float = DEFAULT_DRAIN_SECONDS
+    offline: OfflineModelSettings = field(default_factory=OfflineModelSettings)
+    secrets_env: Mapping[str, str] = field(default_factory=dict)
+    """Every SECRET_* variable, keyed by variable name; matched against the bundle's secret names later."""
+    log_level: str = "INFO"
+
+    def secrets_for(self, names: list[str]) -> tuple[Secrets, list[str]]:
+        """The bundle's declared secrets that were injected, and the names that are missing."""
+        found = {n: self.secrets_env[secret_env_name(n)] for n in names if secret_env_name(n) in self.secrets_env}
+        return Secrets(found), [n for n in names if n not in found]
+
+    def host_allow_list(self) -> list[str]:
+        """Host headers MCP accepts: the configured names (with or without a port) and always localhost."""
+        hosts: list[str] = []
+        for host in (*self.allowed_hosts, *LOCAL_HOSTS):
+            hosts += [host, f"{host}:*"]
+        return hosts
+
+
+def config_from_env(
+    env: Mapping[str, str],
+    *,
+    bundle: str | None = None,
+    bundle_hash: str | None = None,
+    host: str | None = None,
+    port: int | None = None,
+) -> RuntimeConfig:
+    """Command-line values win over the environment; everything else comes from the contract's variables."""
+    bundle_uri = bundle or env.get("BUNDLE_URI", "")
+    if not bundle_uri:
+        raise ConfigError("no bundle: set BUNDLE_URI or pass --bundle PATH|s3://BUCKET/KEY")
+    chosen_hash = bundle_hash or env.get("BUNDLE_HASH") or None
+    if chosen_hash is not None and not re.fullmatch(r"sha256:[0-9a-f]{64}", chosen_hash):
+        raise ConfigError(f"BUNDLE_HASH must look like sha256:<64 hex digits>, got {chosen_hash!r}")
+    return RuntimeConfig(
+        bundle_uri=bundle_uri,
+        bundle_hash=chosen_hash,
+        identity=ExpectedIdentity(
+            organization_id=env.get("ORG_ID") or None,
+            domain_id=env.get("DOMAIN_ID") or None,
+            environment=env.get("ENVIRONMENT") or None,
+            instance_id=env.get("INSTANCE_ID") or None,
+        ),
+        host=host or env.get("HOST", "0.0.0.0"),  # noqa: S104
+        port=port if port is not None else _int(env, "PORT", DEFAULT_PORT, 0, 65535),
+        allowed_hosts=tuple(h.strip().lower() for h in env.get("ALLOWED_HOSTS", "").split(",") if h.strip()),
+        aws_region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None,
+        drain_seconds=_float(env, "DRAIN_SECONDS", DEFAULT_DRAIN_SECONDS),
+        offline=OfflineModelSettings(
+            latency_ms=_float(env, "OFFLINE_MODEL_LATENCY_MS", 0.0),
+            fail_agents=frozenset(a.strip() for a in env.get("OFFLINE_MODEL_FAIL_AGENTS", "").split(",") if a.strip()),
+        ),
+        secrets_env={k: v for k, v in env.items() if k.startswith(SECRET_PREFIX)},
+        log_level=env.get("LOG_LEVEL", "INFO").upper(),
+    )
+
+
+def current_env() -> Mapping[str, str]:
+    return os.environ
+
+
+def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if value < 0:
+        raise ConfigError(f"{name} must not be negative, got {value}")
+    return value

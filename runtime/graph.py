@@ -1,0 +1,140 @@
+"""The instance graph, declared in one place so it reads like the design's arrow diagram:
+
+    io_in -> governance -> context -> supervisor => workers (Send, in parallel) -> coherence -> observability -> io_out
+
+Any node that raises is caught by its guard, which records a Failure; the next router then sends the request to
+`exception`, which turns it into a structured error and hands over to observability, so the caller always gets a
+response and the process stays up. A governance rejection skips straight to observability.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.types import Send
+
+from runtime.state import Failure, PipelineState, TraceEntry, WorkerTask
+
+SYSTEM_NODES = ("io_in", "governance", "context", "supervisor", "coherence", "exception", "observability", "io_out")
+
+
+class Node(Protocol):
+    agent_id: str
+
+    def __call__(self, state: Any, /) -> Awaitable[PipelineState]: ...
+
+
+class GuardedNode(Protocol):
+    def __call__(self, state: PipelineState) -> Awaitable[PipelineState]: ...
+
+
+@dataclass(frozen=True)
+class Agents:
+    """Every node of one instance, built from its bundle (see runtime.instance)."""
+
+    io_in: Node
+    governance: Node
+    context: Node
+    supervisor: Node
+    workers: dict[str, Node]
+    coherence: Node
+    exception: Node
+    observability: Node
+    io_out: Node
+
+
+def guarded(node: str, agent: Node) -> GuardedNode:
+    """Times the node, adds its trace entry, and turns an exception into a recorded Failure."""
+
+    async def run(state: Any) -> PipelineState:
+        started = time.perf_counter()
+        status: Literal["ok", "rejected", "error"] = "ok"
+        try:
+            update = await agent(state)
+            if update.get("rejection"):
+                status = "rejected"
+        except Exception as exc:
+            status = "error"
+            failure: Failure = {
+                "node": node,
+                "agent_id": agent.agent_id,
+                "error_type": type(exc).__name__,
+                "detail": str(exc)[:1000],
+            }
+            update = {"failures": [failure]}
+        entry: TraceEntry = {
+            "node": node,
+            "agent_id": agent.agent_id,
+            "ms": round((time.perf_counter() - started) * 1000, 3),
+            "status": status,
+        }
+        return {**update, "trace": [entry]}
+
+    return run  # annotated `Any` on purpose: workers receive a WorkerTask (Send payload), not the whole state
+
+
+# --- routers: each reads the state and names the next node ---------------------------------------------------
+
+
+def after_io_in(state: PipelineState) -> Literal["governance", "exception"]:
+    return "exception" if state.get("failures") else "governance"
+
+
+def after_governance(state: PipelineState) -> Literal["context", "observability", "exception"]:
+    if state.get("failures"):
+        return "exception"
+    return "observability" if state.get("rejection") else "context"
+
+
+def after_context(state: PipelineState) -> Literal["supervisor", "exception"]:
+    return "exception" if state.get("failures") else "supervisor"
+
+
+def fan_out(state: PipelineState) -> list[Send] | Literal["coherence", "exception"]:
+    """One `Send` per selected worker, all run in the same step; no worker selected -> straight to coherence."""
+    if state.get("failures"):
+        return "exception"
+    task: WorkerTask = {
+        "message": state["message"],
+        "thread_id": state["thread_id"],
+        "trace_id": state["trace_id"],
+        "history": state.get("history", []),
+        "context": state.get("context", {}),
+    }
+    return [Send(agent_id, task) for agent_id in state.get("routes", [])] or "coherence"
+
+
+def after_coherence(state: PipelineState) -> Literal["observability", "exception"]:
+    return "exception" if state.get("failures") else "observability"
+
+
+# --- the graph ------------------------------------------------------------------------------------------------
+
+
+def build_graph(agents: Agents) -> CompiledStateGraph[PipelineState, None, PipelineState, PipelineState]:
+    clash = sorted(set(agents.workers) & set(SYSTEM_NODES))
+    if clash:
+        raise ValueError(f"worker agent ids clash with pipeline node names: {', '.join(clash)}")
+    graph = StateGraph(PipelineState)
+    for name in SYSTEM_NODES:
+        graph.add_node(name, guarded(name, getattr(agents, name)))
+    for agent_id, worker in sorted(agents.workers.items()):
+        graph.add_node(agent_id, guarded(agent_id, worker))
+
+    graph.add_edge(START, "io_in")
+    graph.add_conditional_edges("io_in", after_io_in, ["governance", "exception"])
+    graph.add_conditional_edges("governance", after_governance, ["context", "observability", "exception"])
+    graph.add_conditional_edges("context", after_context, ["supervisor", "exception"])
+    graph.add_conditional_edges("supervisor", fan_out, [*sorted(agents.workers), "coherence", "exception"])
+    for agent_id in sorted(agents.workers):
+        graph.add_edge(agent_id, "coherence")
+    graph.add_conditional_edges("coherence", after_coherence, ["observability", "exception"])
+    graph.add_edge("exception", "observability")
+    graph.add_edge("observability", "io_out")
+    graph.add_edge("io_out", END)
+    return graph.compile(name="instance")

@@ -1,0 +1,227 @@
+"""One running instance: its bundle, backend MCP connection, graph and metrics, behind three operations that the
+public MCP server exposes as tools (invoke, describe, status)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Literal, cast
+
+from pydantic import BaseModel
+
+from runtime.agents.coherence import CoherenceAgent
+from runtime.agents.context import ContextAgent
+from runtime.agents.exception import ExceptionAgent
+from runtime.agents.governance import GovernanceAgent, InputPolicy
+from runtime.agents.io import IoInAgent, IoOutAgent
+from runtime.agents.observability import Metrics, ObservabilityAgent
+from runtime.agents.supervisor import Route, SupervisorAgent
+from runtime.agents.worker import WorkerAgent
+from runtime.backend_mcp import BackendConnection, build_backend_server, providers_for
+from runtime.bundle_source import InstanceBundle, load_bundle
+from runtime.config import RuntimeConfig, Secrets
+from runtime.graph import Agents, Node, build_graph
+from runtime.memory import ThreadMemory
+from runtime.state import PipelineState
+
+log = logging.getLogger("runtime.instance")
+
+
+class TraceStep(BaseModel):
+    node: str
+    agent_id: str
+    ms: float
+    status: Literal["ok", "rejected", "error"]
+
+
+class InvokeError(BaseModel):
+    code: str
+    """input_too_large | malformed_input | blocked_content | blocked_tenant | agent_failed | draining"""
+    message: str
+    node: str
+    agent_id: str
+
+
+class InvokeResult(BaseModel):
+    ok: bool
+    answer: str | None
+    error: InvokeError | None
+    thread_id: str
+    trace_id: str
+    agents: list[str]
+    """The agents that ran, in order."""
+    workers: list[str]
+    """The workers the supervisor selected."""
+    trace: list[TraceStep]
+    total_ms: float
+
+
+@dataclass(frozen=True)
+class SecretStatus:
+    name: str
+    configured: bool
+
+
+class Instance:
+    def __init__(self, *, bundle: InstanceBundle, config: RuntimeConfig) -> None:
+        self.bundle = bundle
+        self.config = config
+        names = list(bundle.instance.spec.secrets)
+        self.secrets, self.missing_secrets = config.secrets_for(names)
+        self.metrics = Metrics()
+        self.memory = ThreadMemory()
+        self.draining = False
+        self.ready = False
+        backend = build_backend_server(
+            bundle=bundle,
+            providers=providers_for(bundle, offline=config.offline, region=config.aws_region),
+            memory=self.memory,
+            secrets=self.secrets,
+        )
+        self.backend = BackendConnection(backend, bundle.mcp.agents)
+        self.graph = build_graph(self._agents())
+
+    @classmethod
+    def from_config(cls, config: RuntimeConfig) -> Instance:
+        bundle = load_bundle(
+            config.bundle_uri, expected_hash=config.bundle_hash, identity=config.identity, region=config.aws_region
+        )
+        return cls(bundle=bundle, config=config)
+
+    def _agents(self) -> Agents:
+        b = self.bundle
+        nodes = b.graph.nodes
+        workers: dict[str, Node] = {
+            w.agent_id: WorkerAgent(spec=b.specs[w.agent_id], tools=self.backend.gateway(w.agent_id))
+            for w in b.graph.workers
+        }
+        return Agents(
+            io_in=IoInAgent(agent_id=nodes["io"]),
+            governance=GovernanceAgent(
+                agent_id=nodes["governance"], policy=InputPolicy.from_spec(b.spec_of("governance").spec.policy)
+            ),
+            context=ContextAgent(
+                agent_id=nodes["context"],
+                tools=self.backend.gateway(nodes["context"]),
+                history_limit=b.instance.spec.mcp.max_history_messages,
+            ),
+            supervisor=SupervisorAgent(
+                agent_id=nodes["supervisor"],
+                routes=[Route(w.agent_id, tuple(w.keywords), w.default) for w in b.graph.workers],
+            ),
+            workers=workers,
+            coherence=CoherenceAgent(agent_id=nodes["coherence"], tools=self.backend.gateway(nodes["coherence"])),
+            exception=ExceptionAgent(agent_id=nodes["exception"]),
+            observability=ObservabilityAgent(agent_id=nodes["observability"], metrics=self.metrics),
+            io_out=IoOutAgent(agent_id=nodes["io"]),
+        )
+
+    async def start(self) -> None:
+        await self.backend.open()
+        self.ready = True
+        if self.missing_secrets:
+            log.warning("secrets not injected (names only): %s", ", ".join(self.missing_secrets))
+
+    async def stop(self) -> None:
+        self.ready = False
+        await self.backend.close()
+
+    async def invoke(self, message: str, thread_id: str = "default", tenant: str | None = None) -> InvokeResult:
+        trace_id = uuid.uuid4().hex
+        if self.draining or not self.ready:
+            self.metrics.refused += 1
+            reason = "the instance is shutting down" if self.draining else "the instance is not ready yet"
+            error = InvokeError(code="draining", message=f"{reason}; retry on another task", node="io", agent_id="")
+            return InvokeResult(
+                ok=False, answer=None, error=error, thread_id=thread_id, trace_id=trace_id,
+                agents=[], workers=[], trace=[], total_ms=0.0,
+            )  # fmt: skip
+        self.metrics.requests += 1
+        self.metrics.in_flight += 1
+        started = time.perf_counter()
+        log.debug(json.dumps({"event": "invoke.start", "trace_id": trace_id}))
+        request: PipelineState = {"message": message, "thread_id": thread_id, "tenant": tenant, "trace_id": trace_id}
+        try:
+            state = cast(PipelineState, await self.graph.ainvoke(request))
+        finally:
+            self.metrics.in_flight -= 1
+        total_ms = round((time.perf_counter() - started) * 1000, 3)
+        result = _result(state, thread_id=thread_id, trace_id=trace_id, total_ms=total_ms)
+        log.info(
+            json.dumps(
+                {
+                    "event": "invoke",
+                    "trace_id": trace_id,
+                    "ok": result.ok,
+                    "code": result.error.code if result.error else None,
+                    "workers": result.workers,
+                    "ms": total_ms,
+                }
+            )
+        )
+        return result
+
+    def describe(self) -> dict[str, Any]:
+        spec = self.bundle.instance.spec
+        return {
+            "instance": self.bundle.instance.metadata.name,
+            "identity": spec.identity.model_dump(mode="json"),
+            "hostname": spec.hostname,
+            "bundle_hash": self.bundle.content_hash,
+            "bundle_uri": self.bundle.source,
+            "pipeline": list(self.bundle.graph.pipeline),
+            "agents": [
+                {
+                    "agent_id": a.agent_id,
+                    "role": a.role,
+                    "version": a.version,
+                    "description": self.bundle.specs[a.agent_id].spec.description,
+                    "tools": self.bundle.mcp.agents.get(a.agent_id, []),
+                }
+                for a in spec.agents
+            ],
+            "workers": [w.model_dump(mode="json", exclude={"spec_path"}) for w in self.bundle.graph.workers],
+            "model_provider": spec.mcp.model_provider,
+            "secrets": [
+                {"name": s.name, "configured": s.configured}
+                for s in (SecretStatus(n, n in self.secrets) for n in spec.secrets)
+            ],
+        }
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "ready": self.ready and not self.draining,
+            "draining": self.draining,
+            "bundle_hash": self.bundle.content_hash,
+            "threads": self.memory.thread_count,
+            "metrics": self.metrics.snapshot(),
+        }
+
+    def prometheus_labels(self) -> str:
+        identity = self.bundle.instance.spec.identity
+        return (
+            f'organization="{identity.organization_id}",domain="{identity.domain_id}",'
+            f'environment="{identity.environment}",instance="{identity.instance_id}"'
+        )
+
+
+def _result(state: PipelineState, *, thread_id: str, trace_id: str, total_ms: float) -> InvokeResult:
+    trace = [TraceStep(**entry) for entry in state.get("trace", [])]
+    error = state.get("error")
+    return InvokeResult(
+        ok=error is None,
+        answer=state.get("answer") if error is None else None,
+        error=InvokeError(**error) if error else None,
+        thread_id=thread_id,
+        trace_id=trace_id,
+        agents=[step.agent_id for step in trace],
+        workers=list(state.get("routes", [])),
+        trace=trace,
+        total_ms=total_ms,
+    )
+
+
+__all__ = ["Instance", "InvokeResult", "Secrets"]
