@@ -21,6 +21,7 @@ from foundry.naming import bundle_file
 from foundry.problems import ManifestError
 from foundry.render import instance_yaml
 from foundry.resolve import ResolvedInstance
+from foundry.serve_cli import add_serve_parser, run_serve
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 
@@ -119,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     schema = sub.add_parser("schema", help="write the JSON Schema of every manifest kind to DIR")
     schema.add_argument("--out", type=Path, default=DEFAULT_AGENTS_DIR / "schemas", metavar="DIR")
+    add_serve_parser(sub)
     return parser
 
 
@@ -131,6 +133,8 @@ COMMANDS: dict[str, Callable[[Fleet, argparse.Namespace], dict[str, Any]]] = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "serve":
+        return run_serve(args)
     if args.command == "schema":
         for path in write_schemas(args.out):
             print(f"wrote {path}")

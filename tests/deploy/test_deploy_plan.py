@@ -1,0 +1,231 @@
+"""`python -m foundry plan`: the fast path against real git repositories."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from typing import Any
+
+import pytest
+
+from foundry.cli import main
+from tests.deploy.git_repos import REPO_ROOT, GitRepo, git
+
+
+def run_plan(repo: GitRepo, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict[str, Any]]:
+    code = main(["plan", "--agents-dir", str(repo.agents), "--json", *args])
+    result: dict[str, Any] = json.loads(capsys.readouterr().out)
+    return code, result
+
+
+def kinds(plan: dict[str, Any], env: str) -> dict[str, str]:
+    [found] = [e for e in plan["environments"] if e["environment"] == env]
+    return {i["instance"]: i["kind"] for i in found["instances"]} | {"(platform)": found["platform"]["kind"]}
+
+
+def env_plan(plan: dict[str, Any], env: str) -> dict[str, Any]:
+    found: list[dict[str, Any]] = [e for e in plan["environments"] if e["environment"] == env]
+    assert len(found) == 1
+    return found[0]
+
+
+def reasons_of(plan: dict[str, Any], env: str, instance: str) -> list[str]:
+    [found] = [i for i in env_plan(plan, env)["instances"] if i["instance"] == instance]
+    return list(found["reasons"])
+
+
+def test_unchanged_working_tree_plans_nothing_and_exits_zero(git_repo, capsys):
+    code, plan = run_plan(git_repo, capsys)
+    assert code == 0
+    assert plan["has_changes"] is False
+    assert all(e["deploy_stacks"] == [] for e in plan["environments"])
+    assert {e["environment"] for e in plan["environments"]} == {"dev", "staging", "prod"}
+
+
+def test_changed_spec_changes_only_the_instances_that_use_it_and_names_the_file(git_repo, capsys):
+    spec = git_repo.root / "agents/specs/workers/qa-agent.yaml"
+    spec.write_text(spec.read_text().replace("temperature: 0.", "temperature: 0.0"), encoding="utf-8")
+    code, plan = run_plan(git_repo, capsys)
+    assert code == 1
+    users = {
+        (e["environment"], e["instance"])
+        for e in ({"environment": env["environment"], **i} for env in plan["environments"] for i in env["instances"])
+        if e["kind"] == "changed"
+    }
+    manifests = {
+        env: (git_repo.agents / f"manifests/manifest.{env}.yaml").read_text() for env in ("dev", "staging", "prod")
+    }
+    assert users, "qa-agent is used by at least one instance"
+    for env, instance in users:
+        assert "qa-agent" in manifests[env]
+        assert "spec agents/specs/workers/qa-agent.yaml changed" in reasons_of(plan, env, instance)
+    dev = kinds(plan, "dev")
+    assert dev["acme/retail/dev"] == "unchanged"  # acme's dev instance has no qa-agent
+    assert dev["(platform)"] == "unchanged"
+
+
+def test_deploy_override_changes_one_environment_and_reports_the_field(git_repo, capsys):
+    def bump(doc: Any) -> None:
+        doc["spec"]["deploy"]["overrides"][0]["max_tasks"] = 4  # the staging override
+
+    git_repo.edit_yaml("agents/manifests/manifest.instance-template.yaml", bump)
+    code, plan = run_plan(git_repo, capsys)
+    assert code == 1
+    assert set(kinds(plan, "staging").values()) == {"changed", "unchanged"}
+    assert kinds(plan, "staging")["(platform)"] == "unchanged"
+    assert set(kinds(plan, "dev").values()) == {"unchanged"}
+    assert set(kinds(plan, "prod").values()) == {"unchanged"}
+    reason = reasons_of(plan, "staging", "acme/retail/us-east-1")[0]
+    assert "agents/manifests/manifest.staging.yaml" in reason
+    assert "spec.deploy.max_tasks 3 -> 4" in reason
+    assert env_plan(plan, "staging")["deploy_stacks"] == [
+        "af-staging-acme-retail-us-east-1",
+        "af-staging-globex-support-us-east-1",
+    ]
+
+
+def test_new_and_removed_instances_are_added_and_removed_with_their_stacks(git_repo, capsys):
+    def move(doc: Any) -> None:
+        for entry in doc["spec"]["entries"]:
+            if entry["organization_id"] == "acme":
+                entry["instance_id"] = "dev2"
+
+    git_repo.edit_yaml("agents/manifests/manifest.dev.yaml", move)
+    code, plan = run_plan(git_repo, capsys)
+    assert code == 1
+    dev = kinds(plan, "dev")
+    assert dev["acme/retail/dev2"] == "added"
+    assert dev["acme/retail/dev"] == "removed"
+    assert dev["default-org/default-domain/dev"] == "unchanged"
+    assert reasons_of(plan, "dev", "acme/retail/dev2") == ["new in agents/manifests/manifest.dev.yaml"]
+    assert env_plan(plan, "dev")["deploy_stacks"] == ["af-dev-acme-retail-dev2"]
+    assert env_plan(plan, "dev")["removed_stacks"] == ["af-dev-acme-retail-dev"]
+
+
+def test_platform_settings_change_the_platform_stack_and_every_instance_of_that_environment(git_repo, capsys):
+    def retention(doc: Any) -> None:
+        doc["spec"]["environments"]["dev"]["log_retention_days"] = 14
+
+    git_repo.edit_yaml("agents/platform.yaml", retention)
+    code, plan = run_plan(git_repo, capsys)
+    assert code == 1
+    assert set(kinds(plan, "dev").values()) == {"changed"}
+    assert env_plan(plan, "dev")["platform"]["reasons"] == [
+        "agents/platform.yaml: spec.environments.dev.log_retention_days 7 -> 14"
+    ]
+    assert env_plan(plan, "dev")["deploy_stacks"][0] == "af-dev-platform"
+    assert set(kinds(plan, "prod").values()) == {"unchanged"}
+
+
+def test_moved_placement_slot_changes_the_instance_and_names_the_placement_file(git_repo, capsys):
+    def swap(doc: Any) -> None:
+        slots = doc["spec"]["slots"]
+        slots[0]["priority"], slots[1]["priority"] = slots[1]["priority"], slots[0]["priority"]
+
+    git_repo.edit_yaml("agents/placement/dev.yaml", swap)
+    code, plan = run_plan(git_repo, capsys)
+    assert code == 1
+    reasons = reasons_of(plan, "dev", "acme/retail/dev")
+    assert any(
+        r.startswith("agents/placement/dev.yaml: slot shard 0 priority 1 -> shard 0 priority 2") for r in reasons
+    )
+
+
+def test_cdk_code_change_says_every_template_may_change_and_recommends_templates(git_repo, capsys):
+    git_repo.write("stacks/af_new_construct.py", "VALUE = 1\n")
+    code, plan = run_plan(git_repo, capsys)
+    assert code == 1
+    assert plan["cdk_code_changed"] == ["stacks/af_new_construct.py"]
+    assert plan["recommend_templates"] is True
+    for env in ("dev", "staging", "prod"):
+        assert set(kinds(plan, env).values()) == {"changed"}
+    assert reasons_of(plan, "prod", "globex/support/tenant-123")[0].startswith(
+        "template may change: CDK code changed (stacks/af_new_construct.py)"
+    )
+
+
+def test_changes_outside_agents_and_cdk_code_plan_nothing(git_repo, capsys):
+    git_repo.write("docs/notes.md", "# notes\n")
+    code, plan = run_plan(git_repo, capsys)
+    assert (code, plan["has_changes"], plan["cdk_code_changed"]) == (0, False, [])
+
+
+def test_committed_changes_are_planned_against_an_older_base_revision(git_repo, capsys):
+    first = git(git_repo.root, "rev-parse", "HEAD")
+
+    def bump(doc: Any) -> None:
+        doc["spec"]["deploy"]["overrides"][1]["memory"] = 4096  # prod
+
+    git_repo.edit_yaml("agents/manifests/manifest.instance-template.yaml", bump)
+    git_repo.commit("bigger prod")
+    assert run_plan(git_repo, capsys)[0] == 0  # HEAD is the working tree
+    code, plan = run_plan(git_repo, capsys, "--base", first)
+    assert code == 1
+    assert set(kinds(plan, "prod").values()) == {"changed", "unchanged"}
+    assert kinds(plan, "prod")["(platform)"] == "unchanged"
+
+
+def test_base_without_agents_directory_adds_every_instance(git_repo, capsys):
+    git(git_repo.root, "checkout", "-q", "--orphan", "empty")
+    git(git_repo.root, "rm", "-rq", "--cached", ".")
+    git(git_repo.root, "commit", "-q", "--allow-empty", "-m", "empty")
+    empty = git(git_repo.root, "rev-parse", "HEAD")
+    code, plan = run_plan(git_repo, capsys, "--base", empty)
+    assert code == 1
+    for env in ("dev", "staging", "prod"):
+        assert set(kinds(plan, env).values()) == {"added"}
+
+
+def test_base_revision_is_read_by_its_own_code(git_repo, capsys):
+    """A bundle at the base revision is what that revision's bundle builder made, not today's."""
+    shutil.copytree(REPO_ROOT / "foundry", git_repo.root / "foundry", ignore=shutil.ignore_patterns("__pycache__"))
+    render = git_repo.root / "foundry/render.py"
+    original = render.read_text()
+    render.write_text(original.replace('HEADER = "# Generated', 'HEADER = "# Old header. Generated'))
+    git_repo.commit("vendored foundry with an older header")
+    render.write_text(original)
+    code, plan = run_plan(git_repo, capsys)
+    assert code == 1
+    assert "bundle file instance.yaml changed" in reasons_of(plan, "dev", "acme/retail/dev")
+    assert plan["cdk_code_changed"] == ["foundry/render.py"]
+
+
+def test_unknown_base_revision_is_an_error_with_exit_code_two(git_repo, capsys):
+    code, result = run_plan(git_repo, capsys, "--base", "no-such-branch")
+    assert code == 2
+    assert result["ok"] is False
+    assert "unknown git revision 'no-such-branch'" in result["error"]
+
+
+def test_invalid_manifests_at_the_base_revision_are_an_error_naming_the_revision(git_repo, capsys):
+    (git_repo.agents / "platform.yaml").write_text("apiVersion: agent-foundry/v1\nkind: PlatformSettings\n")
+    git_repo.commit("broken")
+    git(git_repo.root, "revert", "--no-edit", "HEAD")
+    code, result = run_plan(git_repo, capsys, "--base", "HEAD~1")
+    assert code == 2
+    assert "revision HEAD~1" in result["error"]
+    assert "platform.yaml" in result["error"]
+
+
+def test_table_for_people_lists_changes_and_the_stacks_to_deploy(git_repo, capsys):
+    def retention(doc: Any) -> None:
+        doc["spec"]["environments"]["staging"]["log_retention_days"] = 60
+
+    git_repo.edit_yaml("agents/platform.yaml", retention)
+    code = main(["plan", "--agents-dir", str(git_repo.agents)])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "staging: 0 added, 2 changed, 0 removed, 0 unchanged" in out
+    assert "deploy: af-staging-platform af-staging-acme-retail-us-east-1 af-staging-globex-support-us-east-1" in out
+    assert "dev: 0 added, 0 changed, 0 removed, 2 unchanged" in out
+    assert out.rstrip().endswith("changes: yes")
+
+
+def test_markdown_table_is_ready_for_a_job_summary(git_repo, capsys):
+    git_repo.write("app.py", "print('app')\n")
+    code = main(["plan", "--agents-dir", str(git_repo.agents), "--markdown"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert out.startswith("## Change plan: HEAD")
+    assert "| change | instance | stack | why |" in out
+    assert "Deploy: `af-dev-platform af-dev-acme-retail-dev af-dev-default-org-default-domain-dev`" in out
