@@ -1,0 +1,134 @@
+"""`python -m foundry serve`: the Foundry MCP server over stdio (local clients) or streamable HTTP (the UI).
+
+HTTP always needs a bearer token (from `--token-file` or `FOUNDRY_TOKEN`), on loopback too: any local process
+could otherwise deploy. The server refuses to start without one, and refuses a non-loopback address unless
+`--allowed-host` names the host names clients will use (the SDK's DNS-rebinding check).
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from mcp.server.auth.provider import AccessToken
+from mcp.server.auth.settings import AuthSettings
+from mcp.server.transport_security import TransportSecuritySettings
+
+from foundry.deploy import Deployer, DeployMethod, InstanceLocks
+from foundry.instance_status import boto3_clients, probe_instance_mcp
+from foundry.mcp_server import FoundryConfig, build_server
+from foundry.process import ProcessRunner, tool_environment
+
+TOKEN_ENV = "FOUNDRY_TOKEN"  # noqa: S105 - the variable's name
+MIN_TOKEN_LENGTH = 16
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class ServeError(Exception):
+    """The server was asked to start in a way that is not allowed; the message says what to change."""
+
+
+class StaticTokenVerifier:
+    """Accepts exactly one bearer token, compared in constant time."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token.encode()
+
+    async def verify_token(self, token: str) -> AccessToken | None:
+        if hmac.compare_digest(token.encode(), self._token):
+            return AccessToken(token=token, client_id="foundry-client", scopes=[])
+        return None
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    transport: Literal["stdio", "http"]
+    host: str
+    port: int
+    agents_dir: Path
+    token_file: Path | None
+    allowed_hosts: tuple[str, ...]
+    deploy_method: DeployMethod
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def read_token(token_file: Path | None, environ: dict[str, str] | os._Environ[str]) -> str | None:
+    if token_file is not None:
+        try:
+            token = token_file.read_text().strip()
+        except OSError as exc:
+            raise ServeError(f"--token-file {token_file}: {exc.strerror}") from exc
+    else:
+        token = environ.get(TOKEN_ENV, "").strip()
+    if not token:
+        return None
+    if len(token) < MIN_TOKEN_LENGTH:
+        raise ServeError(f"the bearer token is too short ({len(token)} characters, at least {MIN_TOKEN_LENGTH})")
+    return token
+
+
+def http_security(options: ServeOptions) -> TransportSecuritySettings | None:
+    if is_loopback(options.host):
+        return None  # the SDK's loopback defaults: Host must be 127.0.0.1/localhost/[::1]
+    if not options.allowed_hosts:
+        raise ServeError(
+            f"--host {options.host} is not a loopback address: name the host names clients use with --allowed-host"
+        )
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=[h if ":" in h else f"{h}:*" for h in options.allowed_hosts],
+        allowed_origins=[f"https://{h}" for h in options.allowed_hosts]
+        + [f"http://{h}" for h in options.allowed_hosts],
+    )
+
+
+def make_config(agents_dir: Path, deploy_method: DeployMethod) -> FoundryConfig:
+    runner = ProcessRunner(cwd=REPO_ROOT, env=tool_environment(REPO_ROOT))
+    deployer = Deployer(repo_root=REPO_ROOT, runner=runner, locks=InstanceLocks(), method=deploy_method)
+    return FoundryConfig(
+        repo_root=REPO_ROOT,
+        agents_dir=agents_dir.resolve(),
+        deployer=deployer,
+        clients=boto3_clients,
+        probe=probe_instance_mcp,
+    )
+
+
+def serve(options: ServeOptions) -> None:
+    config = make_config(options.agents_dir, options.deploy_method)
+    if options.transport == "stdio":
+        build_server(config).run("stdio")
+        return
+    token = read_token(options.token_file, os.environ)
+    if token is None:
+        where = "non-loopback " if not is_loopback(options.host) else ""
+        raise ServeError(
+            f"refusing to serve HTTP on {where}{options.host} without a bearer token: "
+            f"set {TOKEN_ENV} or pass --token-file"
+        )
+    security = http_security(options)
+    # The SDK wires bearer checking through AuthSettings; with no resource_server_url and no OAuth provider the
+    # issuer URL is never advertised or used, the static token is the whole scheme.
+    auth = AuthSettings(issuer_url="http://localhost", resource_server_url=None)
+    server = build_server(config, token_verifier=StaticTokenVerifier(token), auth=auth)
+    app = server.streamable_http_app(host=options.host, transport_security=security)
+
+    import anyio
+    import uvicorn
+
+    uv = uvicorn.Server(uvicorn.Config(app, host=options.host, port=options.port, log_level="info"))
+    print(f"foundry MCP server: http://{options.host}:{options.port}/mcp (bearer token required)", file=sys.stderr)
+    anyio.run(uv.serve)

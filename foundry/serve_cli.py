@@ -1,0 +1,59 @@
+"""The `serve` subcommand's arguments; the server itself (and its heavy imports) load only when it runs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from foundry.fleet import DEFAULT_AGENTS_DIR
+
+EXIT_OK, EXIT_USAGE = 0, 2
+
+
+def add_serve_parser(sub: Any) -> None:
+    help_text = "run the Foundry MCP server (stdio for local clients, streamable HTTP with a bearer token)"
+    p: argparse.ArgumentParser = sub.add_parser("serve", help=help_text, description=help_text)
+    p.add_argument("--transport", choices=("stdio", "http"), default="stdio")
+    p.add_argument("--host", default="127.0.0.1", help="HTTP only; default 127.0.0.1")
+    p.add_argument("--port", type=int, default=8765, help="HTTP only; default 8765")
+    p.add_argument(
+        "--token-file", type=Path, metavar="FILE", help="HTTP bearer token (default: the FOUNDRY_TOKEN variable)"
+    )
+    p.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="host name clients use (required with a non-loopback --host; repeatable)",
+    )
+    p.add_argument("--agents-dir", type=Path, default=DEFAULT_AGENTS_DIR, help="default: agents/")
+    p.add_argument(
+        "--deploy-method",
+        choices=("change-set", "direct"),
+        default="change-set",
+        help="cdk deploy --method (direct for a local AWS emulator)",
+    )
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from foundry.serve import ServeError, ServeOptions, serve
+
+    options = ServeOptions(
+        transport=args.transport,
+        host=args.host,
+        port=args.port,
+        agents_dir=args.agents_dir,
+        token_file=args.token_file,
+        allowed_hosts=tuple(args.allowed_host),
+        deploy_method=args.deploy_method,
+    )
+    try:
+        serve(options)
+    except ServeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        pass
+    return EXIT_OK

@@ -1,0 +1,134 @@
+"""Checks every argument a Foundry MCP tool receives before anything runs.
+
+A tool argument ends up in a `cdk` argv list, a boto3 call or a file path. No shell is ever involved, but a value
+that *looks* like shell syntax or a command-line flag is still refused: it is never a legitimate id, and refusing it
+keeps the argv of every subprocess predictable. Each check raises ToolArgumentError with a message for the person
+who sent the value: which argument, what was found, what is allowed.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from foundry.fleet import Fleet
+from foundry.naming import parse_selector
+from foundry.resolve import ResolvedInstance
+from foundry.schema import DNS_LABEL_PATTERN
+
+SHELL_METACHARACTERS = frozenset(";&|$`<>(){}[]*?!~'\"\\#%^")
+_DNS_ID = re.compile(DNS_LABEL_PATTERN)
+MAX_ARGUMENT_LENGTH = 512
+
+# A container image reference (registry/repository with a tag or a digest; an implicit `latest` is refused because
+# a deploy must name exactly what it runs).
+_IMAGE_URI = re.compile(
+    r"^(?:(?P<registry>[a-zA-Z0-9](?:[a-zA-Z0-9.-]*[a-zA-Z0-9])?(?::\d{1,5})?)/)?"
+    r"(?P<repository>[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*)"
+    r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?"
+    r"(?:@(?P<digest>sha256:[a-f0-9]{64}))?$"
+)
+
+MIN_TIMEOUT_SECONDS = 30
+MAX_TIMEOUT_SECONDS = 4 * 3600
+
+
+class ToolArgumentError(ValueError):
+    """A tool argument was refused; the message names the argument and what is allowed."""
+
+
+def check_plain_value(argument: str, value: str) -> str:
+    """Refuses control characters, shell metacharacters and flag-like values; returns the value unchanged."""
+    if len(value) > MAX_ARGUMENT_LENGTH:
+        raise ToolArgumentError(f"{argument}: {len(value)} characters is too long (at most {MAX_ARGUMENT_LENGTH})")
+    if not value:
+        raise ToolArgumentError(f"{argument}: must not be empty")
+    bad_control = sorted({c for c in value if ord(c) < 32 or ord(c) == 127})
+    if bad_control:
+        raise ToolArgumentError(f"{argument}: contains control characters {bad_control!r}; refused")
+    found = sorted({c for c in value if c in SHELL_METACHARACTERS})
+    if found:
+        raise ToolArgumentError(
+            f"{argument}: {value!r} contains shell metacharacters {' '.join(found)}; refused (nothing was run)"
+        )
+    if value.startswith("-"):
+        raise ToolArgumentError(
+            f"{argument}: {value!r} looks like a command-line flag; refused (values may not start with '-')"
+        )
+    if any(c.isspace() for c in value):
+        raise ToolArgumentError(f"{argument}: {value!r} contains whitespace; refused (nothing was run)")
+    return value
+
+
+def check_id(argument: str, value: str) -> str:
+    """An organization, domain, environment, instance or agent id: a DNS label."""
+    check_plain_value(argument, value)
+    if not _DNS_ID.match(value):
+        raise ToolArgumentError(
+            f"{argument}: {value!r} is not a valid id (lowercase letters, digits and '-', at most 63 characters)"
+        )
+    return value
+
+
+def check_environment(fleet: Fleet, environment: str) -> str:
+    check_id("environment", environment)
+    known = sorted(fleet.tree.environments)
+    if environment not in known:
+        raise ToolArgumentError(f"environment: unknown environment {environment!r}; known: {', '.join(known)}")
+    return environment
+
+
+def find_instance(fleet: Fleet, environment: str, instance: str) -> ResolvedInstance:
+    """The one resolved instance named by (environment, 'ORG/DOMAIN/INSTANCE'), or a refusal listing what exists."""
+    check_environment(fleet, environment)
+    check_plain_value("instance", instance)
+    try:
+        key = parse_selector(instance)
+    except ValueError as exc:
+        raise ToolArgumentError(f"instance: {exc}") from exc
+    for resolved in fleet.instances:
+        if resolved.environment == environment and resolved.key == key:
+            return resolved
+    known = [i.key.selector for i in fleet.instances if i.environment == environment]
+    raise ToolArgumentError(
+        f"instance: unknown instance {instance!r} in environment {environment!r}; known: {', '.join(known) or 'none'}"
+    )
+
+
+def check_image_uri(image_uri: str) -> str:
+    """A container image reference with an explicit tag or digest, e.g.
+    123456789012.dkr.ecr.us-east-1.amazonaws.com/agent-runtime:1.4.2"""
+    check_plain_value("runtime_image", image_uri)
+    match = _IMAGE_URI.match(image_uri)
+    if not match:
+        raise ToolArgumentError(
+            f"runtime_image: {image_uri!r} is not a container image reference "
+            "(REGISTRY/REPOSITORY:TAG or REGISTRY/REPOSITORY@sha256:DIGEST)"
+        )
+    if not match.group("tag") and not match.group("digest"):
+        raise ToolArgumentError(
+            f"runtime_image: {image_uri!r} names no tag or digest; "
+            "give one explicitly (an implicit 'latest' is refused)"
+        )
+    return image_uri
+
+
+def check_repo_path(argument: str, value: str, repo_root: Path) -> Path:
+    """A directory inside the repository (relative to it, or absolute); symlinks are resolved before the check."""
+    check_plain_value(argument, value)
+    root = repo_root.resolve()
+    candidate = Path(value)
+    resolved = (candidate if candidate.is_absolute() else root / candidate).resolve()
+    if not resolved.is_relative_to(root):
+        raise ToolArgumentError(f"{argument}: {value!r} is outside the repository {root}; refused")
+    if not resolved.is_dir():
+        raise ToolArgumentError(f"{argument}: {value!r} is not a directory inside the repository")
+    return resolved
+
+
+def check_timeout(timeout_seconds: int) -> int:
+    if not MIN_TIMEOUT_SECONDS <= timeout_seconds <= MAX_TIMEOUT_SECONDS:
+        raise ToolArgumentError(
+            f"timeout_seconds: {timeout_seconds} is out of range ({MIN_TIMEOUT_SECONDS}..{MAX_TIMEOUT_SECONDS})"
+        )
+    return timeout_seconds

@@ -1,0 +1,44 @@
+"""Fixtures of the Foundry MCP server tests: a server wired to the real CDK CLI runner, with its deploy folders
+(cdk.out, outputs files, locks) in the test's tmp_path so a test can prove what was (not) created."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from mcp.server.mcpserver import MCPServer
+
+from foundry.deploy import Deployer, InstanceLocks
+from foundry.fleet import DEFAULT_AGENTS_DIR
+from foundry.instance_status import boto3_clients
+from foundry.mcp_server import FoundryConfig, build_server
+from foundry.process import ProcessRunner, tool_environment
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def deploys_dir(tmp_path: Path) -> Path:
+    return tmp_path / "foundry-deploys"
+
+
+@pytest.fixture
+def runner() -> ProcessRunner:
+    return ProcessRunner(cwd=REPO_ROOT, env=tool_environment(REPO_ROOT))
+
+
+@pytest.fixture
+def deployer(runner: ProcessRunner, deploys_dir: Path) -> Deployer:
+    return Deployer(repo_root=REPO_ROOT, runner=runner, locks=InstanceLocks(), work_root=deploys_dir)
+
+
+@pytest.fixture
+def foundry_config(deployer: Deployer) -> FoundryConfig:
+    return FoundryConfig(
+        repo_root=REPO_ROOT, agents_dir=DEFAULT_AGENTS_DIR, deployer=deployer, clients=boto3_clients, probe=None
+    )
+
+
+@pytest.fixture
+def server(foundry_config: FoundryConfig) -> MCPServer:
+    return build_server(foundry_config)
