@@ -1,149 +1,18 @@
-"""Helpers for the runtime tests: bundles of the example fleet, and a real runtime process on 127.0.0.1."""
+"""Fixtures of the runtime tests; the helpers live in runtime_harness.py."""
 
 from __future__ import annotations
 
-import os
-import queue
-import re
-import shutil
-import signal
-import subprocess
-import sys
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 
-from foundry.bundle import build_bundle
-from foundry.fleet import load_fleet
-from foundry.resolve import ResolvedInstance
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-AGENTS_DIR = REPO_ROOT / "agents"
-START_TIMEOUT = 30.0
-
-
-@dataclass(frozen=True)
-class BuiltBundle:
-    instance: ResolvedInstance
-    path: Path
-    content_hash: str
-
-    def identity_env(self) -> dict[str, str]:
-        identity = self.instance.manifest.spec.identity
-        return {
-            "ORG_ID": identity.organization_id,
-            "DOMAIN_ID": identity.domain_id,
-            "ENVIRONMENT": identity.environment,
-            "INSTANCE_ID": identity.instance_id,
-            "BUNDLE_URI": str(self.path),
-            "BUNDLE_HASH": self.content_hash,
-        }
-
-
-def write_bundles(agents_dir: Path, out: Path, instance: str | None = None) -> list[BuiltBundle]:
-    out.mkdir(parents=True, exist_ok=True)
-    built = []
-    for resolved in load_fleet(agents_dir, instance=instance).instances:
-        bundle = build_bundle(resolved)
-        path = out / f"{resolved.environment}.{resolved.manifest.metadata.name}.tar.gz"
-        path.write_bytes(bundle.archive)
-        built.append(BuiltBundle(resolved, path, bundle.content_hash))
-    return built
+from tests.runtime.runtime_harness import AGENTS_DIR, BuiltBundle, RuntimeProcess, write_bundles
 
 
 @pytest.fixture(scope="session")
 def example_bundles(tmp_path_factory: pytest.TempPathFactory) -> list[BuiltBundle]:
     """One bundle per example instance in agents/ (7 across dev, staging and prod)."""
     return write_bundles(AGENTS_DIR, tmp_path_factory.mktemp("bundles"))
-
-
-def copy_agents(target: Path) -> Path:
-    shutil.copytree(AGENTS_DIR, target, ignore=shutil.ignore_patterns("schemas"))
-    return target
-
-
-@dataclass
-class RuntimeProcess:
-    """`python -m runtime serve` as a child process; stderr lines are collected by a reader thread."""
-
-    process: subprocess.Popen[str]
-    lines: queue.Queue[str | None] = field(default_factory=queue.Queue)
-    seen: list[str] = field(default_factory=list)
-    port: int = 0
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/mcp"
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def wait_for_line(self, pattern: str, timeout: float = START_TIMEOUT) -> re.Match[str]:
-        """Blocks until a stderr line matches (event-driven: the reader thread hands over each line)."""
-        regex = re.compile(pattern)
-        for line in self.seen:
-            if match := regex.search(line):
-                return match
-        while True:
-            try:
-                line = self.lines.get(timeout=timeout)
-            except queue.Empty:
-                raise AssertionError(f"no stderr line matched {pattern!r}; got:\n" + "".join(self.seen)) from None
-            if line is None:
-                raise AssertionError(f"process exited before {pattern!r}; stderr:\n" + "".join(self.seen))
-            self.seen.append(line)
-            if match := regex.search(line):
-                return match
-
-    def stderr_text(self) -> str:
-        while True:
-            try:
-                line = self.lines.get_nowait()
-            except queue.Empty:
-                break
-            if line is not None:
-                self.seen.append(line)
-        return "".join(self.seen)
-
-    def terminate(self, timeout: float = 30.0) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=timeout)
-
-
-def runtime_env(extra: dict[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SECRET_", "BUNDLE_", "OFFLINE_MODEL_"))}
-    for name in ("ORG_ID", "DOMAIN_ID", "ENVIRONMENT", "INSTANCE_ID", "ALLOWED_HOSTS", "PORT"):
-        env.pop(name, None)
-    env.update({"PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1", "AWS_EC2_METADATA_DISABLED": "true"})
-    env.update(extra)
-    return env
-
-
-def start_runtime(env: dict[str, str], *args: str) -> RuntimeProcess:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "runtime", "serve", "--host", "127.0.0.1", "--port", "0", *args],
-        cwd=REPO_ROOT,
-        env=runtime_env(env),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    runtime = RuntimeProcess(process)
-
-    def pump() -> None:
-        assert process.stderr is not None
-        for line in process.stderr:
-            runtime.lines.put(line)
-        runtime.lines.put(None)
-
-    threading.Thread(target=pump, daemon=True).start()
-    return runtime
 
 
 @pytest.fixture
@@ -155,15 +24,3 @@ def runtime_factory() -> Iterator[list[RuntimeProcess]]:
         if runtime.process.poll() is None:
             runtime.process.kill()
             runtime.process.wait(timeout=10)
-
-
-def serve(env: dict[str, str], *args: str) -> RuntimeProcess:
-    """Starts a runtime and waits until uvicorn reports its port (the lifespan, and so readiness, came first)."""
-    runtime = start_runtime(env, *args)
-    try:
-        runtime.port = int(runtime.wait_for_line(r"Uvicorn running on http://127\.0\.0\.1:(\d+)").group(1))
-    except BaseException:
-        runtime.process.kill()
-        runtime.process.wait(timeout=10)
-        raise
-    return runtime

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from conftest import BuiltBundle, RuntimeProcess, serve
 from mcp import Client
+
+from tests.runtime.runtime_harness import BuiltBundle, RuntimeProcess, serve
 
 pytestmark = pytest.mark.slow
 

@@ -15,8 +15,9 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import BuiltBundle, RuntimeProcess, copy_agents, serve, write_bundles
 from mcp import Client
+
+from tests.runtime.runtime_harness import BuiltBundle, RuntimeProcess, copy_agents, serve, write_bundles
 
 pytestmark = pytest.mark.slow
 

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from typing import Any
 
 import httpx
 import httpx2
 import pytest
-from conftest import BuiltBundle, RuntimeProcess, serve
 from mcp import Client
+
+from tests.runtime.runtime_harness import BuiltBundle, RuntimeProcess, serve
 
 pytestmark = pytest.mark.slow
 
@@ -25,14 +27,14 @@ async def test_sigterm_lets_in_flight_requests_finish_refuses_new_ones_and_exits
     runtime = serve({**built.identity_env(), "OFFLINE_MODEL_LATENCY_MS": "1500", "LOG_LEVEL": "DEBUG"})
     runtime_factory.append(runtime)
 
-    async def slow_invoke(i: int) -> dict[str, object]:
+    async def slow_invoke(i: int) -> dict[str, Any]:
         async with Client(runtime.url) as client:
             # list first: the client validates a result against the tool's output schema and would otherwise
             # fetch the listing after the answer, on a new connection the draining server no longer accepts
             await client.list_tools()
             result = await client.call_tool("invoke", {"message": f"plan milestone {i}", "thread_id": f"t{i}"})
         assert result.structured_content is not None
-        return result.structured_content
+        return dict(result.structured_content)
 
     tasks = [asyncio.create_task(slow_invoke(i)) for i in range(IN_FLIGHT)]
     loop = asyncio.get_running_loop()
