@@ -18,6 +18,8 @@ from foundry.bundle import build_bundle
 from foundry.fleet import DEFAULT_AGENTS_DIR, Fleet, load_fleet
 from foundry.json_schemas import write_schemas
 from foundry.naming import bundle_file
+from foundry.place_command import cmd_place, print_place
+from foundry.plan_command import add_plan_parser, run_plan
 from foundry.problems import ManifestError
 from foundry.render import instance_yaml
 from foundry.resolve import ResolvedInstance
@@ -94,6 +96,8 @@ def _print_human(command: str, result: dict[str, Any]) -> None:
     elif command == "render":
         for path in result["written"]:
             print(f"wrote {path}")
+    elif command == "place":
+        print_place(result)
     elif command == "bundle":
         for row in result["bundles"]:
             print(f"wrote {row['path']}  {row['content_hash']}")
@@ -118,6 +122,17 @@ def build_parser() -> argparse.ArgumentParser:
     selecting("bundle", "write one runtime bundle per instance to DIR/<env>/").add_argument(
         "--out", type=Path, required=True, metavar="DIR"
     )
+    add_plan_parser(sub)
+    place = sub.add_parser(
+        "place",
+        help="give new instances an ALB shard and listener priority in agents/placement/<env>.yaml",
+        description="give new instances an ALB shard and listener priority; never moves a placed instance",
+    )
+    place.add_argument("--agents-dir", type=Path, default=DEFAULT_AGENTS_DIR, help="default: agents/")
+    place.add_argument("--environment", metavar="ENV", help="only this environment")
+    place.add_argument("--check", action="store_true", help="write nothing; exit 1 if the placement is out of date")
+    place.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    place.set_defaults(instance=None)
     schema = sub.add_parser("schema", help="write the JSON Schema of every manifest kind to DIR")
     schema.add_argument("--out", type=Path, default=DEFAULT_AGENTS_DIR / "schemas", metavar="DIR")
     add_serve_parser(sub)
@@ -128,6 +143,7 @@ COMMANDS: dict[str, Callable[[Fleet, argparse.Namespace], dict[str, Any]]] = {
     "validate": cmd_validate,
     "render": cmd_render,
     "bundle": cmd_bundle,
+    "place": cmd_place,
 }
 
 
@@ -139,6 +155,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for path in write_schemas(args.out):
             print(f"wrote {path}")
         return EXIT_OK
+    if args.command == "plan":
+        return run_plan(args)
     try:
         fleet = load_fleet(args.agents_dir, environment=args.environment, instance=args.instance)
     except ManifestError as exc:
@@ -158,4 +176,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps({"ok": True, **result}, indent=2))
     else:
         _print_human(args.command, result)
-    return EXIT_OK
+    return EXIT_OK if result.get("ok", True) else EXIT_INVALID

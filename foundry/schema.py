@@ -361,6 +361,10 @@ class VpcSettings(Strict):
     availability_zones: list[Annotated[str, StringConstraints(pattern=r"^[a-z]{2}(-[a-z]+)+-\d[a-z]$")]] = Field(
         default_factory=list
     )
+    public_subnet_ids: list[Annotated[str, StringConstraints(pattern=r"^subnet-[0-9a-f]{8,17}$")]] = Field(
+        default_factory=list
+    )
+    """Only for an imported VPC with an internet-facing load balancer, which must sit in public subnets."""
 
     @model_validator(mode="after")
     def _check(self) -> VpcSettings:
@@ -368,6 +372,17 @@ class VpcSettings(Strict):
             raise ValueError("give exactly one of vpc_id (import) or cidr (create)")
         if self.vpc_id and (not self.private_subnet_ids or not self.availability_zones):
             raise ValueError("an imported vpc_id needs private_subnet_ids and availability_zones (no look-ups)")
+        if self.cidr and self.public_subnet_ids:
+            raise ValueError("public_subnet_ids is only for an imported vpc_id; a created VPC makes its own")
+        for label, ids in (
+            ("private_subnet_ids", self.private_subnet_ids),
+            ("public_subnet_ids", self.public_subnet_ids),
+        ):
+            if ids and len(ids) != len(self.availability_zones):
+                raise ValueError(
+                    f"{label} lists {len(ids)} subnets for {len(self.availability_zones)} availability_zones; "
+                    "give one subnet per availability zone, in the same order"
+                )
         return self
 
 
@@ -408,6 +423,15 @@ class EnvironmentSettings(Strict):
     log_retention_days: Literal[1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1827, 3653] = 30
     runtime_image: NonEmpty | None = None
     """A prebuilt runtime image URI; left out, the image is built from runtime/Dockerfile as a CDK asset."""
+
+    @model_validator(mode="after")
+    def _check(self) -> EnvironmentSettings:
+        if self.vpc.vpc_id and self.load_balancer.internet_facing and not self.vpc.public_subnet_ids:
+            raise ValueError(
+                "an internet-facing load balancer in an imported VPC needs vpc.public_subnet_ids "
+                "(one per availability zone)"
+            )
+        return self
 
 
 class PlatformSpec(Strict):

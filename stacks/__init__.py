@@ -1,0 +1,1 @@
+"""CDK stacks: deployment units that compose the constructs in `constructs/`."""

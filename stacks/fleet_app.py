@@ -1,0 +1,127 @@
+"""Builds the CDK app from `agents/`: per environment its platform stack, and one InstanceStack per selected
+instance. Only what the selection needs is constructed; deploying 1 instance of 1,000 builds 1 instance stack.
+
+This is the edge where files are read (manifests, placement) and written (bundles); the stacks and constructs
+below receive plain typed values.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from aws_cdk import App, Stack
+
+from constructs.af_instance_service import ImageFromAsset, ImageFromUri, RuntimeImage
+from foundry import naming, placement
+from foundry.bundle import build_bundle
+from foundry.fleet import load_fleet
+from foundry.schema import EnvironmentSettings
+from stacks.instance_stack import BundleFile, InstanceStack
+from stacks.platform_stack import PlatformStack
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+RUNTIME_DOCKERFILE = "runtime/Dockerfile"
+
+
+@dataclass(frozen=True)
+class FleetSelection:
+    """The app's CDK context: `-c agentsDir=`, `-c environment=`, `-c instance=`, `-c runtimeImage=`."""
+
+    agents_dir: Path
+    environment: str | None = None
+    instance: str | None = None
+    runtime_image: str | None = None
+
+    @classmethod
+    def from_context(cls, app: App) -> FleetSelection:
+        def text(key: str) -> str | None:
+            value = app.node.try_get_context(key)
+            return str(value) if value not in (None, "") else None
+
+        agents_dir = text("agentsDir")
+        return cls(
+            agents_dir=Path(agents_dir).resolve() if agents_dir else REPO_ROOT / "agents",
+            environment=text("environment"),
+            instance=text("instance"),
+            runtime_image=text("runtimeImage"),
+        )
+
+
+@dataclass(frozen=True)
+class FleetStacks:
+    platforms: dict[str, PlatformStack]
+    instances: dict[str, InstanceStack]
+    """Both keyed by stack name."""
+
+    @property
+    def all(self) -> list[Stack]:
+        return [*self.platforms.values(), *self.instances.values()]
+
+
+def runtime_image(selection: FleetSelection, settings: EnvironmentSettings, repo_root: Path) -> RuntimeImage:
+    """`-c runtimeImage` wins over the environment's `runtime_image`; with neither, build runtime/Dockerfile."""
+    uri = selection.runtime_image or settings.runtime_image
+    if uri:
+        return ImageFromUri(uri=uri)
+    return ImageFromAsset(directory=str(repo_root), dockerfile=RUNTIME_DOCKERFILE)
+
+
+def write_bundle(archive: bytes, bundle_dir: Path) -> Path:
+    """Content-addressed: the file name is the archive's sha256, so it is written once and never changes."""
+    path = bundle_dir / f"{hashlib.sha256(archive).hexdigest()}.tar.gz"
+    if not path.exists():
+        from foundry.cli import write_atomically
+
+        write_atomically({path: archive})
+    return path
+
+
+def build_fleet(
+    app: App,
+    selection: FleetSelection,
+    *,
+    repo_root: Path = REPO_ROOT,
+    bundle_dir: Path | None = None,
+) -> FleetStacks:
+    """Raises ManifestError (bad manifests, unplaced instance) or ValueError (bad selector) before building."""
+    fleet = load_fleet(selection.agents_dir, environment=selection.environment, instance=selection.instance)
+    all_settings = fleet.tree.platform.model.spec.environments
+    if selection.instance is not None:
+        environments = sorted({i.environment for i in fleet.instances})
+    elif selection.environment is not None:
+        environments = [selection.environment]
+    else:
+        environments = sorted(fleet.tree.environments)
+    bundles = bundle_dir or repo_root / "build" / "cdk-bundles"
+
+    slots = {env: placement.load_placement(selection.agents_dir, env) for env in environments}
+    for env in environments:
+        selected = [i.key.selector for i in fleet.instances if i.environment == env]
+        placement.require_placed(selection.agents_dir, env, slots[env], selected)
+
+    platforms: dict[str, PlatformStack] = {}
+    for env in environments:
+        name = naming.platform_stack_name(env)
+        platforms[env] = PlatformStack(
+            app, name, environment=env, settings=all_settings[env], shards=placement.shards_in_use(slots[env])
+        )
+    instances: dict[str, InstanceStack] = {}
+    for instance in fleet.instances:
+        env = instance.environment
+        settings = all_settings[env]
+        bundle = build_bundle(instance)
+        name = instance.manifest.spec.stack_name
+        stack = InstanceStack(
+            app,
+            name,
+            instance=instance,
+            settings=settings,
+            slot=slots[env][instance.key.selector],
+            image=runtime_image(selection, settings, repo_root),
+            bundle=BundleFile(path=str(write_bundle(bundle.archive, bundles)), content_hash=bundle.content_hash),
+        )
+        stack.add_stack_dependency(platforms[env], "reads the platform's SSM parameters")
+        instances[name] = stack
+    return FleetStacks(platforms={p.stack_name: p for p in platforms.values()}, instances=instances)

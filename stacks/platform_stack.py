@@ -1,0 +1,89 @@
+"""The shared platform of one environment: network, ECS cluster, hosted zone and as many ALB shards as the
+environment's placement file uses. Everything instances need is published as SSM parameters (see
+constructs/af_platform_contract.py), never as CloudFormation exports."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from aws_cdk import Duration, Environment, RemovalPolicy, Stack
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_s3 as s3
+
+from constructs import Construct
+from constructs import af_platform_contract as contract
+from constructs.af_alb_shard import AfAlbShard, ShardListenerSettings
+from constructs.af_nag import acknowledge
+from constructs.af_platform_network import AfNetwork
+from constructs.af_platform_zone import AfZone
+from foundry.schema import EnvironmentSettings
+
+
+class PlatformStack(Stack):
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        environment: str,
+        settings: EnvironmentSettings,
+        shards: Sequence[int],
+    ) -> None:
+        super().__init__(
+            scope,
+            id_,
+            env=Environment(account=settings.account, region=settings.region),
+            description=f"Agent Foundry platform of environment {environment}: network, cluster, zone, ALB shards",
+        )
+        network = AfNetwork(
+            self,
+            "Network",
+            settings=settings.vpc,
+            region=settings.region,
+            parameters=contract.network_parameters(environment),
+        )
+        ecs.Cluster(
+            self,
+            "Cluster",
+            cluster_name=contract.cluster_name(environment),
+            vpc=network.vpc,
+            container_insights_v2=ecs.ContainerInsights.ENABLED,
+        )
+        AfZone(
+            self,
+            "Dns",
+            settings=settings.zone,
+            vpc=network.vpc,
+            zone_id_parameter=contract.network_parameters(environment).hosted_zone_id,
+        )
+        access_logs = s3.Bucket(
+            self,
+            "AccessLogs",
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            removal_policy=RemovalPolicy.RETAIN,
+            lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(settings.log_retention_days))],
+        )
+        acknowledge(
+            access_logs,
+            "AwsSolutions-S1",
+            "this bucket only receives the load balancers' access logs; logging access to it would log the logs",
+        )
+        listener = ShardListenerSettings(
+            internet_facing=settings.load_balancer.internet_facing,
+            certificate_arn=settings.load_balancer.certificate_arn,
+            plain_http=settings.load_balancer.plain_http,
+            idle_timeout_seconds=settings.load_balancer.idle_timeout_seconds,
+        )
+        for shard in shards:
+            AfAlbShard(
+                self,
+                f"Shard{shard}",
+                shard=shard,
+                vpc=network.vpc,
+                client_cidr=network.client_cidr,
+                listener=listener,
+                access_logs=access_logs,
+                parameters=contract.shard_parameters(environment, shard),
+            )
