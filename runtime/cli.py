@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from runtime.bundle_source import BundleError
+from runtime.bundle_source import BundleError, load_bundle
 from runtime.config import ConfigError, config_from_env, current_env
 
 
@@ -50,9 +50,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from runtime.instance import Instance
-    from runtime.server import serve_http, serve_stdio
-
     env = current_env()
     logging.basicConfig(
         level=env.get("LOG_LEVEL", "INFO").upper(),
@@ -61,7 +58,14 @@ def _serve(args: argparse.Namespace) -> int:
     )
     try:
         config = config_from_env(env, bundle=args.bundle, bundle_hash=args.bundle_hash, host=args.host, port=args.port)
-        instance = Instance.from_config(config)
+        # the bundle is checked before the graph and server libraries are imported: a bad one fails in moments
+        bundle = load_bundle(
+            config.bundle_uri, expected_hash=config.bundle_hash, identity=config.identity, region=config.aws_region
+        )
+        from runtime.instance import Instance
+        from runtime.server import serve_http, serve_stdio
+
+        instance = Instance(bundle=bundle, config=config)
     except (BundleError, ConfigError, ValueError) as exc:
         print(f"runtime: cannot start: {exc}", file=sys.stderr)
         return 1

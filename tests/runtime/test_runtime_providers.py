@@ -1,0 +1,94 @@
+"""Model providers: the offline default is deterministic; Bedrock's Converse request shape, checked with Stubber."""
+
+from __future__ import annotations
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+
+from runtime.config import OfflineModelSettings
+from runtime.providers import BedrockProvider, ModelRequest, OfflineProvider, ProviderError
+
+REQUEST = ModelRequest(
+    agent_id="pm-agent",
+    system="You are a project manager.",
+    prompt="Plan the Q3 roadmap",
+    max_tokens=800,
+    temperature=0.2,
+)
+
+
+def bedrock_client() -> object:
+    return boto3.client("bedrock-runtime", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="y")
+
+
+async def test_bedrock_sends_a_converse_request_with_system_prompt_message_and_inference_settings() -> None:
+    client = bedrock_client()
+    with Stubber(client) as stub:
+        stub.add_response(
+            "converse",
+            {
+                "output": {"message": {"role": "assistant", "content": [{"text": "Here is the plan."}]}},
+                "stopReason": "end_turn",
+                "usage": {"inputTokens": 12, "outputTokens": 4, "totalTokens": 16},
+                "metrics": {"latencyMs": 10},
+            },
+            expected_params={
+                "modelId": "anthropic.claude-3-haiku-20240307-v1:0",
+                "system": [{"text": "You are a project manager."}],
+                "messages": [{"role": "user", "content": [{"text": "Plan the Q3 roadmap"}]}],
+                "inferenceConfig": {"maxTokens": 800, "temperature": 0.2},
+            },
+        )
+        provider = BedrockProvider(client=client, default_model_id="anthropic.claude-3-haiku-20240307-v1:0")
+        reply = await provider.generate(REQUEST)
+        stub.assert_no_pending_responses()
+    assert reply.text == "Here is the plan."
+    assert (reply.provider, reply.input_tokens, reply.output_tokens) == ("bedrock", 12, 4)
+
+
+async def test_a_model_id_in_the_agent_spec_overrides_the_instance_default() -> None:
+    client = bedrock_client()
+    with Stubber(client) as stub:
+        stub.add_response(
+            "converse",
+            {
+                "output": {"message": {"role": "assistant", "content": [{"text": "ok"}]}},
+                "stopReason": "end_turn",
+                "usage": {"inputTokens": 1, "outputTokens": 1, "totalTokens": 2},
+                "metrics": {"latencyMs": 1},
+            },
+            expected_params={
+                "modelId": "amazon.nova-lite-v1:0",
+                "system": [{"text": REQUEST.system}],
+                "messages": [{"role": "user", "content": [{"text": REQUEST.prompt}]}],
+                "inferenceConfig": {"maxTokens": 800, "temperature": 0.2},
+            },
+        )
+        provider = BedrockProvider(client=client, default_model_id="anthropic.claude-3-haiku-20240307-v1:0")
+        reply = await provider.generate(ModelRequest(**{**REQUEST.__dict__, "model_id": "amazon.nova-lite-v1:0"}))
+    assert reply.model == "amazon.nova-lite-v1:0"
+
+
+async def test_a_bedrock_error_becomes_a_provider_error_with_only_the_error_code() -> None:
+    client = bedrock_client()
+    with Stubber(client) as stub:
+        stub.add_client_error("converse", service_error_code="ThrottlingException", service_message="slow down")
+        provider = BedrockProvider(client=client, default_model_id="m")
+        with pytest.raises(ProviderError, match=r"bedrock converse failed \(ThrottlingException\)"):
+            await provider.generate(REQUEST)
+
+
+async def test_the_offline_provider_answers_the_same_input_with_the_same_text() -> None:
+    provider = OfflineProvider()
+    first, second = await provider.generate(REQUEST), await provider.generate(REQUEST)
+    other = await provider.generate(ModelRequest(**{**REQUEST.__dict__, "prompt": "Plan Q4"}))
+    assert first == second
+    assert first.text.startswith("[pm-agent] Plan the Q3 roadmap (offline#")
+    assert other.text != first.text
+
+
+async def test_the_offline_provider_fails_for_the_agents_it_is_told_to_fail() -> None:
+    provider = OfflineProvider(OfflineModelSettings(fail_agents=frozenset({"pm-agent"})))
+    with pytest.raises(ProviderError, match="pm-agent"):
+        await provider.generate(REQUEST)
