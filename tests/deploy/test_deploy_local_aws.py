@@ -1,0 +1,122 @@
+"""The local AWS loop, for real: moto's server on 127.0.0.1, `cdk bootstrap` and `cdk deploy` of the dev
+environment with the real CDK CLI, boto3 read-back, and the Foundry MCP server's deploy and status tools."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mcp import Client
+
+from foundry.local_aws import (
+    DEFAULT_RUNTIME_IMAGE,
+    LocalAws,
+    LocalAwsError,
+    ServerState,
+    _alive,
+    aws_environment,
+    unmodelled_resources,
+)
+from tests.deploy.git_repos import REPO_ROOT
+
+LOOP_TIMEOUT_S = 600
+
+
+@pytest.fixture
+def local_aws(tmp_path: Path) -> Iterator[LocalAws]:
+    """A local AWS of its own (state in a temp dir, a free port); stopped and removed even if the test fails."""
+    local = LocalAws(state_dir=tmp_path / "local-aws", agents_dir=REPO_ROOT / "agents", cdk_timeout_s=LOOP_TIMEOUT_S)
+    try:
+        yield local
+    finally:
+        local.down()
+
+
+def test_aws_environment_points_every_client_at_the_local_server_and_drops_real_credentials():
+    state = ServerState(pid=1, port=4566, account="111111111111", region="us-east-1", environment="dev")
+    env = aws_environment(state, base={"AWS_PROFILE": "prod-admin", "AWS_SESSION_TOKEN": "real", "HOME": "/root"})
+    assert env["AWS_ENDPOINT_URL"] == "http://127.0.0.1:4566"
+    assert env["AWS_ENDPOINT_URL_S3_FOR_CLOUDFORMATION"] == "http://localhost:4566"
+    assert "AWS_PROFILE" not in env and "AWS_SESSION_TOKEN" not in env
+    assert (env["AWS_ACCESS_KEY_ID"], env["HOME"]) == ("testing", "/root")
+
+
+def test_resources_moto_did_not_create_are_listed_with_their_type():
+    template = {
+        "Resources": {"Service": {"Type": "AWS::ECS::Service"}, "Token": {"Type": "AWS::SecretsManager::Secret"}}
+    }
+    created = [{"LogicalResourceId": "Service"}, {"LogicalResourceId": ""}]
+    assert unmodelled_resources(template, created) == [{"logical_id": "Token", "type": "AWS::SecretsManager::Secret"}]
+
+
+def test_status_without_a_running_server_says_to_run_up(tmp_path):
+    with pytest.raises(LocalAwsError, match=r"not running .* run `up` first"):
+        LocalAws(state_dir=tmp_path / "none").status()
+
+
+@pytest.mark.slow
+async def test_dev_environment_deploys_to_the_local_aws_and_reads_back_honestly(local_aws, monkeypatch):
+    state = local_aws.up()
+    assert state.endpoint.startswith("http://127.0.0.1:")
+    with pytest.raises(LocalAwsError, match="already running"):
+        local_aws.up()
+
+    stacks = local_aws.deploy()
+    assert stacks == ["af-dev-platform", "af-dev-acme-retail-dev", "af-dev-default-org-default-domain-dev"]
+
+    result = local_aws.status()
+    assert result["ok"], result
+    for instance in result["instances"]:
+        checks = {c["name"]: c for c in instance["checks"]}
+        assert set(checks) == {"ecs_service", "listener_rule", "route53_record", "bundle_object"}
+        assert instance["hostname"] in checks["listener_rule"]["detail"]
+        assert "verified" in checks["bundle_object"]["detail"]
+    # moto's CloudFormation skips these types; the local target says so instead of pretending.
+    instance_gaps = {r["type"] for r in result["not_modelled"]["af-dev-acme-retail-dev"]}
+    assert {
+        "AWS::ApplicationAutoScaling::ScalableTarget",
+        "AWS::ApplicationAutoScaling::ScalingPolicy",
+    } <= instance_gaps
+    assert "AWS::SecretsManager::Secret" in instance_gaps
+    assert "AWS::ECS::Service" not in instance_gaps
+    assert "AWS::S3::BucketPolicy" in {r["type"] for r in result["not_modelled"]["af-dev-platform"]}
+
+    # The Foundry MCP server deploys and reads the same instance against the same local AWS.
+    for key, value in aws_environment(state).items():
+        if key.startswith("AWS_"):
+            monkeypatch.setenv(key, value)
+    for key in [k for k in os.environ if k.startswith("AWS_") and k not in aws_environment(state)]:
+        monkeypatch.delenv(key)
+    from foundry.mcp_server import build_server
+    from foundry.serve import make_config
+
+    config = make_config(REPO_ROOT / "agents", "direct")
+    config.deployer.work_root = local_aws.state_dir / "foundry-deploys"
+    async with Client(build_server(config)) as client:
+        deployed = await client.call_tool(
+            "foundry.deploy_instance",
+            {
+                "environment": "dev",
+                "instance": "acme/retail/dev",
+                "runtime_image": DEFAULT_RUNTIME_IMAGE,
+                "timeout_seconds": LOOP_TIMEOUT_S,
+            },
+        )
+        assert not deployed.is_error, deployed.content
+        outcome: dict[str, Any] = deployed.structured_content or {}
+        assert outcome["outcome"] == "deployed", outcome
+        status = await client.call_tool(
+            "foundry.get_instance_status",
+            {"environment": "dev", "instance": "acme/retail/dev", "probe_instance": False},
+        )
+        assert not status.is_error, status.content
+        assert "acme-retail-dev" in str(status.structured_content)
+    final = local_aws.status()
+    assert final["ok"], final
+
+    local_aws.down()
+    assert not local_aws.state_dir.exists()
+    assert not _alive(state.pid)
