@@ -8,6 +8,7 @@ deploys of different instances never share a `cdk.out`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import fcntl
@@ -41,6 +42,8 @@ class DeployRequest:
     dry_run: bool = False
     runtime_image: str | None = None
     timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS
+    region: str | None = None
+    """The environment's region, for reading CloudFormation's events when a deploy fails."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,8 @@ class DeployResult:
     outputs: dict[str, dict[str, str]] = field(default_factory=dict)
     synthesized_stacks: list[str] = field(default_factory=list)
     diff: str | None = None
+    diff_exit_code: int | None = None
+    """0: no differences, 1: differences found (with --fail) or the deployed template could not be read."""
     failure: Failure | None = None
     commands: list[list[str]] = field(default_factory=list)
     log_tail: list[str] = field(default_factory=list)
@@ -140,8 +145,9 @@ def deploy_argv(cdk: str, request: DeployRequest, paths: WorkPaths, method: Depl
 # --- reading what cdk says ---------------------------------------------------------------------------------
 
 # `af-dev-x | 3/12 | 10:04:05 AM | CREATE_FAILED | AWS::ECS::Service | Service/Service (ServiceABC) reason...`
+# (`--method=direct` prints the count without `/total`.)
 _EVENT = re.compile(
-    r"^\s*(?P<stack>[A-Za-z][A-Za-z0-9-]*)\s*\|\s*(?P<done>\d+)\s*/\s*(?P<total>\d+)\s*\|[^|]*\|\s*"
+    r"^\s*(?P<stack>[A-Za-z][A-Za-z0-9-]*)\s*\|\s*(?P<done>\d+)\s*(?:/\s*(?P<total>\d+))?\s*\|[^|]*\|\s*"
     r"(?P<status>[A-Z_]+)\s*\|\s*(?P<type>[A-Za-z0-9:]+)\s*\|\s*(?P<rest>.*)$"
 )
 _FAILED_STATUSES = ("CREATE_FAILED", "UPDATE_FAILED", "DELETE_FAILED", "IMPORT_FAILED")
@@ -152,7 +158,7 @@ _CANCELLED = ("Resource creation cancelled", "Resource update cancelled")
 class StackEvent:
     stack: str
     done: int
-    total: int
+    total: int | None
     status: str
     resource_type: str
     detail: str
@@ -165,7 +171,7 @@ def parse_event_line(line: str) -> StackEvent | None:
     return StackEvent(
         stack=match["stack"],
         done=int(match["done"]),
-        total=int(match["total"]),
+        total=int(match["total"]) if match["total"] else None,
         status=match["status"],
         resource_type=match["type"],
         detail=match["rest"].strip(),
@@ -197,7 +203,25 @@ def failure_from_lines(lines: list[str] | tuple[str, ...]) -> Failure | None:
         fallback = fallback or failure
     if fallback:
         return fallback
-    errors = [line.strip() for line in lines if re.search(r"(❌|^\s*Error:|failed: Error|ValidationError)", line)]
+    return _cdk_error(lines)
+
+
+def _cdk_error(lines: list[str] | tuple[str, ...]) -> Failure | None:
+    """cdk's own summary: `❌  STACK failed to deploy` (or `❌ Deployment failed: ...`), the `‣ Code: message`
+    lines that follow it, or a bare `Error:` line."""
+    for index, line in enumerate(lines):
+        marker = re.match(r"^\s*❌\s*(?:(?P<stack>[A-Za-z][A-Za-z0-9-]*) failed to deploy|(?P<text>.*))", line)
+        if not marker:
+            continue
+        details = []
+        for follow in lines[index + 1 :]:
+            if not follow.strip().startswith("‣"):
+                break
+            details.append(follow.strip().lstrip("‣").strip())
+        head = marker["text"].strip() if marker["text"] else ""
+        reason = "; ".join([d for d in [head, *details] if d]) or line.strip()
+        return Failure(stack=marker["stack"], logical_id=None, resource_type=None, status=None, reason=reason)
+    errors = [line.strip() for line in lines if re.match(r"^\s*(Error|ValidationError)\b", line)]
     if errors:
         return Failure(stack=None, logical_id=None, resource_type=None, status=None, reason=" / ".join(errors[-3:]))
     return None
@@ -276,7 +300,8 @@ class InstanceLocks:
 
 
 ProgressSink = Callable[[str, StackEvent | None], Awaitable[None]]
-FailureLookup = Callable[[str, float], Awaitable[Failure | None]]
+FailureLookup = Callable[[str, str, float], Awaitable[Failure | None]]
+"""(stack name, region, deploy start as epoch seconds) -> the first failed resource CloudFormation recorded."""
 
 
 @dataclass
@@ -347,6 +372,7 @@ class Deployer:
                 outcome="synthesized",
                 synthesized_stacks=assembly_stacks(paths.assembly),
                 diff=diff_text,
+                diff_exit_code=diff.exit_code,
                 commands=commands,
                 log_tail=list(synth.lines[-LOG_TAIL_LINES:]),
             )
@@ -355,8 +381,8 @@ class Deployer:
         deploy = await step(deploy_argv(self.cdk, request, paths, self.method))
         if not deploy.ok:
             result = self._failed(base, deploy, commands, paths)
-            if self.failure_lookup is not None and not deploy.timed_out:
-                looked_up = await self.failure_lookup(selected_stacks(instance)[0], started_at)
+            if self.failure_lookup is not None and request.region and not deploy.timed_out:
+                looked_up = await self.failure_lookup(selected_stacks(instance)[0], request.region, started_at)
                 if looked_up is not None and (result.failure is None or result.failure.logical_id is None):
                     result = _replace(result, failure=looked_up)
             return result
@@ -402,3 +428,36 @@ class Deployer:
 
 def _replace(result: DeployResult, **changes: Any) -> DeployResult:
     return dataclasses.replace(result, **changes)
+
+
+def stack_events_failure(clients: Callable[[str, str], Any]) -> FailureLookup:
+    """A FailureLookup over boto3: the oldest *_FAILED event since the deploy started, 'cancelled' ones last."""
+
+    def lookup(stack_name: str, region: str, since: float) -> Failure | None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            events = clients("cloudformation", region).describe_stack_events(StackName=stack_name)["StackEvents"]
+        except (ClientError, BotoCoreError):
+            return None
+        failed = [
+            e
+            for e in reversed(events)  # the API lists newest first
+            if str(e.get("ResourceStatus", "")).endswith("_FAILED") and e["Timestamp"].timestamp() >= since - 5
+        ]
+        failed.sort(key=lambda e: any(str(e.get("ResourceStatusReason", "")).startswith(c) for c in _CANCELLED))
+        if not failed:
+            return None
+        event = failed[0]
+        return Failure(
+            stack=stack_name,
+            logical_id=event.get("LogicalResourceId"),
+            resource_type=event.get("ResourceType"),
+            status=event.get("ResourceStatus"),
+            reason=str(event.get("ResourceStatusReason", "")),
+        )
+
+    async def run(stack_name: str, region: str, since: float) -> Failure | None:
+        return await asyncio.to_thread(lookup, stack_name, region, since)
+
+    return run

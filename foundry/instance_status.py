@@ -55,6 +55,8 @@ class ServiceState:
     cluster: str
     name: str
     status: str
+    task_definition: str
+    """The service's current task definition (after a rollback: the previous one again)."""
     running_count: int
     desired_count: int
     deployments: list[DeploymentState]
@@ -119,14 +121,14 @@ def assess(
                     + (f": {deployment.rollout_state_reason}" if deployment.rollout_state_reason else "")
                 )
         primary = next((d for d in service.deployments if d.status == "PRIMARY"), None)
-        if primary is not None:
-            if stack.task_definition and primary.task_definition != stack.task_definition:
-                failed.append(
-                    f"the service runs {primary.task_definition} but the stack deployed {stack.task_definition}: "
-                    "the deployment circuit breaker rolled the new task definition back"
-                )
-            if primary.rollout_state == "IN_PROGRESS":
-                in_progress.append(f"ECS deployment {primary.id} is rolling out")
+        running = {service.task_definition} | ({primary.task_definition} if primary else set())
+        if stack.task_definition and running - {"", stack.task_definition}:
+            failed.append(
+                f"the service runs {', '.join(sorted(running - {''}))} but the stack deployed "
+                f"{stack.task_definition}: the deployment circuit breaker rolled the new task definition back"
+            )
+        if primary is not None and primary.rollout_state == "IN_PROGRESS":
+            in_progress.append(f"ECS deployment {primary.id} is rolling out")
         if len([d for d in service.deployments if d.status in ("PRIMARY", "ACTIVE")]) > 1:
             in_progress.append("an older ECS deployment is still draining")
         if service.running_count < service.desired_count:
@@ -206,6 +208,7 @@ def read_service(ecs: Any, cluster: str, service_name: str) -> ServiceState | No
         cluster=cluster,
         name=service.get("serviceName", service_name),
         status=service.get("status", ""),
+        task_definition=service.get("taskDefinition", ""),
         running_count=int(service.get("runningCount", 0)),
         desired_count=int(service.get("desiredCount", 0)),
         deployments=deployments,
@@ -276,7 +279,7 @@ async def instance_status(
         try:
             own_status = await probe(endpoint)
         except Exception as exc:  # any failure to reach it is a fact to report, not an error of this tool
-            own_error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            own_error = "; ".join(f"{type(e).__name__}: {e}" if str(e) else type(e).__name__ for e in _leaves(exc))
     elif stack is not None and not endpoint:
         own_error = "the stack has no InstanceEndpoint output"
     return InstanceStatus(
@@ -294,6 +297,13 @@ async def instance_status(
         instance_status_error=own_error,
         errors=errors,
     )
+
+
+def _leaves(error: BaseException) -> list[BaseException]:
+    """The real causes inside (nested) exception groups, which the SDK's task groups wrap errors in."""
+    if isinstance(error, BaseExceptionGroup):
+        return [leaf for inner in error.exceptions for leaf in _leaves(inner)]
+    return [error]
 
 
 def boto3_clients(service: str, region: str) -> Any:

@@ -8,6 +8,7 @@ the design's `foundry.` prefix: the MCP spec (SEP-986) and the SDK allow `A-Z a-
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from mcp.server.auth.provider import TokenVerifier
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.shared.exceptions import MCPDeprecationWarning
 from mcp_types import ToolAnnotations
 
 from foundry.bundle import build_bundle
@@ -82,6 +84,14 @@ def _binding(instance: ResolvedInstance, agent: Any, system: bool) -> dict[str, 
         "domain_id": instance.key.domain_id,
         "instance_id": instance.key.instance_id,
     }
+
+
+async def _log(ctx: Context, line: str, logger_name: str) -> None:
+    """Log notifications are deprecated from protocol 2026-07-28 (SEP-2577; sent there only to clients that opt
+    in), but handshake-era clients (today's editors and desktop apps) show them: send both them and progress."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MCPDeprecationWarning)
+        await ctx.log("info", line, logger_name=logger_name)
 
 
 def build_server(
@@ -218,6 +228,7 @@ def build_server(
             dry_run=dry_run,
             runtime_image=image,
             timeout_seconds=check_timeout(timeout_seconds),
+            region=fleet.tree.platform.model.spec.environments[environment].region,
         )
         lines = 0
 
@@ -227,10 +238,10 @@ def build_server(
             if not line.strip():
                 return
             await ctx.report_progress(lines, None, line)
-            await ctx.log("info", line, logger_name="cdk")
+            await _log(ctx, line, "cdk")
 
         verb = "dry-run (synth + diff)" if dry_run else "deploy"
-        await ctx.log("info", f"starting {verb} of {resolved.key.selector} in {environment}", logger_name="foundry")
+        await _log(ctx, f"starting {verb} of {resolved.key.selector} in {environment}", "foundry")
         result = await config.deployer.run(request, progress)
         return dataclasses.asdict(result)
 

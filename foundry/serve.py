@@ -19,7 +19,7 @@ from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.transport_security import TransportSecuritySettings
 
-from foundry.deploy import Deployer, DeployMethod, InstanceLocks
+from foundry.deploy import Deployer, DeployMethod, InstanceLocks, stack_events_failure
 from foundry.instance_status import boto3_clients, probe_instance_mcp
 from foundry.mcp_server import FoundryConfig, build_server
 from foundry.process import ProcessRunner, tool_environment
@@ -97,7 +97,13 @@ def http_security(options: ServeOptions) -> TransportSecuritySettings | None:
 
 def make_config(agents_dir: Path, deploy_method: DeployMethod) -> FoundryConfig:
     runner = ProcessRunner(cwd=REPO_ROOT, env=tool_environment(REPO_ROOT))
-    deployer = Deployer(repo_root=REPO_ROOT, runner=runner, locks=InstanceLocks(), method=deploy_method)
+    deployer = Deployer(
+        repo_root=REPO_ROOT,
+        runner=runner,
+        locks=InstanceLocks(),
+        method=deploy_method,
+        failure_lookup=stack_events_failure(boto3_clients),
+    )
     return FoundryConfig(
         repo_root=REPO_ROOT,
         agents_dir=agents_dir.resolve(),

@@ -31,31 +31,25 @@ class ServerProcess:
 
 
 @contextmanager
-def http_server(
-    token: str | None, *, extra_args: tuple[str, ...] = (), env: dict[str, str] | None = None
-) -> Iterator[ServerProcess]:
-    port = free_port()
-    environment = {**os.environ, **(env or {})}
-    environment.pop("FOUNDRY_TOKEN", None)
-    if token is not None:
-        environment["FOUNDRY_TOKEN"] = token
+def started(argv: list[str], *, env: dict[str, str], ready_marker: str, url: str) -> Iterator[ServerProcess]:
+    """Starts argv and yields once its stderr shows ready_marker (a thread drains stderr so it never blocks)."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "foundry", "serve", "--transport", "http", "--port", str(port), *extra_args],
+        argv,
         cwd=REPO_ROOT,
-        env=environment,
+        env=env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
     )
-    server = ServerProcess(process=process, url=f"http://127.0.0.1:{port}/mcp")
+    server = ServerProcess(process=process, url=url)
     ready = threading.Event()
 
     def drain() -> None:
         assert process.stderr is not None
         for line in process.stderr:
             server.stderr_lines.append(line.rstrip("\n"))
-            if READY_MARKER in line:
+            if ready_marker in line:
                 ready.set()
         ready.set()  # EOF: the process ended; the caller sees it did not start
 
@@ -63,7 +57,7 @@ def http_server(
     thread.start()
     try:
         if not ready.wait(START_TIMEOUT_SECONDS) or process.poll() is not None:
-            raise RuntimeError("foundry serve did not start:\n" + "\n".join(server.stderr_lines))
+            raise RuntimeError(f"{argv[:4]} did not start:\n" + "\n".join(server.stderr_lines))
         yield server
     finally:
         process.terminate()
@@ -73,3 +67,16 @@ def http_server(
             process.kill()
             process.wait()
         thread.join(timeout=5)
+
+
+@contextmanager
+def http_server(token: str | None, *, extra_args: tuple[str, ...] = ()) -> Iterator[ServerProcess]:
+    """`python -m foundry serve --transport http` on a free loopback port."""
+    port = free_port()
+    environment = dict(os.environ)
+    environment.pop("FOUNDRY_TOKEN", None)
+    if token is not None:
+        environment["FOUNDRY_TOKEN"] = token
+    argv = [sys.executable, "-m", "foundry", "serve", "--transport", "http", "--port", str(port), *extra_args]
+    with started(argv, env=environment, ready_marker=READY_MARKER, url=f"http://127.0.0.1:{port}/mcp") as server:
+        yield server
