@@ -102,11 +102,11 @@ def server(local_aws: LocalAws, module_runner: ProcessRunner, work_root: Path, b
 def deployed(local_aws: LocalAws, module_runner: ProcessRunner, work_root: Path, bootstrapped: None) -> dict[str, Any]:
     """acme/retail/dev deployed once through the MCP tool, with the progress and log notifications it sent."""
     server, _ = make_server(local_aws, module_runner, work_root)
-    progress: list[str] = []
+    messages: list[str] = []
     logs: list[str] = []
 
     async def on_progress(progress: float, total: float | None, message: str | None) -> None:
-        progress.append(message or "")
+        messages.append(message or "")
 
     async def on_log(params: Any) -> None:
         logs.append(str(params.data))
@@ -117,7 +117,7 @@ def deployed(local_aws: LocalAws, module_runner: ProcessRunner, work_root: Path,
 
     result = asyncio.run(deploy())
     assert not result.is_error, result.content
-    return {"result": result.structured_content, "progress": progress, "logs": logs}
+    return {"result": result.structured_content, "progress": messages, "logs": logs}
 
 
 async def test_dry_run_synthesizes_only_the_selected_instance_and_its_platform_stack(
