@@ -7,7 +7,12 @@ from aws_cdk import Acknowledgment, Validations
 from constructs import IConstruct
 
 
+NAG_PACK = "AwsSolutions"
+
+
 def acknowledge(scope: IConstruct, rule: str, reason: str) -> None:
+    """`rule` as cdk-nag reports it ('AwsSolutions-IAM5[Resource::*]'); recorded under the pack's namespace so the
+    validation report lists the finding as acknowledged, with this reason."""
     if len(reason.strip()) < 20:
         raise ValueError(f"the acknowledgement of {rule} needs a real reason, not {reason!r}")
-    Validations.of(scope).acknowledge(Acknowledgment(id=rule, reason=reason))
+    Validations.of(scope).acknowledge(Acknowledgment(id=f"{NAG_PACK}::{rule}", reason=reason))

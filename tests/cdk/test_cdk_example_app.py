@@ -1,0 +1,364 @@
+"""The example fleet in agents/ synthesized in-process: what each InstanceStack and platform stack contains."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cdk_harness import PREBUILT_IMAGE, Synthesized, synth
+
+from foundry import naming
+from foundry.fleet import load_fleet
+from foundry.problems import ManifestError
+from foundry.schema import InstanceKey
+
+REPO_AGENTS = Path(__file__).resolve().parents[2] / "agents"
+EXAMPLE = load_fleet(REPO_AGENTS)
+INSTANCE_STACKS = sorted(i.manifest.spec.stack_name for i in EXAMPLE.instances)
+BY_STACK = {i.manifest.spec.stack_name: i for i in EXAMPLE.instances}
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
+    return synth(tmp_path_factory.mktemp("example") / "cdk.out")
+
+
+def env_vars(app: Synthesized, stack: str) -> dict[str, Any]:
+    container = app.only(stack, "AWS::ECS::TaskDefinition")["Properties"]["ContainerDefinitions"][0]
+    return {e["Name"]: e["Value"] for e in container["Environment"]}
+
+
+def test_every_environment_gets_a_platform_stack_and_every_instance_its_own_stack(app: Synthesized) -> None:
+    assert sorted(app.stacks.platforms) == ["af-dev-platform", "af-prod-platform", "af-staging-platform"]
+    assert sorted(app.stacks.instances) == INSTANCE_STACKS
+    for name in INSTANCE_STACKS:
+        instance = BY_STACK[name]
+        assert name == naming.instance_stack_name(instance.environment, instance.key)
+
+
+def test_stacks_deploy_to_the_account_and_region_of_their_environment(app: Synthesized) -> None:
+    settings = EXAMPLE.tree.platform.model.spec.environments
+    for name, stack in app.stacks.instances.items():
+        env = settings[BY_STACK[name].environment]
+        assert app.manifest["artifacts"][name]["environment"] == f"aws://{env.account}/{env.region}"
+        assert stack.region == env.region
+
+
+def test_an_instance_stack_depends_on_its_platform_stack(app: Synthesized) -> None:
+    for name in INSTANCE_STACKS:
+        platform = naming.platform_stack_name(BY_STACK[name].environment)
+        assert platform in app.manifest["artifacts"][name]["dependencies"]
+
+
+def test_no_stack_imports_another_stacks_exports(app: Synthesized) -> None:
+    for name, template in app.templates.items():
+        text = json.dumps(template)
+        assert "Fn::ImportValue" not in text, name
+        assert "Export" not in json.dumps(template.get("Outputs", {})), name
+
+
+def test_every_manifest_secret_becomes_a_secret_under_the_instance_path_with_no_value(app: Synthesized) -> None:
+    for name in INSTANCE_STACKS:
+        instance = BY_STACK[name]
+        secrets = app.resources(name, "AWS::SecretsManager::Secret")
+        expected = {naming.secret_name(instance.environment, instance.key, s) for s in instance.manifest.spec.secrets}
+        assert {s["Properties"]["Name"] for s in secrets.values()} == expected
+        for secret in secrets.values():
+            assert "SecretString" not in secret["Properties"]
+            assert "GenerateSecretString" in secret["Properties"]
+
+
+def test_secrets_and_the_service_keep_their_logical_ids(app: Synthesized) -> None:
+    """Renaming these replaces a live secret (losing its value) or the service: they are pinned on purpose."""
+    for name in INSTANCE_STACKS:
+        expected_secrets = ["SecretsTicketApiTokenD85066F6"] if BY_STACK[name].manifest.spec.secrets else []
+        assert sorted(app.resources(name, "AWS::SecretsManager::Secret")) == expected_secrets
+        assert list(app.resources(name, "AWS::ECS::Service")) == ["RuntimeService408BD8AA"]
+        assert list(app.resources(name, "AWS::ECS::TaskDefinition")) == ["RuntimeTaskDefinitionBB2F76AB"]
+        assert list(app.resources(name, "AWS::ElasticLoadBalancingV2::TargetGroup")) == ["RoutingTargetGroup2EF40F3D"]
+
+
+def test_the_task_runs_the_runtime_image_asset_with_the_contract_environment(app: Synthesized) -> None:
+    for name in INSTANCE_STACKS:
+        instance = BY_STACK[name]
+        key, spec = instance.key, instance.manifest.spec
+        container = app.only(name, "AWS::ECS::TaskDefinition")["Properties"]["ContainerDefinitions"][0]
+        assert "container-assets" in json.dumps(container["Image"])
+        variables = env_vars(app, name)
+        assert variables["ORG_ID"] == key.organization_id
+        assert variables["DOMAIN_ID"] == key.domain_id
+        assert variables["INSTANCE_ID"] == key.instance_id
+        assert variables["ENVIRONMENT"] == instance.environment
+        assert variables["PORT"] == "8080"
+        assert variables["ALLOWED_HOSTS"] == spec.hostname
+        assert variables["AWS_REGION"] == "us-east-1"
+        assert variables["BUNDLE_HASH"].startswith("sha256:")
+        assert "s3://" in json.dumps(variables["BUNDLE_URI"])
+        assert not any(k.startswith("SECRET_") for k in variables), "secret values never travel as plain variables"
+        injected = {s["Name"] for s in container.get("Secrets", [])}
+        assert injected == {"SECRET_" + s.upper().replace("-", "_") for s in spec.secrets}
+        options = container["LogConfiguration"]["Options"]
+        assert container["LogConfiguration"]["LogDriver"] == "awslogs"
+        assert options["awslogs-group"] == {"Ref": "RuntimeLogs040130CF"}
+
+
+def test_the_task_is_sized_and_scaled_as_its_manifest_says(app: Synthesized) -> None:
+    for name in INSTANCE_STACKS:
+        deploy = BY_STACK[name].manifest.spec.deploy
+        task = app.only(name, "AWS::ECS::TaskDefinition")["Properties"]
+        assert (task["Cpu"], task["Memory"]) == (str(deploy.cpu), str(deploy.memory))
+        assert task["RequiresCompatibilities"] == ["FARGATE"] and task["NetworkMode"] == "awsvpc"
+        target = app.only(name, "AWS::ApplicationAutoScaling::ScalableTarget")["Properties"]
+        assert (target["MinCapacity"], target["MaxCapacity"]) == (deploy.min_tasks, deploy.max_tasks)
+        policy = app.only(name, "AWS::ApplicationAutoScaling::ScalingPolicy")["Properties"]
+        tracking = policy["TargetTrackingScalingPolicyConfiguration"]
+        assert tracking["TargetValue"] == deploy.cpu_target_percent
+        assert tracking["PredefinedMetricSpecification"]["PredefinedMetricType"] == "ECSServiceAverageCPUUtilization"
+
+
+def test_the_service_runs_privately_with_circuit_breaker_rollback_and_a_grace_period(app: Synthesized) -> None:
+    for name in INSTANCE_STACKS:
+        service = app.only(name, "AWS::ECS::Service")
+        props = service["Properties"]
+        assert props["Cluster"] == f"af-{BY_STACK[name].environment}"
+        assert props["LaunchType"] == "FARGATE"
+        network = props["NetworkConfiguration"]["AwsvpcConfiguration"]
+        assert network["AssignPublicIp"] == "DISABLED"
+        assert network["Subnets"] == {"Ref": "PrivateSubnetIds"}
+        deployment = props["DeploymentConfiguration"]
+        assert deployment["DeploymentCircuitBreaker"] == {"Enable": True, "Rollback": True}
+        assert (deployment["MinimumHealthyPercent"], deployment["MaximumPercent"]) == (100, 200)
+        assert props["HealthCheckGracePeriodSeconds"] == 60
+        assert props["LoadBalancers"] == [
+            {"ContainerName": "runtime", "ContainerPort": 8080, "TargetGroupArn": {"Ref": "RoutingTargetGroup2EF40F3D"}}
+        ]
+        assert "RoutingListenerRuleA90D739E" in service["DependsOn"]
+
+
+def test_the_hostname_routes_through_its_shard_listener_at_its_placed_priority(app: Synthesized) -> None:
+    for name in INSTANCE_STACKS:
+        instance = BY_STACK[name]
+        slot = __import__("foundry.placement").placement.load_placement(REPO_AGENTS, instance.environment)[
+            instance.key.selector
+        ]
+        rule = app.only(name, "AWS::ElasticLoadBalancingV2::ListenerRule")["Properties"]
+        assert rule["Priority"] == slot.priority
+        assert rule["ListenerArn"] == {"Ref": "ShardListenerArn"}
+        assert rule["Conditions"] == [
+            {"Field": "host-header", "HostHeaderConfig": {"Values": [instance.manifest.spec.hostname]}}
+        ]
+        parameters = app.templates[name]["Parameters"]
+        assert parameters["ShardListenerArn"]["Type"] == "AWS::SSM::Parameter::Value<String>"
+        assert parameters["ShardListenerArn"]["Default"] == (
+            f"/agentfoundry/{instance.environment}/platform/shards/{slot.shard}/listener-arn"
+        )
+        group = app.only(name, "AWS::ElasticLoadBalancingV2::TargetGroup")["Properties"]
+        assert (group["HealthCheckPath"], group["Port"], group["TargetType"]) == ("/readyz", 8080, "ip")
+        record = app.only(name, "AWS::Route53::RecordSet")["Properties"]
+        assert record["Name"] == instance.manifest.spec.hostname + "."
+        assert record["Type"] == "A"
+        assert record["AliasTarget"]["DNSName"] == {"Ref": "ShardDnsName"}
+        assert record["HostedZoneId"] == {"Ref": "HostedZoneId"}
+
+
+def test_only_the_shard_load_balancer_reaches_the_tasks_on_the_container_port(app: Synthesized) -> None:
+    for name in INSTANCE_STACKS:
+        group = app.only(name, "AWS::EC2::SecurityGroup")["Properties"]
+        assert group["SecurityGroupIngress"] == [
+            {
+                "Description": "the ALB shard",
+                "FromPort": 8080,
+                "IpProtocol": "tcp",
+                "SourceSecurityGroupId": {"Ref": "ShardSecurityGroupId"},
+                "ToPort": 8080,
+            }
+        ]
+
+
+def test_logs_go_to_a_log_group_of_the_instance_with_the_environment_retention(app: Synthesized) -> None:
+    settings = EXAMPLE.tree.platform.model.spec.environments
+    for name in INSTANCE_STACKS:
+        logs = app.only(name, "AWS::Logs::LogGroup")["Properties"]
+        assert logs["RetentionInDays"] == settings[BY_STACK[name].environment].log_retention_days
+
+
+def test_instance_stacks_carry_the_identity_and_bundle_hash_tags(app: Synthesized) -> None:
+    for name in INSTANCE_STACKS:
+        instance = BY_STACK[name]
+        tags = app.stack_tags(name)
+        assert tags["agentfoundry:organization"] == instance.key.organization_id
+        assert tags["agentfoundry:domain"] == instance.key.domain_id
+        assert tags["agentfoundry:environment"] == instance.environment
+        assert tags["agentfoundry:instance"] == instance.key.instance_id
+        assert tags["agentfoundry:bundle-hash"] == env_vars(app, name)["BUNDLE_HASH"]
+
+
+def test_instance_stacks_have_the_outputs_the_control_plane_reads(app: Synthesized) -> None:
+    for name in INSTANCE_STACKS:
+        instance = BY_STACK[name]
+        outputs = app.templates[name]["Outputs"]
+        assert set(outputs) == {
+            "Hostname",
+            "ServiceName",
+            "ClusterName",
+            "TargetGroupArn",
+            "LoadBalancerArn",
+            "BundleHash",
+            "BundleUri",
+            "LogGroupName",
+            "InstanceEndpoint",
+        }
+        scheme = "http" if instance.environment == "dev" else "https"
+        assert outputs["InstanceEndpoint"]["Value"] == f"{scheme}://{instance.manifest.spec.hostname}/mcp"
+        assert outputs["Hostname"]["Value"] == instance.manifest.spec.hostname
+
+
+def statements(app: Synthesized, stack: str) -> list[dict[str, Any]]:
+    found = []
+    for role in app.resources(stack, "AWS::IAM::Role").values():
+        for policy in role["Properties"].get("Policies", []):
+            found.extend(policy["PolicyDocument"]["Statement"])
+    return found
+
+
+def resources_of(statement: dict[str, Any]) -> list[Any]:
+    value = statement["Resource"]
+    return value if isinstance(value, list) else [value]
+
+
+def test_the_task_role_reads_exactly_its_own_bundle_object(app: Synthesized) -> None:
+    for name in INSTANCE_STACKS:
+        task_role = app.resources(name, "AWS::IAM::Role")["RuntimeTaskRoleAB7E1F72"]
+        granted = task_role["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+        assert [s["Action"] for s in granted] == ["s3:GetObject"]
+        arn = json.dumps(granted[0]["Resource"])
+        uri = json.dumps(app.templates[name]["Outputs"]["BundleUri"]["Value"])
+        object_keys = re.findall(r"/([0-9a-f]{64}\.gz)", arn)
+        assert len(object_keys) == 1 and object_keys == re.findall(r"/([0-9a-f]{64}\.gz)", uri)
+
+
+def test_the_execution_role_reads_only_its_own_secrets_by_arn(app: Synthesized) -> None:
+    for name in INSTANCE_STACKS:
+        secret_ids = set(app.resources(name, "AWS::SecretsManager::Secret"))
+        reads = [s for s in statements(app, name) if s["Action"] == "secretsmanager:GetSecretValue"]
+        if not secret_ids:
+            assert reads == []
+            continue
+        assert [r for s in reads for r in resources_of(s)] == [{"Ref": i} for i in sorted(secret_ids)]
+
+
+def test_no_policy_grants_a_wildcard_on_secrets_or_buckets(app: Synthesized) -> None:
+    for name in INSTANCE_STACKS:
+        for statement in statements(app, name):
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            if any(a.startswith(("s3:", "secretsmanager:")) for a in actions):
+                assert "*" not in json.dumps(resources_of(statement)), (name, statement)
+                assert not any(a.endswith("*") for a in actions), (name, statement)
+
+
+@pytest.mark.parametrize(("first", "second"), list(itertools.permutations(INSTANCE_STACKS, 2)))
+def test_no_instance_role_grants_access_to_another_instances_secrets_or_bundle(
+    app: Synthesized, first: str, second: str
+) -> None:
+    granted = json.dumps([resources_of(s) for s in statements(app, first)])
+    other = BY_STACK[second]
+    other_secret_prefix = naming.secret_prefix(other.environment, other.key)
+    other_bundle_key = re.findall(r"[0-9a-f]{64}", json.dumps(app.templates[second]["Outputs"]["BundleUri"]))[0]
+    assert other_secret_prefix not in granted
+    assert other_bundle_key not in granted
+    # Secrets are granted by Ref, and a Ref resolves inside its own stack only.
+    assert all(ref in app.templates[first]["Resources"] for ref in re.findall(r'"Ref": "([A-Za-z0-9]+)"', granted))
+
+
+def test_the_platform_publishes_one_set_of_shard_parameters_per_shard_in_use(app: Synthesized) -> None:
+    for env in ("dev", "staging", "prod"):
+        stack = f"af-{env}-platform"
+        names = {p["Properties"]["Name"] for p in app.resources(stack, "AWS::SSM::Parameter").values()}
+        assert f"/agentfoundry/{env}/platform/shards/0/listener-arn" in names
+        assert f"/agentfoundry/{env}/platform/private-subnet-ids" in names
+        assert len(app.resources(stack, "AWS::ElasticLoadBalancingV2::LoadBalancer")) == 1
+        cluster = app.only(stack, "AWS::ECS::Cluster")["Properties"]
+        assert cluster["ClusterName"] == f"af-{env}"
+        assert {"Name": "containerInsights", "Value": "enhanced"} in cluster["ClusterSettings"] or {
+            "Name": "containerInsights",
+            "Value": "enabled",
+        } in cluster["ClusterSettings"]
+
+
+def test_https_environments_redirect_http_and_only_internal_dev_serves_plain_http(app: Synthesized) -> None:
+    for env in ("staging", "prod"):
+        listeners = app.resources(f"af-{env}-platform", "AWS::ElasticLoadBalancingV2::Listener").values()
+        by_port = {item["Properties"]["Port"]: item["Properties"] for item in listeners}
+        assert by_port[443]["Protocol"] == "HTTPS" and by_port[443]["Certificates"]
+        assert by_port[80]["DefaultActions"][0]["Type"] == "redirect"
+    dev_listeners = list(app.resources("af-dev-platform", "AWS::ElasticLoadBalancingV2::Listener").values())
+    assert [item["Properties"]["Port"] for item in dev_listeners] == [80]
+    balancer = app.only("af-dev-platform", "AWS::ElasticLoadBalancingV2::LoadBalancer")["Properties"]
+    assert balancer["Scheme"] == "internal"
+
+
+def test_prod_imports_its_vpc_and_zone_and_creates_neither(app: Synthesized) -> None:
+    assert app.resources("af-prod-platform", "AWS::EC2::VPC") == {}
+    assert app.resources("af-prod-platform", "AWS::Route53::HostedZone") == {}
+    balancer = app.only("af-prod-platform", "AWS::ElasticLoadBalancingV2::LoadBalancer")["Properties"]
+    assert balancer["Subnets"] == ["subnet-0c1d2e3f4a5b6c7d8", "subnet-0d2e3f4a5b6c7d8e9"]
+    assert len(app.resources("af-dev-platform", "AWS::EC2::VPC")) == 1
+    zone = app.only("af-dev-platform", "AWS::Route53::HostedZone")["Properties"]
+    assert zone["Name"] == "dev.agentfoundry.internal." and "VPCs" in zone
+
+
+def test_selecting_an_instance_builds_only_its_stack_and_its_platform(tmp_path: Path) -> None:
+    selected = synth(tmp_path / "cdk.out", instance="globex/billing/eu-west-1", runtimeImage=PREBUILT_IMAGE)
+    assert sorted(selected.templates) == ["af-prod-globex-billing-eu-west-1", "af-prod-platform"]
+    container = selected.only("af-prod-globex-billing-eu-west-1", "AWS::ECS::TaskDefinition")["Properties"]
+    assert container["ContainerDefinitions"][0]["Image"] == PREBUILT_IMAGE
+
+
+def test_a_selected_instance_synthesizes_the_same_template_as_in_the_full_app(
+    app: Synthesized, tmp_path: Path
+) -> None:
+    selected = synth(tmp_path / "cdk.out", environment="staging")
+    assert sorted(selected.templates) == sorted(n for n in app.templates if n.startswith("af-staging-"))
+    for name, template in selected.templates.items():
+        assert template == app.templates[name]
+
+
+def test_synth_is_deterministic(app: Synthesized, tmp_path: Path) -> None:
+    again = synth(tmp_path / "cdk.out")
+    for name, template in app.templates.items():
+        assert (again.outdir / f"{name}.template.json").read_bytes() == (
+            app.outdir / f"{name}.template.json"
+        ).read_bytes()
+        assert template == again.templates[name]
+
+
+def test_a_prebuilt_ecr_image_is_pulled_from_its_repository_only(tmp_path: Path) -> None:
+    selected = synth(tmp_path / "cdk.out", instance="acme/retail/dev", runtimeImage=PREBUILT_IMAGE)
+    pulls = [s for s in statements(selected, "af-dev-acme-retail-dev") if "ecr:BatchGetImage" in s["Action"]]
+    assert [s["Resource"] for s in pulls] == [
+        {"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, ":ecr:us-east-1:123456789012:repository/agent-foundry-runtime"]]}
+    ]
+
+
+def test_an_unplaced_instance_fails_synth_naming_the_placement_file(agents_copy: Path, tmp_path: Path) -> None:
+    (agents_copy / "placement" / "staging.yaml").unlink()
+    with pytest.raises(ManifestError) as caught:
+        synth(tmp_path / "cdk.out", agents_dir=agents_copy, environment="staging")
+    message = str(caught.value)
+    assert "staging.yaml" in message and "python -m foundry place --environment staging" in message
+    assert not list((tmp_path / "cdk.out").glob("*.template.json")), "nothing half-done is left behind"
+
+
+def test_an_unknown_instance_selector_fails_before_building(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown instance"):
+        synth(tmp_path / "cdk.out", instance="acme/retail/nowhere")
+
+
+def test_stack_names_derive_from_the_instance_key() -> None:
+    assert naming.instance_stack_name("prod", InstanceKey("acme", "retail", "us-east-1")) == (
+        "af-prod-acme-retail-us-east-1"
+    )
