@@ -88,8 +88,8 @@ def make_plan(agents_dir: Path, base: str, *, templates: bool = False, environme
         out = Path(tmp)
         base_root = out / "base"
         export_tree(repo, commit, base_root)
-        base_templates = synthesize(base_root, base_root / relative, out / "base.out", repo)
-        head_templates = synthesize(repo, agents_dir, out / "head.out", repo)
+        base_templates = synthesize(base_root, base_root / relative, out / "base.out", repo, environment)
+        head_templates = synthesize(repo, agents_dir, out / "head.out", repo, environment)
     return plan_templates(plan, base_templates, head_templates)
 
 
@@ -149,14 +149,23 @@ def _only(state: FleetState, environment: str) -> FleetState:
     )
 
 
-def synthesize(project: Path, agents_dir: Path, out: Path, tools_from: Path) -> dict[str, dict[str, Any]]:
+TOOLS_ROOT = Path(__file__).resolve().parent.parent
+"""The checkout whose `.venv` and `node_modules` (Python, Node, the pinned CDK CLI) run every synth."""
+
+
+def synthesize(
+    project: Path, agents_dir: Path, out: Path, context_from: Path, environment: str | None = None
+) -> dict[str, dict[str, Any]]:
     """Runs `cdk synth` for the app in `project` into `out` and returns stack name -> template.
-    A revision without a CDK app (no cdk.json) has no stacks. Tools (.venv, node_modules) come from `tools_from`."""
+    A revision without a CDK app (no cdk.json) has no stacks."""
     if not (project / "cdk.json").is_file():
         return {}
-    for tool_dir in (".venv", "node_modules"):
-        if not (project / tool_dir).exists() and (tools_from / tool_dir).exists():
-            (project / tool_dir).symlink_to(tools_from / tool_dir, target_is_directory=True)
+    tools_from = TOOLS_ROOT
+    context_file = project / "cdk.context.json"
+    if not context_file.exists() and (context_from / "cdk.context.json").is_file():
+        # Lookups (AZs, imported VPCs) are facts about the accounts, not code: a revision that did not commit
+        # them yet is synthesized with today's, so both sides compare templates, not lookups (offline too).
+        shutil.copyfile(context_from / "cdk.context.json", context_file)
     local_cdk = tools_from / "node_modules" / ".bin" / "cdk"
     cdk = str(local_cdk) if local_cdk.exists() else shutil.which("cdk")
     if cdk is None:
@@ -165,6 +174,8 @@ def synthesize(project: Path, agents_dir: Path, out: Path, tools_from: Path) -> 
     venv_bin = tools_from / ".venv" / "bin"
     env["PATH"] = os.pathsep.join([str(venv_bin), str(local_cdk.parent), env.get("PATH", "")])
     argv = [cdk, "synth", "--quiet", "--output", str(out), "--context", f"agentsDir={agents_dir}"]
+    if environment is not None:
+        argv += ["--context", f"environment={environment}"]
     try:
         done = subprocess.run(argv, cwd=project, env=env, capture_output=True, timeout=SYNTH_TIMEOUT_S, check=False)
     except subprocess.TimeoutExpired as exc:

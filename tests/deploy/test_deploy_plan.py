@@ -229,3 +229,36 @@ def test_markdown_table_is_ready_for_a_job_summary(git_repo, capsys):
     assert out.startswith("## Change plan: HEAD")
     assert "| change | instance | stack | why |" in out
     assert "Deploy: `af-dev-platform af-dev-acme-retail-dev af-dev-default-org-default-domain-dev`" in out
+
+
+TINY_APP = '''
+"""A tiny CDK app with the fleet's dev stack names; its templates change only where a test says."""
+import aws_cdk as cdk
+
+app = cdk.App()
+for name in ["af-dev-platform", "af-dev-acme-retail-dev", "af-dev-default-org-default-domain-dev"]:
+    stack = cdk.Stack(app, name, synthesizer=cdk.DefaultStackSynthesizer(generate_bootstrap_version_rule=False))
+    cdk.CfnOutput(stack, "Marker", value=MARKERS.get(name, "v1"))
+app.synth()
+'''
+
+
+@pytest.mark.slow
+def test_templates_mode_synthesizes_both_revisions_and_keeps_only_real_template_changes(git_repo, capsys):
+    git_repo.write("cdk.json", '{"app": "python app.py"}\n')
+    git_repo.write("app.py", "MARKERS = {}\n" + TINY_APP)
+    git_repo.commit("tiny app")
+    git_repo.write("app.py", "# a comment changes no template\nMARKERS = {'af-dev-acme-retail-dev': 'v2'}\n" + TINY_APP)
+    code, fast = run_plan(git_repo, capsys, "--environment", "dev")
+    assert (code, fast["recommend_templates"]) == (1, True)
+    assert set(kinds(fast, "dev").values()) == {"changed"}
+    code, plan = run_plan(git_repo, capsys, "--environment", "dev", "--templates")
+    assert code == 1
+    assert plan["mode"] == "templates"
+    assert kinds(plan, "dev") == {
+        "(platform)": "unchanged",
+        "acme/retail/dev": "changed",
+        "default-org/default-domain/dev": "unchanged",
+    }
+    assert reasons_of(plan, "dev", "acme/retail/dev") == ["template: Outputs.Marker.Value changed"]
+    assert env_plan(plan, "dev")["deploy_stacks"] == ["af-dev-acme-retail-dev"]
