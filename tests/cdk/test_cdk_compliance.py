@@ -1,0 +1,78 @@
+"""Whole-app checks over the example fleet: cdk-nag AwsSolutions, cfn-lint, and syrupy snapshots of every template."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cdk_harness import Synthesized, synth
+from cfnlint.api import ManualArgs, lint
+from syrupy.assertion import SnapshotAssertion
+from syrupy.extensions.json import JSONSnapshotExtension
+
+from foundry.fleet import load_fleet
+
+REPO_AGENTS = Path(__file__).resolve().parents[2] / "agents"
+STACKS = sorted(
+    [f"af-{env}-platform" for env in ("dev", "prod", "staging")]
+    + [i.manifest.spec.stack_name for i in load_fleet(REPO_AGENTS).instances]
+)
+IMAGE_TAG = re.compile(r"(container-assets-[^\"]*?:)[0-9a-f]{64}")
+
+
+@pytest.fixture(scope="module")
+def nagged(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
+    """The whole example app with cdk-nag's AwsSolutions pack and CDK's built-in template validation."""
+    return synth(tmp_path_factory.mktemp("nag") / "cdk.out", nag=True, validation=True)
+
+
+def report(app: Synthesized) -> dict[str, Any]:
+    reports = json.loads((app.outdir / "validation-report.json").read_text())["pluginReports"]
+    return {r["pluginName"]: r for r in reports}
+
+
+def test_cdk_nag_finds_no_unacknowledged_problem_in_the_whole_app(nagged: Synthesized) -> None:
+    nag = report(nagged).get("AwsSolutions")
+    assert nag is not None, "cdk-nag acknowledged findings are always reported; a missing report means it did not run"
+    assert nag["violations"] == []
+
+
+def test_every_cdk_nag_acknowledgement_carries_its_reason(nagged: Synthesized) -> None:
+    acknowledged = report(nagged)["AwsSolutions"]["suppressedViolations"]
+    assert acknowledged
+    for finding in acknowledged:
+        assert len(finding["reason"]) >= 40, finding["ruleName"]
+    assert {f["ruleName"] for f in acknowledged} <= {
+        "AwsSolutions-S1",
+        "AwsSolutions-EC23",
+        "AwsSolutions-SMG4",
+        "AwsSolutions-ECS2",
+        "AwsSolutions-IAM5[Resource::*]",
+    }
+
+
+def test_cdk_built_in_template_validation_reports_no_problem(nagged: Synthesized) -> None:
+    assert report(nagged).get("CloudFormation Validate", {"violations": []})["violations"] == []
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_cfn_lint_finds_no_error_in_the_template(nagged: Synthesized, stack: str) -> None:
+    template = (nagged.outdir / f"{stack}.template.json").read_text()
+    errors = [m for m in lint(template, config=ManualArgs(regions=["us-east-1"])) if m.rule.id.startswith("E")]
+    assert errors == [], "\n".join(str(m) for m in errors)
+
+
+@pytest.fixture
+def json_snapshot(snapshot: SnapshotAssertion) -> SnapshotAssertion:
+    return snapshot.use_extension(JSONSnapshotExtension)
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_template_matches_its_snapshot(nagged: Synthesized, stack: str, json_snapshot: SnapshotAssertion) -> None:
+    """The runtime image's tag is the hash of runtime/ and foundry/ sources: normalised so that only a change of
+    the template's own meaning fails this. Bundle keys stay: they change exactly when an instance's manifest does."""
+    text = IMAGE_TAG.sub(r"\1<runtime-image-hash>", (nagged.outdir / f"{stack}.template.json").read_text())
+    assert json.loads(text) == json_snapshot
