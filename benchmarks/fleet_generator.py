@@ -17,6 +17,9 @@ from foundry import placement
 
 EXAMPLE_AGENTS = Path(__file__).resolve().parent.parent / "agents"
 INSTANCES_PER_ENVIRONMENT = 200
+ENVIRONMENTS = 5
+"""Instances past 5 x 200 join the last environment (up to about 300 fit a manifest), so instance 1,001 is added
+to an existing environment, as in real life."""
 SYSTEM_AGENTS = [
     ("io-agent", 0),
     ("governance-agent", 0),
@@ -33,7 +36,7 @@ def instance_key(index: int) -> tuple[str, str, str]:
 
 
 def environment_of(index: int) -> str:
-    return f"gen{index // INSTANCES_PER_ENVIRONMENT}"
+    return f"gen{min(index // INSTANCES_PER_ENVIRONMENT, ENVIRONMENTS - 1)}"
 
 
 def _entries(index: int) -> list[dict[str, Any]]:
