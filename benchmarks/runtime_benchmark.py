@@ -1,0 +1,167 @@
+"""Runtime benchmark: request overhead through the whole graph (offline provider) over real streamable HTTP, and
+cold start (process start to ready).
+
+The server process is pinned to CPU 0 (one core); the load generator runs pinned to the other CPUs.
+
+    .venv/bin/python benchmarks/runtime_benchmark.py [--requests 1000] [--concurrency 16]
+
+Targets on the reference machine: p50 <= 10 ms, p99 <= 30 ms, >= 200 requests/s, cold start <= 1.5 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+import httpx
+from mcp import Client
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from foundry.bundle import build_bundle  # noqa: E402
+from foundry.fleet import load_fleet  # noqa: E402
+
+INSTANCE = "default-org/default-domain/dev"
+
+
+def write_bundle(directory: Path) -> Path:
+    (resolved,) = load_fleet(ROOT / "agents", environment="dev", instance=INSTANCE).instances
+    path = directory / "bundle.tar.gz"
+    path.write_bytes(build_bundle(resolved).archive)
+    return path
+
+
+def start(bundle: Path) -> tuple[subprocess.Popen[str], int, float]:
+    """Starts the server on CPU 0; returns (process, port, seconds from spawn to /readyz 200)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "LOG_LEVEL": "INFO"}  # uvicorn's 'running on' line has the port
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        ["taskset", "-c", "0", sys.executable, "-m", "runtime", "serve", "--bundle", str(bundle),
+         "--host", "127.0.0.1", "--port", "0"],
+        cwd=ROOT, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    assert process.stderr is not None
+    port = 0
+    for line in process.stderr:
+        if match := re.search(r"Uvicorn running on http://127\.0\.0\.1:(\d+)", line):
+            port = int(match.group(1))
+            break
+    if not port:
+        raise SystemExit("server did not start")
+    # keep draining stderr (one log line per request), or the pipe fills and the server blocks on logging
+    threading.Thread(target=lambda: [None for _ in process.stderr or ()], daemon=True).start()
+    while httpx.get(f"http://127.0.0.1:{port}/readyz").status_code != 200:
+        pass
+    ready = time.perf_counter() - started
+    return process, port, ready
+
+
+def stop(process: subprocess.Popen[str]) -> None:
+    process.terminate()
+    process.wait(timeout=30)
+
+
+async def latency(url: str, count: int) -> list[float]:
+    samples = []
+    async with Client(url) as client:
+        await client.list_tools()
+        for i in range(50):
+            await client.call_tool("invoke", {"message": "plan the roadmap", "thread_id": f"warm-{i % 8}"})
+        for i in range(count):
+            begin = time.perf_counter()
+            result = await client.call_tool("invoke", {"message": "plan the roadmap", "thread_id": f"t-{i % 32}"})
+            samples.append((time.perf_counter() - begin) * 1000)
+            assert not result.is_error
+    return samples
+
+
+async def throughput(url: str, count: int, concurrency: int) -> float:
+    async with AsyncExitStack() as stack:
+        clients = [await stack.enter_async_context(Client(url)) for _ in range(concurrency)]
+        for client in clients:
+            await client.list_tools()
+        return await _drain(clients, count)
+
+
+async def _drain(clients: list[Client], count: int) -> float:
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(count):
+        queue.put_nowait(i)
+
+    async def worker(client: Client) -> None:
+        while not queue.empty():
+            i = queue.get_nowait()
+            result = await client.call_tool("invoke", {"message": "file a ticket", "thread_id": f"c-{i % 64}"})
+            assert not result.is_error
+
+    begin = time.perf_counter()
+    await asyncio.gather(*(worker(c) for c in clients))
+    return count / (time.perf_counter() - begin)
+
+
+def machine() -> dict[str, str]:
+    model = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    return {
+        "date": subprocess.run(["date", "-u", "+%Y-%m-%dT%H:%M:%SZ"], capture_output=True, text=True).stdout.strip(),
+        "nproc": subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip(),
+        "cpu": model,
+        "python": sys.version.split()[0],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=1000)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--cold-starts", type=int, default=5)
+    args = parser.parse_args()
+    host = machine()  # before pinning: nproc reports the CPUs this process may use
+    os.sched_setaffinity(0, set(range(1, os.cpu_count() or 2)) or {0})
+    with tempfile.TemporaryDirectory() as tmp:
+        bundle = write_bundle(Path(tmp))
+        colds = []
+        for _ in range(args.cold_starts):
+            process, _, ready = start(bundle)
+            colds.append(ready)
+            stop(process)
+        process, port, _ = start(bundle)
+        try:
+            url = f"http://127.0.0.1:{port}/mcp"
+            samples = asyncio.run(latency(url, args.requests))
+            rps = asyncio.run(throughput(url, args.requests, args.concurrency))
+        finally:
+            stop(process)
+    ordered = sorted(samples)
+    report = {
+        **host,
+        "instance": INSTANCE,
+        "requests": args.requests,
+        "p50_ms": round(statistics.median(ordered), 2),
+        "p99_ms": round(ordered[int(len(ordered) * 0.99) - 1], 2),
+        "mean_ms": round(statistics.fmean(ordered), 2),
+        "requests_per_second": round(rps, 1),
+        "concurrency": args.concurrency,
+        "cold_start_s_median": round(statistics.median(colds), 3),
+        "cold_start_s_max": round(max(colds), 3),
+    }
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
