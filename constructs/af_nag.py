@@ -6,7 +6,6 @@ from aws_cdk import Acknowledgment, Validations
 
 from constructs import IConstruct
 
-
 NAG_PACK = "AwsSolutions"
 
 

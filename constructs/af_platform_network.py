@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from aws_cdk import Annotations
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ssm as ssm
 
@@ -59,6 +60,10 @@ class AfNetwork(Construct):
                 public_subnet_ids=list(settings.public_subnet_ids) or None,
             )
             self.client_cidr = None
+            Annotations.of(self).acknowledge_warning(
+                "@aws-cdk/aws-ec2:noSubnetRouteTableId",
+                "instances and load balancers only place ENIs in these subnets; no route table is ever read",
+            )
         self.private_subnet_ids = [s.subnet_id for s in self.vpc.private_subnets]
         ssm.StringParameter(self, "VpcIdParameter", parameter_name=parameters.vpc_id, string_value=self.vpc.vpc_id)
         ssm.StringListParameter(

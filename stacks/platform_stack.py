@@ -14,12 +14,17 @@ from constructs import Construct
 from constructs import af_platform_contract as contract
 from constructs.af_alb_shard import AfAlbShard, ShardListenerSettings
 from constructs.af_nag import acknowledge
-from constructs.af_platform_network import AfNetwork
+from constructs.af_platform_network import AfNetwork, availability_zones
 from constructs.af_platform_zone import AfZone
 from foundry.schema import EnvironmentSettings
 
 
 class PlatformStack(Stack):
+    @property
+    def availability_zones(self) -> list[str]:
+        """The zones from the settings: without this override CDK looks them up in the account at synth."""
+        return list(self._zones)
+
     def __init__(
         self,
         scope: Construct,
@@ -35,6 +40,7 @@ class PlatformStack(Stack):
             env=Environment(account=settings.account, region=settings.region),
             description=f"Agent Foundry platform of environment {environment}: network, cluster, zone, ALB shards",
         )
+        self._zones = availability_zones(settings.vpc, settings.region)
         network = AfNetwork(
             self,
             "Network",

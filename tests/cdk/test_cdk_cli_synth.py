@@ -47,16 +47,22 @@ def cdk(args: list[str], home: Path) -> subprocess.CompletedProcess[str]:
 def test_cdk_synth_of_one_instance_works_offline_with_the_real_cli(tmp_path: Path) -> None:
     out = tmp_path / "cdk.out"
     result = cdk(
-        ["synth", "-c", "instance=acme/retail/dev", "--output", str(out), "--quiet", "af-dev-acme-retail-dev"],
+        ["synth", "-c", "instance=acme/retail/us-east-1", "--output", str(out), "--quiet"],
         tmp_path,
     )
     assert result.returncode == 0, result.stderr
     manifest = json.loads((out / "manifest.json").read_text())
     stacks = sorted(k for k, v in manifest["artifacts"].items() if v["type"] == "aws:cloudformation:stack")
-    assert stacks == ["af-dev-acme-retail-dev", "af-dev-platform"]
+    # The selector names an instance that exists in staging and in prod: both, with their platforms.
+    assert stacks == [
+        "af-prod-acme-retail-us-east-1",
+        "af-prod-platform",
+        "af-staging-acme-retail-us-east-1",
+        "af-staging-platform",
+    ]
     assert "missing" not in manifest, "synth needed a context look-up (which needs AWS credentials)"
-    template = json.loads((out / "af-dev-acme-retail-dev.template.json").read_text())
-    assert template["Outputs"]["Hostname"]["Value"] == "acme-retail-dev.dev.agentfoundry.internal"
+    template = json.loads((out / "af-prod-acme-retail-us-east-1.template.json").read_text())
+    assert template["Outputs"]["Hostname"]["Value"] == "acme-retail-us-east-1.instances.agentfoundry.com"
     assert list(out.glob("asset.*.gz")), "the bundle asset is staged in the assembly"
 
 

@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cdk_harness import Synthesized, synth
 from cfnlint.api import ManualArgs, lint
 from syrupy.assertion import SnapshotAssertion
 from syrupy.extensions.json import JSONSnapshotExtension
 
 from foundry.fleet import load_fleet
+from tests.cdk.cdk_harness import Synthesized, synth
 
 REPO_AGENTS = Path(__file__).resolve().parents[2] / "agents"
 STACKS = sorted(

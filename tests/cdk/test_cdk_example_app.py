@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cdk_harness import PREBUILT_IMAGE, Synthesized, synth
 
 from foundry import naming
 from foundry.fleet import load_fleet
 from foundry.problems import ManifestError
 from foundry.schema import InstanceKey
+from tests.cdk.cdk_harness import PREBUILT_IMAGE, Synthesized, synth
 
 REPO_AGENTS = Path(__file__).resolve().parents[2] / "agents"
 EXAMPLE = load_fleet(REPO_AGENTS)
@@ -46,6 +46,11 @@ def test_stacks_deploy_to_the_account_and_region_of_their_environment(app: Synth
         env = settings[BY_STACK[name].environment]
         assert app.manifest["artifacts"][name]["environment"] == f"aws://{env.account}/{env.region}"
         assert stack.region == env.region
+
+
+def test_synth_needs_no_context_look_up(app: Synthesized) -> None:
+    """A look-up needs AWS credentials; `cdk synth` must work offline."""
+    assert "missing" not in app.manifest
 
 
 def test_an_instance_stack_depends_on_its_platform_stack(app: Synthesized) -> None:
@@ -318,9 +323,7 @@ def test_selecting_an_instance_builds_only_its_stack_and_its_platform(tmp_path: 
     assert container["ContainerDefinitions"][0]["Image"] == PREBUILT_IMAGE
 
 
-def test_a_selected_instance_synthesizes_the_same_template_as_in_the_full_app(
-    app: Synthesized, tmp_path: Path
-) -> None:
+def test_a_selected_instance_synthesizes_the_same_template_as_in_the_full_app(app: Synthesized, tmp_path: Path) -> None:
     selected = synth(tmp_path / "cdk.out", environment="staging")
     assert sorted(selected.templates) == sorted(n for n in app.templates if n.startswith("af-staging-"))
     for name, template in selected.templates.items():
@@ -340,7 +343,12 @@ def test_a_prebuilt_ecr_image_is_pulled_from_its_repository_only(tmp_path: Path)
     selected = synth(tmp_path / "cdk.out", instance="acme/retail/dev", runtimeImage=PREBUILT_IMAGE)
     pulls = [s for s in statements(selected, "af-dev-acme-retail-dev") if "ecr:BatchGetImage" in s["Action"]]
     assert [s["Resource"] for s in pulls] == [
-        {"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, ":ecr:us-east-1:123456789012:repository/agent-foundry-runtime"]]}
+        {
+            "Fn::Join": [
+                "",
+                ["arn:", {"Ref": "AWS::Partition"}, ":ecr:us-east-1:123456789012:repository/agent-foundry-runtime"],
+            ]
+        }
     ]
 
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 import json
 from collections import Counter, defaultdict
 from pathlib import Path
+from typing import Any
 
 import pytest
-from cdk_harness import PREBUILT_IMAGE, Synthesized, synth
 
 from benchmarks.fleet_generator import environment_of, generate_fleet, instance_key
 from foundry import placement
+from tests.cdk.cdk_harness import PREBUILT_IMAGE, Synthesized, synth
 
 COUNT = 1000
 MAX_RESOURCES = 500
@@ -28,7 +29,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Synthesized]:
     return agents, synth(root / "cdk.out", agents_dir=agents, runtimeImage=PREBUILT_IMAGE)
 
 
-def instance_templates(app: Synthesized) -> dict[str, dict]:
+def instance_templates(app: Synthesized) -> dict[str, dict[str, Any]]:
     return {name: app.templates[name] for name in app.stacks.instances}
 
 
@@ -55,7 +56,9 @@ def test_listener_priorities_are_unique_per_listener_and_no_alb_holds_over_100_t
     for name, template in instance_templates(app).items():
         env = name.split("-")[1]
         listener = template["Parameters"]["ShardListenerArn"]["Default"]
-        (rule,) = [r for r in template["Resources"].values() if r["Type"] == "AWS::ElasticLoadBalancingV2::ListenerRule"]
+        (rule,) = [
+            r for r in template["Resources"].values() if r["Type"] == "AWS::ElasticLoadBalancingV2::ListenerRule"
+        ]
         per_listener[(env, listener)].append(rule["Properties"]["Priority"])
     for listener, priorities in per_listener.items():
         assert len(priorities) == len(set(priorities)), listener
@@ -63,7 +66,9 @@ def test_listener_priorities_are_unique_per_listener_and_no_alb_holds_over_100_t
     shards_by_env = Counter(env for env, _ in per_listener)
     for env, shards in shards_by_env.items():
         platform = app.templates[f"af-{env}-platform"]
-        balancers = [r for r in platform["Resources"].values() if r["Type"] == "AWS::ElasticLoadBalancingV2::LoadBalancer"]
+        balancers = [
+            r for r in platform["Resources"].values() if r["Type"] == "AWS::ElasticLoadBalancingV2::LoadBalancer"
+        ]
         assert len(balancers) == shards == 2
 
 
