@@ -1,8 +1,8 @@
 """Generated fleets for the 1,000-instance tests and the synth benchmark: a copy of the example `agents/` tree whose
 environments hold `count` instances in total (every system agent plus one worker each), already placed.
 
-Instances are spread over several environments because the foundation's YAML reader caps a manifest at 1 MB,
-which holds about 300 instances with all their entries.
+Instances are spread over 5 environments of 200 (so the fleet also exercises several platform stacks, each with
+two ALB shards); instances past 1,000 join the last environment, so instance 1,001 needs a new shard there.
 """
 
 from __future__ import annotations
@@ -18,8 +18,6 @@ from foundry import placement
 EXAMPLE_AGENTS = Path(__file__).resolve().parent.parent / "agents"
 INSTANCES_PER_ENVIRONMENT = 200
 ENVIRONMENTS = 5
-"""Instances past 5 x 200 join the last environment (up to about 300 fit a manifest), so instance 1,001 is added
-to an existing environment, as in real life."""
 SYSTEM_AGENTS = [
     ("io-agent", 0),
     ("governance-agent", 0),
