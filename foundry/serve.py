@@ -54,6 +54,8 @@ class ServeOptions:
     token_file: Path | None
     allowed_hosts: tuple[str, ...]
     deploy_method: DeployMethod
+    work_dir: Path | None = None
+    """Where each instance's cdk.out, outputs file and deploy lock live (default build/foundry-deploys/)."""
 
 
 def is_loopback(host: str) -> bool:
@@ -95,7 +97,7 @@ def http_security(options: ServeOptions) -> TransportSecuritySettings | None:
     )
 
 
-def make_config(agents_dir: Path, deploy_method: DeployMethod) -> FoundryConfig:
+def make_config(agents_dir: Path, deploy_method: DeployMethod, work_dir: Path | None = None) -> FoundryConfig:
     runner = ProcessRunner(cwd=REPO_ROOT, env=tool_environment(REPO_ROOT))
     deployer = Deployer(
         repo_root=REPO_ROOT,
@@ -103,6 +105,7 @@ def make_config(agents_dir: Path, deploy_method: DeployMethod) -> FoundryConfig:
         locks=InstanceLocks(),
         method=deploy_method,
         failure_lookup=stack_events_failure(boto3_clients),
+        work_root=work_dir.resolve() if work_dir is not None else None,
     )
     return FoundryConfig(
         repo_root=REPO_ROOT,
@@ -114,7 +117,7 @@ def make_config(agents_dir: Path, deploy_method: DeployMethod) -> FoundryConfig:
 
 
 def serve(options: ServeOptions) -> None:
-    config = make_config(options.agents_dir, options.deploy_method)
+    config = make_config(options.agents_dir, options.deploy_method, options.work_dir)
     if options.transport == "stdio":
         build_server(config).run("stdio")
         return

@@ -35,6 +35,13 @@ def add_serve_parser(sub: Any) -> None:
         default="change-set",
         help="cdk deploy --method (direct for a local AWS emulator)",
     )
+    p.add_argument(
+        "--work-dir",
+        type=Path,
+        metavar="DIR",
+        help="where each instance's cdk.out, outputs file and deploy lock live (default: build/foundry-deploys); "
+        "servers that deploy the same instances must share it, the lock lives there",
+    )
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -48,6 +55,7 @@ def run_serve(args: argparse.Namespace) -> int:
         token_file=args.token_file,
         allowed_hosts=tuple(args.allowed_host),
         deploy_method=args.deploy_method,
+        work_dir=args.work_dir,
     )
     try:
         serve(options)

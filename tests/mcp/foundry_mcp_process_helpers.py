@@ -7,7 +7,7 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,10 +70,12 @@ def started(argv: list[str], *, env: dict[str, str], ready_marker: str, url: str
 
 
 @contextmanager
-def http_server(token: str | None, *, extra_args: tuple[str, ...] = ()) -> Iterator[ServerProcess]:
-    """`python -m foundry serve --transport http` on a free loopback port."""
+def http_server(
+    token: str | None, *, extra_args: tuple[str, ...] = (), extra_env: Mapping[str, str] | None = None
+) -> Iterator[ServerProcess]:
+    """`python -m foundry serve --transport http` on a free loopback port (extra_env: e.g. a local AWS)."""
     port = free_port()
-    environment = dict(os.environ)
+    environment = {**os.environ, **(extra_env or {})}
     environment.pop("FOUNDRY_TOKEN", None)
     if token is not None:
         environment["FOUNDRY_TOKEN"] = token
