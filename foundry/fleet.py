@@ -5,12 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from foundry import fleet_cache
 from foundry.loader import AgentsTree, load_tree
 from foundry.naming import parse_selector
 from foundry.problems import ManifestError, Problem
 from foundry.resolve import ResolvedInstance, resolve
 
 DEFAULT_AGENTS_DIR = Path(__file__).resolve().parent.parent / "agents"
+DEFAULT_CACHE_DIR = Path(__file__).resolve().parent.parent / "build" / "cache"
 
 
 @dataclass(frozen=True)
@@ -25,11 +27,13 @@ def load_fleet(
     *,
     environment: str | None = None,
     instance: str | None = None,
+    cache_dir: Path | None = DEFAULT_CACHE_DIR,
 ) -> Fleet:
     """Validates the whole tree (so cross-environment rules always hold), then keeps the selected instances.
-    `instance` is 'ORG/DOMAIN/INSTANCE'. Raises ManifestError (bad files) or ValueError (bad selector)."""
-    tree = load_tree(agents_dir)
-    instances = resolve(tree)
+    `instance` is 'ORG/DOMAIN/INSTANCE'. Raises ManifestError (bad files) or ValueError (bad selector).
+    A tree already validated by the same code is read from `cache_dir` (None: always read the files)."""
+    full = _load_all(agents_dir, cache_dir)
+    tree, instances = full.tree, full.instances
     if environment is not None:
         if environment not in tree.environments:
             raise ManifestError(
@@ -48,3 +52,15 @@ def load_fleet(
             where = f" in environment {environment!r}" if environment else ""
             raise ValueError(f"unknown instance {instance!r}{where}; `python -m foundry validate` lists the instances")
     return Fleet(tree=tree, instances=instances)
+
+
+def _load_all(agents_dir: Path, cache_dir: Path | None) -> Fleet:
+    key = fleet_cache.cache_key(agents_dir) if cache_dir is not None and agents_dir.is_dir() else None
+    cached = fleet_cache.read(cache_dir, key) if cache_dir is not None and key is not None else None
+    if cached is not None:
+        return cached
+    tree = load_tree(agents_dir)
+    fleet = Fleet(tree=tree, instances=resolve(tree))
+    if cache_dir is not None and key is not None:
+        fleet_cache.write(cache_dir, key, fleet)
+    return fleet

@@ -1,0 +1,86 @@
+"""The fleet cache gives the same fleet as reading the files, and any change to an input or the code misses it."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from foundry import fleet_cache
+from foundry.bundle import build_bundle
+from foundry.fleet import load_fleet
+from foundry.problems import ManifestError
+from tests.foundry.manifest_edits import edit, entries
+
+
+def _hashes(agents: Path, cache: Path | None) -> dict[str, str]:
+    fleet = load_fleet(agents, cache_dir=cache)
+    return {f"{i.environment}/{i.key.selector}": build_bundle(i).content_hash for i in fleet.instances}
+
+
+def test_a_cached_fleet_equals_the_one_read_from_the_files(agents_copy: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    fresh = load_fleet(agents_copy, cache_dir=None)
+    first = load_fleet(agents_copy, cache_dir=cache)
+    assert len(list(cache.glob("fleet-*.pickle"))) == 1
+    cached = load_fleet(agents_copy, cache_dir=cache)
+    assert cached.tree.template.doc.lines == {}, "the second load came from the cache"
+    assert cached.instances == fresh.instances == first.instances
+    assert cached.tree.platform.model == fresh.tree.platform.model
+    assert sorted(cached.tree.environments) == sorted(fresh.tree.environments)
+    assert _hashes(agents_copy, cache) == _hashes(agents_copy, None)
+
+
+def test_selection_works_on_a_cached_fleet(agents_copy: Path, tmp_path: Path) -> None:
+    load_fleet(agents_copy, cache_dir=tmp_path)
+    (only,) = load_fleet(agents_copy, cache_dir=tmp_path, instance="globex/support/tenant-123").instances
+    assert only.environment == "prod"
+    with pytest.raises(ValueError, match="unknown instance"):
+        load_fleet(agents_copy, cache_dir=tmp_path, instance="globex/support/nowhere")
+
+
+def test_editing_a_spec_misses_the_cache(agents_copy: Path, tmp_path: Path) -> None:
+    before = _hashes(agents_copy, tmp_path)
+    edit(agents_copy / "specs/workers/qa-agent.yaml", lambda d: d["spec"].update(prompt="You test things."))
+    after = _hashes(agents_copy, tmp_path)
+    assert after != before
+    assert after == _hashes(agents_copy, None)
+
+
+def test_an_invalid_tree_is_never_cached(agents_copy: Path, tmp_path: Path) -> None:
+    edit(agents_copy / "manifests/manifest.dev.yaml", lambda d: entries(d)[0].update(version="one"))
+    for _ in range(2):
+        with pytest.raises(ManifestError, match="semantic version"):
+            load_fleet(agents_copy, cache_dir=tmp_path)
+    assert not list(tmp_path.glob("fleet-*.pickle"))
+
+
+def test_a_corrupt_entry_is_a_miss_not_an_error(agents_copy: Path, tmp_path: Path) -> None:
+    load_fleet(agents_copy, cache_dir=tmp_path)
+    (entry,) = tmp_path.glob("fleet-*.pickle")
+    entry.write_bytes(b"\x80\x05garbage")
+    assert load_fleet(agents_copy, cache_dir=tmp_path).instances == load_fleet(agents_copy, cache_dir=None).instances
+
+
+def test_the_key_changes_with_the_code_and_the_location(
+    agents_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = fleet_cache.cache_key(agents_copy)
+    moved = tmp_path / "elsewhere"
+    shutil.copytree(agents_copy, moved)
+    assert fleet_cache.cache_key(moved) != key
+    code = tmp_path / "code"
+    shutil.copytree(Path(fleet_cache.__file__).parent, code, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(fleet_cache, "_PACKAGE_DIR", code)
+    assert fleet_cache.cache_key(agents_copy) == key
+    (code / "resolve.py").write_text((code / "resolve.py").read_text() + "\n# a rule changed\n")
+    assert fleet_cache.cache_key(agents_copy) != key
+
+
+def test_old_entries_are_pruned(agents_copy: Path, tmp_path: Path) -> None:
+    for index in range(fleet_cache.KEEP_ENTRIES + 3):
+        prompt = f"version {index}"
+        edit(agents_copy / "specs/workers/qa-agent.yaml", lambda d: d["spec"].update(prompt=prompt))  # noqa: B023
+        load_fleet(agents_copy, cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("fleet-*.pickle"))) == fleet_cache.KEEP_ENTRIES
