@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 KEEP_ENTRIES = 16
 _PACKAGE_DIR = Path(__file__).resolve().parent
-_NO_DOCUMENT = YamlDocument(data={}, lines={}, raw=b"")
+_NO_DOCUMENT = YamlDocument(data={}, root=None, raw=b"")
 ModelT = TypeVar("ModelT", bound=pydantic.BaseModel)
 
 

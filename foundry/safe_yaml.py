@@ -1,7 +1,8 @@
 """Strict YAML reading for files people write: one mapping per file, no duplicate keys, no aliases.
 
 Aliases are refused outright: they are the mechanism of "billion laughs" bombs and nothing in a manifest needs them.
-The loader also records the line of every key so that errors can point at it.
+The checks run inside construction (one pass over the document); the line of a field is looked up in the parsed
+node tree only when an error needs it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ MAX_MANIFEST_BYTES = 64 * 1_048_576
 MAX_NODES = 5_000_000
 
 # libyaml's parser when present (20x faster on large fleets); the pure-Python one otherwise. Same documents.
-_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_BaseLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_MERGE_TAG = "tag:yaml.org,2002:merge"
 
 LinePath = tuple[str | int, ...]
 
@@ -35,16 +37,26 @@ class YamlError(Exception):
 @dataclass(frozen=True)
 class YamlDocument:
     data: dict[str, Any]
-    lines: dict[LinePath, int]
+    root: yaml.Node | None
+    """The parsed node tree, kept to find the line of a field; None once the document is known valid."""
     raw: bytes
 
     def line_of(self, path: LinePath) -> int | None:
-        """The line of the deepest known prefix of `path` (a pydantic error location)."""
-        for end in range(len(path), -1, -1):
-            line = self.lines.get(path[:end])
-            if line is not None:
-                return line
-        return None
+        """The line of the deepest prefix of `path` (a pydantic error location) found in the document."""
+        node = self.root
+        line = None if node is None else node.start_mark.line + 1
+        for part in path:
+            if isinstance(node, yaml.MappingNode):
+                pair = next((p for p in node.value if isinstance(p[0], yaml.ScalarNode) and p[0].value == part), None)
+                if pair is None:
+                    break
+                line, node = pair[0].start_mark.line + 1, pair[1]
+            elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
+                node = node.value[part]
+                line = node.start_mark.line + 1
+            else:
+                break
+        return line
 
 
 def dotted(path: LinePath) -> str:
@@ -52,6 +64,59 @@ def dotted(path: LinePath) -> str:
     for part in path:
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
     return text
+
+
+class _StrictLoader(_BaseLoader):  # type: ignore[misc, valid-type]
+    """Refuses aliases, merge keys, non-string keys and duplicate keys while it constructs the document."""
+
+    nodes_seen = 0
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        if node in self.constructed_objects or node in self.recursive_objects:
+            raise YamlError(
+                "YAML aliases (*name) are not allowed in manifests; write the value out", line=node.start_mark.line + 1
+            )
+        self.nodes_seen += 1
+        if self.nodes_seen > MAX_NODES:
+            raise YamlError(f"file has more than {MAX_NODES} YAML nodes")
+        return super().construct_object(node, deep)
+
+    def flatten_mapping(self, node: yaml.MappingNode) -> None:
+        keys: dict[str, int] = {}
+        for key_node, _ in node.value:
+            line = key_node.start_mark.line + 1
+            if key_node.tag == _MERGE_TAG:
+                raise YamlError("YAML merge keys (<<) are not allowed in manifests", line=line)
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise YamlError("mapping keys must be plain strings", line=line)
+            first = keys.get(key_node.value)
+            if first is not None:
+                raise YamlError(
+                    f"key {key_node.value!r} appears twice in the same mapping (lines {first} and {line})", line=line
+                )
+            keys[key_node.value] = line
+
+
+def _field_of(root: yaml.Node, line: int | None) -> str | None:
+    """The dotted path of the first key on `line`, to name the field of a structural error."""
+    if line is None:
+        return None
+    stack: list[tuple[yaml.Node, LinePath]] = [(root, ())]
+    seen: set[int] = set()
+    while stack:
+        node, path = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value in reversed(node.value):
+                key_path = (*path, str(key_node.value))
+                if key_node.start_mark.line + 1 == line:
+                    return dotted(key_path)
+                stack.append((value, key_path))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((item, (*path, index)) for index, item in reversed(list(enumerate(node.value))))
+    return None
 
 
 def parse_yaml(raw: bytes, max_bytes: int = MAX_FILE_BYTES) -> YamlDocument:
@@ -62,13 +127,12 @@ def parse_yaml(raw: bytes, max_bytes: int = MAX_FILE_BYTES) -> YamlDocument:
     except UnicodeDecodeError as exc:
         raise YamlError(f"file is not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
     try:
-        nodes = list(yaml.compose_all(text, Loader=_Loader))
+        nodes = [n for n in yaml.compose_all(text, Loader=_BaseLoader) if n is not None]
     except yaml.MarkedYAMLError as exc:
         line = exc.problem_mark.line + 1 if exc.problem_mark else None
         raise YamlError(f"not valid YAML: {exc.problem or exc}", line=line) from exc
     except yaml.YAMLError as exc:
         raise YamlError(f"not valid YAML: {exc}") from exc
-    nodes = [n for n in nodes if n is not None]
     if not nodes:
         raise YamlError("file is empty; expected a mapping with apiVersion, kind and spec")
     if len(nodes) > 1:
@@ -77,11 +141,16 @@ def parse_yaml(raw: bytes, max_bytes: int = MAX_FILE_BYTES) -> YamlDocument:
         )
     root = nodes[0]
     if not isinstance(root, yaml.MappingNode):
-        raise YamlError(f"top level is a {_kind(root)}; expected a mapping with apiVersion, kind and spec", line=1)
-    lines: dict[LinePath, int] = {}
-    _walk(root, (), lines, seen=set())
-    data = _Loader(text).construct_document(root)
-    return YamlDocument(data=data, lines=lines, raw=raw)
+        kind = "list" if isinstance(root, yaml.SequenceNode) else f"scalar ({root.value!r})"[:60]
+        raise YamlError(f"top level is a {kind}; expected a mapping with apiVersion, kind and spec", line=1)
+    try:
+        data = _StrictLoader(text).construct_document(root)
+    except YamlError as exc:
+        exc.field = exc.field or _field_of(root, exc.line)
+        raise
+    except yaml.YAMLError as exc:
+        raise YamlError(f"not valid YAML: {exc}") from exc
+    return YamlDocument(data=data, root=root, raw=raw)
 
 
 def read_yaml(path: Path, max_bytes: int = MAX_FILE_BYTES) -> YamlDocument:
@@ -92,45 +161,3 @@ def read_yaml(path: Path, max_bytes: int = MAX_FILE_BYTES) -> YamlDocument:
     if size > max_bytes:
         raise YamlError(f"file is {size} bytes, over the limit of {max_bytes} bytes")
     return parse_yaml(path.read_bytes(), max_bytes)
-
-
-def _kind(node: yaml.Node) -> str:
-    if isinstance(node, yaml.SequenceNode):
-        return "list"
-    if isinstance(node, yaml.ScalarNode):
-        return f"scalar ({node.value!r})"[:60]
-    return "mapping"
-
-
-def _walk(node: yaml.Node, path: LinePath, lines: dict[LinePath, int], seen: set[int]) -> None:
-    if id(node) in seen:
-        raise YamlError(
-            "YAML aliases (*name) are not allowed in manifests; write the value out",
-            line=node.start_mark.line + 1,
-            field=dotted(path) or None,
-        )
-    seen.add(id(node))
-    if len(seen) > MAX_NODES:
-        raise YamlError(f"file has more than {MAX_NODES} YAML nodes")
-    lines.setdefault(path, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        keys: dict[str, int] = {}
-        for key_node, value_node in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                raise YamlError("YAML merge keys (<<) are not allowed in manifests", line=key_node.start_mark.line + 1)
-            if not isinstance(key_node, yaml.ScalarNode):
-                raise YamlError("mapping keys must be plain strings", line=key_node.start_mark.line + 1)
-            key = key_node.value
-            line = key_node.start_mark.line + 1
-            if key in keys:
-                raise YamlError(
-                    f"key {key!r} appears twice in the same mapping (lines {keys[key]} and {line})",
-                    line=line,
-                    field=dotted((*path, key)),
-                )
-            keys[key] = line
-            lines[(*path, key)] = line
-            _walk(value_node, (*path, key), lines, seen)
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            _walk(item, (*path, index), lines, seen)

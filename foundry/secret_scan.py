@@ -31,6 +31,17 @@ _SECRET_KEYS = re.compile(
 )
 
 
+_SHORTEST_MATCH = 15
+"""No pattern above can match fewer characters ('secret:' and 8 more); most manifest values are shorter ids."""
+_ANY_SECRET = re.compile(
+    "|".join(
+        f"(?i:{p.pattern.removeprefix('(?i)')})" if p.pattern.startswith("(?i)") else f"(?:{p.pattern})"
+        for _, p in _SECRET_PATTERNS
+    )
+)
+"""One search per string; the patterns are only tried one by one to name what was found."""
+
+
 def find_secret_values(data: Any, path: LinePath = ()) -> Iterator[tuple[LinePath, str]]:
     """Yields (location, what it looks like) for every string value that looks like a credential."""
     if isinstance(data, dict):
@@ -42,7 +53,7 @@ def find_secret_values(data: Any, path: LinePath = ()) -> Iterator[tuple[LinePat
     elif isinstance(data, list):
         for index, item in enumerate(data):
             yield from find_secret_values(item, (*path, index))
-    elif isinstance(data, str):
+    elif isinstance(data, str) and len(data) >= _SHORTEST_MATCH and _ANY_SECRET.search(data):
         for label, pattern in _SECRET_PATTERNS:
             if pattern.search(data):
                 yield path, label
