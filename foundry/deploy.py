@@ -56,6 +56,11 @@ class Failure:
     status: str | None
     reason: str
 
+    @classmethod
+    def of_command(cls, reason: str) -> Failure:
+        """A failure no resource is named for (cdk itself failed or was stopped)."""
+        return cls(stack=None, logical_id=None, resource_type=None, status=None, reason=reason)
+
 
 @dataclass(frozen=True)
 class DeployResult:
@@ -223,7 +228,7 @@ def _cdk_error(lines: list[str] | tuple[str, ...]) -> Failure | None:
         return Failure(stack=marker["stack"], logical_id=None, resource_type=None, status=None, reason=reason)
     errors = [line.strip() for line in lines if re.match(r"^\s*(Error|ValidationError)\b", line)]
     if errors:
-        return Failure(stack=None, logical_id=None, resource_type=None, status=None, reason=" / ".join(errors[-3:]))
+        return Failure.of_command(" / ".join(errors[-3:]))
     return None
 
 
@@ -399,21 +404,13 @@ class Deployer:
         self, base: DeployResult, result: ProcessResult, commands: list[list[str]], paths: WorkPaths
     ) -> DeployResult:
         if result.timed_out:
-            failure = Failure(
-                stack=None,
-                logical_id=None,
-                resource_type=None,
-                status=None,
-                reason=f"`{' '.join(result.argv[1:3])}` did not finish within the time limit and was stopped",
+            failure = Failure.of_command(
+                f"`{' '.join(result.argv[1:3])}` did not finish within the time limit and was stopped"
             )
             outcome: Outcome = "timed_out"
         else:
-            failure = failure_from_lines(result.lines) or Failure(
-                stack=None,
-                logical_id=None,
-                resource_type=None,
-                status=None,
-                reason=f"`cdk {result.argv[1]}` exited with code {result.exit_code}",
+            failure = failure_from_lines(result.lines) or Failure.of_command(
+                f"`cdk {result.argv[1]}` exited with code {result.exit_code}"
             )
             outcome = "failed"
         return _replace(

@@ -17,7 +17,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from foundry import naming
 from foundry.resolve import ResolvedInstance
 
-Verdict = Literal["healthy", "in_progress", "degraded", "failed", "not_deployed"]
+Verdict = Literal["healthy", "in_progress", "degraded", "failed", "not_deployed", "unknown"]
+"""`unknown`: AWS could not be read (no credentials, endpoint unreachable, access denied); `errors` says why."""
 ClientFactory = Callable[[str, str], Any]
 """(service name, region) -> a boto3 client."""
 InstanceProbe = Callable[[str], Awaitable[dict[str, Any]]]
@@ -270,8 +271,8 @@ async def instance_status(
 ) -> InstanceStatus:
     stack, service, targets, errors = await asyncio.to_thread(read_deployed, instance, region, clients)
     verdict, reasons = assess(stack, service, targets)
-    if errors and stack is None and verdict == "not_deployed":
-        reasons = ["the stack could not be read", *errors]
+    if errors and stack is None:
+        verdict, reasons = "unknown", ["the stack could not be read, so whether it is deployed is unknown", *errors]
     endpoint = stack.outputs.get("InstanceEndpoint") if stack else None
     own_status: dict[str, Any] | None = None
     own_error: str | None = None
@@ -279,7 +280,9 @@ async def instance_status(
         try:
             own_status = await probe(endpoint)
         except Exception as exc:  # any failure to reach it is a fact to report, not an error of this tool
-            own_error = "; ".join(f"{type(e).__name__}: {e}" if str(e) else type(e).__name__ for e in _leaves(exc))
+            own_error = "; ".join(
+                f"{type(e).__name__}: {e}" if str(e) else type(e).__name__ for e in exception_leaves(exc)
+            )
     elif stack is not None and not endpoint:
         own_error = "the stack has no InstanceEndpoint output"
     return InstanceStatus(
@@ -299,10 +302,10 @@ async def instance_status(
     )
 
 
-def _leaves(error: BaseException) -> list[BaseException]:
+def exception_leaves(error: BaseException) -> list[BaseException]:
     """The real causes inside (nested) exception groups, which the SDK's task groups wrap errors in."""
     if isinstance(error, BaseExceptionGroup):
-        return [leaf for inner in error.exceptions for leaf in _leaves(inner)]
+        return [leaf for inner in error.exceptions for leaf in exception_leaves(inner)]
     return [error]
 
 

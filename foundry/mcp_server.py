@@ -8,6 +8,7 @@ the design's `foundry.` prefix: the MCP spec (SEP-986) and the SDK allow `A-Z a-
 from __future__ import annotations
 
 import dataclasses
+import functools
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ from foundry.tool_args import (
     check_environment,
     check_id,
     check_image_uri,
+    check_instance_filter,
     check_repo_path,
     check_timeout,
     find_instance,
@@ -59,7 +61,6 @@ def _fleet(config: FoundryConfig, agents_dir: str | None) -> tuple[Fleet, Path]:
 
 def _checked(fn: Any) -> Any:
     """Turns a refused argument into a tool error whose text is the refusal."""
-    import functools
 
     @functools.wraps(fn)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -122,8 +123,8 @@ def build_server(
         for name, value in (("organization", organization), ("domain", domain)):
             if value is not None:
                 check_id(name, value)
-        if instance is not None and "/" not in instance:
-            check_id("instance", instance)
+        if instance is not None:
+            check_instance_filter(instance)
         bindings = []
         for resolved in fleet.instances:
             key = resolved.key

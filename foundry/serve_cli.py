@@ -12,12 +12,23 @@ from foundry.fleet import DEFAULT_AGENTS_DIR
 EXIT_OK, EXIT_USAGE = 0, 2
 
 
+def tcp_port(text: str) -> int:
+    """--port: a TCP port number, refused with the allowed range otherwise (uvicorn would fail less clearly)."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number; expected a TCP port from 1 to 65535") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is out of range; expected a TCP port from 1 to 65535")
+    return port
+
+
 def add_serve_parser(sub: Any) -> None:
     help_text = "run the Foundry MCP server (stdio for local clients, streamable HTTP with a bearer token)"
     p: argparse.ArgumentParser = sub.add_parser("serve", help=help_text, description=help_text)
     p.add_argument("--transport", choices=("stdio", "http"), default="stdio")
     p.add_argument("--host", default="127.0.0.1", help="HTTP only; default 127.0.0.1")
-    p.add_argument("--port", type=int, default=8765, help="HTTP only; default 8765")
+    p.add_argument("--port", type=tcp_port, default=8765, help="HTTP only; default 8765")
     p.add_argument(
         "--token-file", type=Path, metavar="FILE", help="HTTP bearer token (default: the FOUNDRY_TOKEN variable)"
     )

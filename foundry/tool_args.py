@@ -14,7 +14,7 @@ from pathlib import Path
 from foundry.fleet import Fleet
 from foundry.naming import parse_selector
 from foundry.resolve import ResolvedInstance
-from foundry.schema import DNS_LABEL_PATTERN
+from foundry.schema import DNS_LABEL_PATTERN, InstanceKey
 
 SHELL_METACHARACTERS = frozenset(";&|$`<>(){}[]*?!~'\"\\#%^")
 _DNS_ID = re.compile(DNS_LABEL_PATTERN)
@@ -37,36 +37,68 @@ class ToolArgumentError(ValueError):
     """A tool argument was refused; the message names the argument and what is allowed."""
 
 
-def check_plain_value(argument: str, value: str) -> str:
-    """Refuses control characters, shell metacharacters and flag-like values; returns the value unchanged."""
+SELECTOR_FORM = "ORG/DOMAIN/INSTANCE, each a DNS-safe id (lowercase letters, digits and '-')"
+ID_FORM = "a DNS-safe id: lowercase letters, digits and '-', at most 63 characters"
+IMAGE_FORM = "REGISTRY/REPOSITORY:TAG or REGISTRY/REPOSITORY@sha256:DIGEST"
+DIRECTORY_FORM = "a directory inside the repository, relative to it or absolute"
+
+
+def check_plain_value(argument: str, value: str, expected: str) -> str:
+    """Refuses control characters, shell metacharacters and flag-like values; returns the value unchanged.
+    `expected` says what the argument allows; every refusal ends with it."""
+    allowed = f"; expected {expected}"
     if len(value) > MAX_ARGUMENT_LENGTH:
-        raise ToolArgumentError(f"{argument}: {len(value)} characters is too long (at most {MAX_ARGUMENT_LENGTH})")
+        raise ToolArgumentError(
+            f"{argument}: {len(value)} characters is too long (at most {MAX_ARGUMENT_LENGTH}){allowed}"
+        )
     if not value:
-        raise ToolArgumentError(f"{argument}: must not be empty")
+        raise ToolArgumentError(f"{argument}: must not be empty{allowed}")
     bad_control = sorted({c for c in value if ord(c) < 32 or ord(c) == 127})
     if bad_control:
-        raise ToolArgumentError(f"{argument}: contains control characters {bad_control!r}; refused")
+        raise ToolArgumentError(f"{argument}: contains control characters {bad_control!r}; refused{allowed}")
     found = sorted({c for c in value if c in SHELL_METACHARACTERS})
     if found:
         raise ToolArgumentError(
             f"{argument}: {value!r} contains shell metacharacters {' '.join(found)}; refused (nothing was run)"
+            + allowed
         )
     if value.startswith("-"):
         raise ToolArgumentError(
-            f"{argument}: {value!r} looks like a command-line flag; refused (values may not start with '-')"
+            f"{argument}: {value!r} looks like a command-line flag; refused (values may not start with '-')" + allowed
         )
     if any(c.isspace() for c in value):
-        raise ToolArgumentError(f"{argument}: {value!r} contains whitespace; refused (nothing was run)")
+        raise ToolArgumentError(f"{argument}: {value!r} contains whitespace; refused (nothing was run){allowed}")
     return value
 
 
 def check_id(argument: str, value: str) -> str:
     """An organization, domain, environment, instance or agent id: a DNS label."""
-    check_plain_value(argument, value)
+    check_plain_value(argument, value, ID_FORM)
     if not _DNS_ID.match(value):
-        raise ToolArgumentError(
-            f"{argument}: {value!r} is not a valid id (lowercase letters, digits and '-', at most 63 characters)"
-        )
+        raise ToolArgumentError(f"{argument}: {value!r} is not a valid id; expected {ID_FORM}")
+    return value
+
+
+def check_selector(argument: str, value: str) -> InstanceKey:
+    """'ORG/DOMAIN/INSTANCE' as an InstanceKey, or a refusal saying the allowed form."""
+    check_plain_value(argument, value, SELECTOR_FORM)
+    try:
+        return parse_selector(value)
+    except ValueError as exc:
+        raise ToolArgumentError(f"{argument}: {exc}") from exc
+
+
+def check_instance_filter(value: str) -> str:
+    """A filter that names an instance either by its id alone or as ORG/DOMAIN/INSTANCE."""
+    expected = f"an instance id, or {SELECTOR_FORM}"
+    check_plain_value("instance", value, expected)
+    if "/" in value:
+        try:
+            parse_selector(value)
+        except ValueError as exc:
+            raise ToolArgumentError(f"instance: {exc}") from exc
+    elif not _DNS_ID.match(value):
+        raise ToolArgumentError(f"instance: {value!r} is not a valid instance filter; expected {expected}")
     return value
 
 
@@ -81,11 +113,7 @@ def check_environment(fleet: Fleet, environment: str) -> str:
 def find_instance(fleet: Fleet, environment: str, instance: str) -> ResolvedInstance:
     """The one resolved instance named by (environment, 'ORG/DOMAIN/INSTANCE'), or a refusal listing what exists."""
     check_environment(fleet, environment)
-    check_plain_value("instance", instance)
-    try:
-        key = parse_selector(instance)
-    except ValueError as exc:
-        raise ToolArgumentError(f"instance: {exc}") from exc
+    key = check_selector("instance", instance)
     for resolved in fleet.instances:
         if resolved.environment == environment and resolved.key == key:
             return resolved
@@ -98,37 +126,39 @@ def find_instance(fleet: Fleet, environment: str, instance: str) -> ResolvedInst
 def check_image_uri(image_uri: str) -> str:
     """A container image reference with an explicit tag or digest, e.g.
     123456789012.dkr.ecr.us-east-1.amazonaws.com/agent-runtime:1.4.2"""
-    check_plain_value("runtime_image", image_uri)
+    check_plain_value("runtime_image", image_uri, IMAGE_FORM)
     match = _IMAGE_URI.match(image_uri)
     if not match:
         raise ToolArgumentError(
-            f"runtime_image: {image_uri!r} is not a container image reference "
-            "(REGISTRY/REPOSITORY:TAG or REGISTRY/REPOSITORY@sha256:DIGEST)"
+            f"runtime_image: {image_uri!r} is not a container image reference; expected {IMAGE_FORM}"
         )
     if not match.group("tag") and not match.group("digest"):
         raise ToolArgumentError(
             f"runtime_image: {image_uri!r} names no tag or digest; "
-            "give one explicitly (an implicit 'latest' is refused)"
+            f"give one explicitly (an implicit 'latest' is refused); expected {IMAGE_FORM}"
         )
     return image_uri
 
 
 def check_repo_path(argument: str, value: str, repo_root: Path) -> Path:
     """A directory inside the repository (relative to it, or absolute); symlinks are resolved before the check."""
-    check_plain_value(argument, value)
+    check_plain_value(argument, value, DIRECTORY_FORM)
     root = repo_root.resolve()
     candidate = Path(value)
     resolved = (candidate if candidate.is_absolute() else root / candidate).resolve()
     if not resolved.is_relative_to(root):
-        raise ToolArgumentError(f"{argument}: {value!r} is outside the repository {root}; refused")
+        raise ToolArgumentError(
+            f"{argument}: {value!r} is outside the repository {root}; refused; expected {DIRECTORY_FORM}"
+        )
     if not resolved.is_dir():
-        raise ToolArgumentError(f"{argument}: {value!r} is not a directory inside the repository")
+        raise ToolArgumentError(f"{argument}: {value!r} is not a directory; expected {DIRECTORY_FORM}")
     return resolved
 
 
 def check_timeout(timeout_seconds: int) -> int:
     if not MIN_TIMEOUT_SECONDS <= timeout_seconds <= MAX_TIMEOUT_SECONDS:
         raise ToolArgumentError(
-            f"timeout_seconds: {timeout_seconds} is out of range ({MIN_TIMEOUT_SECONDS}..{MAX_TIMEOUT_SECONDS})"
+            f"timeout_seconds: {timeout_seconds} is out of range; "
+            f"expected whole seconds from {MIN_TIMEOUT_SECONDS} to {MAX_TIMEOUT_SECONDS}"
         )
     return timeout_seconds

@@ -13,8 +13,7 @@ from foundry.fleet import DEFAULT_AGENTS_DIR
 from foundry.instance_status import boto3_clients
 from foundry.mcp_server import FoundryConfig, build_server
 from foundry.process import ProcessRunner, tool_environment
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.mcp.foundry_mcp_process_helpers import REPO_ROOT
 
 
 @pytest.fixture

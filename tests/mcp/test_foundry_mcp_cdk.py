@@ -25,8 +25,8 @@ from foundry.fleet import DEFAULT_AGENTS_DIR
 from foundry.mcp_server import FoundryConfig, build_server
 from foundry.process import ProcessRunner, tool_environment
 from tests.mcp.foundry_mcp_local_aws import DEV_ACCOUNT, REGION, LocalAws, moto_server
+from tests.mcp.foundry_mcp_process_helpers import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/agent-runtime:1.0.0"
 CONTRACT_OUTPUTS = {
     "Hostname",

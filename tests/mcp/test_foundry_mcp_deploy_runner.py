@@ -20,8 +20,8 @@ from foundry.deploy import (
 )
 from foundry.fleet import load_fleet
 from foundry.process import ProcessRunner
+from tests.mcp.foundry_mcp_process_helpers import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 CDK = str(REPO_ROOT / "node_modules" / ".bin" / "cdk")
 
 

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import boto3
+from botocore.config import Config
 from botocore.stub import Stubber
 
 from foundry.fleet import load_fleet
 from foundry.instance_status import instance_status
+from tests.mcp.foundry_mcp_process_helpers import REPO_ROOT, free_port
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 STACK = "af-dev-acme-retail-dev"
 TASK_V2 = "arn:aws:ecs:us-east-1:111111111111:task-definition/af-dev-acme-retail-dev:2"
 TASK_V1 = "arn:aws:ecs:us-east-1:111111111111:task-definition/af-dev-acme-retail-dev:1"
@@ -171,3 +171,25 @@ async def test_missing_stack_is_not_deployed() -> None:
     status = await status_with(lambda service, region: client)
     assert status.verdict == "not_deployed"
     assert status.errors == []
+
+
+async def test_unreachable_aws_gives_an_unknown_verdict_naming_the_failed_call_not_not_deployed() -> None:
+    nobody_listens = f"http://127.0.0.1:{free_port()}"
+
+    def clients(service: str, region: str) -> Any:
+        return boto3.client(
+            service,
+            region_name=region,
+            endpoint_url=nobody_listens,
+            aws_access_key_id="x",
+            aws_secret_access_key="x",
+            config=Config(retries={"max_attempts": 1, "mode": "standard"}, connect_timeout=5),
+        )
+
+    status = await status_with(clients)
+    assert status.verdict == "unknown"
+    assert status.reasons[0] == "the stack could not be read, so whether it is deployed is unknown"
+    assert len(status.errors) == 1
+    assert status.errors[0].startswith("cloudformation.describe_stacks: Could not connect to the endpoint URL")
+    assert nobody_listens in status.errors[0]
+    assert status.stack is None

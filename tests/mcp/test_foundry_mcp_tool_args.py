@@ -8,15 +8,18 @@ import pytest
 
 from foundry.fleet import Fleet, load_fleet
 from foundry.tool_args import (
+    DIRECTORY_FORM,
+    IMAGE_FORM,
+    SELECTOR_FORM,
     ToolArgumentError,
     check_image_uri,
     check_plain_value,
     check_repo_path,
+    check_selector,
     check_timeout,
     find_instance,
 )
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.mcp.foundry_mcp_process_helpers import REPO_ROOT
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +64,11 @@ def test_unknown_environment_is_refused_with_the_known_ones(fleet: Fleet) -> Non
     ],
 )
 def test_unsafe_values_are_refused_with_what_was_found(fleet: Fleet, value: str, expected: str) -> None:
-    with pytest.raises(ToolArgumentError, match=expected):
+    with pytest.raises(ToolArgumentError, match=expected) as refused:
         find_instance(fleet, "dev", value)
+    message = str(refused.value)
+    assert message.startswith("instance: "), "the refusal names the argument"
+    assert message.endswith(f"expected {SELECTOR_FORM}"), "the refusal says what is allowed"
 
 
 def test_selector_with_bad_shape_is_refused(fleet: Fleet) -> None:
@@ -99,8 +105,10 @@ def test_image_references_with_a_tag_or_digest_are_accepted(uri: str) -> None:
     ],
 )
 def test_bad_image_references_are_refused(uri: str, expected: str) -> None:
-    with pytest.raises(ToolArgumentError, match=expected):
+    with pytest.raises(ToolArgumentError, match=expected) as refused:
         check_image_uri(uri)
+    assert str(refused.value).startswith("runtime_image: ")
+    assert str(refused.value).endswith(f"expected {IMAGE_FORM}")
 
 
 def test_repo_relative_directory_is_accepted() -> None:
@@ -109,8 +117,18 @@ def test_repo_relative_directory_is_accepted() -> None:
 
 @pytest.mark.parametrize("value", ["../agents", "/etc", "agents/../../.."])
 def test_paths_outside_the_repository_are_refused(value: str) -> None:
-    with pytest.raises(ToolArgumentError, match="outside the repository"):
+    with pytest.raises(ToolArgumentError, match="outside the repository") as refused:
         check_repo_path("agents_dir", value, REPO_ROOT)
+    assert str(refused.value).startswith("agents_dir: ")
+    assert str(refused.value).endswith(f"expected {DIRECTORY_FORM}")
+
+
+@pytest.mark.parametrize("value", ["-agents", "agents;ls", "pyproject.toml"])
+def test_flag_like_unsafe_or_non_directory_paths_are_refused_saying_what_is_allowed(value: str) -> None:
+    with pytest.raises(ToolArgumentError) as refused:
+        check_repo_path("agents_dir", value, REPO_ROOT)
+    assert str(refused.value).startswith("agents_dir: ")
+    assert str(refused.value).endswith(f"expected {DIRECTORY_FORM}")
 
 
 def test_symlink_that_leaves_the_repository_is_refused(tmp_path: Path) -> None:
@@ -122,10 +140,15 @@ def test_symlink_that_leaves_the_repository_is_refused(tmp_path: Path) -> None:
 
 
 def test_plain_value_passes_unchanged() -> None:
-    assert check_plain_value("instance", "acme/retail/dev") == "acme/retail/dev"
+    assert check_plain_value("instance", "acme/retail/dev", SELECTOR_FORM) == "acme/retail/dev"
+
+
+def test_selector_becomes_an_instance_key() -> None:
+    key = check_selector("instance", "acme/retail/dev")
+    assert (key.organization_id, key.domain_id, key.instance_id) == ("acme", "retail", "dev")
 
 
 @pytest.mark.parametrize("seconds", [0, 5, 10**6])
 def test_timeout_outside_its_range_is_refused(seconds: int) -> None:
-    with pytest.raises(ToolArgumentError, match="timeout_seconds"):
+    with pytest.raises(ToolArgumentError, match=r"^timeout_seconds: .*expected whole seconds from 30 to 14400$"):
         check_timeout(seconds)

@@ -12,8 +12,8 @@ from mcp.server.mcpserver import MCPServer
 from foundry.bundle import build_bundle
 from foundry.deploy import Deployer
 from foundry.fleet import load_fleet
+from tests.mcp.foundry_mcp_process_helpers import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 TOOLS = {
     "foundry.list_agents",
     "foundry.get_agent_config",
@@ -73,6 +73,25 @@ async def test_list_agents_filters_by_instance_selector(server: MCPServer) -> No
     assert {a["instance"] for a in agents} == {"acme/retail/dev"}
     roles = {a["role"] for a in agents if a["system_agent"]}
     assert roles == {"io", "governance", "context", "supervisor", "coherence", "exception", "observability"}
+
+
+@pytest.mark.parametrize(
+    ("selector", "expected"),
+    [
+        ("acme/retail/dev;id", "shell metacharacters ;"),
+        ("acme/retail", "must be ORG/DOMAIN/INSTANCE"),
+        ("acme/Retail/dev", "must be ORG/DOMAIN/INSTANCE"),
+        ("--all", "looks like a command-line flag"),
+        ("Dev", "not a valid instance filter"),
+    ],
+)
+async def test_list_agents_refuses_a_malformed_instance_filter_naming_the_allowed_form(
+    server: MCPServer, selector: str, expected: str
+) -> None:
+    text = error_text(await call(server, "foundry.list_agents", {"instance": selector}))
+    assert "foundry.list_agents: instance: " in text
+    assert expected in text
+    assert "ORG/DOMAIN/INSTANCE" in text
 
 
 async def test_get_agent_config_returns_the_spec_and_where_it_is_bound(server: MCPServer) -> None:

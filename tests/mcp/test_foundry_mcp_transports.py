@@ -14,6 +14,7 @@ from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
+from foundry.instance_status import exception_leaves
 from tests.mcp.foundry_mcp_process_helpers import REPO_ROOT, ServerProcess, http_server
 
 TOKEN = "test-token-0123456789abcdef"
@@ -86,13 +87,7 @@ async def test_mcp_client_without_a_token_cannot_open_a_session(http: ServerProc
     with pytest.raises(BaseException) as caught:
         async with Client(http.url) as client:
             await client.list_tools()
-    assert any(isinstance(e, MCPError) for e in leaves(caught.value))
-
-
-def leaves(error: BaseException) -> list[BaseException]:
-    if isinstance(error, BaseExceptionGroup):
-        return [leaf for inner in error.exceptions for leaf in leaves(inner)]
-    return [error]
+    assert any(isinstance(e, MCPError) for e in exception_leaves(caught.value))
 
 
 def serve(*args: str, token: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -144,3 +139,12 @@ def test_token_file_is_read(tmp_path: Path) -> None:
         refused = httpx.post(server.url, json=INITIALIZE, headers=MCP_HEADERS)
     assert response.status_code == 200
     assert refused.status_code == 401
+
+
+@pytest.mark.parametrize(("port", "expected"), [("70000", "70000 is out of range"), ("http", "'http' is not a number")])
+def test_port_outside_the_tcp_range_is_refused_naming_the_option_and_the_range(port: str, expected: str) -> None:
+    result = serve("--port", port, token=TOKEN)
+    assert result.returncode == 2
+    assert "argument --port" in result.stderr
+    assert expected in result.stderr
+    assert "expected a TCP port from 1 to 65535" in result.stderr
