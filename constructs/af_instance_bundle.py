@@ -6,10 +6,10 @@ grant names exactly this object (no wildcard): an instance cannot read another i
 
 from __future__ import annotations
 
-from aws_cdk import Aws
 from aws_cdk import aws_s3_assets as s3_assets
 
 from constructs import Construct
+from constructs.af_tokens import partition
 
 
 class AfInstanceBundle(Construct):
@@ -17,5 +17,7 @@ class AfInstanceBundle(Construct):
         super().__init__(scope, id_)
         self.asset = s3_assets.Asset(self, "Archive", path=archive_path)
         self.content_hash = content_hash
-        self.uri = f"s3://{self.asset.s3_bucket_name}/{self.asset.s3_object_key}"
-        self.object_arn = f"arn:{Aws.PARTITION}:s3:::{self.asset.s3_bucket_name}/{self.asset.s3_object_key}"
+        # Each attribute read is a round trip to the jsii Node process: read once, build both strings from them.
+        bucket, key = self.asset.s3_bucket_name, self.asset.s3_object_key
+        self.uri = f"s3://{bucket}/{key}"
+        self.object_arn = f"arn:{partition()}:s3:::{bucket}/{key}"

@@ -57,6 +57,8 @@ class AfInstanceRouting(Construct):
                 ),
             ],
         )
+        self.target_group_arn = self.target_group.ref
+        """Read once: each token read is a round trip to the jsii Node process."""
         self.listener_rule = elbv2.CfnListenerRule(
             self,
             "ListenerRule",
@@ -68,7 +70,7 @@ class AfInstanceRouting(Construct):
                     host_header_config=elbv2.CfnListenerRule.HostHeaderConfigProperty(values=[hostname]),
                 )
             ],
-            actions=[elbv2.CfnListenerRule.ActionProperty(type="forward", target_group_arn=self.target_group.ref)],
+            actions=[elbv2.CfnListenerRule.ActionProperty(type="forward", target_group_arn=self.target_group_arn)],
         )
         route53.CfnRecordSet(
             self,

@@ -9,7 +9,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from aws_cdk import Aws, Stack
 from aws_cdk import aws_applicationautoscaling as autoscaling
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr_assets as ecr_assets
@@ -20,6 +19,7 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 from constructs.af_instance_secrets import secret_env_var
 from constructs.af_nag import acknowledge
+from constructs.af_tokens import partition
 from foundry.schema import DeploySettings
 
 CONTAINER_NAME = "runtime"
@@ -75,7 +75,7 @@ def ecr_repository_arn(image_uri: str) -> str | None:
     match = _ECR_IMAGE.match(image_uri)
     if match is None:
         return None
-    return f"arn:{Aws.PARTITION}:ecr:{match['region']}:{match['account']}:repository/{match['repo']}"
+    return f"arn:{partition()}:ecr:{match['region']}:{match['account']}:repository/{match['repo']}"
 
 
 def _policy(name: str, statements: list[dict[str, Any]]) -> iam.CfnRole.PolicyProperty:
@@ -114,12 +114,15 @@ class AfInstanceService(Construct):
         log_retention_days: int,
         bedrock_model_arn: str | None,
         family: str,
+        region: str,
     ) -> None:
+        """`region`: the stack's (literal) region. Every token read below is a round trip to the jsii Node process,
+        so each one is read once and reused."""
         super().__init__(scope, id_)
-        region = Stack.of(self).region
 
         image_uri, repository_arn = self._image(image)
         self.log_group = logs.CfnLogGroup(self, "Logs", retention_in_days=log_retention_days)
+        self.log_group_name = self.log_group.ref
 
         execution_statements: list[dict[str, Any]] = [
             {
@@ -174,7 +177,8 @@ class AfInstanceService(Construct):
             self,
             "TaskRole",
             description=f"The runtime of {identity.organization_id}/{identity.domain_id}/{identity.instance_id}",
-            assume_role_policy_document=_trust({"StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID}}),
+            # {"Ref": "AWS::AccountId"} is what Aws.ACCOUNT_ID renders to; a JSON property takes it as is.
+            assume_role_policy_document=_trust({"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}),
             policies=[_policy("read-own-bundle", task_statements)],
         )
 
@@ -221,7 +225,7 @@ class AfInstanceService(Construct):
                     log_configuration=ecs.CfnTaskDefinition.LogConfigurationProperty(
                         log_driver="awslogs",
                         options={
-                            "awslogs-group": self.log_group.ref,
+                            "awslogs-group": self.log_group_name,
                             "awslogs-region": region,
                             "awslogs-stream-prefix": CONTAINER_NAME,
                         },
@@ -285,13 +289,14 @@ class AfInstanceService(Construct):
             enable_ecs_managed_tags=True,
             propagate_tags="SERVICE",
         )
+        self.service_name = self.service.attr_name
 
         scalable = autoscaling.CfnScalableTarget(
             self,
             "ScalableTarget",
             service_namespace="ecs",
             scalable_dimension="ecs:service:DesiredCount",
-            resource_id=f"service/{cluster_name}/{self.service.attr_name}",
+            resource_id=f"service/{cluster_name}/{self.service_name}",
             min_capacity=deploy.min_tasks,
             max_capacity=deploy.max_tasks,
         )

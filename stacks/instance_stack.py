@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aws_cdk import Aws, CfnOutput, CfnParameter, Environment, Stack
+from aws_cdk import CfnOutput, CfnParameter, Environment, Stack
 
 from constructs import Construct
 from constructs import af_platform_contract as contract
@@ -24,6 +24,7 @@ from constructs.af_instance_service import (
     NetworkRef,
     RuntimeImage,
 )
+from constructs.af_tokens import partition
 from foundry import naming
 from foundry.placement import Slot
 from foundry.resolve import ResolvedInstance
@@ -115,7 +116,7 @@ class InstanceStack(Stack):
             network=NetworkRef(
                 vpc_id=vpc_id, private_subnet_ids=subnet_ids, load_balancer_security_group_id=shard.security_group_id
             ),
-            target_group_arn=routing.target_group.ref,
+            target_group_arn=routing.target_group_arn,
             bundle_uri=archive.uri,
             bundle_hash=bundle.content_hash,
             bundle_object_arn=archive.object_arn,
@@ -123,6 +124,7 @@ class InstanceStack(Stack):
             log_retention_days=settings.log_retention_days,
             bedrock_model_arn=_bedrock_model_arn(instance, settings.region),
             family=spec.stack_name,
+            region=settings.region,
         )
         # ECS only accepts a target group that a listener already forwards to.
         runtime.service.add_resource_dependency(routing.listener_rule)
@@ -130,13 +132,13 @@ class InstanceStack(Stack):
         scheme = "http" if settings.load_balancer.plain_http else "https"
         outputs = {
             "Hostname": spec.hostname,
-            "ServiceName": runtime.service.attr_name,
+            "ServiceName": runtime.service_name,
             "ClusterName": cluster_name,
-            "TargetGroupArn": routing.target_group.ref,
+            "TargetGroupArn": routing.target_group_arn,
             "LoadBalancerArn": shard.load_balancer_arn,
             "BundleHash": bundle.content_hash,
             "BundleUri": archive.uri,
-            "LogGroupName": runtime.log_group.ref,
+            "LogGroupName": runtime.log_group_name,
             "InstanceEndpoint": f"{scheme}://{spec.hostname}{MCP_PATH}",
         }
         for output_id, value in outputs.items():
@@ -166,4 +168,4 @@ def _bedrock_model_arn(instance: ResolvedInstance, region: str) -> str | None:
     mcp = instance.manifest.spec.mcp
     if mcp.model_provider != "bedrock" or mcp.bedrock_model_id is None:
         return None
-    return f"arn:{Aws.PARTITION}:bedrock:{mcp.bedrock_region or region}::foundation-model/{mcp.bedrock_model_id}"
+    return f"arn:{partition()}:bedrock:{mcp.bedrock_region or region}::foundation-model/{mcp.bedrock_model_id}"
