@@ -93,10 +93,7 @@ def check_instance_filter(value: str) -> str:
     expected = f"an instance id, or {SELECTOR_FORM}"
     check_plain_value("instance", value, expected)
     if "/" in value:
-        try:
-            parse_selector(value)
-        except ValueError as exc:
-            raise ToolArgumentError(f"instance: {exc}") from exc
+        check_selector("instance", value)
     elif not _DNS_ID.match(value):
         raise ToolArgumentError(f"instance: {value!r} is not a valid instance filter; expected {expected}")
     return value

@@ -25,6 +25,7 @@ from foundry.fleet import DEFAULT_AGENTS_DIR
 from foundry.mcp_server import FoundryConfig, build_server
 from foundry.process import ProcessRunner, tool_environment
 from tests.mcp.foundry_mcp_local_aws import DEV_ACCOUNT, REGION, LocalAws, moto_server
+from tests.mcp.foundry_mcp_notifications import Notifications
 from tests.mcp.foundry_mcp_process_helpers import REPO_ROOT
 
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/agent-runtime:1.0.0"
@@ -102,22 +103,15 @@ def server(local_aws: LocalAws, module_runner: ProcessRunner, work_root: Path, b
 def deployed(local_aws: LocalAws, module_runner: ProcessRunner, work_root: Path, bootstrapped: None) -> dict[str, Any]:
     """acme/retail/dev deployed once through the MCP tool, with the progress and log notifications it sent."""
     server, _ = make_server(local_aws, module_runner, work_root)
-    messages: list[str] = []
-    logs: list[str] = []
-
-    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
-        messages.append(message or "")
-
-    async def on_log(params: Any) -> None:
-        logs.append(str(params.data))
+    seen = Notifications()
 
     async def deploy() -> Any:
-        async with Client(server, logging_callback=on_log, log_level="info") as client:
-            return await client.call_tool("foundry.deploy_instance", ACME, progress_callback=on_progress)
+        async with Client(server, logging_callback=seen.on_log, log_level="info") as client:
+            return await client.call_tool("foundry.deploy_instance", ACME, progress_callback=seen.on_progress)
 
     result = asyncio.run(deploy())
     assert not result.is_error, result.content
-    return {"result": result.structured_content, "progress": messages, "logs": logs}
+    return {"result": result.structured_content, "progress": seen.progress, "logs": seen.logs}
 
 
 async def test_dry_run_synthesizes_only_the_selected_instance_and_its_platform_stack(

@@ -25,6 +25,7 @@ from foundry.fleet import DEFAULT_AGENTS_DIR
 from foundry.instance_status import probe_instance_mcp
 from foundry.mcp_server import FoundryConfig, build_server
 from tests.mcp.foundry_mcp_local_aws import LocalAws, moto_server
+from tests.mcp.foundry_mcp_notifications import Notifications
 from tests.mcp.foundry_mcp_process_helpers import REPO_ROOT, ServerProcess, free_port, http_server
 from tests.runtime.runtime_harness import BuiltBundle, RuntimeProcess, serve, write_bundles
 
@@ -113,14 +114,20 @@ def status_server(local_aws: LocalAws, deployer: Deployer) -> MCPServer:
     return build_server(config)
 
 
+async def status_of(server: MCPServer, arguments: dict[str, Any]) -> dict[str, Any]:
+    """One get_instance_status call through the in-memory client; a tool error fails the test."""
+    async with Client(server) as client:
+        result = await client.call_tool("foundry.get_instance_status", arguments)
+    assert not result.is_error, result.content
+    assert isinstance(result.structured_content, dict)
+    return result.structured_content
+
+
 async def test_status_includes_the_running_instances_own_status_tool_result(
     status_server: MCPServer, local_aws: LocalAws, runtime: RuntimeProcess, acme_bundle: BuiltBundle
 ) -> None:
     publish_stack(local_aws, runtime.url, acme_bundle.content_hash)
-    async with Client(status_server) as client:
-        result = await client.call_tool("foundry.get_instance_status", ACME)
-    assert not result.is_error, result.content
-    status = result.structured_content
+    status = await status_of(status_server, ACME)
     assert status["instance_endpoint"] == runtime.url
     assert status["instance_status_error"] is None
     own = status["instance_status"]
@@ -137,10 +144,7 @@ async def test_status_reports_an_unreachable_instance_without_failing_the_rest(
 ) -> None:
     nobody_listens = f"http://127.0.0.1:{free_port()}/mcp"
     publish_stack(local_aws, nobody_listens, acme_bundle.content_hash)
-    async with Client(status_server) as client:
-        result = await client.call_tool("foundry.get_instance_status", ACME)
-    assert not result.is_error, result.content
-    status = result.structured_content
+    status = await status_of(status_server, ACME)
     assert status["instance_endpoint"] == nobody_listens
     assert status["instance_status"] is None
     assert "ConnectError" in status["instance_status_error"]
@@ -153,9 +157,7 @@ async def test_probe_can_be_switched_off_per_call(
     status_server: MCPServer, local_aws: LocalAws, runtime: RuntimeProcess, acme_bundle: BuiltBundle
 ) -> None:
     publish_stack(local_aws, runtime.url, acme_bundle.content_hash)
-    async with Client(status_server) as client:
-        result = await client.call_tool("foundry.get_instance_status", {**ACME, "probe_instance": False})
-    status = result.structured_content
+    status = await status_of(status_server, {**ACME, "probe_instance": False})
     assert status["instance_endpoint"] == runtime.url
     assert status["instance_status"] is None
     assert status["instance_status_error"] is None
@@ -204,23 +206,15 @@ async def test_http_session_reads_status_from_local_aws_and_the_running_instance
 async def test_http_session_dry_run_synthesizes_the_instance_and_streams_progress(
     foundry_http: ServerProcess, http_work_dir: Path
 ) -> None:
-    messages: list[str] = []
-    logs: list[str] = []
-
-    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
-        messages.append(message or "")
-
-    async def on_log(params: Any) -> None:
-        logs.append(str(params.data))
-
+    seen = Notifications()
     arguments = {**ACME, "dry_run": True, "runtime_image": IMAGE}
     async with (
         bearer() as http,
         Client(
-            streamable_http_client(foundry_http.url, http_client=http), logging_callback=on_log, log_level="info"
+            streamable_http_client(foundry_http.url, http_client=http), logging_callback=seen.on_log, log_level="info"
         ) as client,
     ):
-        result = await client.call_tool("foundry.deploy_instance", arguments, progress_callback=on_progress)
+        result = await client.call_tool("foundry.deploy_instance", arguments, progress_callback=seen.on_progress)
     assert not result.is_error, result.content
     out = result.structured_content
     assert out["outcome"] == "synthesized", out
@@ -229,6 +223,6 @@ async def test_http_session_dry_run_synthesizes_the_instance_and_streams_progres
     assert "instance=acme/retail/dev" in out["commands"][0]
     assert Path(out["work_dir"]) == http_work_dir / "dev" / "acme" / "retail" / "dev"
     assert (http_work_dir / "dev" / "acme" / "retail" / "dev" / "cdk.out" / "manifest.json").is_file()
-    assert messages, "no progress notification arrived over HTTP"
-    assert any(STACK in line for line in messages)
-    assert any("starting dry-run (synth + diff) of acme/retail/dev in dev" in line for line in logs)
+    assert seen.progress, "no progress notification arrived over HTTP"
+    assert any(STACK in line for line in seen.progress)
+    assert any("starting dry-run (synth + diff) of acme/retail/dev in dev" in line for line in seen.logs)
