@@ -79,23 +79,24 @@ def guarded(node: str, agent: Node) -> GuardedNode:
 
 
 # --- routers: each reads the state and names the next node ---------------------------------------------------
+# async on purpose: LangGraph runs a sync router in a thread pool (a thread hop per edge under `ainvoke`).
 
 
-def after_io_in(state: PipelineState) -> Literal["governance", "exception"]:
+async def after_io_in(state: PipelineState) -> Literal["governance", "exception"]:
     return "exception" if state.get("failures") else "governance"
 
 
-def after_governance(state: PipelineState) -> Literal["context", "observability", "exception"]:
+async def after_governance(state: PipelineState) -> Literal["context", "observability", "exception"]:
     if state.get("failures"):
         return "exception"
     return "observability" if state.get("rejection") else "context"
 
 
-def after_context(state: PipelineState) -> Literal["supervisor", "exception"]:
+async def after_context(state: PipelineState) -> Literal["supervisor", "exception"]:
     return "exception" if state.get("failures") else "supervisor"
 
 
-def fan_out(state: PipelineState) -> list[Send] | Literal["coherence", "exception"]:
+async def fan_out(state: PipelineState) -> list[Send] | Literal["coherence", "exception"]:
     """One `Send` per selected worker, all run in the same step; no worker selected -> straight to coherence."""
     if state.get("failures"):
         return "exception"
@@ -109,7 +110,7 @@ def fan_out(state: PipelineState) -> list[Send] | Literal["coherence", "exceptio
     return [Send(agent_id, task) for agent_id in state.get("routes", [])] or "coherence"
 
 
-def after_coherence(state: PipelineState) -> Literal["observability", "exception"]:
+async def after_coherence(state: PipelineState) -> Literal["observability", "exception"]:
     return "exception" if state.get("failures") else "observability"
 
 
