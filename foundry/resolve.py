@@ -277,34 +277,17 @@ def _resolve_one(
     host = naming.hostname(key, settings.zone.name)
     label = naming.hostname_label(key)
     stack = naming.instance_stack_name(env, key)
-    ok = True
-    if len(label) > naming.MAX_HOSTNAME_LABEL:
-        ok = False
-        problems.append(
-            _entry_problem(
-                source,
-                first.index,
-                "instance_id",
-                f"the hostname label {label!r} (organization-domain-instance) is {len(label)} characters; "
-                f"DNS allows {naming.MAX_HOSTNAME_LABEL}. Shorten the ids",
-            )
+    too_long = [
+        f"the {what} {value!r} is {len(value)} characters; {rule} allows {limit}. Shorten the ids"
+        for what, value, limit, rule in (
+            ("hostname label (organization-domain-instance)", label, naming.MAX_HOSTNAME_LABEL, "DNS"),
+            ("hostname", host, naming.MAX_HOSTNAME, "DNS"),
+            ("stack name", stack, naming.MAX_STACK_NAME, "CloudFormation"),
         )
-    if len(host) > naming.MAX_HOSTNAME:
-        ok = False
-        problems.append(
-            _entry_problem(source, first.index, "instance_id", f"the hostname {host!r} is over 253 characters")
-        )
-    if len(stack) > naming.MAX_STACK_NAME:
-        ok = False
-        problems.append(
-            _entry_problem(
-                source,
-                first.index,
-                "instance_id",
-                f"the stack name {stack!r} is {len(stack)} characters; CloudFormation allows "
-                f"{naming.MAX_STACK_NAME}. Shorten the ids",
-            )
-        )
+        if len(value) > limit
+    ]
+    problems.extend(_entry_problem(source, first.index, "instance_id", message) for message in too_long)
+    ok = not too_long
     try:
         deploy = deploy_for(template.spec.deploy, env, key)
     except ValueError as exc:
