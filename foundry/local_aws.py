@@ -35,6 +35,7 @@ from foundry.bundle import BundleError, read_bundle
 from foundry.fleet import DEFAULT_AGENTS_DIR, load_fleet
 from foundry.naming import platform_stack_name
 from foundry.problems import ManifestError
+from foundry.process import tool_environment
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_STATE_DIR = REPO_ROOT / ".local-aws"
@@ -218,12 +219,7 @@ class LocalAws:
         return stacks
 
     def _tool_env(self, state: ServerState) -> dict[str, str]:
-        env = aws_environment(state)
-        bins = [str(Path(sys.executable).parent), str(self.repo_root / "node_modules" / ".bin")]
-        env["PATH"] = os.pathsep.join([*bins, env.get("PATH", "")])
-        env.setdefault("CDK_DISABLE_CLI_TELEMETRY", "true")
-        env.setdefault("JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION", "1")
-        return env
+        return tool_environment(self.repo_root, aws_environment(state))
 
     def _run(self, argv: list[str], cwd: Path, env: dict[str, str]) -> None:
         log_path = self.state_dir / "cdk.log"

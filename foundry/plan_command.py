@@ -29,6 +29,7 @@ from foundry.git_revision import (
 from foundry.plan import EMPTY_FLEET, FleetState, Plan, fleet_state, plan_fleets, plan_templates, render_table
 from foundry.plan_snapshot import snapshot
 from foundry.problems import ManifestError
+from foundry.process import tool_environment
 
 EXIT_NO_CHANGES, EXIT_CHANGES, EXIT_ERROR = 0, 1, 2
 SYNTH_TIMEOUT_S = 1800
@@ -170,9 +171,7 @@ def synthesize(
     cdk = str(local_cdk) if local_cdk.exists() else shutil.which("cdk")
     if cdk is None:
         raise PlanError("the CDK CLI is not installed (run ./dev setup)")
-    env = {**os.environ, "CDK_DISABLE_CLI_TELEMETRY": "true", "JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION": "1"}
-    venv_bin = tools_from / ".venv" / "bin"
-    env["PATH"] = os.pathsep.join([str(venv_bin), str(local_cdk.parent), env.get("PATH", "")])
+    env = tool_environment(tools_from)
     argv = [cdk, "synth", "--quiet", "--output", str(out), "--context", f"agentsDir={agents_dir}"]
     if environment is not None:
         argv += ["--context", f"environment={environment}"]
