@@ -10,10 +10,11 @@ response and the process stays up. A governance rejection skips straight to obse
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+from langgraph._internal._runnable import RunnableCallable
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Send
@@ -117,6 +118,14 @@ async def after_coherence(state: PipelineState) -> Literal["observability", "exc
 # --- the graph ------------------------------------------------------------------------------------------------
 
 
+def _router(route: Callable[[PipelineState], Awaitable[Any]]) -> RunnableCallable:
+    """A router without LangChain callback tracing. `add_conditional_edges` wraps a plain function in a traced
+    runnable (a callback run start/end and a task per edge, ~15% of the graph's own overhead per request); the
+    graph has no callback handlers, so that tracing records nothing. The node's own trace entry is unaffected.
+    LangGraph keeps the class in `_internal` (pinned version; the graph tests catch a move)."""
+    return RunnableCallable(None, route, name=route.__name__, trace=False)
+
+
 def build_graph(agents: Agents) -> CompiledStateGraph[PipelineState, None, PipelineState, PipelineState]:
     clash = sorted(set(agents.workers) & set(SYSTEM_NODES))
     if clash:
@@ -128,13 +137,13 @@ def build_graph(agents: Agents) -> CompiledStateGraph[PipelineState, None, Pipel
         graph.add_node(agent_id, guarded(agent_id, worker))
 
     graph.add_edge(START, "io_in")
-    graph.add_conditional_edges("io_in", after_io_in, ["governance", "exception"])
-    graph.add_conditional_edges("governance", after_governance, ["context", "observability", "exception"])
-    graph.add_conditional_edges("context", after_context, ["supervisor", "exception"])
-    graph.add_conditional_edges("supervisor", fan_out, [*sorted(agents.workers), "coherence", "exception"])
+    graph.add_conditional_edges("io_in", _router(after_io_in), ["governance", "exception"])
+    graph.add_conditional_edges("governance", _router(after_governance), ["context", "observability", "exception"])
+    graph.add_conditional_edges("context", _router(after_context), ["supervisor", "exception"])
+    graph.add_conditional_edges("supervisor", _router(fan_out), [*sorted(agents.workers), "coherence", "exception"])
     for agent_id in sorted(agents.workers):
         graph.add_edge(agent_id, "coherence")
-    graph.add_conditional_edges("coherence", after_coherence, ["observability", "exception"])
+    graph.add_conditional_edges("coherence", _router(after_coherence), ["observability", "exception"])
     graph.add_edge("exception", "observability")
     graph.add_edge("observability", "io_out")
     graph.add_edge("io_out", END)

@@ -142,7 +142,8 @@ class Instance:
         self.metrics.requests += 1
         self.metrics.in_flight += 1
         started = time.perf_counter()
-        log.debug(json.dumps({"event": "invoke.start", "trace_id": trace_id}))
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(json.dumps({"event": "invoke.start", "trace_id": trace_id}))
         request: PipelineState = {"message": message, "thread_id": thread_id, "tenant": tenant, "trace_id": trace_id}
         try:
             state = cast(PipelineState, await self.graph.ainvoke(request))

@@ -8,6 +8,7 @@ in-flight requests finish, and exits 0 within DRAIN_SECONDS.
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -97,6 +98,10 @@ def build_http_app(instance: Instance) -> Starlette:
         await instance.start()
         try:
             async with mcp_lifespan(app_):
+                # Everything built at start-up (modules, bundle, graph, schemas) lives as long as the process:
+                # moving it out of the collector's view keeps full collections short, which shows in p99.
+                gc.collect()
+                gc.freeze()
                 yield
         finally:
             await instance.stop()
@@ -131,6 +136,7 @@ async def serve_http(instance: Instance) -> None:
         log_config=None,
         access_log=False,
         lifespan="on",
+        http="httptools",  # pinned in the image; its C parser costs less per request than h11
         timeout_graceful_shutdown=max(1, int(config.drain_seconds)),
         timeout_keep_alive=65,  # above the ALB's 60 s idle timeout, so the ALB closes first
     )
