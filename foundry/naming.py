@@ -12,6 +12,21 @@ MAX_HOSTNAME_LABEL = 63
 MAX_STACK_NAME = 128
 MAX_HOSTNAME = 253
 
+INSTANCE_STACK_OUTPUTS = frozenset(
+    {
+        "Hostname",
+        "ServiceName",
+        "ClusterName",
+        "TargetGroupArn",
+        "LoadBalancerArn",
+        "BundleHash",
+        "BundleUri",
+        "LogGroupName",
+        "InstanceEndpoint",
+    }
+)
+"""CfnOutput ids of every InstanceStack: the Foundry MCP server and the local-AWS loop read these."""
+
 
 def hostname_label(key: InstanceKey) -> str:
     return f"{key.organization_id}-{key.domain_id}-{key.instance_id}"

@@ -206,17 +206,7 @@ def test_instance_stacks_have_the_outputs_the_control_plane_reads(app: Synthesiz
     for name in INSTANCE_STACKS:
         instance = BY_STACK[name]
         outputs = app.templates[name]["Outputs"]
-        assert set(outputs) == {
-            "Hostname",
-            "ServiceName",
-            "ClusterName",
-            "TargetGroupArn",
-            "LoadBalancerArn",
-            "BundleHash",
-            "BundleUri",
-            "LogGroupName",
-            "InstanceEndpoint",
-        }
+        assert set(outputs) == naming.INSTANCE_STACK_OUTPUTS
         scheme = "http" if instance.environment == "dev" else "https"
         assert outputs["InstanceEndpoint"]["Value"] == f"{scheme}://{instance.manifest.spec.hostname}/mcp"
         assert outputs["Hostname"]["Value"] == instance.manifest.spec.hostname

@@ -23,23 +23,13 @@ from mcp.server.mcpserver import MCPServer
 from foundry.deploy import Deployer, InstanceLocks, stack_events_failure
 from foundry.fleet import DEFAULT_AGENTS_DIR
 from foundry.mcp_server import FoundryConfig, build_server
+from foundry.naming import INSTANCE_STACK_OUTPUTS
 from foundry.process import ProcessRunner, tool_environment
 from tests.mcp.foundry_mcp_local_aws import DEV_ACCOUNT, REGION, LocalAws, moto_server
 from tests.mcp.foundry_mcp_notifications import Notifications
 from tests.mcp.foundry_mcp_process_helpers import REPO_ROOT
 
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/agent-runtime:1.0.0"
-CONTRACT_OUTPUTS = {
-    "Hostname",
-    "ServiceName",
-    "ClusterName",
-    "TargetGroupArn",
-    "LoadBalancerArn",
-    "BundleHash",
-    "BundleUri",
-    "LogGroupName",
-    "InstanceEndpoint",
-}
 ACME = {"environment": "dev", "instance": "acme/retail/dev", "runtime_image": IMAGE}
 
 pytestmark = pytest.mark.slow
@@ -145,7 +135,7 @@ def test_deploy_to_local_aws_returns_the_outcome_hostname_and_stack_outputs(
     assert out["outcome"] == "deployed", out
     assert out["hostname"] == "acme-retail-dev.dev.agentfoundry.internal"
     outputs = out["outputs"]["af-dev-acme-retail-dev"]
-    assert set(outputs) >= CONTRACT_OUTPUTS
+    assert set(outputs) >= INSTANCE_STACK_OUTPUTS
     assert outputs["Hostname"] == out["hostname"]
     assert outputs["InstanceEndpoint"] == "http://acme-retail-dev.dev.agentfoundry.internal/mcp"
     argv = out["commands"][0]
