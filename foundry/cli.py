@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from foundry.atomic_files import write_atomically
 from foundry.bundle import build_bundle
 from foundry.fleet import DEFAULT_AGENTS_DIR, Fleet, load_fleet
 from foundry.json_schemas import write_schemas
@@ -38,21 +37,6 @@ def _instance_summary(instance: ResolvedInstance) -> dict[str, Any]:
         "agents": [a.agent_id for a in spec.agents],
         "secrets": list(spec.secrets),
     }
-
-
-def write_atomically(files: dict[Path, bytes]) -> None:
-    """Writes each file through a temporary sibling and a rename, so a reader never sees half a file."""
-    for path, data in sorted(files.items()):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-            Path(tmp).chmod(0o644)
-            Path(tmp).replace(path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
 
 
 def cmd_validate(fleet: Fleet, args: argparse.Namespace) -> dict[str, Any]:

@@ -15,13 +15,13 @@ import hashlib
 import os
 import pickle
 import sys
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 import pydantic
 import yaml
 
+from foundry.atomic_files import write_atomically
 from foundry.loader import AgentsTree, Loaded
 from foundry.safe_yaml import YamlDocument
 
@@ -89,11 +89,8 @@ def read(cache_dir: Path, key: str) -> Fleet | None:
 def write(cache_dir: Path, key: str, fleet: Fleet) -> None:
     """Best effort: a read-only checkout or a full disk just means no cache."""
     try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=".fleet-")
-        with os.fdopen(fd, "wb") as handle:
-            pickle.dump(_without_documents(fleet), handle, protocol=pickle.HIGHEST_PROTOCOL)
-        Path(tmp).replace(cache_dir / f"fleet-{key}.pickle")
+        data = pickle.dumps(_without_documents(fleet), protocol=pickle.HIGHEST_PROTOCOL)
+        write_atomically({cache_dir / f"fleet-{key}.pickle": data})
         entries = sorted(cache_dir.glob("fleet-*.pickle"), key=lambda p: p.stat().st_mtime, reverse=True)
         for stale in entries[KEEP_ENTRIES:]:
             stale.unlink(missing_ok=True)

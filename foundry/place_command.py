@@ -8,12 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from foundry import placement
+from foundry.atomic_files import write_atomically
 from foundry.fleet import Fleet
 
 
 def cmd_place(fleet: Fleet, args: argparse.Namespace) -> dict[str, Any]:
-    from foundry.cli import write_atomically  # the CLI owns file writing; imported late to avoid a cycle
-
     agents_dir: Path = args.agents_dir
     settings = fleet.tree.platform.model.spec.environments
     environments = sorted({args.environment} if args.environment else set(fleet.tree.environments))

@@ -15,6 +15,7 @@ from aws_cdk import App, Stack
 
 from constructs.af_instance_service import ImageFromAsset, ImageFromUri, RuntimeImage
 from foundry import naming, placement
+from foundry.atomic_files import write_atomically
 from foundry.bundle import build_bundle
 from foundry.fleet import load_fleet
 from foundry.schema import EnvironmentSettings
@@ -72,8 +73,6 @@ def write_bundle(archive: bytes, bundle_dir: Path) -> Path:
     """Content-addressed: the file name is the archive's sha256, so it is written once and never changes."""
     path = bundle_dir / f"{hashlib.sha256(archive).hexdigest()}.tar.gz"
     if not path.exists():
-        from foundry.cli import write_atomically
-
         write_atomically({path: archive})
     return path
 
