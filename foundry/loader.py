@@ -190,7 +190,7 @@ def environment_files(root: Path) -> dict[str, str]:
     return found
 
 
-def load_tree(root: Path, environments: list[str] | None = None) -> AgentsTree:
+def load_tree(root: Path) -> AgentsTree:
     """Loads and validates the template, the platform settings, the environment manifests and every spec
     they reference. Raises ManifestError listing every problem found."""
     problems: list[Problem] = []
@@ -211,25 +211,17 @@ def load_tree(root: Path, environments: list[str] | None = None) -> AgentsTree:
         problems.append(
             Problem(file=str(root / MANIFESTS_DIR), message="no environment manifests (manifest.<env>.yaml) found")
         )
-    wanted = sorted(files) if environments is None else environments
     loaded_envs: dict[str, Loaded[AgentManifest]] = {}
-    for env in wanted:
-        if env not in files:
-            problems.append(
-                Problem(
-                    file=str(root / MANIFESTS_DIR / f"manifest.{env}.yaml"),
-                    message=f"environment {env!r} has no manifest; known: {', '.join(sorted(files)) or 'none'}",
-                )
-            )
-            continue
-        manifest = take(load_document(root, files[env], AgentManifest, MAX_MANIFEST_BYTES))
+    for env, relative in sorted(files.items()):
+        manifest = take(load_document(root, relative, AgentManifest, MAX_MANIFEST_BYTES))
         if manifest is not None:
             loaded_envs[env] = manifest
 
     specs: dict[str, Loaded[AgentSpec]] = {}
-    for env, manifest in loaded_envs.items():
+    unreadable: set[str] = set()  # reported once: a thousand entries naming one broken spec read it once
+    for manifest in loaded_envs.values():
         for index, entry in enumerate(manifest.model.spec.entries):
-            if entry.yaml_path in specs:
+            if entry.yaml_path in specs or entry.yaml_path in unreadable:
                 continue
             why = spec_path_problem(root, entry.yaml_path)
             if why is not None:
@@ -245,9 +237,10 @@ def load_tree(root: Path, environments: list[str] | None = None) -> AgentsTree:
                 )
                 continue
             spec = take(load_document(root, entry.yaml_path, AgentSpec))
-            if spec is not None:
+            if spec is None:
+                unreadable.add(entry.yaml_path)
+            else:
                 specs[entry.yaml_path] = spec
-        del env
     raise_if_any(problems)
     assert template is not None and platform is not None
     return AgentsTree(root=root, environments=loaded_envs, template=template, platform=platform, specs=specs)
