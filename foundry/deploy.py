@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from foundry import naming
+from foundry.cloud_assembly import stack_templates
 from foundry.process import ProcessResult, ProcessRunner
 from foundry.resolve import ResolvedInstance
 
@@ -245,19 +246,11 @@ def read_outputs(paths: WorkPaths) -> dict[str, dict[str, str]]:
 
 
 def assembly_stacks(assembly: Path) -> list[str]:
-    """Names of the CloudFormation stacks in a cloud assembly (manifest.json), sorted."""
+    """Names of the CloudFormation stacks in a cloud assembly (manifest.json), sorted; none if it is unreadable."""
     try:
-        manifest = json.loads((assembly / "manifest.json").read_text())
-    except (OSError, ValueError):
+        return sorted(stack_templates(assembly))
+    except (OSError, ValueError, KeyError):
         return []
-    artifacts: dict[str, Any] = manifest.get("artifacts", {})
-    names = []
-    for artifact_id, artifact in artifacts.items():
-        if artifact.get("type") == "aws:cloudformation:stack":
-            names.append(
-                str(artifact.get("properties", {}).get("stackName") or artifact.get("displayName") or artifact_id)
-            )
-    return sorted(names)
 
 
 # --- one deploy per instance -----------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from foundry import plan_snapshot
+from foundry.cloud_assembly import stack_templates
 from foundry.fleet import DEFAULT_AGENTS_DIR
 from foundry.git_revision import (
     GitError,
@@ -187,16 +188,7 @@ def synthesize(
 
 def read_cloud_assembly(out: Path) -> dict[str, dict[str, Any]]:
     """Stack name -> template for every stack artifact, following nested assemblies (stages)."""
-    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
-    templates: dict[str, dict[str, Any]] = {}
-    for artifact_id, artifact in (manifest.get("artifacts") or {}).items():
-        props = artifact.get("properties") or {}
-        if artifact.get("type") == "aws:cloudformation:stack":
-            name = props.get("stackName") or artifact.get("displayName") or artifact_id
-            templates[name] = json.loads((out / props["templateFile"]).read_text(encoding="utf-8"))
-        elif artifact.get("type") == "cdk:cloud-assembly":
-            templates.update(read_cloud_assembly(out / props["directoryName"]))
-    return templates
+    return {name: json.loads(path.read_text(encoding="utf-8")) for name, path in stack_templates(out).items()}
 
 
 def run_plan(args: argparse.Namespace) -> int:
