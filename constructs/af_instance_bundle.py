@@ -6,18 +6,43 @@ grant names exactly this object (no wildcard): an instance cannot read another i
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from aws_cdk import aws_s3_assets as s3_assets
 
 from constructs import Construct
-from constructs.af_tokens import partition
+from constructs.af_cfn import PARTITION, Json, join, literal
 
 
-class AfInstanceBundle(Construct):
-    def __init__(self, scope: Construct, id_: str, *, archive_path: str, content_hash: str) -> None:
-        super().__init__(scope, id_)
-        self.asset = s3_assets.Asset(self, "Archive", path=archive_path)
-        self.content_hash = content_hash
-        # Each attribute read is a round trip to the jsii Node process: read once, build both strings from them.
-        bucket, key = self.asset.s3_bucket_name, self.asset.s3_object_key
-        self.uri = f"s3://{bucket}/{key}"
-        self.object_arn = f"arn:{partition()}:s3:::{bucket}/{key}"
+def bundle_uri(bucket: str, key: str) -> str:
+    return f"s3://{bucket}/{key}"
+
+
+def bundle_object_arn(bucket: str, key: str) -> Json:
+    return join("arn:", PARTITION, f":s3:::{bucket}/{key}")
+
+
+@dataclass(frozen=True)
+class BundleLocation:
+    bucket: str
+    key: str
+
+    @property
+    def uri(self) -> str:
+        return bundle_uri(self.bucket, self.key)
+
+    @property
+    def object_arn(self) -> Json:
+        return bundle_object_arn(self.bucket, self.key)
+
+
+def stage_bundle(scope: Construct, id_: str, *, archive_path: str) -> BundleLocation:
+    """CDK stages and publishes the bundle as a file asset (the one CDK construct an instance needs besides its
+    stack and, without a prebuilt image, its image asset). Its bucket and key are literals at synth (the stack's
+    account and region are), so fragments can name them."""
+    asset = s3_assets.Asset(scope, id_, path=archive_path)
+    # Each attribute read is a round trip to the jsii Node process: read once.
+    return BundleLocation(
+        bucket=literal(asset.s3_bucket_name, "the bundle's bucket"),
+        key=literal(asset.s3_object_key, "the bundle's object key"),
+    )

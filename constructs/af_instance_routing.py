@@ -1,86 +1,82 @@
 """How requests for the instance's hostname reach its tasks: a target group, a host-header rule on its ALB
-shard's listener (at the priority from the placement file), and an alias record in the environment's zone."""
+shard's listener (at the priority from the placement file), and an alias record in the environment's zone.
+Rendered as a CloudFormation fragment (pure data)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aws_cdk import aws_elasticloadbalancingv2 as elbv2
-from aws_cdk import aws_route53 as route53
+from constructs.af_cfn import Fragment, Json, logical_id, ref, resource
 
-from constructs import Construct
+SCOPE = "Routing"
+TARGET_GROUP_ID = logical_id(SCOPE, "TargetGroup")
+LISTENER_RULE_ID = logical_id(SCOPE, "ListenerRule")
+ALIAS_ID = logical_id(SCOPE, "Alias")
 
 
 @dataclass(frozen=True)
 class ShardRef:
-    """The instance's ALB shard as seen from the instance stack (SSM-resolved values, tokens at synth)."""
+    """The instance's ALB shard as seen from the instance stack (SSM-resolved values: Refs of parameters)."""
 
-    listener_arn: str
-    load_balancer_arn: str
-    security_group_id: str
-    dns_name: str
-    canonical_hosted_zone_id: str
+    listener_arn: Json
+    load_balancer_arn: Json
+    security_group_id: Json
+    dns_name: Json
+    canonical_hosted_zone_id: Json
 
 
-class AfInstanceRouting(Construct):
-    def __init__(
-        self,
-        scope: Construct,
-        id_: str,
-        *,
-        hostname: str,
-        vpc_id: str,
-        hosted_zone_id: str,
-        shard: ShardRef,
-        listener_priority: int,
-        container_port: int,
-        health_path: str,
-    ) -> None:
-        super().__init__(scope, id_)
-        self.target_group = elbv2.CfnTargetGroup(
-            self,
-            "TargetGroup",
-            vpc_id=vpc_id,
-            target_type="ip",
-            protocol="HTTP",
-            port=container_port,
-            health_check_enabled=True,
-            health_check_protocol="HTTP",
-            health_check_path=health_path,
-            health_check_interval_seconds=15,
-            healthy_threshold_count=2,
-            unhealthy_threshold_count=3,
-            matcher=elbv2.CfnTargetGroup.MatcherProperty(http_code="200"),
-            target_group_attributes=[
-                elbv2.CfnTargetGroup.TargetGroupAttributeProperty(
-                    key="deregistration_delay.timeout_seconds", value="30"
-                ),
-            ],
-        )
-        self.target_group_arn = self.target_group.ref
-        """Read once: each token read is a round trip to the jsii Node process."""
-        self.listener_rule = elbv2.CfnListenerRule(
-            self,
-            "ListenerRule",
-            listener_arn=shard.listener_arn,
-            priority=listener_priority,
-            conditions=[
-                elbv2.CfnListenerRule.RuleConditionProperty(
-                    field="host-header",
-                    host_header_config=elbv2.CfnListenerRule.HostHeaderConfigProperty(values=[hostname]),
-                )
-            ],
-            actions=[elbv2.CfnListenerRule.ActionProperty(type="forward", target_group_arn=self.target_group_arn)],
-        )
-        route53.CfnRecordSet(
-            self,
-            "Alias",
-            hosted_zone_id=hosted_zone_id,
-            name=f"{hostname}.",
-            type="A",
-            alias_target=route53.CfnRecordSet.AliasTargetProperty(
-                dns_name=shard.dns_name,
-                hosted_zone_id=shard.canonical_hosted_zone_id,
-                evaluate_target_health=True,
-            ),
-        )
+def target_group_arn() -> Json:
+    return ref(TARGET_GROUP_ID)
+
+
+def routing_fragment(
+    *,
+    hostname: str,
+    vpc_id: Json,
+    hosted_zone_id: Json,
+    shard: ShardRef,
+    listener_priority: int,
+    container_port: int,
+    health_path: str,
+) -> Fragment:
+    fragment = Fragment()
+    fragment.resources[TARGET_GROUP_ID] = resource(
+        "AWS::ElasticLoadBalancingV2::TargetGroup",
+        {
+            "VpcId": vpc_id,
+            "TargetType": "ip",
+            "Protocol": "HTTP",
+            "Port": container_port,
+            "HealthCheckEnabled": True,
+            "HealthCheckProtocol": "HTTP",
+            "HealthCheckPath": health_path,
+            "HealthCheckIntervalSeconds": 15,
+            "HealthyThresholdCount": 2,
+            "UnhealthyThresholdCount": 3,
+            "Matcher": {"HttpCode": "200"},
+            "TargetGroupAttributes": [{"Key": "deregistration_delay.timeout_seconds", "Value": "30"}],
+        },
+    )
+    fragment.resources[LISTENER_RULE_ID] = resource(
+        "AWS::ElasticLoadBalancingV2::ListenerRule",
+        {
+            "ListenerArn": shard.listener_arn,
+            "Priority": listener_priority,
+            "Conditions": [{"Field": "host-header", "HostHeaderConfig": {"Values": [hostname]}}],
+            "Actions": [{"Type": "forward", "TargetGroupArn": target_group_arn()}],
+        },
+    )
+    fragment.resources[ALIAS_ID] = resource(
+        "AWS::Route53::RecordSet",
+        {
+            "HostedZoneId": hosted_zone_id,
+            "Name": f"{hostname}.",
+            "Type": "A",
+            "AliasTarget": {
+                "DNSName": shard.dns_name,
+                "HostedZoneId": shard.canonical_hosted_zone_id,
+                "EvaluateTargetHealth": True,
+            },
+        },
+    )
+    return fragment

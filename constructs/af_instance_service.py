@@ -1,6 +1,6 @@
 """The instance's runtime: the one runtime image on Fargate, with its roles, log group, security group, service
-and autoscaling. This module is the one place that knows the runtime's port, health path and environment variables
-(the contract with runtime/)."""
+and autoscaling, rendered as a CloudFormation fragment (pure data). This module is the one place that knows the
+runtime's port, health path and environment variables (the contract with runtime/)."""
 
 from __future__ import annotations
 
@@ -9,17 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from aws_cdk import aws_applicationautoscaling as autoscaling
-from aws_cdk import aws_ec2 as ec2
-from aws_cdk import aws_ecr_assets as ecr_assets
-from aws_cdk import aws_ecs as ecs
-from aws_cdk import aws_iam as iam
-from aws_cdk import aws_logs as logs
-
-from constructs import Construct
+from constructs.af_cfn import Acknowledgement, Fragment, Json, get_att, join, logical_id, ref, resource
 from constructs.af_instance_secrets import secret_env_var
-from constructs.af_nag import acknowledge
-from constructs.af_tokens import partition
 from foundry.schema import DeploySettings
 
 CONTAINER_NAME = "runtime"
@@ -65,23 +56,30 @@ class InstanceIdentityVars:
 class NetworkRef:
     """Where the tasks run (SSM-resolved at deploy): the VPC, its private subnets and the shard's ALB group."""
 
-    vpc_id: str
-    private_subnet_ids: list[str]
-    load_balancer_security_group_id: str
+    vpc_id: Json
+    private_subnet_ids: Json
+    load_balancer_security_group_id: Json
 
 
-def ecr_repository_arn(image_uri: str) -> str | None:
+@dataclass(frozen=True)
+class ImageRef:
+    """The image as the task definition sees it: its URI and the ECR repository the execution role may pull from
+    (None for other registries). Either may be a `Ref` of a fragment parameter (an image asset's URI is a token)."""
+
+    uri: str | Json
+    repository_arn: str | Json | None
+
+
+def ecr_repository_arn(image_uri: str) -> Json | None:
     """The ECR repository a prebuilt image lives in (to grant pulls on it alone), or None for other registries."""
     match = _ECR_IMAGE.match(image_uri)
     if match is None:
         return None
-    return f"arn:{partition()}:ecr:{match['region']}:{match['account']}:repository/{match['repo']}"
+    return join("arn:", ref("AWS::Partition"), f":ecr:{match['region']}:{match['account']}:repository/{match['repo']}")
 
 
-def _policy(name: str, statements: list[dict[str, Any]]) -> iam.CfnRole.PolicyProperty:
-    return iam.CfnRole.PolicyProperty(
-        policy_name=name, policy_document={"Version": "2012-10-17", "Statement": statements}
-    )
+def _policy(name: str, statements: list[dict[str, Any]]) -> Json:
+    return {"PolicyName": name, "PolicyDocument": {"Version": "2012-10-17", "Statement": statements}}
 
 
 def _trust(condition: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -95,236 +93,230 @@ def _trust(condition: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"Version": "2012-10-17", "Statement": [statement]}
 
 
-class AfInstanceService(Construct):
-    def __init__(
-        self,
-        scope: Construct,
-        id_: str,
-        *,
-        identity: InstanceIdentityVars,
-        deploy: DeploySettings,
-        image: RuntimeImage,
-        cluster_name: str,
-        network: NetworkRef,
-        target_group_arn: str,
-        bundle_uri: str,
-        bundle_hash: str,
-        bundle_object_arn: str,
-        secret_arns: Mapping[str, str],
-        log_retention_days: int,
-        bedrock_model_arn: str | None,
-        family: str,
-        region: str,
-    ) -> None:
-        """`region`: the stack's (literal) region. Every token read below is a round trip to the jsii Node process,
-        so each one is read once and reused."""
-        super().__init__(scope, id_)
+SCOPE = "Runtime"
+LOGS_ID = logical_id(SCOPE, "Logs")
+EXECUTION_ROLE_ID = logical_id(SCOPE, "ExecutionRole")
+TASK_ROLE_ID = logical_id(SCOPE, "TaskRole")
+TASK_DEFINITION_ID = logical_id(SCOPE, "TaskDefinition")
+SECURITY_GROUP_ID = logical_id(SCOPE, "SecurityGroup")
+SERVICE_ID = logical_id(SCOPE, "Service")
+SCALABLE_TARGET_ID = logical_id(SCOPE, "ScalableTarget")
+CPU_SCALING_ID = logical_id(SCOPE, "CpuScaling")
+IAM5_REASON = (
+    "ecr:GetAuthorizationToken has no resource-level permissions in IAM; the image pull itself is limited "
+    "to the runtime repository"
+)
+ECS2_REASON = (
+    "the environment variables are the instance's identity and bundle location (the runtime contract); "
+    "every secret is injected from Secrets Manager, never as a variable"
+)
 
-        image_uri, repository_arn = self._image(image)
-        self.log_group = logs.CfnLogGroup(self, "Logs", retention_in_days=log_retention_days)
-        self.log_group_name = self.log_group.ref
 
-        execution_statements: list[dict[str, Any]] = [
+def log_group_name() -> Json:
+    return ref(LOGS_ID)
+
+
+def service_name() -> Json:
+    return get_att(SERVICE_ID, "Name")
+
+
+def service_fragment(
+    *,
+    identity: InstanceIdentityVars,
+    deploy: DeploySettings,
+    image: ImageRef,
+    cluster_name: str,
+    network: NetworkRef,
+    target_group_arn: Json,
+    listener_rule_id: str,
+    bundle_uri: str,
+    bundle_hash: str,
+    bundle_object_arn: Json,
+    secret_arns: Mapping[str, Json],
+    log_retention_days: int,
+    bedrock_model_arn: Json | None,
+    family: str,
+    region: str,
+) -> Fragment:
+    """`region`: the stack's (literal) region; `listener_rule_id`: the rule that forwards to the target group
+    (ECS only accepts a target group that a listener already forwards to, so the service depends on it)."""
+    fragment = Fragment()
+    resources = fragment.resources
+    resources[LOGS_ID] = resource("AWS::Logs::LogGroup", {"RetentionInDays": log_retention_days})
+
+    execution_statements: list[dict[str, Any]] = [
+        {
+            "Effect": "Allow",
+            "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+            "Resource": get_att(LOGS_ID, "Arn"),
+        }
+    ]
+    if image.repository_arn is not None:
+        execution_statements += [
             {
                 "Effect": "Allow",
-                "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
-                "Resource": self.log_group.attr_arn,
+                "Action": ["ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer", "ecr:BatchGetImage"],
+                "Resource": image.repository_arn,
+            },
+            {"Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*"},
+        ]
+    if secret_arns:
+        execution_statements.append(
+            {
+                "Effect": "Allow",
+                "Action": "secretsmanager:GetSecretValue",
+                "Resource": [secret_arns[name] for name in sorted(secret_arns)],
             }
-        ]
-        if repository_arn is not None:
-            execution_statements += [
+        )
+    who = f"{identity.organization_id}/{identity.domain_id}/{identity.instance_id}"
+    resources[EXECUTION_ROLE_ID] = resource(
+        "AWS::IAM::Role",
+        {
+            "Description": f"Starts the tasks of {who}",
+            "AssumeRolePolicyDocument": _trust(),
+            "Policies": [_policy("start-tasks", execution_statements)],
+        },
+    )
+    fragment.acknowledgements.append(Acknowledgement(EXECUTION_ROLE_ID, "AwsSolutions-IAM5[Resource::*]", IAM5_REASON))
+
+    task_statements: list[dict[str, Any]] = [
+        {"Effect": "Allow", "Action": "s3:GetObject", "Resource": bundle_object_arn},
+    ]
+    if bedrock_model_arn is not None:
+        task_statements.append(
+            {
+                "Effect": "Allow",
+                "Action": ["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"],
+                "Resource": bedrock_model_arn,
+            }
+        )
+    resources[TASK_ROLE_ID] = resource(
+        "AWS::IAM::Role",
+        {
+            "Description": f"The runtime of {who}",
+            "AssumeRolePolicyDocument": _trust({"StringEquals": {"aws:SourceAccount": ref("AWS::AccountId")}}),
+            "Policies": [_policy("read-own-bundle", task_statements)],
+        },
+    )
+
+    environment = {
+        "ORG_ID": identity.organization_id,
+        "DOMAIN_ID": identity.domain_id,
+        "ENVIRONMENT": identity.environment,
+        "INSTANCE_ID": identity.instance_id,
+        "BUNDLE_URI": bundle_uri,
+        "BUNDLE_HASH": bundle_hash,
+        "PORT": str(CONTAINER_PORT),
+        "ALLOWED_HOSTS": identity.hostname,
+        "AWS_REGION": region,
+    }
+    container: Json = {
+        "Name": CONTAINER_NAME,
+        "Image": image.uri,
+        "Essential": True,
+        "PortMappings": [{"ContainerPort": CONTAINER_PORT, "Protocol": "tcp"}],
+        "Environment": [{"Name": k, "Value": environment[k]} for k in sorted(environment)],
+        "Secrets": [{"Name": secret_env_var(name), "ValueFrom": secret_arns[name]} for name in sorted(secret_arns)],
+        "LogConfiguration": {
+            "LogDriver": "awslogs",
+            "Options": {
+                "awslogs-group": log_group_name(),
+                "awslogs-region": region,
+                "awslogs-stream-prefix": CONTAINER_NAME,
+            },
+        },
+    }
+    resources[TASK_DEFINITION_ID] = resource(
+        "AWS::ECS::TaskDefinition",
+        {
+            "Family": family,
+            "RequiresCompatibilities": ["FARGATE"],
+            "NetworkMode": "awsvpc",
+            "Cpu": str(deploy.cpu),
+            "Memory": str(deploy.memory),
+            "ExecutionRoleArn": get_att(EXECUTION_ROLE_ID, "Arn"),
+            "TaskRoleArn": get_att(TASK_ROLE_ID, "Arn"),
+            "RuntimePlatform": {"CpuArchitecture": "X86_64", "OperatingSystemFamily": "LINUX"},
+            "ContainerDefinitions": [container],
+        },
+    )
+    fragment.acknowledgements.append(Acknowledgement(TASK_DEFINITION_ID, "AwsSolutions-ECS2", ECS2_REASON))
+
+    resources[SECURITY_GROUP_ID] = resource(
+        "AWS::EC2::SecurityGroup",
+        {
+            "GroupDescription": "Runtime tasks - only the ALB shard of the instance, on the container port",
+            "VpcId": network.vpc_id,
+            "SecurityGroupIngress": [
                 {
-                    "Effect": "Allow",
-                    "Action": ["ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer", "ecr:BatchGetImage"],
-                    "Resource": repository_arn,
-                },
-                {"Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*"},
-            ]
-        if secret_arns:
-            execution_statements.append(
-                {
-                    "Effect": "Allow",
-                    "Action": "secretsmanager:GetSecretValue",
-                    "Resource": [secret_arns[name] for name in sorted(secret_arns)],
+                    "IpProtocol": "tcp",
+                    "FromPort": CONTAINER_PORT,
+                    "ToPort": CONTAINER_PORT,
+                    "SourceSecurityGroupId": network.load_balancer_security_group_id,
+                    "Description": "the ALB shard",
                 }
-            )
-        self.execution_role = iam.CfnRole(
-            self,
-            "ExecutionRole",
-            description=f"Starts the tasks of {identity.organization_id}/{identity.domain_id}/{identity.instance_id}",
-            assume_role_policy_document=_trust(),
-            policies=[_policy("start-tasks", execution_statements)],
-        )
-        acknowledge(
-            self.execution_role,
-            "AwsSolutions-IAM5[Resource::*]",
-            "ecr:GetAuthorizationToken has no resource-level permissions in IAM; the image pull itself is limited "
-            "to the runtime repository",
-        )
-
-        task_statements: list[dict[str, Any]] = [
-            {"Effect": "Allow", "Action": "s3:GetObject", "Resource": bundle_object_arn},
-        ]
-        if bedrock_model_arn is not None:
-            task_statements.append(
+            ],
+            "SecurityGroupEgress": [
                 {
-                    "Effect": "Allow",
-                    "Action": ["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"],
-                    "Resource": bedrock_model_arn,
+                    "IpProtocol": "tcp",
+                    "FromPort": 443,
+                    "ToPort": 443,
+                    "CidrIp": "0.0.0.0/0",
+                    "Description": "AWS APIs (HTTPS)",
                 }
-            )
-        self.task_role = iam.CfnRole(
-            self,
-            "TaskRole",
-            description=f"The runtime of {identity.organization_id}/{identity.domain_id}/{identity.instance_id}",
-            # {"Ref": "AWS::AccountId"} is what Aws.ACCOUNT_ID renders to; a JSON property takes it as is.
-            assume_role_policy_document=_trust({"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}),
-            policies=[_policy("read-own-bundle", task_statements)],
-        )
-
-        environment = {
-            "ORG_ID": identity.organization_id,
-            "DOMAIN_ID": identity.domain_id,
-            "ENVIRONMENT": identity.environment,
-            "INSTANCE_ID": identity.instance_id,
-            "BUNDLE_URI": bundle_uri,
-            "BUNDLE_HASH": bundle_hash,
-            "PORT": str(CONTAINER_PORT),
-            "ALLOWED_HOSTS": identity.hostname,
-            "AWS_REGION": region,
-        }
-        self.task_definition = ecs.CfnTaskDefinition(
-            self,
-            "TaskDefinition",
-            family=family,
-            requires_compatibilities=["FARGATE"],
-            network_mode="awsvpc",
-            cpu=str(deploy.cpu),
-            memory=str(deploy.memory),
-            execution_role_arn=self.execution_role.attr_arn,
-            task_role_arn=self.task_role.attr_arn,
-            runtime_platform=ecs.CfnTaskDefinition.RuntimePlatformProperty(
-                cpu_architecture="X86_64", operating_system_family="LINUX"
-            ),
-            container_definitions=[
-                ecs.CfnTaskDefinition.ContainerDefinitionProperty(
-                    name=CONTAINER_NAME,
-                    image=image_uri,
-                    essential=True,
-                    port_mappings=[
-                        ecs.CfnTaskDefinition.PortMappingProperty(container_port=CONTAINER_PORT, protocol="tcp")
-                    ],
-                    environment=[
-                        ecs.CfnTaskDefinition.KeyValuePairProperty(name=k, value=environment[k])
-                        for k in sorted(environment)
-                    ],
-                    secrets=[
-                        ecs.CfnTaskDefinition.SecretProperty(name=secret_env_var(name), value_from=secret_arns[name])
-                        for name in sorted(secret_arns)
-                    ],
-                    log_configuration=ecs.CfnTaskDefinition.LogConfigurationProperty(
-                        log_driver="awslogs",
-                        options={
-                            "awslogs-group": self.log_group_name,
-                            "awslogs-region": region,
-                            "awslogs-stream-prefix": CONTAINER_NAME,
-                        },
-                    ),
-                )
             ],
-        )
-        acknowledge(
-            self.task_definition,
-            "AwsSolutions-ECS2",
-            "the environment variables are the instance's identity and bundle location (the runtime contract); "
-            "every secret is injected from Secrets Manager, never as a variable",
-        )
-
-        self.security_group = ec2.CfnSecurityGroup(
-            self,
-            "SecurityGroup",
-            group_description="Runtime tasks - only the ALB shard of the instance, on the container port",
-            vpc_id=network.vpc_id,
-            security_group_ingress=[
-                ec2.CfnSecurityGroup.IngressProperty(
-                    ip_protocol="tcp",
-                    from_port=CONTAINER_PORT,
-                    to_port=CONTAINER_PORT,
-                    source_security_group_id=network.load_balancer_security_group_id,
-                    description="the ALB shard",
-                )
+        },
+    )
+    resources[SERVICE_ID] = resource(
+        "AWS::ECS::Service",
+        {
+            "Cluster": cluster_name,
+            "LaunchType": "FARGATE",
+            "TaskDefinition": ref(TASK_DEFINITION_ID),
+            "DesiredCount": deploy.min_tasks,
+            "HealthCheckGracePeriodSeconds": HEALTH_CHECK_GRACE_SECONDS,
+            "DeploymentConfiguration": {
+                "MinimumHealthyPercent": 100,
+                "MaximumPercent": 200,
+                "DeploymentCircuitBreaker": {"Enable": True, "Rollback": True},
+            },
+            "NetworkConfiguration": {
+                "AwsvpcConfiguration": {
+                    "Subnets": network.private_subnet_ids,
+                    "SecurityGroups": [get_att(SECURITY_GROUP_ID, "GroupId")],
+                    "AssignPublicIp": "DISABLED",
+                }
+            },
+            "LoadBalancers": [
+                {"ContainerName": CONTAINER_NAME, "ContainerPort": CONTAINER_PORT, "TargetGroupArn": target_group_arn}
             ],
-            security_group_egress=[
-                ec2.CfnSecurityGroup.EgressProperty(
-                    ip_protocol="tcp", from_port=443, to_port=443, cidr_ip="0.0.0.0/0", description="AWS APIs (HTTPS)"
-                )
-            ],
-        )
-
-        self.service = ecs.CfnService(
-            self,
-            "Service",
-            cluster=cluster_name,
-            launch_type="FARGATE",
-            task_definition=self.task_definition.ref,
-            desired_count=deploy.min_tasks,
-            health_check_grace_period_seconds=HEALTH_CHECK_GRACE_SECONDS,
-            deployment_configuration=ecs.CfnService.DeploymentConfigurationProperty(
-                minimum_healthy_percent=100,
-                maximum_percent=200,
-                deployment_circuit_breaker=ecs.CfnService.DeploymentCircuitBreakerProperty(enable=True, rollback=True),
-            ),
-            network_configuration=ecs.CfnService.NetworkConfigurationProperty(
-                awsvpc_configuration=ecs.CfnService.AwsVpcConfigurationProperty(
-                    subnets=network.private_subnet_ids,
-                    security_groups=[self.security_group.attr_group_id],
-                    assign_public_ip="DISABLED",
-                )
-            ),
-            load_balancers=[
-                ecs.CfnService.LoadBalancerProperty(
-                    container_name=CONTAINER_NAME, container_port=CONTAINER_PORT, target_group_arn=target_group_arn
-                )
-            ],
-            enable_ecs_managed_tags=True,
-            propagate_tags="SERVICE",
-        )
-        self.service_name = self.service.attr_name
-
-        scalable = autoscaling.CfnScalableTarget(
-            self,
-            "ScalableTarget",
-            service_namespace="ecs",
-            scalable_dimension="ecs:service:DesiredCount",
-            resource_id=f"service/{cluster_name}/{self.service_name}",
-            min_capacity=deploy.min_tasks,
-            max_capacity=deploy.max_tasks,
-        )
-        autoscaling.CfnScalingPolicy(
-            self,
-            "CpuScaling",
-            policy_name="cpu-target",
-            policy_type="TargetTrackingScaling",
-            scaling_target_id=scalable.ref,
-            target_tracking_scaling_policy_configuration=autoscaling.CfnScalingPolicy.TargetTrackingScalingPolicyConfigurationProperty(
-                target_value=float(deploy.cpu_target_percent),
-                predefined_metric_specification=autoscaling.CfnScalingPolicy.PredefinedMetricSpecificationProperty(
-                    predefined_metric_type="ECSServiceAverageCPUUtilization"
-                ),
-                scale_in_cooldown=120,
-                scale_out_cooldown=60,
-            ),
-        )
-
-    def _image(self, image: RuntimeImage) -> tuple[str, str | None]:
-        """(image URI for the task, ECR repository ARN the execution role may pull from, if any)."""
-        if isinstance(image, ImageFromUri):
-            return image.uri, ecr_repository_arn(image.uri)
-        asset = ecr_assets.DockerImageAsset(
-            self,
-            "Image",
-            directory=image.directory,
-            file=image.dockerfile,
-            platform=ecr_assets.Platform.LINUX_AMD64,
-        )
-        return asset.image_uri, asset.repository.repository_arn
+            "EnableECSManagedTags": True,
+            "PropagateTags": "SERVICE",
+        },
+        depends_on=[listener_rule_id],
+    )
+    resources[SCALABLE_TARGET_ID] = resource(
+        "AWS::ApplicationAutoScaling::ScalableTarget",
+        {
+            "ServiceNamespace": "ecs",
+            "ScalableDimension": "ecs:service:DesiredCount",
+            "ResourceId": join(f"service/{cluster_name}/", service_name()),
+            "MinCapacity": deploy.min_tasks,
+            "MaxCapacity": deploy.max_tasks,
+        },
+    )
+    resources[CPU_SCALING_ID] = resource(
+        "AWS::ApplicationAutoScaling::ScalingPolicy",
+        {
+            "PolicyName": "cpu-target",
+            "PolicyType": "TargetTrackingScaling",
+            "ScalingTargetId": ref(SCALABLE_TARGET_ID),
+            "TargetTrackingScalingPolicyConfiguration": {
+                "TargetValue": deploy.cpu_target_percent,
+                "PredefinedMetricSpecification": {"PredefinedMetricType": "ECSServiceAverageCPUUtilization"},
+                "ScaleInCooldown": 120,
+                "ScaleOutCooldown": 60,
+            },
+        },
+    )
+    return fragment

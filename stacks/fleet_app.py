@@ -8,8 +8,11 @@ below receive plain typed values.
 from __future__ import annotations
 
 import hashlib
+import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aws_cdk import App, Stack
 
@@ -24,6 +27,7 @@ from stacks.platform_stack import PlatformStack
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RUNTIME_DOCKERFILE = "runtime/Dockerfile"
+PATH_METADATA_CONTEXT = "aws:cdk:enable-path-metadata"
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,10 @@ class FleetSelection:
     environment: str | None = None
     instance: str | None = None
     runtime_image: str | None = None
+    path_metadata: bool = False
+    """`aws:cdk:enable-path-metadata` (set by the CDK CLI): the instance fragments carry it themselves."""
+    instance_constructs: bool = False
+    """`-c instanceConstructs=true`: build each instance's resources as L1 constructs (for cdk-nag, Aspects)."""
 
     @classmethod
     def from_context(cls, app: App) -> FleetSelection:
@@ -47,6 +55,8 @@ class FleetSelection:
             environment=text("environment"),
             instance=text("instance"),
             runtime_image=text("runtimeImage"),
+            path_metadata=bool(app.node.try_get_context(PATH_METADATA_CONTEXT)),
+            instance_constructs=str(app.node.try_get_context("instanceConstructs")).lower() == "true",
         )
 
 
@@ -77,6 +87,20 @@ def write_bundle(archive: bytes, bundle_dir: Path) -> Path:
     return path
 
 
+def fragment_writer(fragment_dir: Path) -> Callable[[dict[str, Any]], str]:
+    """Writes an instance's CloudFormation fragment for `CfnInclude` (construct mode), content-addressed like the
+    bundles: same instance, same bytes, same file. Key order is kept: it is the template's order."""
+
+    def write(template: dict[str, Any]) -> str:
+        data = json.dumps(template).encode()
+        path = fragment_dir / f"{hashlib.sha256(data).hexdigest()}.json"
+        if not path.exists():
+            write_atomically({path: data})
+        return str(path)
+
+    return write
+
+
 def build_fleet(
     app: App,
     selection: FleetSelection,
@@ -94,6 +118,7 @@ def build_fleet(
     else:
         environments = sorted(fleet.tree.environments)
     bundles = bundle_dir or repo_root / "build" / "cdk-bundles"
+    write_fragment = fragment_writer(bundles.parent / "cdk-fragments") if selection.instance_constructs else None
 
     slots = {env: placement.load_placement(selection.agents_dir, env) for env in environments}
     for env in environments:
@@ -120,6 +145,8 @@ def build_fleet(
             slot=slots[env][instance.key.selector],
             image=runtime_image(selection, settings, repo_root),
             bundle=BundleFile(path=str(write_bundle(bundle.archive, bundles)), content_hash=bundle.content_hash),
+            write_fragment=write_fragment,
+            path_metadata=selection.path_metadata,
         )
         stack.add_stack_dependency(platforms[env], "reads the platform's SSM parameters")
         instances[name] = stack

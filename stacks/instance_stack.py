@@ -6,29 +6,44 @@ the platform stack never exports anything and each instance deploys, changes and
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from aws_cdk import CfnOutput, CfnParameter, Environment, Stack
+from aws_cdk import Acknowledgment, Environment, Stack, Validations
+from aws_cdk import aws_ecr_assets as ecr_assets
+from aws_cdk import cloudformation_include as cfn_include
 
 from constructs import Construct
 from constructs import af_platform_contract as contract
-from constructs.af_instance_bundle import AfInstanceBundle
-from constructs.af_instance_routing import AfInstanceRouting, ShardRef
-from constructs.af_instance_secrets import AfInstanceSecrets
+from constructs.af_cfn import PARTITION, Fragment, Json, join, ref, ssm_parameter
+from constructs.af_instance_bundle import stage_bundle
+from constructs.af_instance_routing import LISTENER_RULE_ID, ShardRef, routing_fragment, target_group_arn
+from constructs.af_instance_secrets import secret_arns, secrets_fragment
 from constructs.af_instance_service import (
     CONTAINER_PORT,
     MCP_PATH,
     READY_PATH,
-    AfInstanceService,
+    ImageFromAsset,
+    ImageFromUri,
+    ImageRef,
     InstanceIdentityVars,
     NetworkRef,
     RuntimeImage,
+    ecr_repository_arn,
+    log_group_name,
+    service_fragment,
+    service_name,
 )
-from constructs.af_tokens import partition
+from constructs.af_nag import NAG_PACK
 from foundry import naming
 from foundry.placement import Slot
 from foundry.resolve import ResolvedInstance
 from foundry.schema import EnvironmentSettings
+from stacks.template_synthesizer import FragmentStackSynthesizer
+
+INCLUDE_ID = "Instance"
+FragmentWriter = Callable[[Json], str]
+"""Writes a fragment template (deterministically, content-addressed) and returns its path: the app's edge."""
 
 
 @dataclass(frozen=True)
@@ -40,6 +55,16 @@ class BundleFile:
 
 
 class InstanceStack(Stack):
+    """Its resources, parameters and outputs are rendered in Python by the af_instance_* modules (plain data,
+    unit-tested without CDK) and reach the template one of two ways, with the same bytes (tested):
+
+    - by default through `FragmentStackSynthesizer`, which merges them into the template CDK writes: a handful of
+      jsii round trips per stack instead of ~60, which is what keeps a 1,000-instance synth fast;
+    - with `write_fragment` (construct mode, `-c instanceConstructs=true`), as ONE `CfnInclude` that builds the L1
+      constructs (CfnRole, CfnService, ...) in Node, so construct-level tools see them: the test suite runs
+      cdk-nag this way, and the fragment's acknowledgements are applied to exactly their resources.
+    """
+
     def __init__(
         self,
         scope: Construct,
@@ -50,10 +75,14 @@ class InstanceStack(Stack):
         slot: Slot,
         image: RuntimeImage,
         bundle: BundleFile,
+        write_fragment: FragmentWriter | None = None,
+        path_metadata: bool = False,
     ) -> None:
+        """`path_metadata`: write each resource's `aws:cdk:path` (neither way gets it from CDK)."""
         env_name = instance.environment
         key = instance.key
         spec = instance.manifest.spec
+        synthesizer = FragmentStackSynthesizer() if write_fragment is None else None
         super().__init__(
             scope,
             id_,
@@ -61,48 +90,101 @@ class InstanceStack(Stack):
             description=f"Agent Foundry instance {env_name}/{key.selector} ({spec.hostname})",
             # Stack tags: CloudFormation puts them on the stack and every taggable resource in it.
             tags=instance_tags(env_name, key.organization_id, key.domain_id, key.instance_id, bundle.content_hash),
+            synthesizer=synthesizer,
         )
-        network_names = contract.network_parameters(env_name)
-        shard_names = contract.shard_parameters(env_name, slot.shard)
-        shard = ShardRef(
-            listener_arn=self._ssm("ShardListenerArn", shard_names.listener_arn),
-            load_balancer_arn=self._ssm("ShardLoadBalancerArn", shard_names.load_balancer_arn),
-            security_group_id=self._ssm("ShardSecurityGroupId", shard_names.security_group_id),
-            dns_name=self._ssm("ShardDnsName", shard_names.dns_name),
-            canonical_hosted_zone_id=self._ssm("ShardCanonicalZoneId", shard_names.canonical_hosted_zone_id),
+        archive = stage_bundle(self, "Bundle", archive_path=bundle.path)
+        fragment = instance_fragment(
+            instance=instance,
+            settings=settings,
+            slot=slot,
+            image=self._image(image),
+            bundle_uri=archive.uri,
+            bundle_object_arn=archive.object_arn,
+            bundle_hash=bundle.content_hash,
         )
-        vpc_id = self._ssm("VpcId", network_names.vpc_id)
-        subnet_ids = CfnParameter(
-            self,
-            "PrivateSubnetIds",
-            type="AWS::SSM::Parameter::Value<List<String>>",
-            default=network_names.private_subnet_ids,
-            description="SSM parameter written by the platform stack",
-        ).value_as_list
-        zone_id = self._ssm("HostedZoneId", network_names.hosted_zone_id)
+        template = fragment.template(path_prefix=id_ if path_metadata else None)
+        if synthesizer is not None:
+            synthesizer.set_fragment(template)
+            return
+        assert write_fragment is not None
+        include = cfn_include.CfnInclude(self, INCLUDE_ID, template_file=write_fragment(template))
+        acknowledgements: dict[str, list[Acknowledgment]] = {}
+        for ack in fragment.acknowledgements:
+            acknowledgements.setdefault(ack.logical_id, []).append(
+                Acknowledgment(id=f"{NAG_PACK}::{ack.rule}", reason=ack.reason)
+            )
+        for logical_id, acks in acknowledgements.items():
+            Validations.of(include.get_resource(logical_id)).acknowledge(*acks)
 
-        secrets = AfInstanceSecrets(
+    def _image(self, image: RuntimeImage) -> ImageRef:
+        """A prebuilt URI is a literal; an image asset's URI and repository are tokens, resolved here to the
+        CloudFormation expressions CDK would have written for them."""
+        if isinstance(image, ImageFromUri):
+            return ImageRef(uri=image.uri, repository_arn=ecr_repository_arn(image.uri))
+        assert isinstance(image, ImageFromAsset)
+        asset = ecr_assets.DockerImageAsset(
             self,
-            "Secrets",
-            physical_names={name: naming.secret_name(env_name, key, name) for name in spec.secrets},
-            description=f"Agent Foundry {env_name}/{key.selector}",
+            "RuntimeImage",
+            directory=image.directory,
+            file=image.dockerfile,
+            platform=ecr_assets.Platform.LINUX_AMD64,
         )
-        archive = AfInstanceBundle(self, "Bundle", archive_path=bundle.path, content_hash=bundle.content_hash)
-        routing = AfInstanceRouting(
-            self,
-            "Routing",
+        return ImageRef(uri=self.resolve(asset.image_uri), repository_arn=self.resolve(asset.repository.repository_arn))
+
+
+def instance_fragment(
+    *,
+    instance: ResolvedInstance,
+    settings: EnvironmentSettings,
+    slot: Slot,
+    image: ImageRef,
+    bundle_uri: str,
+    bundle_object_arn: Json,
+    bundle_hash: str,
+) -> Fragment:
+    """Everything of an instance stack but its bundle asset, as one fragment. Pure: unit-testable without CDK."""
+    env_name = instance.environment
+    key = instance.key
+    spec = instance.manifest.spec
+    network_names = contract.network_parameters(env_name)
+    shard_names = contract.shard_parameters(env_name, slot.shard)
+    fragment = Fragment(
+        parameters={
+            "ShardListenerArn": ssm_parameter(shard_names.listener_arn),
+            "ShardLoadBalancerArn": ssm_parameter(shard_names.load_balancer_arn),
+            "ShardSecurityGroupId": ssm_parameter(shard_names.security_group_id),
+            "ShardDnsName": ssm_parameter(shard_names.dns_name),
+            "ShardCanonicalZoneId": ssm_parameter(shard_names.canonical_hosted_zone_id),
+            "VpcId": ssm_parameter(network_names.vpc_id),
+            "PrivateSubnetIds": ssm_parameter(network_names.private_subnet_ids, as_list=True),
+            "HostedZoneId": ssm_parameter(network_names.hosted_zone_id),
+        }
+    )
+    shard = ShardRef(
+        listener_arn=ref("ShardListenerArn"),
+        load_balancer_arn=ref("ShardLoadBalancerArn"),
+        security_group_id=ref("ShardSecurityGroupId"),
+        dns_name=ref("ShardDnsName"),
+        canonical_hosted_zone_id=ref("ShardCanonicalZoneId"),
+    )
+    physical_names = {name: naming.secret_name(env_name, key, name) for name in spec.secrets}
+    fragment.add(
+        secrets_fragment(physical_names=physical_names, description=f"Agent Foundry {env_name}/{key.selector}")
+    )
+    fragment.add(
+        routing_fragment(
             hostname=spec.hostname,
-            vpc_id=vpc_id,
-            hosted_zone_id=zone_id,
+            vpc_id=ref("VpcId"),
+            hosted_zone_id=ref("HostedZoneId"),
             shard=shard,
             listener_priority=slot.priority,
             container_port=CONTAINER_PORT,
             health_path=READY_PATH,
         )
-        cluster_name = contract.cluster_name(env_name)
-        runtime = AfInstanceService(
-            self,
-            "Runtime",
+    )
+    cluster_name = contract.cluster_name(env_name)
+    fragment.add(
+        service_fragment(
             identity=InstanceIdentityVars(
                 organization_id=key.organization_id,
                 domain_id=key.domain_id,
@@ -114,44 +196,36 @@ class InstanceStack(Stack):
             image=image,
             cluster_name=cluster_name,
             network=NetworkRef(
-                vpc_id=vpc_id, private_subnet_ids=subnet_ids, load_balancer_security_group_id=shard.security_group_id
+                vpc_id=ref("VpcId"),
+                private_subnet_ids=ref("PrivateSubnetIds"),
+                load_balancer_security_group_id=shard.security_group_id,
             ),
-            target_group_arn=routing.target_group_arn,
-            bundle_uri=archive.uri,
-            bundle_hash=bundle.content_hash,
-            bundle_object_arn=archive.object_arn,
-            secret_arns=secrets.arns,
+            target_group_arn=target_group_arn(),
+            listener_rule_id=LISTENER_RULE_ID,
+            bundle_uri=bundle_uri,
+            bundle_hash=bundle_hash,
+            bundle_object_arn=bundle_object_arn,
+            secret_arns=secret_arns(physical_names),
             log_retention_days=settings.log_retention_days,
             bedrock_model_arn=_bedrock_model_arn(instance, settings.region),
             family=spec.stack_name,
             region=settings.region,
         )
-        # ECS only accepts a target group that a listener already forwards to.
-        runtime.service.add_resource_dependency(routing.listener_rule)
-
-        scheme = "http" if settings.load_balancer.plain_http else "https"
-        outputs = {
-            "Hostname": spec.hostname,
-            "ServiceName": runtime.service_name,
-            "ClusterName": cluster_name,
-            "TargetGroupArn": routing.target_group_arn,
-            "LoadBalancerArn": shard.load_balancer_arn,
-            "BundleHash": bundle.content_hash,
-            "BundleUri": archive.uri,
-            "LogGroupName": runtime.log_group_name,
-            "InstanceEndpoint": f"{scheme}://{spec.hostname}{MCP_PATH}",
-        }
-        for output_id, value in outputs.items():
-            CfnOutput(self, output_id, value=value)
-
-    def _ssm(self, id_: str, parameter_name: str) -> str:
-        return CfnParameter(
-            self,
-            id_,
-            type="AWS::SSM::Parameter::Value<String>",
-            default=parameter_name,
-            description="SSM parameter written by the platform stack",
-        ).value_as_string
+    )
+    scheme = "http" if settings.load_balancer.plain_http else "https"
+    outputs: dict[str, str | Json] = {
+        "Hostname": spec.hostname,
+        "ServiceName": service_name(),
+        "ClusterName": cluster_name,
+        "TargetGroupArn": target_group_arn(),
+        "LoadBalancerArn": shard.load_balancer_arn,
+        "BundleHash": bundle_hash,
+        "BundleUri": bundle_uri,
+        "LogGroupName": log_group_name(),
+        "InstanceEndpoint": f"{scheme}://{spec.hostname}{MCP_PATH}",
+    }
+    fragment.outputs.update({output_id: {"Value": value} for output_id, value in outputs.items()})
+    return fragment
 
 
 def instance_tags(environment: str, organization: str, domain: str, instance: str, bundle_hash: str) -> dict[str, str]:
@@ -164,8 +238,8 @@ def instance_tags(environment: str, organization: str, domain: str, instance: st
     }
 
 
-def _bedrock_model_arn(instance: ResolvedInstance, region: str) -> str | None:
+def _bedrock_model_arn(instance: ResolvedInstance, region: str) -> Json | None:
     mcp = instance.manifest.spec.mcp
     if mcp.model_provider != "bedrock" or mcp.bedrock_model_id is None:
         return None
-    return f"arn:{partition()}:bedrock:{mcp.bedrock_region or region}::foundation-model/{mcp.bedrock_model_id}"
+    return join("arn:", PARTITION, f":bedrock:{mcp.bedrock_region or region}::foundation-model/{mcp.bedrock_model_id}")

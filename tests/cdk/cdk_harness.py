@@ -43,12 +43,18 @@ def synth(
     agents_dir: Path | None = None,
     nag: bool = False,
     validation: bool = False,
+    path_metadata: bool = False,
     **context: str,
 ) -> Synthesized:
-    """`context` uses the CLI's keys (environment=, instance=, runtimeImage=)."""
+    """`context` uses the CLI's keys (environment=, instance=, runtimeImage=); `path_metadata` is what the CLI sets
+    by default (`aws:cdk:enable-path-metadata`)."""
     values: dict[str, Any] = {**CDK_CONTEXT, **context}
+    if path_metadata:
+        values["aws:cdk:enable-path-metadata"] = True
     if agents_dir is not None:
         values["agentsDir"] = str(agents_dir)
+    if nag:  # cdk-nag checks constructs: build the instance resources as L1s (same templates, tested)
+        values["instanceConstructs"] = "true"
     app = App(outdir=str(outdir), context=values, builtin_cloud_formation_validation=validation)
     stacks = build_fleet(app, FleetSelection.from_context(app), bundle_dir=outdir.parent / "bundles")
     if nag:
