@@ -1,0 +1,222 @@
+"""Fine-grained `aws_cdk.assertions.Template` checks, one per resource kind of an InstanceStack and of the shared
+platform, on stacks of the example app built the default way (FragmentStackSynthesizer). Expected values come
+from the manifests and platform settings, not from the templates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from aws_cdk.assertions import Capture, Match, Template
+
+from foundry import naming
+from foundry.fleet import load_fleet
+from tests.cdk.cdk_harness import Synthesized, synth
+
+REPO_AGENTS = Path(__file__).resolve().parents[2] / "agents"
+EXAMPLE = load_fleet(REPO_AGENTS)
+SETTINGS = EXAMPLE.tree.platform.model.spec.environments
+PROD = next(i for i in EXAMPLE.instances if i.manifest.spec.stack_name == "af-prod-acme-retail-us-east-1")
+DEV = next(i for i in EXAMPLE.instances if i.manifest.spec.stack_name == "af-dev-acme-retail-dev")
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
+    return synth(tmp_path_factory.mktemp("assertions") / "cdk.out")
+
+
+@pytest.fixture(scope="module")
+def prod(app: Synthesized) -> Template:
+    return Template.from_stack(app.stacks.instances[PROD.manifest.spec.stack_name])
+
+
+def test_from_stack_reads_the_template_the_synthesizer_wrote(app: Synthesized, prod: Template) -> None:
+    assert prod.to_json() == app.templates[PROD.manifest.spec.stack_name]
+
+
+def test_one_secret_per_manifest_secret_under_the_instance_path(prod: Template) -> None:
+    spec, key = PROD.manifest.spec, PROD.key
+    prod.resource_count_is("AWS::SecretsManager::Secret", len(spec.secrets))
+    for name in spec.secrets:
+        prod.has_resource_properties(
+            "AWS::SecretsManager::Secret",
+            {"Name": naming.secret_name(PROD.environment, key, name), "SecretString": Match.absent()},
+        )
+
+
+def test_the_task_definition_runs_the_runtime_with_identity_bundle_and_secrets(prod: Template) -> None:
+    spec, key = PROD.manifest.spec, PROD.key
+    prod.has_resource_properties(
+        "AWS::ECS::TaskDefinition",
+        {
+            "Cpu": str(spec.deploy.cpu),
+            "Memory": str(spec.deploy.memory),
+            "RequiresCompatibilities": ["FARGATE"],
+            "NetworkMode": "awsvpc",
+            "ContainerDefinitions": [
+                Match.object_like(
+                    {
+                        "Environment": Match.array_with(
+                            [
+                                {"Name": "DOMAIN_ID", "Value": key.domain_id},
+                                {"Name": "ENVIRONMENT", "Value": PROD.environment},
+                                {"Name": "INSTANCE_ID", "Value": key.instance_id},
+                                {"Name": "ORG_ID", "Value": key.organization_id},
+                            ]
+                        ),
+                        "Secrets": [
+                            {"Name": Match.string_like_regexp("^SECRET_"), "ValueFrom": {"Ref": Match.any_value()}}
+                            for _ in spec.secrets
+                        ],
+                        "LogConfiguration": Match.object_like({"LogDriver": "awslogs"}),
+                    }
+                )
+            ],
+        },
+    )
+
+
+def test_the_log_group_keeps_logs_for_the_environments_retention(prod: Template) -> None:
+    prod.has_resource_properties("AWS::Logs::LogGroup", {"RetentionInDays": SETTINGS["prod"].log_retention_days})
+
+
+def test_the_service_is_private_rolls_back_and_scales_as_the_manifest_says(prod: Template) -> None:
+    deploy = PROD.manifest.spec.deploy
+    prod.has_resource_properties(
+        "AWS::ECS::Service",
+        {
+            "LaunchType": "FARGATE",
+            "NetworkConfiguration": {
+                "AwsvpcConfiguration": Match.object_like(
+                    {"AssignPublicIp": "DISABLED", "Subnets": {"Ref": Match.any_value()}}
+                )
+            },
+            "DeploymentConfiguration": {
+                "DeploymentCircuitBreaker": {"Enable": True, "Rollback": True},
+                "MinimumHealthyPercent": 100,
+                "MaximumPercent": 200,
+            },
+            "HealthCheckGracePeriodSeconds": Match.any_value(),
+        },
+    )
+    prod.has_resource_properties(
+        "AWS::ApplicationAutoScaling::ScalableTarget",
+        {
+            "MinCapacity": deploy.min_tasks,
+            "MaxCapacity": deploy.max_tasks,
+            "ScalableDimension": "ecs:service:DesiredCount",
+        },
+    )
+    prod.has_resource_properties(
+        "AWS::ApplicationAutoScaling::ScalingPolicy",
+        {
+            "TargetTrackingScalingPolicyConfiguration": Match.object_like(
+                {"TargetValue": deploy.cpu_target_percent, "PredefinedMetricSpecification": Match.any_value()}
+            )
+        },
+    )
+
+
+def test_requests_for_the_hostname_reach_the_runtimes_health_checked_targets(prod: Template) -> None:
+    hostname = PROD.manifest.spec.hostname
+    target_group = Capture()
+    prod.has_resource_properties(
+        "AWS::ElasticLoadBalancingV2::ListenerRule",
+        {
+            "Conditions": [{"Field": "host-header", "HostHeaderConfig": {"Values": [hostname]}}],
+            "Actions": [{"Type": "forward", "TargetGroupArn": {"Ref": target_group}}],
+        },
+    )
+    assert (
+        prod.find_resources("AWS::ElasticLoadBalancingV2::TargetGroup")[target_group.as_string()]["Properties"][
+            "HealthCheckPath"
+        ]
+        == "/readyz"
+    )
+    prod.has_resource_properties(
+        "AWS::Route53::RecordSet", {"Name": f"{hostname}.", "Type": "A", "AliasTarget": Match.object_like({})}
+    )
+
+
+def test_the_tasks_admit_only_their_load_balancer_on_the_container_port(prod: Template) -> None:
+    """A literal array in a pattern matches exactly: one ingress rule, this one."""
+    prod.has_resource_properties(
+        "AWS::EC2::SecurityGroup",
+        {
+            "SecurityGroupIngress": [
+                Match.object_like(
+                    {"FromPort": 8080, "ToPort": 8080, "SourceSecurityGroupId": {"Ref": "ShardSecurityGroupId"}}
+                )
+            ]
+        },
+    )
+
+
+def test_the_task_role_reads_only_its_own_bundle_object(app: Synthesized, prod: Template) -> None:
+    bundle_key = app.templates[PROD.manifest.spec.stack_name]["Outputs"]["BundleUri"]["Value"].split("/", 3)[3]
+    prod.has_resource_properties(
+        "AWS::IAM::Role",
+        {
+            "Policies": [
+                {
+                    "PolicyName": "read-own-bundle",
+                    "PolicyDocument": Match.object_like(
+                        {
+                            "Statement": [
+                                {
+                                    "Effect": "Allow",
+                                    "Action": "s3:GetObject",
+                                    "Resource": {
+                                        "Fn::Join": [
+                                            "",
+                                            Match.array_with([Match.string_like_regexp(f"/{bundle_key}$")]),
+                                        ]
+                                    },
+                                }
+                            ]
+                        }
+                    ),
+                }
+            ]
+        },
+    )
+
+
+def test_the_instance_reads_its_platform_from_ssm_not_from_exports(prod: Template) -> None:
+    prod.has_parameter("VpcId", {"Type": "AWS::SSM::Parameter::Value<String>"})
+    assert "Fn::ImportValue" not in str(prod.to_json())
+
+
+def test_the_platform_has_a_cluster_with_container_insights_and_an_https_shard(app: Synthesized) -> None:
+    platform = Template.from_stack(app.stacks.platforms["af-prod-platform"])
+    platform.has_resource_properties(
+        "AWS::ECS::Cluster",
+        {"ClusterName": "af-prod", "ClusterSettings": [{"Name": "containerInsights", "Value": "enabled"}]},
+    )
+    platform.has_resource_properties(
+        "AWS::ElasticLoadBalancingV2::Listener",
+        {
+            "Protocol": "HTTPS",
+            "Port": 443,
+            "Certificates": [{"CertificateArn": SETTINGS["prod"].load_balancer.certificate_arn}],
+        },
+    )
+    platform.has_resource_properties(
+        "AWS::ElasticLoadBalancingV2::Listener",
+        {"Protocol": "HTTP", "Port": 80, "DefaultActions": [Match.object_like({"Type": "redirect"})]},
+    )
+    platform.has_resource_properties(
+        "AWS::SSM::Parameter", {"Name": "/agentfoundry/prod/platform/shards/0/listener-arn"}
+    )
+
+
+def test_the_internal_dev_platform_creates_its_vpc_and_private_zone_and_serves_plain_http(app: Synthesized) -> None:
+    dev = SETTINGS[DEV.environment]
+    assert dev.load_balancer.plain_http
+    platform = Template.from_stack(app.stacks.platforms["af-dev-platform"])
+    platform.has_resource_properties("AWS::EC2::VPC", {"CidrBlock": dev.vpc.cidr})
+    platform.has_resource_properties(
+        "AWS::Route53::HostedZone", {"Name": f"{dev.zone.name}.", "VPCs": Match.any_value()}
+    )
+    platform.has_resource_properties("AWS::ElasticLoadBalancingV2::LoadBalancer", {"Scheme": "internal"})
+    platform.resource_properties_count_is("AWS::ElasticLoadBalancingV2::Listener", {"Protocol": "HTTPS"}, 0)
