@@ -72,8 +72,14 @@ PARTITION = ref("AWS::Partition")
 def literal(value: str, what: str) -> str:
     """A value that must be known at synth to be written into a fragment (e.g. an asset's bucket and key)."""
     if UNRESOLVED_MARKER in value:
-        raise ValueError(f"{what} is not known at synth ({value}); pass it as a fragment parameter instead")
+        raise ValueError(f"{what} is not known at synth ({value}); resolve it with Stack.resolve() instead")
     return value
+
+
+def require_real_reason(rule: str, reason: str) -> None:
+    """Every cdk-nag acknowledgement must say why; a placeholder reason is refused where it is written."""
+    if len(reason.strip()) < 20:
+        raise ValueError(f"the acknowledgement of {rule} needs a real reason, not {reason!r}")
 
 
 @dataclass(frozen=True)
@@ -86,8 +92,7 @@ class Acknowledgement:
     reason: str
 
     def __post_init__(self) -> None:
-        if len(self.reason.strip()) < 20:
-            raise ValueError(f"the acknowledgement of {self.rule} needs a real reason, not {self.reason!r}")
+        require_real_reason(self.rule, self.reason)
 
 
 @dataclass

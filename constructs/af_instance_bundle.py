@@ -14,14 +14,6 @@ from constructs import Construct
 from constructs.af_cfn import PARTITION, Json, join, literal
 
 
-def bundle_uri(bucket: str, key: str) -> str:
-    return f"s3://{bucket}/{key}"
-
-
-def bundle_object_arn(bucket: str, key: str) -> Json:
-    return join("arn:", PARTITION, f":s3:::{bucket}/{key}")
-
-
 @dataclass(frozen=True)
 class BundleLocation:
     bucket: str
@@ -29,11 +21,11 @@ class BundleLocation:
 
     @property
     def uri(self) -> str:
-        return bundle_uri(self.bucket, self.key)
+        return f"s3://{self.bucket}/{self.key}"
 
     @property
     def object_arn(self) -> Json:
-        return bundle_object_arn(self.bucket, self.key)
+        return join("arn:", PARTITION, f":s3:::{self.bucket}/{self.key}")
 
 
 def stage_bundle(scope: Construct, id_: str, *, archive_path: str) -> BundleLocation:

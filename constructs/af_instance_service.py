@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from constructs.af_cfn import Acknowledgement, Fragment, Json, get_att, join, logical_id, ref, resource
+from constructs.af_cfn import PARTITION, Acknowledgement, Fragment, Json, get_att, join, logical_id, ref, resource
 from constructs.af_instance_secrets import secret_env_var
 from foundry.schema import DeploySettings
 
@@ -64,7 +64,7 @@ class NetworkRef:
 @dataclass(frozen=True)
 class ImageRef:
     """The image as the task definition sees it: its URI and the ECR repository the execution role may pull from
-    (None for other registries). Either may be a `Ref` of a fragment parameter (an image asset's URI is a token)."""
+    (None for other registries). For an image asset both are the CloudFormation expressions its tokens resolve to."""
 
     uri: str | Json
     repository_arn: str | Json | None
@@ -75,7 +75,7 @@ def ecr_repository_arn(image_uri: str) -> Json | None:
     match = _ECR_IMAGE.match(image_uri)
     if match is None:
         return None
-    return join("arn:", ref("AWS::Partition"), f":ecr:{match['region']}:{match['account']}:repository/{match['repo']}")
+    return join("arn:", PARTITION, f":ecr:{match['region']}:{match['account']}:repository/{match['repo']}")
 
 
 def _policy(name: str, statements: list[dict[str, Any]]) -> Json:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from aws_cdk import Acknowledgment, Environment, Stack, Validations
+from aws_cdk import Environment, Stack
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import cloudformation_include as cfn_include
 
@@ -34,7 +34,7 @@ from constructs.af_instance_service import (
     service_fragment,
     service_name,
 )
-from constructs.af_nag import NAG_PACK
+from constructs.af_nag import acknowledge
 from foundry import naming
 from foundry.placement import Slot
 from foundry.resolve import ResolvedInstance
@@ -108,13 +108,8 @@ class InstanceStack(Stack):
             return
         assert write_fragment is not None
         include = cfn_include.CfnInclude(self, INCLUDE_ID, template_file=write_fragment(template))
-        acknowledgements: dict[str, list[Acknowledgment]] = {}
         for ack in fragment.acknowledgements:
-            acknowledgements.setdefault(ack.logical_id, []).append(
-                Acknowledgment(id=f"{NAG_PACK}::{ack.rule}", reason=ack.reason)
-            )
-        for logical_id, acks in acknowledgements.items():
-            Validations.of(include.get_resource(logical_id)).acknowledge(*acks)
+            acknowledge(include.get_resource(ack.logical_id), ack.rule, ack.reason)
 
     def _image(self, image: RuntimeImage) -> ImageRef:
         """A prebuilt URI is a literal; an image asset's URI and repository are tokens, resolved here to the
