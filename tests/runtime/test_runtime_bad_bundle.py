@@ -42,6 +42,12 @@ def repack(files: dict[str, bytes], name: str, environment: str) -> bytes:
     return raw.getvalue()
 
 
+def serve_repacked(bundle: BuiltBundle, files: dict[str, bytes], path: Path) -> subprocess.CompletedProcess[str]:
+    """Starts the runtime on `files` repacked as a self-consistent bundle at `path` (no hash pinned)."""
+    path.write_bytes(repack(files, bundle.instance.manifest.metadata.name, "dev"))
+    return run_serve({**bundle.identity_env(), "BUNDLE_URI": str(path), "BUNDLE_HASH": ""})
+
+
 @pytest.fixture
 def bundle(example_bundles: list[BuiltBundle]) -> BuiltBundle:
     return next(b for b in example_bundles if b.instance.key.selector == "acme/retail/dev")
@@ -96,9 +102,7 @@ def test_a_file_changed_after_bundling_is_named(bundle: BuiltBundle, tmp_path: P
 def test_a_file_missing_from_the_bundle_is_named(bundle: BuiltBundle, tmp_path: Path) -> None:
     files = contents(bundle)
     del files["graph.json"]
-    path = tmp_path / "no-graph.tar.gz"
-    path.write_bytes(repack(files, bundle.instance.manifest.metadata.name, "dev"))
-    result = run_serve({**bundle.identity_env(), "BUNDLE_URI": str(path), "BUNDLE_HASH": ""})
+    result = serve_repacked(bundle, files, tmp_path / "no-graph.tar.gz")
     assert_refused(result, "graph.json is missing from the bundle")
 
 
@@ -107,9 +111,7 @@ def test_an_invalid_instance_manifest_is_named_with_its_field(bundle: BuiltBundl
     document = yaml.safe_load(files["instance.yaml"])
     document["spec"]["deploy"]["cpu"] = 300
     files["instance.yaml"] = yaml.safe_dump(document).encode()
-    path = tmp_path / "bad-manifest.tar.gz"
-    path.write_bytes(repack(files, bundle.instance.manifest.metadata.name, "dev"))
-    result = run_serve({**bundle.identity_env(), "BUNDLE_URI": str(path), "BUNDLE_HASH": ""})
+    result = serve_repacked(bundle, files, tmp_path / "bad-manifest.tar.gz")
     assert_refused(result, "instance.yaml: spec.deploy.cpu")
 
 
@@ -117,9 +119,7 @@ def test_an_invalid_agent_spec_is_named(bundle: BuiltBundle, tmp_path: Path) -> 
     files = contents(bundle)
     path_in_bundle = "agents/specs/workers/pm-agent.yaml"
     files[path_in_bundle] = files[path_in_bundle].replace(b"role: worker", b"role: wizard")
-    path = tmp_path / "bad-spec.tar.gz"
-    path.write_bytes(repack(files, bundle.instance.manifest.metadata.name, "dev"))
-    result = run_serve({**bundle.identity_env(), "BUNDLE_URI": str(path), "BUNDLE_HASH": ""})
+    result = serve_repacked(bundle, files, tmp_path / "bad-spec.tar.gz")
     assert_refused(result, f"{path_in_bundle}: spec.role")
 
 
