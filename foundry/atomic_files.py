@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -20,3 +21,11 @@ def write_atomically(files: dict[Path, bytes]) -> None:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+
+def write_content_addressed(data: bytes, directory: Path, suffix: str) -> Path:
+    """`<sha256 of data><suffix>` in `directory`, written once (atomically): same bytes, same file, never changed."""
+    path = directory / f"{hashlib.sha256(data).hexdigest()}{suffix}"
+    if not path.exists():
+        write_atomically({path: data})
+    return path

@@ -7,7 +7,6 @@ below receive plain typed values.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from aws_cdk import App, Stack
 
 from constructs.af_instance_service import ImageFromAsset, ImageFromUri, RuntimeImage
 from foundry import naming, placement
-from foundry.atomic_files import write_atomically
+from foundry.atomic_files import write_content_addressed
 from foundry.bundle import build_bundle
 from foundry.fleet import load_fleet
 from foundry.schema import EnvironmentSettings
@@ -79,24 +78,12 @@ def runtime_image(selection: FleetSelection, settings: EnvironmentSettings, repo
     return ImageFromAsset(directory=str(repo_root), dockerfile=RUNTIME_DOCKERFILE)
 
 
-def write_bundle(archive: bytes, bundle_dir: Path) -> Path:
-    """Content-addressed: the file name is the archive's sha256, so it is written once and never changes."""
-    path = bundle_dir / f"{hashlib.sha256(archive).hexdigest()}.tar.gz"
-    if not path.exists():
-        write_atomically({path: archive})
-    return path
-
-
 def fragment_writer(fragment_dir: Path) -> Callable[[dict[str, Any]], str]:
     """Writes an instance's CloudFormation fragment for `CfnInclude` (construct mode), content-addressed like the
     bundles: same instance, same bytes, same file. Key order is kept: it is the template's order."""
 
     def write(template: dict[str, Any]) -> str:
-        data = json.dumps(template).encode()
-        path = fragment_dir / f"{hashlib.sha256(data).hexdigest()}.json"
-        if not path.exists():
-            write_atomically({path: data})
-        return str(path)
+        return str(write_content_addressed(json.dumps(template).encode(), fragment_dir, ".json"))
 
     return write
 
@@ -136,6 +123,7 @@ def build_fleet(
         env = instance.environment
         settings = all_settings[env]
         bundle = build_bundle(instance)
+        archive_path = write_content_addressed(bundle.archive, bundles, ".tar.gz")
         name = instance.manifest.spec.stack_name
         stack = InstanceStack(
             app,
@@ -144,7 +132,7 @@ def build_fleet(
             settings=settings,
             slot=slots[env][instance.key.selector],
             image=runtime_image(selection, settings, repo_root),
-            bundle=BundleFile(path=str(write_bundle(bundle.archive, bundles)), content_hash=bundle.content_hash),
+            bundle=BundleFile(path=str(archive_path), content_hash=bundle.content_hash),
             write_fragment=write_fragment,
             path_metadata=selection.path_metadata,
         )
