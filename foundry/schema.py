@@ -1,51 +1,46 @@
-"""The manifest contract: every file a person writes in `agents/`, and the instance manifest resolved from them.
+"""The files people write in `agents/`: environment manifests, the instance template and platform settings.
 
-The CDK app, the Foundry MCP server and the instance runtime all import this module, so it depends on pydantic
-alone (never aws-cdk-lib). Unknown keys are rejected everywhere: a typo must fail, not be ignored.
+The models the runtime also reads (agent specs, the resolved instance manifest and their value types) live in the
+shared `instance_contract` package and are re-exported here, so control-plane code has one place to import from.
+This module depends on pydantic alone (never aws-cdk-lib). Unknown keys are rejected everywhere.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import Field, StringConstraints, field_validator, model_validator
 
-API_VERSION = "agent-foundry/v1"
-
-DNS_LABEL_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
-SEMVER_PATTERN = (
-    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
-    r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
-    r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$"
+from instance_contract.schema import (
+    API_VERSION,
+    DNS_LABEL_PATTERN,
+    FARGATE_MEMORY,
+    SECRET_NAME_PATTERN,
+    SEMVER_PATTERN,
+    SYSTEM_ROLES,
+    AgentInstance,
+    AgentRole,
+    AgentSpec,
+    AgentSpecBody,
+    AgentSpecMetadata,
+    BackendTool,
+    DeploySettings,
+    DnsId,
+    GovernancePolicy,
+    InstanceAgent,
+    InstanceIdentity,
+    InstanceKey,
+    InstanceMetadata,
+    InstanceSpec,
+    McpToolConfig,
+    ModelSettings,
+    NonEmpty,
+    SecretName,
+    SemVer,
+    Strict,
+    SystemRole,
+    WorkerRouting,
 )
-SECRET_NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?$"  # noqa: S105 - a name pattern, not a secret
-
-DnsId = Annotated[str, StringConstraints(pattern=DNS_LABEL_PATTERN)]
-SemVer = Annotated[str, StringConstraints(pattern=SEMVER_PATTERN)]
-SecretName = Annotated[str, StringConstraints(pattern=SECRET_NAME_PATTERN)]
-BackendTool = Literal["model_generate", "memory_read", "memory_append", "context_get"]
-"""Tools of the instance's backend MCP server: the only way agents reach models and stores."""
-NonEmpty = Annotated[str, StringConstraints(min_length=1, max_length=4096)]
-
-SystemRole = Literal["io", "governance", "context", "supervisor", "coherence", "exception", "observability"]
-AgentRole = Literal["io", "governance", "context", "supervisor", "coherence", "exception", "observability", "worker"]
-SYSTEM_ROLES: tuple[SystemRole, ...] = (
-    "io",
-    "governance",
-    "context",
-    "supervisor",
-    "coherence",
-    "exception",
-    "observability",
-)
-
-
-class Strict(BaseModel):
-    """Base for every file people write: unknown keys are an error, values are not coerced across types."""
-
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-
 
 # --- Environment manifest (kind: AgentManifest) -----------------------------------------------------------
 
@@ -102,36 +97,6 @@ class CustomAgentRef(Strict):
     agent_id: DnsId
 
 
-class DeploySettings(Strict):
-    """Fargate sizing and scaling of one instance. CPU/memory must be a valid Fargate pair."""
-
-    cpu: Literal[256, 512, 1024, 2048, 4096]
-    memory: Annotated[int, Field(ge=512, le=30720)]
-    min_tasks: Annotated[int, Field(ge=1, le=100)]
-    max_tasks: Annotated[int, Field(ge=1, le=100)]
-    cpu_target_percent: Annotated[int, Field(ge=10, le=95)] = 60
-
-    @model_validator(mode="after")
-    def _check(self) -> DeploySettings:
-        if self.max_tasks < self.min_tasks:
-            raise ValueError(f"max_tasks ({self.max_tasks}) is below min_tasks ({self.min_tasks})")
-        allowed = FARGATE_MEMORY[self.cpu]
-        if self.memory not in allowed:
-            raise ValueError(
-                f"memory {self.memory} is not valid with cpu {self.cpu}; allowed: {', '.join(str(m) for m in allowed)}"
-            )
-        return self
-
-
-FARGATE_MEMORY: dict[int, tuple[int, ...]] = {
-    256: (512, 1024, 2048),
-    512: (1024, 2048, 3072, 4096),
-    1024: tuple(range(2048, 8193, 1024)),
-    2048: tuple(range(4096, 16385, 1024)),
-    4096: tuple(range(8192, 30721, 1024)),
-}
-
-
 class DeployOverride(Strict):
     """Sizing for the instances that match; fields left out keep the default."""
 
@@ -149,22 +114,6 @@ class DeployOverride(Strict):
 class TemplateDeploy(Strict):
     defaults: DeploySettings
     overrides: list[DeployOverride] = Field(default_factory=list)
-
-
-class McpToolConfig(Strict):
-    """How the instance's backend MCP server reaches models and memory. No credentials here, ever."""
-
-    model_provider: Literal["offline", "bedrock"] = "offline"
-    bedrock_model_id: NonEmpty | None = None
-    bedrock_region: Annotated[str, StringConstraints(pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")] | None = None
-    memory_store: Literal["in-process"] = "in-process"
-    max_history_messages: Annotated[int, Field(ge=0, le=1000)] = 20
-
-    @model_validator(mode="after")
-    def _check(self) -> McpToolConfig:
-        if self.model_provider == "bedrock" and not self.bedrock_model_id:
-            raise ValueError("model_provider 'bedrock' needs bedrock_model_id")
-        return self
 
 
 class TemplateSpec(Strict):
@@ -197,152 +146,6 @@ class AgentInstanceTemplate(Strict):
     kind: Literal["AgentInstanceTemplate"]
     metadata: TemplateMetadata
     spec: TemplateSpec
-
-
-# --- Agent spec (kind: AgentSpec) -------------------------------------------------------------------------
-
-
-class ModelSettings(Strict):
-    provider: Literal["offline", "bedrock", "inherit"] = "inherit"
-    model_id: NonEmpty | None = None
-    temperature: Annotated[float, Field(ge=0.0, le=2.0)] = 0.0
-    max_tokens: Annotated[int, Field(ge=1, le=200_000)] = 512
-
-
-class GovernancePolicy(Strict):
-    """The input policy the governance agent enforces before anything else runs."""
-
-    max_input_chars: Annotated[int, Field(ge=1, le=1_000_000)] = 8000
-    blocked_patterns: list[NonEmpty] = Field(default_factory=list)
-    blocked_tenants: list[DnsId] = Field(default_factory=list)
-
-    @field_validator("blocked_patterns")
-    @classmethod
-    def _compiles(cls, patterns: list[str]) -> list[str]:
-        for pattern in patterns:
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise ValueError(f"blocked pattern {pattern!r} is not a valid regular expression: {exc}") from exc
-        return patterns
-
-
-class WorkerRouting(Strict):
-    """What the supervisor routes to this worker: any keyword found in the message selects it."""
-
-    description: NonEmpty
-    keywords: list[Annotated[str, StringConstraints(min_length=1, max_length=64)]] = Field(min_length=1)
-    default: bool = False
-
-
-class AgentSpecBody(Strict):
-    role: AgentRole
-    description: NonEmpty
-    model: ModelSettings = Field(default_factory=ModelSettings)
-    prompt: Annotated[str, StringConstraints(min_length=1, max_length=20_000)]
-    tools: list[BackendTool] = Field(default_factory=list)
-    routing: WorkerRouting | None = None
-    policy: GovernancePolicy | None = None
-    secrets: list[SecretName] = Field(default_factory=list)
-
-    @model_validator(mode="after")
-    def _check(self) -> AgentSpecBody:
-        if self.role == "worker" and self.routing is None:
-            raise ValueError("a worker needs routing (description and keywords) so the supervisor can reach it")
-        if self.role != "worker" and self.routing is not None:
-            raise ValueError(f"routing is only for workers, not for role {self.role!r}")
-        if self.policy is not None and self.role != "governance":
-            raise ValueError(f"policy is only for the governance agent, not for role {self.role!r}")
-        return self
-
-
-class AgentSpecMetadata(Strict):
-    agent_id: DnsId
-    version: SemVer
-
-
-class AgentSpec(Strict):
-    apiVersion: Literal["agent-foundry/v1"]  # noqa: N815
-    kind: Literal["AgentSpec"]
-    metadata: AgentSpecMetadata
-    spec: AgentSpecBody
-
-
-# --- Concrete instance manifest (kind: AgentInstance), produced by resolution ------------------------------
-
-
-class InstanceKey(tuple[str, str, str]):
-    """(organization_id, domain_id, instance_id): the identity of an instance within one environment."""
-
-    def __new__(cls, organization_id: str, domain_id: str, instance_id: str) -> InstanceKey:
-        return super().__new__(cls, (organization_id, domain_id, instance_id))
-
-    @property
-    def organization_id(self) -> str:
-        return self[0]
-
-    @property
-    def domain_id(self) -> str:
-        return self[1]
-
-    @property
-    def instance_id(self) -> str:
-        return self[2]
-
-    @property
-    def selector(self) -> str:
-        return f"{self[0]}/{self[1]}/{self[2]}"
-
-
-class InstanceIdentity(Strict):
-    organization_id: DnsId
-    organization_name: NonEmpty
-    domain_id: DnsId
-    domain_name: NonEmpty
-    environment: DnsId
-    instance_id: DnsId
-
-    @property
-    def key(self) -> InstanceKey:
-        return InstanceKey(self.organization_id, self.domain_id, self.instance_id)
-
-
-class InstanceAgent(Strict):
-    agent_id: DnsId
-    role: AgentRole
-    version: SemVer
-    spec_path: NonEmpty
-    """Path of the agent spec inside the bundle (and relative to `agents/` in the repo)."""
-
-
-class InstanceSpec(Strict):
-    identity: InstanceIdentity
-    hostname: NonEmpty
-    stack_name: NonEmpty
-    system_agents: list[InstanceAgent]
-    custom_agents: list[InstanceAgent]
-    deploy: DeploySettings
-    secrets: list[SecretName]
-    mcp: McpToolConfig
-
-    @property
-    def agents(self) -> list[InstanceAgent]:
-        return [*self.system_agents, *self.custom_agents]
-
-
-class InstanceMetadata(Strict):
-    name: NonEmpty
-    source_manifest: NonEmpty
-    template: NonEmpty
-    manifest_version: SemVer
-    template_version: SemVer
-
-
-class AgentInstance(Strict):
-    apiVersion: Literal["agent-foundry/v1"]  # noqa: N815
-    kind: Literal["AgentInstance"]
-    metadata: InstanceMetadata
-    spec: InstanceSpec
 
 
 # --- Per-environment platform settings (kind: PlatformSettings) --------------------------------------------
@@ -451,3 +254,52 @@ KINDS: dict[str, type[Strict]] = {
     "AgentInstance": AgentInstance,
     "PlatformSettings": PlatformSettings,
 }
+
+__all__ = [
+    "API_VERSION",
+    "DNS_LABEL_PATTERN",
+    "FARGATE_MEMORY",
+    "KINDS",
+    "SECRET_NAME_PATTERN",
+    "SEMVER_PATTERN",
+    "SYSTEM_ROLES",
+    "AgentInstance",
+    "AgentInstanceTemplate",
+    "AgentManifest",
+    "AgentRole",
+    "AgentSpec",
+    "AgentSpecBody",
+    "AgentSpecMetadata",
+    "BackendTool",
+    "CustomAgentRef",
+    "DeployOverride",
+    "DeploySettings",
+    "DnsId",
+    "EnvironmentSettings",
+    "GovernancePolicy",
+    "InstanceAgent",
+    "InstanceIdentity",
+    "InstanceKey",
+    "InstanceMetadata",
+    "InstanceSpec",
+    "LoadBalancerSettings",
+    "ManifestEntry",
+    "ManifestMetadata",
+    "ManifestSpec",
+    "McpToolConfig",
+    "ModelSettings",
+    "NonEmpty",
+    "PlatformSettings",
+    "PlatformSpec",
+    "SecretName",
+    "SemVer",
+    "Strict",
+    "SystemRole",
+    "TemplateAgent",
+    "TemplateDeploy",
+    "TemplateMetadata",
+    "TemplateSpec",
+    "VpcSettings",
+    "WorkerRouting",
+    "ZoneSettings",
+]

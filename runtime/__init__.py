@@ -1,5 +1,5 @@
 """The instance runtime (data plane): one image, configured by a bundle, serving one instance's MCP endpoint.
 
-Nothing here imports aws-cdk-lib or the control plane's CLI; from `foundry` only the schema and the bundle
-reader are used, so the image stays small and starts fast.
+It imports nothing of the control plane: the bundle format and the models it reads come from the shared
+`instance_contract` package, so a change to the Foundry never changes what runs in a tenant's container.
 """

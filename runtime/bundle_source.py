@@ -14,8 +14,8 @@ from typing import Any, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from foundry.bundle import GRAPH_FILE, INSTANCE_FILE, MCP_FILE, BundleError, read_bundle
-from foundry.schema import AgentInstance, AgentSpec, McpToolConfig
+from instance_contract.bundle_format import GRAPH_FILE, INSTANCE_FILE, MCP_FILE, BundleError, read_bundle
+from instance_contract.schema import AgentInstance, AgentSpec, McpToolConfig
 from runtime.config import ExpectedIdentity
 
 M = TypeVar("M", bound=BaseModel)

@@ -6,7 +6,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from foundry.schema import DNS_LABEL_PATTERN, GovernancePolicy
+from instance_contract.schema import DNS_LABEL_PATTERN, GovernancePolicy
 from runtime.state import ErrorInfo, PipelineState
 
 THREAD_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from foundry.schema import AgentSpec
+from instance_contract.schema import AgentSpec
 from runtime.backend_mcp import ToolGateway
 from runtime.state import PipelineState, WorkerTask
 
