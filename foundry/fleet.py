@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from foundry import fleet_cache
-from foundry.loader import AgentsTree, load_tree
+from foundry.loader import AgentsTree, read_tree
 from foundry.naming import parse_selector
-from foundry.problems import ManifestError, Problem
+from foundry.problems import ManifestError, Problem, raise_if_any
 from foundry.resolve import ResolvedInstance, resolve
 
 DEFAULT_AGENTS_DIR = Path(__file__).resolve().parent.parent / "agents"
@@ -59,8 +59,17 @@ def _load_all(agents_dir: Path, cache_dir: Path | None) -> Fleet:
     cached = fleet_cache.read(cache_dir, key) if cache_dir is not None and key is not None else None
     if cached is not None:
         return cached
-    tree = load_tree(agents_dir)
-    fleet = Fleet(tree=tree, instances=resolve(tree))
+    tree, problems = read_tree(agents_dir)
+    instances: list[ResolvedInstance] = []
+    if tree is not None:
+        try:
+            instances = resolve(tree)
+        except ManifestError as exc:
+            problems = [*problems, *exc.problems]
+    raise_if_any(problems)
+    if tree is None:  # read_tree always reports why it has no tree
+        raise ManifestError([Problem(file=str(agents_dir), message="the agents directory could not be read")])
+    fleet = Fleet(tree=tree, instances=instances)
     if cache_dir is not None and key is not None:
         fleet_cache.write(cache_dir, key, fleet)
     return fleet

@@ -9,9 +9,9 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from foundry.problems import Problem, raise_if_any
+from foundry.problems import ManifestError, Problem, raise_if_any
 from foundry.safe_yaml import MAX_FILE_BYTES, MAX_MANIFEST_BYTES, LinePath, YamlDocument, YamlError, dotted, read_yaml
-from foundry.schema import AgentInstanceTemplate, AgentManifest, AgentSpec, PlatformSettings
+from foundry.schema import RFC3339_PATTERN, AgentInstanceTemplate, AgentManifest, AgentSpec, PlatformSettings
 from foundry.secret_scan import find_secret_values
 
 MANIFESTS_DIR = "manifests"
@@ -125,6 +125,8 @@ def _explain(error: Any) -> str:
             r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$": "a DNS-safe id: lowercase letters, digits and '-', "
             "1 to 63 characters, not starting or ending with '-'",
         }.get(pattern)
+        if pattern == RFC3339_PATTERN:
+            hint = "an RFC 3339 timestamp with a time zone, such as '2026-11-20T00:00:00Z' (quote it in YAML)"
         if hint is None and "(0|[1-9]" in pattern:
             hint = "a semantic version such as '1.2.3' (quote it in YAML)"
         return f"found {shown}; expected {hint or f'text matching {pattern}'}"
@@ -193,6 +195,17 @@ def environment_files(root: Path) -> dict[str, str]:
 def load_tree(root: Path) -> AgentsTree:
     """Loads and validates the template, the platform settings, the environment manifests and every spec
     they reference. Raises ManifestError listing every problem found."""
+    tree, problems = read_tree(root)
+    raise_if_any(problems)
+    if tree is None:  # read_tree reports why whenever it cannot build a tree
+        raise ManifestError([Problem(file=str(root), message="the agents directory could not be read")])
+    return tree
+
+
+def read_tree(root: Path) -> tuple[AgentsTree | None, list[Problem]]:
+    """Like load_tree, but returns what could be read with the problems found, so resolution can still report
+    what the valid files lack (e.g. system agents an instance does not bind) alongside the files that are broken.
+    The tree is None only when the template or the platform settings are unusable."""
     problems: list[Problem] = []
     if not root.is_dir():
         raise_if_any([Problem(file=str(root), message="agents directory not found")])
@@ -241,6 +254,6 @@ def load_tree(root: Path) -> AgentsTree:
                 unreadable.add(entry.yaml_path)
             else:
                 specs[entry.yaml_path] = spec
-    raise_if_any(problems)
-    assert template is not None and platform is not None
-    return AgentsTree(root=root, environments=loaded_envs, template=template, platform=platform, specs=specs)
+    if template is None or platform is None:
+        return None, problems
+    return AgentsTree(root=root, environments=loaded_envs, template=template, platform=platform, specs=specs), problems

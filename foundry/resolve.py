@@ -15,6 +15,7 @@ from foundry.problems import Problem, raise_if_any
 from foundry.safe_yaml import LinePath, dotted
 from foundry.schema import (
     AgentInstance,
+    AgentInstanceTemplate,
     AgentManifest,
     AgentSpec,
     DeploySettings,
@@ -26,6 +27,7 @@ from foundry.schema import (
     ManifestEntry,
     TemplateDeploy,
 )
+from instance_contract.model_choice import ModelChoiceError, agent_model
 
 
 @dataclass(frozen=True)
@@ -90,12 +92,14 @@ def resolve(tree: AgentsTree) -> list[ResolvedInstance]:
     Raises ManifestError with every problem found."""
     problems: list[Problem] = []
     template = tree.template.model.spec
-    system_roles = {a.agent_id: a.role for a in template.system_agents}
+    system_roles = {a.agent_id: a.system_role for a in template.system_agents}
     custom_catalogue = {a.agent_id for a in template.custom_agents}
     names: dict[tuple[str, str], tuple[str, str]] = {}
     instances: dict[tuple[str, InstanceKey], list[_Binding]] = defaultdict(list)
     sources: dict[tuple[str, InstanceKey], Loaded[AgentManifest]] = {}
 
+    problems.extend(_limit_problems(tree))
+    checked_specs: set[str] = set()
     for env, source in sorted(tree.environments.items()):
         seen: dict[tuple[InstanceKey, str], int] = {}
         if env not in tree.platform.model.spec.environments:
@@ -148,6 +152,9 @@ def resolve(tree: AgentsTree) -> list[ResolvedInstance]:
             spec = tree.specs.get(entry.yaml_path)
             if spec is not None:
                 problems.extend(_check_spec(source, index, entry, spec, system_roles, custom_catalogue))
+                if entry.yaml_path not in checked_specs:
+                    checked_specs.add(entry.yaml_path)
+                    problems.extend(spec_problems(spec, tree.template.model, tree.template.file))
             instances[(env, key)].append(_Binding(index, entry, spec))
             sources[(env, key)] = source
 
@@ -174,6 +181,56 @@ def resolve(tree: AgentsTree) -> list[ResolvedInstance]:
         resolved.append(instance)
     raise_if_any(problems)
     return resolved
+
+
+def _limit_problems(tree: AgentsTree) -> list[Problem]:
+    """The template's request time limit must end a request before the load balancer gives up on it (else the
+    caller sees a 504 instead of the structured error)."""
+    limits = tree.template.model.spec.limits
+    loc: LinePath = ("spec", "limits", "request_timeout_seconds")
+    return [
+        Problem(
+            file=tree.template.file,
+            field=dotted(loc),
+            line=tree.template.doc.line_of(loc),
+            message=(
+                f"{limits.request_timeout_seconds:g} s is not below the load balancer's idle timeout in environment "
+                f"{env!r} ({settings.load_balancer.idle_timeout_seconds} s, {tree.platform.file}); callers would get "
+                "the load balancer's 504 instead of the request's structured timeout error. Lower it, or raise "
+                "load_balancer.idle_timeout_seconds"
+            ),
+        )
+        for env, settings in sorted(tree.platform.model.spec.environments.items())
+        if env in tree.environments and limits.request_timeout_seconds >= settings.load_balancer.idle_timeout_seconds
+    ]
+
+
+def spec_problems(spec: Loaded[AgentSpec], template: AgentInstanceTemplate, template_file: str) -> list[Problem]:
+    """What an agent spec may not say given the template: a model nobody names, or a governance input limit
+    above the instance's (the backend memory would then refuse a message governance let through)."""
+    problems = []
+    body = spec.model.spec
+    try:
+        agent_model(spec.model.metadata.agent_id, body.model, template.spec.mcp)
+    except ModelChoiceError as exc:
+        loc: LinePath = ("spec", "model")
+        problems.append(Problem(file=spec.file, field=dotted(loc), line=spec.doc.line_of(loc), message=str(exc)))
+    limit = template.spec.limits.max_input_chars
+    if body.policy is not None and body.policy.max_input_chars is not None and body.policy.max_input_chars > limit:
+        loc = ("spec", "policy", "max_input_chars")
+        problems.append(
+            Problem(
+                file=spec.file,
+                field=dotted(loc),
+                line=spec.doc.line_of(loc),
+                message=(
+                    f"{body.policy.max_input_chars} is above the instance limit spec.limits.max_input_chars "
+                    f"({limit}, {template_file}); the governance policy may only be stricter. Lower it, leave it "
+                    "out, or raise the template's limit"
+                ),
+            )
+        )
+    return problems
 
 
 def _check_spec(
@@ -348,6 +405,7 @@ def _resolve_one(
             deploy=deploy,
             secrets=sorted(secrets),
             mcp=template.spec.mcp,
+            limits=template.spec.limits,
         ),
     )
     return ResolvedInstance(manifest=manifest, spec_files=spec_files, specs=specs)

@@ -7,9 +7,10 @@ This module depends on pydantic alone (never aws-cdk-lib). Unknown keys are reje
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, StringConstraints, field_validator, model_validator
+from pydantic import BeforeValidator, Field, StringConstraints, field_validator, model_validator
 
 from instance_contract.schema import (
     API_VERSION,
@@ -35,6 +36,7 @@ from instance_contract.schema import (
     McpToolConfig,
     ModelSettings,
     NonEmpty,
+    RequestLimits,
     SecretName,
     SemVer,
     Strict,
@@ -44,11 +46,46 @@ from instance_contract.schema import (
 
 # --- Environment manifest (kind: AgentManifest) -----------------------------------------------------------
 
+RFC3339_PATTERN = (
+    r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])[Tt ]([01]\d|2[0-3]):[0-5]\d:([0-5]\d|60)(\.\d{1,9})?"
+    r"([Zz]|[+-]([01]\d|2[0-3]):[0-5]\d)$"
+)
+"""RFC 3339 `date-time`: a date, a time and a time zone (Z or an offset); nothing vaguer."""
+
+
+def _timestamp_text(value: Any) -> Any:
+    """An unquoted YAML timestamp arrives as a datetime: keep it if it has a time zone, in RFC 3339 form."""
+    if isinstance(value, datetime.datetime) and value.tzinfo is not None:
+        return value.isoformat().replace("+00:00", "Z")
+    return value
+
+
+def _real_date(value: str) -> str:
+    try:
+        datetime.date.fromisoformat(value[:10])
+    except ValueError:
+        raise ValueError(f"found {value!r}, which is not a calendar date; expected an RFC 3339 timestamp") from None
+    return value
+
+
+Rfc3339Timestamp = Annotated[
+    str,
+    BeforeValidator(_timestamp_text),
+    StringConstraints(pattern=RFC3339_PATTERN),
+    Field(json_schema_extra={"format": "date-time"}),
+]
+
 
 class ManifestMetadata(Strict):
     description: NonEmpty
-    generated_at: NonEmpty
+    generated_at: Rfc3339Timestamp
+    """When the manifest was generated: RFC 3339 with a time zone, e.g. '2026-11-20T00:00:00Z'."""
     version: SemVer
+
+    @field_validator("generated_at")
+    @classmethod
+    def _calendar_date(cls, value: str) -> str:
+        return _real_date(value)
 
 
 class ManifestEntry(Strict):
@@ -88,9 +125,44 @@ class AgentManifest(Strict):
 # --- Instance template (kind: AgentInstanceTemplate) ------------------------------------------------------
 
 
+WELL_KNOWN_SYSTEM_AGENTS: dict[str, SystemRole] = {
+    "io-agent": "io",
+    "supervisor-agent": "supervisor",
+    "context-agent": "context",
+    "coherence-agent": "coherence",
+    "exception-agent": "exception",
+    "observability-agent": "observability",
+    "governance-agent": "governance",
+}
+"""The design's ids of the seven system agents: a template that uses them may leave `role` out."""
+
+
 class TemplateAgent(Strict):
     agent_id: DnsId
-    role: SystemRole
+    role: SystemRole | None = None
+    """Left out, it follows from a well-known id (io-agent -> io, supervisor-agent -> supervisor, ...)."""
+
+    @model_validator(mode="after")
+    def _role_known(self) -> TemplateAgent:
+        known = WELL_KNOWN_SYSTEM_AGENTS.get(self.agent_id)
+        if self.role is None and known is None:
+            raise ValueError(
+                f"{self.agent_id!r} is not a well-known system agent id ({', '.join(WELL_KNOWN_SYSTEM_AGENTS)}); "
+                f"give its role (one of {', '.join(SYSTEM_ROLES)})"
+            )
+        if self.role is not None and known is not None and self.role != known:
+            raise ValueError(
+                f"{self.agent_id!r} is the well-known id of the {known} agent; role {self.role!r} contradicts it "
+                "(leave role out, or give another agent_id)"
+            )
+        return self
+
+    @property
+    def system_role(self) -> SystemRole:
+        """The role given, or the one its well-known id implies (the validator guarantees one of them)."""
+        if self.role is not None:
+            return self.role
+        return WELL_KNOWN_SYSTEM_AGENTS[self.agent_id]
 
 
 class CustomAgentRef(Strict):
@@ -111,22 +183,28 @@ class DeployOverride(Strict):
     cpu_target_percent: Annotated[int, Field(ge=10, le=95)] | None = None
 
 
+DEFAULT_DEPLOY = DeploySettings(cpu=256, memory=512, min_tasks=1, max_tasks=2, cpu_target_percent=60)
+"""Sizing of an instance when the template has no `deploy` section: the smallest Fargate task, 1 to 2 tasks."""
+
+
 class TemplateDeploy(Strict):
-    defaults: DeploySettings
+    defaults: DeploySettings = DEFAULT_DEPLOY
     overrides: list[DeployOverride] = Field(default_factory=list)
 
 
 class TemplateSpec(Strict):
     system_agents: list[TemplateAgent]
     custom_agents: list[CustomAgentRef] = Field(default_factory=list)
-    deploy: TemplateDeploy
+    deploy: TemplateDeploy = TemplateDeploy()
     secrets: list[SecretName] = Field(default_factory=list)
-    mcp: McpToolConfig = Field(default_factory=McpToolConfig)
+    mcp: McpToolConfig = McpToolConfig()
+    limits: RequestLimits = RequestLimits()
+    """Input size and time limits of every request (the governance policy may only be stricter)."""
 
     @field_validator("system_agents")
     @classmethod
     def _every_role_once(cls, agents: list[TemplateAgent]) -> list[TemplateAgent]:
-        roles = [a.role for a in agents]
+        roles = [a.system_role for a in agents]
         missing = [r for r in SYSTEM_ROLES if r not in roles]
         if missing:
             raise ValueError(f"the template must name an agent for every system role; missing: {', '.join(missing)}")
@@ -257,12 +335,15 @@ KINDS: dict[str, type[Strict]] = {
 
 __all__ = [
     "API_VERSION",
+    "DEFAULT_DEPLOY",
     "DNS_LABEL_PATTERN",
     "FARGATE_MEMORY",
     "KINDS",
+    "RFC3339_PATTERN",
     "SECRET_NAME_PATTERN",
     "SEMVER_PATTERN",
     "SYSTEM_ROLES",
+    "WELL_KNOWN_SYSTEM_AGENTS",
     "AgentInstance",
     "AgentInstanceTemplate",
     "AgentManifest",
@@ -291,6 +372,8 @@ __all__ = [
     "NonEmpty",
     "PlatformSettings",
     "PlatformSpec",
+    "RequestLimits",
+    "Rfc3339Timestamp",
     "SecretName",
     "SemVer",
     "Strict",

@@ -81,6 +81,18 @@ FARGATE_MEMORY: dict[int, tuple[int, ...]] = {
 }
 
 
+class RequestLimits(Strict):
+    """The limits every request of an instance runs under. One set, read by every part that enforces them: the
+    governance agent refuses a longer message, the backend memory stores messages up to the same length, and the
+    runtime ends a request that runs past the time limit with the exception agent's structured error."""
+
+    max_input_chars: Annotated[int, Field(ge=1, le=1_000_000)] = 8000
+    """Longest request message (after Unicode NFC normalisation and trimming) the instance accepts."""
+    request_timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = 50.0
+    """Time limit of one request through the graph. Keep it below the load balancer's idle timeout (60 s by
+    default), so the caller gets the structured error rather than the load balancer's 504."""
+
+
 class McpToolConfig(Strict):
     """How the instance's backend MCP server reaches models and memory. No credentials here, ever."""
 
@@ -110,7 +122,8 @@ class ModelSettings(Strict):
 class GovernancePolicy(Strict):
     """The input policy the governance agent enforces before anything else runs."""
 
-    max_input_chars: Annotated[int, Field(ge=1, le=1_000_000)] = 8000
+    max_input_chars: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
+    """Only to be stricter than the instance's `limits.max_input_chars` (which applies when this is left out)."""
     blocked_patterns: list[NonEmpty] = Field(default_factory=list)
     blocked_tenants: list[DnsId] = Field(default_factory=list)
 
@@ -222,6 +235,7 @@ class InstanceSpec(Strict):
     deploy: DeploySettings
     secrets: list[SecretName]
     mcp: McpToolConfig
+    limits: RequestLimits = RequestLimits()
 
     @property
     def agents(self) -> list[InstanceAgent]:

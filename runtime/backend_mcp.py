@@ -7,6 +7,7 @@ SDK's in-process client connection and may only use the tools their spec lists (
 from __future__ import annotations
 
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from typing import Any
 
 import mcp_types as types
@@ -15,6 +16,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field
 
+from instance_contract.model_choice import AgentModel, agent_model
 from runtime.bundle_source import InstanceBundle
 from runtime.config import OfflineModelSettings, Secrets
 from runtime.memory import StoredMessage, ThreadMemory
@@ -23,7 +25,9 @@ from runtime.providers import BedrockProvider, ModelProvider, ModelRequest, Offl
 
 class MemoryMessage(BaseModel):
     role: str = Field(pattern=r"^(user|assistant|system)$")
-    content: str = Field(max_length=200_000)
+    content: str = Field(max_length=1_000_000)
+    """The schema's ceiling is the largest limit a manifest may set; the instance's own limit
+    (limits.max_input_chars, the same one governance enforces) is checked by memory_append."""
 
 
 class Generated(BaseModel):
@@ -62,35 +66,41 @@ class ToolCallError(RuntimeError):
     """A backend tool failed or was not allowed; raised inside an agent, so the exception agent handles it."""
 
 
+@dataclass(frozen=True)
+class AgentModelRoute:
+    """The provider that serves one agent and the model it asks for (instance_contract.model_choice decides)."""
+
+    provider: ModelProvider
+    model: AgentModel
+
+
 def providers_for(
     bundle: InstanceBundle, *, offline: OfflineModelSettings, region: str | None
-) -> dict[str, ModelProvider]:
-    """One provider per agent_id, resolved from the agent's `model.provider` (inherit -> the instance's)."""
+) -> dict[str, AgentModelRoute]:
+    """One route per agent_id: its own `model.provider` and `model.model_id` win over the instance's."""
     instance_mcp = bundle.instance.spec.mcp
     offline_provider = OfflineProvider(offline)
     bedrock: BedrockProvider | None = None
-    chosen: dict[str, ModelProvider] = {}
+    chosen: dict[str, AgentModelRoute] = {}
     for agent_id, spec in sorted(bundle.specs.items()):
-        kind = instance_mcp.model_provider if spec.spec.model.provider == "inherit" else spec.spec.model.provider
-        if kind == "offline":
-            chosen[agent_id] = offline_provider
+        model = agent_model(agent_id, spec.spec.model, instance_mcp)
+        if model.provider == "offline":
+            chosen[agent_id] = AgentModelRoute(offline_provider, model)
             continue
-        model_id = spec.spec.model.model_id or instance_mcp.bedrock_model_id
-        if model_id is None:
-            raise ValueError(f"agent {agent_id} uses bedrock but neither its spec nor the instance names a model id")
         if bedrock is None:
             bedrock = BedrockProvider.from_region(
-                region=instance_mcp.bedrock_region or region, default_model_id=instance_mcp.bedrock_model_id or model_id
+                region=model.region or region, default_model_id=instance_mcp.bedrock_model_id or str(model.model_id)
             )
-        chosen[agent_id] = bedrock
+        chosen[agent_id] = AgentModelRoute(bedrock, model)
     return chosen
 
 
 def build_backend_server(
-    *, bundle: InstanceBundle, providers: dict[str, ModelProvider], memory: ThreadMemory, secrets: Secrets
+    *, bundle: InstanceBundle, providers: dict[str, AgentModelRoute], memory: ThreadMemory, secrets: Secrets
 ) -> MCPServer:
     server: MCPServer = MCPServer(bundle.mcp.server.name, log_level="WARNING")
     identity = bundle.instance.spec.identity
+    limits = bundle.instance.spec.limits
     context = InstanceContext(
         instance=bundle.instance.metadata.name,
         organization_id=identity.organization_id,
@@ -108,8 +118,8 @@ def build_backend_server(
     async def model_generate(agent_id: str, system: str, prompt: str) -> Generated:
         """Generate text for one agent with the model its spec configures."""
         spec = bundle.specs.get(agent_id)
-        provider = providers.get(agent_id)
-        if spec is None or provider is None:
+        route = providers.get(agent_id)
+        if spec is None or route is None:
             raise ToolError(f"unknown agent {agent_id!r}")
         settings = spec.spec.model
         request = ModelRequest(
@@ -118,10 +128,10 @@ def build_backend_server(
             prompt=prompt,
             max_tokens=settings.max_tokens,
             temperature=settings.temperature,
-            model_id=settings.model_id,
+            model_id=route.model.model_id,
         )
         try:
-            reply = await provider.generate(request)
+            reply = await route.provider.generate(request)
         except ProviderError as exc:
             raise ToolError(str(exc)) from None
         return Generated(**reply.__dict__)
@@ -134,7 +144,13 @@ def build_backend_server(
 
     @server.tool()
     async def memory_append(thread_id: str, messages: list[MemoryMessage]) -> MemoryAppended:
-        """Append messages to a thread."""
+        """Append messages to a thread; each at most the instance's input limit (limits.max_input_chars)."""
+        too_long = [i for i, m in enumerate(messages) if len(m.content) > limits.max_input_chars]
+        if too_long:
+            raise ToolError(
+                f"message {too_long[0]} has {len(messages[too_long[0]].content)} characters; this instance stores "
+                f"at most {limits.max_input_chars} (limits.max_input_chars)"
+            )
         count = memory.append(thread_id, [StoredMessage(role=m.role, content=m.content) for m in messages])
         return MemoryAppended(thread_id=thread_id, stored=count)
 

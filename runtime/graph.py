@@ -5,10 +5,16 @@
 Any node that raises is caught by its guard, which records a Failure; the next router then sends the request to
 `exception`, which turns it into a structured error and hands over to observability, so the caller always gets a
 response and the process stays up. A governance rejection skips straight to observability.
+
+Every request has a deadline (the instance's limits.request_timeout_seconds, set by the caller in
+`REQUEST_DEADLINE`): a node still running at the deadline is cancelled and recorded as a `RequestTimeout` failure,
+and the error path (exception -> observability -> io_out), which must always run, is exempt from it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -19,9 +25,16 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Send
 
+from runtime.agents.exception import TIMEOUT_ERROR
 from runtime.state import Failure, PipelineState, TraceEntry, WorkerTask
 
 SYSTEM_NODES = ("io_in", "governance", "context", "supervisor", "coherence", "exception", "observability", "io_out")
+UNLIMITED_NODES = frozenset({"exception", "observability", "io_out"})
+"""The nodes that turn a failure into the caller's answer: they run even after the deadline."""
+
+REQUEST_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("request_deadline", default=None)
+"""The running request's deadline on the event loop's clock (`loop.time()`); None: no limit. A context variable,
+so every node task LangGraph starts for the request (each copies the caller's context) sees it."""
 
 
 class Node(Protocol):
@@ -55,17 +68,24 @@ def guarded(node: str, agent: Node) -> GuardedNode:
     async def run(state: Any) -> PipelineState:
         started = time.perf_counter()
         status: Literal["ok", "rejected", "error"] = "ok"
+        deadline = None if node in UNLIMITED_NODES or state.get("failures") else REQUEST_DEADLINE.get()
+        limit = asyncio.timeout_at(deadline)
+        spent = deadline is not None and asyncio.get_running_loop().time() >= deadline
         try:
-            update = await agent(state)
+            if spent:
+                raise TimeoutError  # the time ran out before the node started: do not start it
+            async with limit:
+                update = await agent(state)
             if update.get("rejection"):
                 status = "rejected"
         except Exception as exc:
             status = "error"
+            timed_out = isinstance(exc, TimeoutError) and (spent or limit.expired())
             failure: Failure = {
                 "node": node,
                 "agent_id": agent.agent_id,
-                "error_type": type(exc).__name__,
-                "detail": str(exc)[:1000],
+                "error_type": TIMEOUT_ERROR if timed_out else type(exc).__name__,
+                "detail": "the request's time limit ran out while this node ran" if timed_out else str(exc)[:1000],
             }
             update = {"failures": [failure]}
         entry: TraceEntry = {

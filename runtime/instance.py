@@ -3,6 +3,7 @@ public MCP server exposes as tools (invoke, describe, status)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -14,7 +15,7 @@ from pydantic import BaseModel
 
 from runtime.agents.coherence import CoherenceAgent
 from runtime.agents.context import ContextAgent
-from runtime.agents.exception import ExceptionAgent
+from runtime.agents.exception import ExceptionAgent, timeout_error
 from runtime.agents.governance import GovernanceAgent, InputPolicy
 from runtime.agents.io import IoInAgent, IoOutAgent
 from runtime.agents.observability import Metrics, ObservabilityAgent
@@ -23,11 +24,13 @@ from runtime.agents.worker import WorkerAgent
 from runtime.backend_mcp import BackendConnection, build_backend_server, providers_for
 from runtime.bundle_source import InstanceBundle, load_bundle
 from runtime.config import RuntimeConfig, Secrets
-from runtime.graph import Agents, Node, build_graph
+from runtime.graph import REQUEST_DEADLINE, Agents, Node, build_graph
 from runtime.memory import ThreadMemory
 from runtime.state import PipelineState
 
 log = logging.getLogger("runtime.instance")
+ERROR_PATH_GRACE_SECONDS = 5.0
+"""Past the request's deadline, the time the error path (exception -> observability -> io) has to answer."""
 
 
 class TraceStep(BaseModel):
@@ -39,7 +42,7 @@ class TraceStep(BaseModel):
 
 class InvokeError(BaseModel):
     code: str
-    """input_too_large | malformed_input | blocked_content | blocked_tenant | agent_failed | draining"""
+    """input_too_large | malformed_input | blocked_content | blocked_tenant | agent_failed | timeout | draining"""
     message: str
     node: str
     agent_id: str
@@ -72,7 +75,7 @@ class Instance:
         names = list(bundle.instance.spec.secrets)
         self.secrets, self.missing_secrets = config.secrets_for(names)
         self.metrics = Metrics()
-        self.memory = ThreadMemory()
+        self.memory = ThreadMemory(keep=bundle.instance.spec.mcp.max_history_messages)
         self.draining = False
         self.ready = False
         backend = build_backend_server(
@@ -101,7 +104,8 @@ class Instance:
         return Agents(
             io_in=IoInAgent(agent_id=nodes["io"]),
             governance=GovernanceAgent(
-                agent_id=nodes["governance"], policy=InputPolicy.from_spec(b.spec_of("governance").spec.policy)
+                agent_id=nodes["governance"],
+                policy=InputPolicy.from_spec(b.spec_of("governance").spec.policy, b.instance.spec.limits),
             ),
             context=ContextAgent(
                 agent_id=nodes["context"],
@@ -113,8 +117,14 @@ class Instance:
                 routes=[Route(w.agent_id, tuple(w.keywords), w.default) for w in b.graph.workers],
             ),
             workers=workers,
-            coherence=CoherenceAgent(agent_id=nodes["coherence"], tools=self.backend.gateway(nodes["coherence"])),
-            exception=ExceptionAgent(agent_id=nodes["exception"]),
+            coherence=CoherenceAgent(
+                agent_id=nodes["coherence"],
+                tools=self.backend.gateway(nodes["coherence"]),
+                stored_chars=b.instance.spec.limits.max_input_chars,
+            ),
+            exception=ExceptionAgent(
+                agent_id=nodes["exception"], request_timeout_seconds=b.instance.spec.limits.request_timeout_seconds
+            ),
             observability=ObservabilityAgent(agent_id=nodes["observability"], metrics=self.metrics),
             io_out=IoOutAgent(agent_id=nodes["io"]),
         )
@@ -145,9 +155,22 @@ class Instance:
         if log.isEnabledFor(logging.DEBUG):
             log.debug(json.dumps({"event": "invoke.start", "trace_id": trace_id}))
         request: PipelineState = {"message": message, "thread_id": thread_id, "tenant": tenant, "trace_id": trace_id}
+        limit = self.bundle.instance.spec.limits.request_timeout_seconds
+        deadline = asyncio.get_running_loop().time() + limit
+        token = REQUEST_DEADLINE.set(deadline)
         try:
-            state = cast(PipelineState, await self.graph.ainvoke(request))
+            # The nodes enforce the deadline themselves (so the exception agent still answers); this outer limit
+            # only catches the graph itself hanging between nodes.
+            async with asyncio.timeout_at(deadline + ERROR_PATH_GRACE_SECONDS):
+                state = cast(PipelineState, await self.graph.ainvoke(request))
+        except TimeoutError:
+            self.metrics.failed += 1
+            state = {
+                "error": timeout_error(limit_seconds=limit, node="graph", agent_id="", trace_id=trace_id),
+                "answer": None,
+            }
         finally:
+            REQUEST_DEADLINE.reset(token)
             self.metrics.in_flight -= 1
         total_ms = round((time.perf_counter() - started) * 1000, 3)
         result = _result(state, thread_id=thread_id, trace_id=trace_id, total_ms=total_ms)

@@ -31,14 +31,18 @@ def merge_outputs(routes: list[str], outputs: list[WorkerOutput]) -> str:
 
 
 class CoherenceAgent:
-    def __init__(self, *, agent_id: str, tools: ToolGateway) -> None:
+    def __init__(self, *, agent_id: str, tools: ToolGateway, stored_chars: int) -> None:
         self.agent_id = agent_id
         self.tools = tools
+        self.stored_chars = stored_chars
+        """The memory's message limit (the instance's max_input_chars): the caller gets the whole answer, the
+        thread's history keeps its first `stored_chars` characters, so recording the turn cannot fail on size."""
 
     async def __call__(self, state: PipelineState) -> PipelineState:
         if state.get("failures"):
             return {}  # a worker failed: there is nothing coherent to merge; the router hands over to exception
         answer = merge_outputs(state.get("routes", []), state.get("outputs", []))
-        turn = [{"role": "user", "content": state["message"]}, {"role": "assistant", "content": answer}]
+        recorded = answer[: self.stored_chars]
+        turn = [{"role": "user", "content": state["message"]}, {"role": "assistant", "content": recorded}]
         await self.tools.call("memory_append", {"thread_id": state["thread_id"], "messages": turn})
         return {"answer": answer}

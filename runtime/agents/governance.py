@@ -6,7 +6,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from instance_contract.schema import DNS_LABEL_PATTERN, GovernancePolicy
+from instance_contract.schema import DNS_LABEL_PATTERN, GovernancePolicy, RequestLimits
 from runtime.state import ErrorInfo, PipelineState
 
 THREAD_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
@@ -21,10 +21,13 @@ class InputPolicy:
     blocked_tenants: frozenset[str]
 
     @classmethod
-    def from_spec(cls, policy: GovernancePolicy | None) -> InputPolicy:
+    def from_spec(cls, policy: GovernancePolicy | None, limits: RequestLimits) -> InputPolicy:
+        """The instance's input limit, or the policy's own if it is stricter (validation refuses a looser one;
+        taking the smaller here keeps governance and the backend memory in agreement whatever the bundle says)."""
         policy = policy or GovernancePolicy()
+        own = policy.max_input_chars
         return cls(
-            max_input_chars=policy.max_input_chars,
+            max_input_chars=limits.max_input_chars if own is None else min(own, limits.max_input_chars),
             blocked=tuple((p, re.compile(p)) for p in policy.blocked_patterns),
             blocked_tenants=frozenset(policy.blocked_tenants),
         )

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 import pytest
 from syrupy.assertion import SnapshotAssertion
 
-from foundry.schema import GovernancePolicy
+from foundry.schema import GovernancePolicy, RequestLimits
 from runtime.agents.coherence import IncoherentOutputError, merge_outputs
 from runtime.agents.governance import InputPolicy, check_input
 from runtime.agents.supervisor import Route, select_workers
@@ -62,7 +62,8 @@ def test_a_message_without_keywords_goes_to_the_default_workers_or_else_the_firs
 
 def test_the_input_policy_checks_size_patterns_and_tenants() -> None:
     policy = InputPolicy.from_spec(
-        GovernancePolicy(max_input_chars=10, blocked_patterns=[r"(?i)secret"], blocked_tenants=["bad-co"])
+        GovernancePolicy(max_input_chars=10, blocked_patterns=[r"(?i)secret"], blocked_tenants=["bad-co"]),
+        RequestLimits(),
     )
     assert check_input(policy, message="hi", thread_id="t", tenant=None) is None
     assert check_input(policy, message="x" * 11, thread_id="t", tenant=None) == (
