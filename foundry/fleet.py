@@ -56,7 +56,7 @@ def load_fleet(
 
 def _load_all(agents_dir: Path, cache_dir: Path | None) -> Fleet:
     key = fleet_cache.cache_key(agents_dir) if cache_dir is not None and agents_dir.is_dir() else None
-    cached = fleet_cache.read(cache_dir, key) if cache_dir is not None and key is not None else None
+    cached = fleet_cache.read(cache_dir, key, agents_dir) if cache_dir is not None and key is not None else None
     if cached is not None:
         return cached
     tree, problems = read_tree(agents_dir)
