@@ -32,7 +32,11 @@ def graph_definition(manifest: AgentInstance, specs: dict[str, AgentSpec]) -> di
     workers = []
     for agent in sorted(manifest.spec.custom_agents, key=lambda a: a.agent_id):
         routing = specs[agent.spec_path].spec.routing
-        assert routing is not None, "resolution guarantees routing on workers"
+        if routing is None:  # the spec schema requires routing on a worker; a hand-built manifest may not
+            raise ValueError(
+                f"custom agent {agent.agent_id!r} ({agent.spec_path}) has no routing, so the supervisor could never "
+                "reach it; give its spec a routing section (description and keywords)"
+            )
         workers.append(
             {
                 "agent_id": agent.agent_id,

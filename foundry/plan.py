@@ -207,16 +207,15 @@ def plan_fleets(
         keys = sorted(k for k in set(base.instances) | set(head.instances) if k[0] == env)
         for key in keys:
             old, new = base.instances.get(key), head.instances.get(key)
-            if old is None:
-                assert new is not None
+            if old is None and new is not None:
                 instances.append(
                     InstanceChange(env, new.selector, new.stack_name, "added", (f"new in {new.manifest_file}",))
                 )
-            elif new is None:
+            elif old is not None and new is None:
                 instances.append(
                     InstanceChange(env, old.selector, old.stack_name, "removed", (f"no longer in {old.manifest_file}",))
                 )
-            else:
+            elif old is not None and new is not None:
                 reasons = _instance_reasons(old, new, agents_label)
                 if platform_kind == "changed" and platform_fields:
                     reasons.append(f"{platform_file}: environment {env} settings changed; its template may change")

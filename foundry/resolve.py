@@ -365,18 +365,18 @@ def _resolve_one(
     secrets = set(template.spec.secrets)
     spec_files: dict[str, bytes] = {}
     specs: dict[str, AgentSpec] = {}
-    for binding in sorted(bindings, key=lambda b: (system_order.get(b.entry.agent_id, 99), b.entry.agent_id)):
-        assert binding.spec is not None
+    loaded = [(b.entry, b.spec) for b in bindings if b.spec is not None]  # all of them: checked above
+    for entry, spec in sorted(loaded, key=lambda pair: (system_order.get(pair[0].agent_id, 99), pair[0].agent_id)):
         agent = InstanceAgent(
-            agent_id=binding.entry.agent_id,
-            role=binding.spec.model.spec.role,
-            version=binding.entry.version,
-            spec_path=binding.entry.yaml_path,
+            agent_id=entry.agent_id,
+            role=spec.model.spec.role,
+            version=entry.version,
+            spec_path=entry.yaml_path,
         )
-        (system if binding.entry.is_system_agent else custom).append(agent)
-        secrets.update(binding.spec.model.spec.secrets)
-        spec_files[binding.entry.yaml_path] = binding.spec.doc.raw
-        specs[binding.entry.yaml_path] = binding.spec.model
+        (system if entry.is_system_agent else custom).append(agent)
+        secrets.update(spec.model.spec.secrets)
+        spec_files[entry.yaml_path] = spec.doc.raw
+        specs[entry.yaml_path] = spec.model
 
     entry = first.entry
     manifest = AgentInstance(
