@@ -63,6 +63,8 @@ class OfflineModelSettings:
     """Knobs of the offline provider, for local runs and tests: slow it down, or make an agent's calls fail."""
 
     latency_ms: float = 0.0
+    slow_agents: frozenset[str] = frozenset()
+    """The agents whose calls take `latency_ms`; empty: every agent's."""
     fail_agents: frozenset[str] = frozenset()
 
 
@@ -125,7 +127,8 @@ def config_from_env(
         drain_seconds=_float(env, "DRAIN_SECONDS", DEFAULT_DRAIN_SECONDS),
         offline=OfflineModelSettings(
             latency_ms=_float(env, "OFFLINE_MODEL_LATENCY_MS", 0.0),
-            fail_agents=frozenset(a.strip() for a in env.get("OFFLINE_MODEL_FAIL_AGENTS", "").split(",") if a.strip()),
+            slow_agents=_names(env, "OFFLINE_MODEL_SLOW_AGENTS"),
+            fail_agents=_names(env, "OFFLINE_MODEL_FAIL_AGENTS"),
         ),
         secrets_env={k: v for k, v in env.items() if k.startswith(SECRET_PREFIX)},
         log_level=env.get("LOG_LEVEL", "INFO").upper(),
@@ -134,6 +137,10 @@ def config_from_env(
 
 def current_env() -> Mapping[str, str]:
     return os.environ
+
+
+def _names(env: Mapping[str, str], name: str) -> frozenset[str]:
+    return frozenset(a.strip() for a in env.get(name, "").split(",") if a.strip())
 
 
 def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:

@@ -53,7 +53,8 @@ class OfflineProvider:
         self._settings = settings or OfflineModelSettings()
 
     async def generate(self, request: ModelRequest) -> ModelReply:
-        if self._settings.latency_ms:
+        slow = not self._settings.slow_agents or request.agent_id in self._settings.slow_agents
+        if self._settings.latency_ms and slow:
             await asyncio.sleep(self._settings.latency_ms / 1000)
         if request.agent_id in self._settings.fail_agents:
             raise ProviderError(f"offline provider is set to fail for agent {request.agent_id}")

@@ -1,0 +1,143 @@
+"""One set of request limits, from the instance manifest: the time limit of a request (a real runtime process and
+the MCP client, with a worker made slow the legitimate way, the offline provider's delay setting), and the input
+limit that governance and the backend memory share (tested at its edge, in-process)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mcp import Client
+
+from runtime.backend_mcp import ToolCallError
+from runtime.bundle_source import load_bundle
+from runtime.config import ExpectedIdentity, config_from_env
+from runtime.instance import Instance
+from tests.foundry.manifest_edits import edit
+from tests.runtime.runtime_harness import BuiltBundle, RuntimeProcess, copy_agents, serve, write_bundles
+
+DEV = "default-org/default-domain/dev"
+TEMPLATE = Path("manifests/manifest.instance-template.yaml")
+
+
+def _bundle(tmp: pytest.TempPathFactory, limits: dict[str, Any], **mcp: Any) -> BuiltBundle:
+    agents = copy_agents(tmp.mktemp("agents") / "agents")
+    edit(agents / TEMPLATE, lambda d: (d["spec"]["limits"].update(limits), d["spec"]["mcp"].update(mcp)))
+    (built,) = write_bundles(agents, tmp.mktemp("bundle"), DEV)
+    return built
+
+
+@pytest.fixture(scope="module")
+def slow_runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RuntimeProcess]:
+    """A one-second request limit; pm-agent's model calls take ten seconds, every other agent's are instant."""
+    built = _bundle(tmp_path_factory, {"request_timeout_seconds": 1})
+    assert built.instance.manifest.spec.limits.request_timeout_seconds == 1
+    env = {**built.identity_env(), "OFFLINE_MODEL_LATENCY_MS": "10000", "OFFLINE_MODEL_SLOW_AGENTS": "pm-agent"}
+    process = serve(env)
+    yield process
+    if process.process.poll() is None:
+        process.terminate()
+
+
+async def _call(url: str, tool: str, **arguments: Any) -> tuple[bool, dict[str, Any]]:
+    async with Client(url) as client:
+        result = await client.call_tool(tool, arguments)
+    assert result.structured_content is not None
+    return bool(result.is_error), result.structured_content
+
+
+@pytest.mark.slow
+async def test_a_request_past_the_time_limit_ends_in_the_exception_agents_error_and_the_next_one_is_served(
+    slow_runtime: RuntimeProcess,
+) -> None:
+    is_error, body = await _call(slow_runtime.url, "invoke", message="plan the launch milestone", thread_id="t-1")
+    assert is_error and body["ok"] is False and body["answer"] is None
+    error = body["error"]
+    assert (error["code"], error["node"], error["agent_id"]) == ("timeout", "pm-agent", "pm-agent")
+    assert "time limit of 1 s" in error["message"] and body["trace_id"] in error["message"]
+    assert {step["node"]: step["status"] for step in body["trace"]}["pm-agent"] == "error"
+    assert body["agents"][-3:] == ["exception-agent", "observability-agent", "io-agent"]
+    assert body["total_ms"] < 10_000, "the request was cut off at its limit, not when the slow call returned"
+
+    is_error, body = await _call(slow_runtime.url, "invoke", message="file a ticket for the outage", thread_id="t-2")
+    assert not is_error and body["ok"] is True and body["workers"] == ["ticket-agent"]
+
+    _, status = await _call(slow_runtime.url, "status")
+    assert status["ready"] is True
+    assert (status["metrics"]["failed"], status["metrics"]["answered"], status["metrics"]["in_flight"]) == (1, 1, 0)
+    assert "Traceback" not in slow_runtime.stderr_text()
+
+
+# --- the input limit: governance and the backend memory agree -----------------------------------------------------
+
+LIMIT = 250_000
+"""Above the backend memory's old fixed 200,000-character message limit, which governance knew nothing about."""
+
+
+@pytest.fixture(scope="module")
+def limited(tmp_path_factory: pytest.TempPathFactory) -> BuiltBundle:
+    return _bundle(tmp_path_factory, {"max_input_chars": LIMIT}, max_history_messages=3)
+
+
+@asynccontextmanager
+async def running(built: BuiltBundle) -> AsyncIterator[Instance]:
+    instance = Instance(
+        bundle=load_bundle(str(built.path), expected_hash=built.content_hash, identity=ExpectedIdentity()),
+        config=config_from_env({}, bundle=str(built.path)),
+    )
+    await instance.start()
+    try:
+        yield instance
+    finally:
+        await instance.stop()
+
+
+def _message(length: int) -> str:
+    text = "plan " + "x" * (length - len("plan "))
+    assert len(text) == length
+    return text
+
+
+async def test_a_message_of_exactly_the_limit_runs_through_every_agent_and_is_remembered(
+    limited: BuiltBundle,
+) -> None:
+    async with running(limited) as instance:
+        result = await instance.invoke(_message(LIMIT), "edge")
+        assert result.ok, result.error
+        assert result.workers == ["pm-agent"] and "coherence-agent" in result.agents
+        (user, _answer) = instance.memory.read("edge", 10)
+        assert len(user.content) == LIMIT
+
+
+async def test_one_character_over_the_limit_is_refused_by_governance_before_any_worker_runs(
+    limited: BuiltBundle,
+) -> None:
+    async with running(limited) as instance:
+        result = await instance.invoke(_message(LIMIT + 1), "edge")
+        assert not result.ok and result.error is not None
+        assert (result.error.code, result.error.node) == ("input_too_large", "governance")
+        assert f"the limit is {LIMIT}" in result.error.message
+        assert result.workers == [] and result.agents == [
+            "io-agent",
+            "governance-agent",
+            "observability-agent",
+            "io-agent",
+        ]
+        assert instance.memory.read("edge", 10) == []
+
+
+async def test_the_backend_memory_refuses_what_governance_would_and_keeps_max_history_messages(
+    limited: BuiltBundle,
+) -> None:
+    async with running(limited) as instance:
+        over = [{"role": "user", "content": "x" * (LIMIT + 1)}]
+        with pytest.raises(ToolCallError, match=f"stores at most {LIMIT}"):
+            await instance.backend.call("memory_append", {"thread_id": "m", "messages": over})
+        for turn in range(3):
+            assert (await instance.invoke(f"plan step {turn}", "m")).ok
+        kept = instance.memory.read("m", 100)
+        assert [m.role for m in kept] == ["assistant", "user", "assistant"], "max_history_messages (3) are kept"
+        assert kept[1].content == "plan step 2"
