@@ -153,9 +153,9 @@ def _from_data(data: _CachedFleet) -> Fleet:
     return Fleet(tree=tree, instances=instances)
 
 
-def read(cache_dir: Path, key: str, agents_dir: Path) -> Fleet | None:
-    """The cached fleet for `key`, or None (a miss) for anything that is not a valid entry for that key and
-    directory: missing, torn, hand-edited, planted or written by other code."""
+def read(cache_dir: Path, key: str, agents_dir: Path | None = None) -> Fleet | None:
+    """The cached fleet for `key`, or None (a miss) for anything that is not a valid entry for that key (and
+    `agents_dir`, when given): missing, torn, hand-edited, planted or written by other code."""
     path = _entry_path(cache_dir, key)
     try:
         text = path.read_bytes()
@@ -163,7 +163,7 @@ def read(cache_dir: Path, key: str, agents_dir: Path) -> Fleet | None:
         return None
     try:
         data = _CachedFleet.model_validate_json(text)
-        if data.key != key or data.root != str(agents_dir):
+        if data.key != key or (agents_dir is not None and data.root != str(agents_dir)):
             return None
         fleet = _from_data(data)
     except (pydantic.ValidationError, ValueError, KeyError):

@@ -4,7 +4,10 @@ limit that governance and the backend memory share (tested at its edge, in-proce
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+import asyncio
+import contextlib
+import queue
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -15,7 +18,9 @@ from mcp import Client
 from runtime.backend_mcp import ToolCallError
 from runtime.bundle_source import load_bundle
 from runtime.config import ExpectedIdentity, config_from_env
+from runtime.graph import REQUEST_DEADLINE, guarded
 from runtime.instance import Instance
+from runtime.state import PipelineState
 from tests.foundry.manifest_edits import edit
 from tests.runtime.runtime_harness import BuiltBundle, RuntimeProcess, copy_agents, serve, write_bundles
 
@@ -38,8 +43,12 @@ def slow_runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RuntimePr
     env = {**built.identity_env(), "OFFLINE_MODEL_LATENCY_MS": "10000", "OFFLINE_MODEL_SLOW_AGENTS": "pm-agent"}
     process = serve(env)
     yield process
-    if process.process.poll() is None:
-        process.terminate()
+    process.terminate()
+    with contextlib.suppress(queue.Empty):  # let the stderr reader reach the end, then close the pipe
+        while process.lines.get(timeout=10) is not None:
+            pass
+    if process.process.stderr is not None:
+        process.process.stderr.close()
 
 
 async def _call(url: str, tool: str, **arguments: Any) -> tuple[bool, dict[str, Any]]:
@@ -141,3 +150,56 @@ async def test_the_backend_memory_refuses_what_governance_would_and_keeps_max_hi
         kept = instance.memory.read("m", 100)
         assert [m.role for m in kept] == ["assistant", "user", "assistant"], "max_history_messages (3) are kept"
         assert kept[1].content == "plan step 2"
+
+
+# --- the deadline inside the graph's guard ---------------------------------------------------------------------
+
+
+class _Agent:
+    def __init__(self, agent_id: str, behaviour: Callable[[], Awaitable[None]]) -> None:
+        self.agent_id = agent_id
+        self.behaviour = behaviour
+
+    async def __call__(self, state: Any) -> PipelineState:
+        await self.behaviour()
+        return {"answer": "done"}
+
+
+async def _guarded_run(node: str, behaviour: Callable[[], Awaitable[None]], seconds_left: float) -> PipelineState:
+    token = REQUEST_DEADLINE.set(asyncio.get_running_loop().time() + seconds_left)
+    try:
+        return await guarded(node, _Agent(f"{node}-agent", behaviour))({"message": "m"})
+    finally:
+        REQUEST_DEADLINE.reset(token)
+
+
+async def test_a_node_still_running_at_the_deadline_is_cancelled_and_recorded_as_a_request_timeout() -> None:
+    update = await _guarded_run("context", lambda: asyncio.sleep(30), 0.05)
+    (failure,) = update["failures"]
+    assert failure["error_type"] == "RequestTimeout" and failure["agent_id"] == "context-agent"
+    assert update["trace"][0]["status"] == "error" and update["trace"][0]["ms"] < 30_000
+
+
+async def test_a_node_whose_time_ran_out_before_it_started_does_not_run() -> None:
+    ran: list[bool] = []
+
+    async def record() -> None:
+        ran.append(True)
+
+    update = await _guarded_run("supervisor", record, -1.0)
+    assert ran == [] and update["failures"][0]["error_type"] == "RequestTimeout"
+
+
+async def test_an_agents_own_timeout_error_is_not_mistaken_for_the_requests() -> None:
+    async def own_timeout() -> None:
+        raise TimeoutError("the ticket API did not answer")
+
+    update = await _guarded_run("context", own_timeout, 30)
+    assert update["failures"][0]["error_type"] == "TimeoutError"
+    assert update["failures"][0]["detail"] == "the ticket API did not answer"
+
+
+@pytest.mark.parametrize("node", ["exception", "observability", "io_out"])
+async def test_the_error_path_runs_even_after_the_deadline(node: str) -> None:
+    update = await _guarded_run(node, lambda: asyncio.sleep(0), -1.0)
+    assert "failures" not in update and update["answer"] == "done"
