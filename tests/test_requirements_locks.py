@@ -157,8 +157,9 @@ def test_the_image_lock_holds_no_cdk_node_or_test_tooling() -> None:
     assert sorted(set(read_lock(IMAGE_LOCK)) & NOT_IN_IMAGE) == []
 
 
-def imported_top_level_modules(sources: Iterable[str]) -> dict[str, set[str]]:
-    """Top-level module -> files importing it (absolute imports only; the standard library and our own left out)."""
+def imported_third_party_modules(sources: Iterable[str]) -> dict[str, set[str]]:
+    """Imported module (dotted) -> files importing it (absolute imports only; the standard library and our own
+    modules left out)."""
     found: dict[str, set[str]] = {}
     for source in sources:
         root = REPO_ROOT / source
@@ -172,8 +173,17 @@ def imported_top_level_modules(sources: Iterable[str]) -> dict[str, set[str]]:
                     continue
                 for module in modules:
                     top = module.split(".")[0]
-                    if (top not in sys.stdlib_module_names and top not in LOCAL_PACKAGES) or top == "constructs":
-                        found.setdefault(top, set()).add(str(path.relative_to(REPO_ROOT)))
+                    ours = top in LOCAL_PACKAGES or module.startswith("constructs.af_")
+                    if not ours and top not in sys.stdlib_module_names:
+                        found.setdefault(module, set()).add(str(path.relative_to(REPO_ROOT)))
+    return found
+
+
+def imported_top_level_modules(sources: Iterable[str]) -> dict[str, set[str]]:
+    """Top-level module -> files importing it (third-party only)."""
+    found: dict[str, set[str]] = {}
+    for module, files in imported_third_party_modules(sources).items():
+        found.setdefault(module.split(".")[0], set()).update(files)
     return found
 
 
@@ -191,3 +201,13 @@ def test_every_imported_distribution_is_a_listed_requirement(sources: list[str],
         if not distributions & listed:
             unlisted[module] = (sorted(distributions) or ["no installed distribution"], sorted(files)[:3])
     assert unlisted == {}, f"imported but not listed in {requirements.relative_to(REPO_ROOT)}: {unlisted}"
+
+
+def test_our_code_uses_only_the_public_api_of_its_dependencies() -> None:
+    """A private module (`langgraph._internal...`) may move or change in any release, pins or not."""
+    private = {
+        module: sorted(files)
+        for module, files in imported_third_party_modules(REPO_SOURCES).items()
+        if any(part.startswith("_") for part in module.split("."))
+    }
+    assert private == {}, f"private modules of a dependency imported: {private}"
