@@ -144,6 +144,25 @@ def base_recipe(sources: Path | None) -> str:
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:32]
 
 
+def image_id(name: str) -> str | None:
+    try:
+        return podman("image", "inspect", "--format", "{{.Id}}", name).strip() or None
+    except ImageError:
+        return None  # no such image
+
+
+def remove_replaced(old_id: str | None, name: str, log: Log) -> None:
+    """Removes the image `name` pointed to before a rebuild, so that repeated builds do not pile up untagged
+    images; one still in use (a running container) stays."""
+    if old_id is None or old_id == image_id(name):
+        return
+    try:
+        podman("rmi", old_id)
+        log(f"removed the image {name} replaced: {old_id[:12]}")
+    except ImageError:
+        pass
+
+
 def current_recipe(name: str) -> str | None:
     try:
         labels = podman("image", "inspect", "--format", "{{json .Labels}}", name).strip()
@@ -164,12 +183,14 @@ def ensure_base(log: Log = print, *, stream: bool = False) -> str:
         return name
     log(f"base image {name}: building a stand-in from Debian {BASE_SUITE} with mmdebstrap (recipe {recipe})")
     started = time.monotonic()
+    replaced = image_id(name)
     with tempfile.TemporaryDirectory(prefix="af-base-") as work:
         archive = Path(work) / "rootfs.tar"
         run(mmdebstrap_argv(archive, sources), timeout=BASE_TIMEOUT_SECONDS, stream=stream)
         changes = [arg for change in import_changes(recipe) for arg in ("--change", change)]
         podman("import", "--quiet", *changes, str(archive), name, timeout=BASE_TIMEOUT_SECONDS)
     log(f"base image {name}: built in {time.monotonic() - started:.0f} s")
+    remove_replaced(replaced, name, log)
     return name
 
 
@@ -179,6 +200,7 @@ def build_image(tag: str = IMAGE_TAG, log: Log = print, *, stream: bool = False)
     ensure_base(log, stream=stream)
     mounts = [arg for path in BUILD_MOUNTS if path.exists() for arg in ("--volume", f"{path}:{path}:ro")]
     started = time.monotonic()
+    replaced = image_id(tag)
     with tempfile.TemporaryDirectory(prefix="af-image-") as work:
         iidfile = Path(work) / "iid"
         podman(
@@ -196,6 +218,7 @@ def build_image(tag: str = IMAGE_TAG, log: Log = print, *, stream: bool = False)
             timeout=BUILD_TIMEOUT_SECONDS,
             stream=stream,
         )
-        image_id = iidfile.read_text().strip()
-    log(f"runtime image {tag}: {image_id} built in {time.monotonic() - started:.0f} s")
-    return image_id
+        built = iidfile.read_text().strip()
+    log(f"runtime image {tag}: {built} built in {time.monotonic() - started:.0f} s")
+    remove_replaced(replaced, tag, log)
+    return built
