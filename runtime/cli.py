@@ -2,9 +2,10 @@
 
     python -m runtime serve --bundle PATH|s3://BUCKET/KEY [--hash sha256:...] [--host H] [--port N] [--stdio]
     python -m runtime call --url http://127.0.0.1:8080/mcp --message "plan the Q3 roadmap" [--thread T]
+    python -m runtime healthcheck [--port N] [--timeout SECONDS]
 
-Exit codes: 0 ok (including a SIGTERM drain), 1 the instance cannot start (bad bundle, identity mismatch,
-bad setting) or a call failed, 2 usage.
+Exit codes: 0 ok (including a SIGTERM drain; for healthcheck: /healthz answered 200), 1 the instance cannot start
+(bad bundle, identity mismatch, bad setting), a call failed or the health check failed, 2 usage.
 """
 
 from __future__ import annotations
@@ -14,11 +15,15 @@ import asyncio
 import json
 import logging
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from runtime.bundle_source import BundleError, load_bundle
-from runtime.config import ConfigError, config_from_env, current_env
+from runtime.config import DEFAULT_PORT, ConfigError, config_from_env, current_env
+
+HEALTH_PATH = "/healthz"
+HEALTHCHECK_TIMEOUT_SECONDS = 3.0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,6 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
     call.add_argument("--message", help="the request text (for invoke)")
     call.add_argument("--thread", default="default", help="thread id (for invoke)")
     call.add_argument("--tenant", help="tenant id (for invoke)")
+    health = commands.add_parser(
+        "healthcheck", help="exit 0 if this container's runtime answers GET /healthz with 200 (container health check)"
+    )
+    health.add_argument("--port", type=int, help="port the runtime listens on (default: $PORT or 8080)")
+    health.add_argument("--timeout", type=float, default=HEALTHCHECK_TIMEOUT_SECONDS, help="seconds (default: 3)")
     return parser
 
 
@@ -46,7 +56,32 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("runtime call: --message is required for invoke", file=sys.stderr)
             return 2
         return asyncio.run(_call(args))
+    if args.command == "healthcheck":
+        return _healthcheck(args)
     return _serve(args)
+
+
+def _healthcheck(args: argparse.Namespace) -> int:
+    """The container's health check (Dockerfile HEALTHCHECK, ECS task definition). Standard library only and no
+    import of the graph or server modules, so it costs a bare interpreter start every interval."""
+    try:
+        port = args.port if args.port is not None else int(current_env().get("PORT") or DEFAULT_PORT)
+    except ValueError:
+        print(f"runtime healthcheck: PORT must be a number, got {current_env().get('PORT')!r}", file=sys.stderr)
+        return 2
+    url = f"http://127.0.0.1:{port}{HEALTH_PATH}"
+    try:
+        with urllib.request.urlopen(url, timeout=args.timeout) as response:
+            status = int(response.status)
+    except urllib.error.HTTPError as exc:
+        status = exc.code
+    except (OSError, TimeoutError) as exc:
+        print(f"runtime healthcheck: {url}: {getattr(exc, 'reason', exc)}", file=sys.stderr)
+        return 1
+    if status != 200:
+        print(f"runtime healthcheck: {url} answered {status}, expected 200", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -56,6 +91,8 @@ def _serve(args: argparse.Namespace) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    from runtime.bundle_source import BundleError, load_bundle
+
     try:
         config = config_from_env(env, bundle=args.bundle, bundle_hash=args.bundle_hash, host=args.host, port=args.port)
         # the bundle is checked before the graph and server libraries are imported: a bad one fails in moments

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from langgraph._internal._runnable import RunnableCallable
+from langchain_core.runnables import Runnable, RunnableConfig
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Send
@@ -138,12 +138,22 @@ async def after_coherence(state: PipelineState) -> Literal["observability", "exc
 # --- the graph ------------------------------------------------------------------------------------------------
 
 
-def _router(route: Callable[[PipelineState], Awaitable[Any]]) -> RunnableCallable:
+class UntracedRouter(Runnable[PipelineState, Any]):
     """A router without LangChain callback tracing. `add_conditional_edges` wraps a plain function in a traced
     runnable (a callback run start/end and a task per edge, ~15% of the graph's own overhead per request); the
-    graph has no callback handlers, so that tracing records nothing. The node's own trace entry is unaffected.
-    LangGraph keeps the class in `_internal` (pinned version; the graph tests catch a move)."""
-    return RunnableCallable(None, route, name=route.__name__, trace=False)
+    graph has no callback handlers, so that tracing records nothing. A `Runnable` (langchain-core's public base
+    class, which `add_conditional_edges` accepts as is) that awaits the router directly skips it. The node's own
+    trace entry is unaffected."""
+
+    def __init__(self, route: Callable[[PipelineState], Awaitable[Any]]) -> None:
+        self.route = route
+        self.name = route.__name__
+
+    def invoke(self, input: PipelineState, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        raise TypeError(f"router {self.name} is async: run the graph with ainvoke")
+
+    async def ainvoke(self, input: PipelineState, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        return await self.route(input)
 
 
 def build_graph(agents: Agents) -> CompiledStateGraph[PipelineState, None, PipelineState, PipelineState]:
@@ -157,13 +167,17 @@ def build_graph(agents: Agents) -> CompiledStateGraph[PipelineState, None, Pipel
         graph.add_node(agent_id, guarded(agent_id, worker))
 
     graph.add_edge(START, "io_in")
-    graph.add_conditional_edges("io_in", _router(after_io_in), ["governance", "exception"])
-    graph.add_conditional_edges("governance", _router(after_governance), ["context", "observability", "exception"])
-    graph.add_conditional_edges("context", _router(after_context), ["supervisor", "exception"])
-    graph.add_conditional_edges("supervisor", _router(fan_out), [*sorted(agents.workers), "coherence", "exception"])
+    graph.add_conditional_edges("io_in", UntracedRouter(after_io_in), ["governance", "exception"])
+    graph.add_conditional_edges(
+        "governance", UntracedRouter(after_governance), ["context", "observability", "exception"]
+    )
+    graph.add_conditional_edges("context", UntracedRouter(after_context), ["supervisor", "exception"])
+    graph.add_conditional_edges(
+        "supervisor", UntracedRouter(fan_out), [*sorted(agents.workers), "coherence", "exception"]
+    )
     for agent_id in sorted(agents.workers):
         graph.add_edge(agent_id, "coherence")
-    graph.add_conditional_edges("coherence", _router(after_coherence), ["observability", "exception"])
+    graph.add_conditional_edges("coherence", UntracedRouter(after_coherence), ["observability", "exception"])
     graph.add_edge("exception", "observability")
     graph.add_edge("observability", "io_out")
     graph.add_edge("io_out", END)

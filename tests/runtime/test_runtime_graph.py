@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 from syrupy.assertion import SnapshotAssertion
@@ -16,6 +17,7 @@ from runtime.backend_mcp import ToolCallError
 from runtime.bundle_source import load_bundle
 from runtime.config import ExpectedIdentity, config_from_env
 from runtime.instance import Instance
+from runtime.state import PipelineState
 from tests.runtime.runtime_harness import BuiltBundle
 
 ROUTES = [
@@ -107,3 +109,24 @@ async def test_thread_history_reaches_the_workers_through_the_memory_tools(built
         other = await instance.invoke("and the milestones?", "another-thread")
         assert second.answer is not None and "ACME" in second.answer
         assert other.answer is not None and "ACME" not in other.answer
+
+
+async def test_the_routers_run_without_callback_tracing_while_the_nodes_are_traced(built: BuiltBundle) -> None:
+    """A traced router would add a callback run per edge: the routers are awaited directly instead."""
+    from langchain_core.callbacks import AsyncCallbackHandler
+
+    class ChainStarts(AsyncCallbackHandler):
+        def __init__(self) -> None:
+            self.names: list[str] = []
+
+        async def on_chain_start(self, serialized: Any, inputs: Any, **kwargs: Any) -> None:
+            self.names.append(str(kwargs.get("name")))
+
+    seen = ChainStarts()
+    async with running(built) as instance:
+        request: PipelineState = {"message": "plan the roadmap", "thread_id": "t", "tenant": None, "trace_id": "x"}
+        state = await instance.graph.ainvoke(request, config={"callbacks": [seen]})
+    assert [entry["node"] for entry in state["trace"]][:2] == ["io_in", "governance"]
+    assert {"io_in", "governance", "supervisor", "pm-agent"} <= set(seen.names)
+    routers = {"after_io_in", "after_governance", "after_context", "fan_out", "after_coherence"}
+    assert not routers & set(seen.names), seen.names
