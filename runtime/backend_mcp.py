@@ -6,6 +6,7 @@ SDK's in-process client connection and may only use the tools their spec lists (
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -87,8 +88,13 @@ def providers_for(
 
 
 def build_backend_server(
-    *, bundle: InstanceBundle, providers: dict[str, ModelProvider], memory: ThreadMemory, secrets: Secrets
+    *,
+    bundle: InstanceBundle,
+    providers: dict[str, ModelProvider],
+    memory: Callable[[], ThreadMemory],
+    secrets: Secrets,
 ) -> MCPServer:
+    """`memory` returns the instance's thread memory, which is opened (async) after the server is built."""
     server: MCPServer = MCPServer(bundle.mcp.server.name, log_level="WARNING")
     identity = bundle.instance.spec.identity
     context = InstanceContext(
@@ -129,13 +135,13 @@ def build_backend_server(
     @server.tool()
     async def memory_read(thread_id: str, limit: int = 20) -> MemoryRead:
         """The last `limit` messages of a thread, oldest first."""
-        stored = memory.read(thread_id, min(limit, bundle.instance.spec.mcp.max_history_messages))
+        stored = await memory().read(thread_id, min(limit, bundle.instance.spec.mcp.max_history_messages))
         return MemoryRead(thread_id=thread_id, messages=[MemoryMessage(role=m.role, content=m.content) for m in stored])
 
     @server.tool()
     async def memory_append(thread_id: str, messages: list[MemoryMessage]) -> MemoryAppended:
         """Append messages to a thread."""
-        count = memory.append(thread_id, [StoredMessage(role=m.role, content=m.content) for m in messages])
+        count = await memory().append(thread_id, [StoredMessage(role=m.role, content=m.content) for m in messages])
         return MemoryAppended(thread_id=thread_id, stored=count)
 
     @server.tool()
