@@ -7,6 +7,7 @@ import asyncio
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -207,3 +208,41 @@ def test_a_missing_dynamodb_table_is_a_start_up_error(built: BuiltBundle, moto: 
         "runtime: cannot start: STATE_URL=dynamodb://no-such-table: cannot use DynamoDB table 'no-such-table' "
         "in us-east-1 (ResourceNotFoundException); the instance stack creates it"
     ) in runtime.stderr_text()
+
+
+async def test_a_turn_on_a_thread_busy_elsewhere_for_longer_than_the_wait_is_refused_with_thread_busy(
+    built: BuiltBundle, tmp_path: Path, runtime_factory: list[RuntimeProcess]
+) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'threads.db'}", {})
+    slow = _serve(built, store, runtime_factory, OFFLINE_MODEL_LATENCY_MS="3000")
+    impatient = _serve(built, store, runtime_factory, THREAD_WAIT_SECONDS="0.3")
+
+    async def refused() -> dict[str, Any]:
+        await asyncio.sleep(1.0)  # the slow turn holds the thread by now
+        async with Client(impatient.url) as client:
+            result = await client.call_tool("invoke", {"message": "plan again", "thread_id": "t1"})
+        assert result.is_error and result.structured_content is not None
+        return dict(result.structured_content)
+
+    answered, busy = await asyncio.gather(_invoke(slow, "plan the roadmap", "t1"), refused())
+    assert answered["ok"]
+    assert busy["error"]["code"] == "thread_busy"
+    assert "thread 't1' has had a turn in progress for over 0.3 s (THREAD_WAIT_SECONDS)" in busy["error"]["message"]
+    assert [m["content"] for m in _export(built.path, store)["t1"]] == ["plan the roadmap", answered["answer"]]
+
+
+async def test_every_dynamodb_item_of_a_thread_carries_the_ttl_from_the_manifest(
+    built: BuiltBundle, moto: Any, runtime_factory: list[RuntimeProcess]
+) -> None:
+    store = _dynamodb_store(moto, "af-test-ttl")
+    runtime = _serve(built, store, runtime_factory)
+    before = time.time()
+    await _invoke(runtime, "plan the roadmap", "t1")
+    await _invoke(runtime, "and the milestones?", "t1")
+    assert runtime.terminate() == 0
+    ttl_seconds = built.instance.manifest.spec.mcp.thread_ttl_hours * 3600
+    items = moto.client("dynamodb").scan(TableName="af-test-ttl")["Items"]
+    assert {item["PK"]["S"].split("_", 1)[0] for item in items} == {"AF", "CHECKPOINT", "CHUNK"}
+    assert len([i for i in items if i["PK"]["S"].startswith("CHECKPOINT_")]) == 1  # the superseded one was pruned
+    for item in items:
+        assert before + ttl_seconds - 5 <= float(item["ttl"]["N"]) <= time.time() + ttl_seconds + 5, item
