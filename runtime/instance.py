@@ -29,7 +29,7 @@ from runtime.memory import ThreadMemory
 from runtime.state import PipelineState
 from runtime.state_url import default_state_url, parse_state_url
 from runtime.thread_store import StateStoreError, ThreadState, open_thread_state, writable_default
-from runtime.thread_turns import ThreadBusyError
+from runtime.thread_turns import StateUnavailableError, ThreadBusyError
 
 log = logging.getLogger("runtime.instance")
 SWEEP_EVERY_SECONDS = 600.0
@@ -45,7 +45,8 @@ class TraceStep(BaseModel):
 
 class InvokeError(BaseModel):
     code: str
-    """input_too_large | malformed_input | blocked_content | blocked_tenant | agent_failed | draining | thread_busy"""
+    """input_too_large | malformed_input | blocked_content | blocked_tenant | agent_failed | draining | thread_busy |
+    state_unavailable"""
     message: str
     node: str
     agent_id: str
@@ -202,9 +203,10 @@ class Instance:
         request: PipelineState = {"message": message, "thread_id": thread_id, "tenant": tenant, "trace_id": trace_id}
         try:
             state = await self._run_turn(request)
-        except ThreadBusyError as exc:
+        except (ThreadBusyError, StateUnavailableError) as exc:
             self.metrics.refused += 1
-            error = InvokeError(code="thread_busy", message=str(exc), node="io", agent_id="")
+            code = "thread_busy" if isinstance(exc, ThreadBusyError) else "state_unavailable"
+            error = InvokeError(code=code, message=str(exc), node="io", agent_id="")
             return InvokeResult(
                 ok=False, answer=None, error=error, thread_id=thread_id, trace_id=trace_id,
                 agents=[], workers=[], trace=[], total_ms=round((time.perf_counter() - started) * 1000, 3),

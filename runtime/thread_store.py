@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from instance_contract.thread_state import DYNAMODB_PARTITION_KEY, DYNAMODB_SORT_KEY
 from runtime.memory import ThreadMemory
 from runtime.state_url import StateLocation
 from runtime.thread_leases import SQLITE_BUSY_TIMEOUT_S, Leases, MemoryLeases, SqliteLeases
@@ -132,7 +133,6 @@ async def _open_dynamodb(
 ) -> ThreadState:
     import asyncio
 
-    import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
     from runtime.thread_leases import DynamoDBLeases
@@ -141,6 +141,7 @@ async def _open_dynamodb(
     region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
     if not region:
         raise StateStoreError(f"STATE_URL={location.url}: no AWS region; set AWS_REGION (ECS sets it for a task)")
+    # boto3's default session: the task role's credentials, AWS_ENDPOINT_URL when set (moto in tests)
     saver = PrunableDynamoDBSaver(table_name=table, region_name=region, ttl_seconds=int(ttl_seconds))
     client = saver.client
     try:
@@ -156,12 +157,11 @@ async def _open_dynamodb(
     except BotoCoreError as exc:
         raise StateStoreError(f"STATE_URL={location.url}: cannot reach DynamoDB in {region} ({exc})") from exc
     keys = {k["AttributeName"]: k["KeyType"] for k in described["Table"]["KeySchema"]}
-    if keys != {"PK": "HASH", "SK": "RANGE"}:
+    if keys != {DYNAMODB_PARTITION_KEY: "HASH", DYNAMODB_SORT_KEY: "RANGE"}:
         raise StateStoreError(
             f"STATE_URL={location.url}: table {table!r} has keys {keys}; the state table needs PK (HASH) and SK "
             "(RANGE), both strings (constructs/af_instance_state.py)"
         )
-    _ = boto3  # the saver built its client through boto3's default session (credentials, AWS_ENDPOINT_URL)
     return build(saver, DynamoDBLeases(client, table), f"DynamoDB table {table} in {region}")
 
 

@@ -36,6 +36,10 @@ class ThreadBusyError(RuntimeError):
     """The thread's previous turn did not finish within the wait; the caller may retry."""
 
 
+class StateUnavailableError(RuntimeError):
+    """The store could not be asked for the thread's lease (unreachable, throttled, locked for too long)."""
+
+
 class ThreadTurns:
     def __init__(
         self,
@@ -71,8 +75,7 @@ class ThreadTurns:
                     heartbeat.cancel()
                     with suppress(asyncio.CancelledError):
                         await heartbeat
-                    now = self._clock()
-                    await self.leases.release(thread_id, owner, now=now, expires_at=now + self._ttl_seconds)
+                    await self._release(thread_id, owner)
             finally:
                 lock.release()
         finally:
@@ -82,9 +85,14 @@ class ThreadTurns:
         attempt = 0
         while True:
             now = self._clock()
-            taken = await self.leases.acquire(
-                thread_id, owner, now=now, until=now + LEASE_SECONDS, expires_at=now + self._ttl_seconds
-            )
+            try:
+                taken = await self.leases.acquire(
+                    thread_id, owner, now=now, until=now + LEASE_SECONDS, expires_at=now + self._ttl_seconds
+                )
+            except Exception as exc:
+                raise StateUnavailableError(
+                    f"the thread state store did not answer ({type(exc).__name__}: {str(exc)[:300]}); retry"
+                ) from exc
             if taken:
                 return
             pause = min(MAX_POLL_SECONDS, 0.005 * 2**attempt) * random.uniform(0.5, 1.0)  # noqa: S311 - jitter
@@ -93,10 +101,23 @@ class ThreadTurns:
             attempt += 1
             await asyncio.sleep(pause)
 
+    async def _release(self, thread_id: str, owner: str) -> None:
+        """A release that fails is logged, not raised: the turn's answer stands, and the lease runs out by itself."""
+        now = self._clock()
+        try:
+            await self.leases.release(thread_id, owner, now=now, expires_at=now + self._ttl_seconds)
+        except Exception:
+            log.exception('{"event": "thread.release_failed", "thread_id": %r}', thread_id)
+
     async def _renew(self, thread_id: str, owner: str) -> None:
         while True:
             await asyncio.sleep(RENEW_EVERY_SECONDS)
-            if not await self.leases.renew(thread_id, owner, until=self._clock() + LEASE_SECONDS):
+            try:
+                renewed = await self.leases.renew(thread_id, owner, until=self._clock() + LEASE_SECONDS)
+            except Exception:
+                log.exception('{"event": "thread.renew_failed", "thread_id": %r}', thread_id)
+                continue
+            if not renewed:
                 log.warning('{"event": "thread.lease_lost", "thread_id": %r}', thread_id)
                 return
 

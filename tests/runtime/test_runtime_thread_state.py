@@ -246,3 +246,20 @@ async def test_every_dynamodb_item_of_a_thread_carries_the_ttl_from_the_manifest
     assert len([i for i in items if i["PK"]["S"].startswith("CHECKPOINT_")]) == 1  # the superseded one was pruned
     for item in items:
         assert before + ttl_seconds - 5 <= float(item["ttl"]["N"]) <= time.time() + ttl_seconds + 5, item
+
+
+async def test_a_store_that_stops_answering_gives_state_unavailable_and_the_process_stays_up(
+    built: BuiltBundle, moto: Any, runtime_factory: list[RuntimeProcess]
+) -> None:
+    store = _dynamodb_store(moto, "af-test-gone")
+    runtime = _serve(built, store, runtime_factory)
+    moto.client("dynamodb").delete_table(TableName="af-test-gone")
+    async with Client(runtime.url) as client:
+        result = await client.call_tool("invoke", {"message": "plan the roadmap", "thread_id": "t1"})
+        status = await client.call_tool("status", {})
+    assert result.is_error and result.structured_content is not None
+    error = result.structured_content["error"]
+    assert error["code"] == "state_unavailable"
+    assert "the thread state store did not answer (ResourceNotFoundException" in error["message"]
+    assert status.structured_content is not None and status.structured_content["ready"] is True
+    assert runtime.terminate() == 0
