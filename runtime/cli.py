@@ -112,7 +112,9 @@ def _state(args: argparse.Namespace) -> int:
         return 2
     try:
         config = config_from_env(current_env(), bundle=args.bundle, state=args.state)
-        bundle = load_bundle(config.bundle_uri, expected_hash=config.bundle_hash, identity=config.identity)
+        bundle = load_bundle(
+            config.bundle_uri, expected_hash=config.bundle_hash, identity=config.identity, region=config.aws_region
+        )
     except (BundleError, ConfigError, ValueError) as exc:
         print(f"runtime state: {exc}", file=sys.stderr)
         return 1

@@ -207,9 +207,11 @@ class Instance:
             self.metrics.refused += 1
             code = "thread_busy" if isinstance(exc, ThreadBusyError) else "state_unavailable"
             error = InvokeError(code=code, message=str(exc), node="io", agent_id="")
+            total_ms = round((time.perf_counter() - started) * 1000, 3)
+            log.info(json.dumps({"event": "invoke", "trace_id": trace_id, "ok": False, "code": code, "ms": total_ms}))
             return InvokeResult(
                 ok=False, answer=None, error=error, thread_id=thread_id, trace_id=trace_id,
-                agents=[], workers=[], trace=[], total_ms=round((time.perf_counter() - started) * 1000, 3),
+                agents=[], workers=[], trace=[], total_ms=total_ms,
             )  # fmt: skip
         finally:
             self.metrics.in_flight -= 1
