@@ -91,6 +91,7 @@ class SqliteLeases:
     async def open(cls, path: Path) -> SqliteLeases:
         conn = await aiosqlite.connect(path, timeout=SQLITE_BUSY_TIMEOUT_S, isolation_level=None)
         await conn.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
+        await conn.execute("PRAGMA synchronous = NORMAL")  # WAL: a commit survives a process crash
         await conn.execute("PRAGMA journal_mode = WAL")
         await conn.execute(
             "CREATE TABLE IF NOT EXISTS af_threads ("

@@ -117,6 +117,7 @@ async def _open_sqlite(location: StateLocation, path: Path, build: Callable[...,
         raise StateStoreError(f"STATE_URL={location.url}: cannot open the SQLite file {path} ({exc})") from exc
     try:
         await conn.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
+        await conn.execute("PRAGMA synchronous = NORMAL")  # WAL: a commit survives a process crash
         saver = PrunableSqliteSaver(conn)
         await saver.setup()  # creates the saver's tables and switches the file to WAL
         leases = await SqliteLeases.open(path)
