@@ -114,6 +114,27 @@ async def _drain(clients: list[Client], count: int) -> float:
     return count / (time.perf_counter() - begin)
 
 
+async def store_turn_ms(state_url: str, turns: int) -> float:
+    """The store's own cost of one turn, in this process without HTTP or the graph: take the thread, read its
+    history, append a user and an assistant message, release (what every invoke does around the graph)."""
+    from runtime.memory import StoredMessage
+    from runtime.state_url import parse_state_url
+    from runtime.thread_store import open_thread_state
+
+    state = await open_thread_state(parse_state_url(state_url), keep=20, ttl_seconds=3600, wait_seconds=30)
+    try:
+        begin = time.perf_counter()
+        for i in range(turns):
+            thread_id = f"s-{i % 32}"
+            async with state.turns.turn(thread_id):
+                await state.memory.read(thread_id, 20)
+                turn = [StoredMessage("user", "plan the roadmap"), StoredMessage("assistant", "x" * 200)]
+                await state.memory.append(thread_id, turn)
+        return (time.perf_counter() - begin) / turns * 1000
+    finally:
+        await state.close()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -206,6 +227,7 @@ def main() -> None:
             finally:
                 stop(process)
             results[name] = {
+                "store_ms_per_turn": round(asyncio.run(store_turn_ms(store["STATE_URL"], 300)), 2),
                 "p50_ms": round(statistics.median(samples), 2),
                 "p99_ms": round(samples[int(len(samples) * 0.99) - 1], 2),
                 "mean_ms": round(statistics.fmean(samples), 2),
