@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from aws_cdk import RemovalPolicy, Tags, aws_dynamodb, aws_iam
 
 from constructs import Construct
+from constructs.af_nag import acknowledge
 from instance_contract.thread_state import (
     DYNAMODB_PARTITION_KEY,
     DYNAMODB_SORT_KEY,
@@ -24,6 +25,10 @@ from instance_contract.thread_state import (
     dynamodb_state_url,
 )
 
+DDB3_REASON = (
+    "point-in-time recovery is off by this environment's platform.yaml setting (thread_state.point_in_time_recovery; "
+    "unset it is off only for an internal plain_http dev environment): its threads are test conversations"
+)
 STATE_TABLE_ID = "ThreadState"
 """The table's construct id: never change it (a new logical id replaces the table, and RETAIN orphans the old one
 with every thread in it)."""
@@ -55,6 +60,8 @@ class AfInstanceState(Construct):
         )
         for key, value in sorted(tags.items()):
             Tags.of(self.table).add(key, value)
+        if not point_in_time_recovery:
+            acknowledge(self.table, "AwsSolutions-DDB3", DDB3_REASON)
 
     def grant_task(self, role: aws_iam.IGrantable) -> aws_iam.Grant:
         """Read and write on this table (and nothing else): items, queries, scans for export, DescribeTable."""

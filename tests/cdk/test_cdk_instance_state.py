@@ -3,12 +3,15 @@ instances' tables and task roles side by side, so a grant that reached the other
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import aws_cdk as cdk
 import pytest
-from aws_cdk import aws_iam
+from aws_cdk import Validations, aws_iam
 from aws_cdk.assertions import Match, Template
+from cdk_nag import AwsSolutionsChecks
 
 from constructs.af_instance_state import STATE_TABLE_ID, AfInstanceState
 
@@ -100,3 +103,21 @@ def test_the_table_keeps_its_construct_id() -> None:
     template, states = _stack()
     assert states["Alpha"].table.node.id == STATE_TABLE_ID
     assert _logical_id(template, "AlphaState").startswith(f"AlphaState{STATE_TABLE_ID}")
+
+
+@pytest.mark.parametrize("point_in_time_recovery", [True, False])
+def test_cdk_nag_finds_nothing_unacknowledged_in_the_table_and_its_grant(
+    point_in_time_recovery: bool, tmp_path: Path
+) -> None:
+    app = cdk.App(outdir=str(tmp_path))
+    stack = cdk.Stack(app, "StateNag", env=cdk.Environment(account="111111111111", region="us-east-1"))
+    role = aws_iam.Role(stack, "TaskRole", assumed_by=aws_iam.ServicePrincipal("ecs-tasks.amazonaws.com"))
+    AfInstanceState(stack, "State", point_in_time_recovery=point_in_time_recovery, tags=TAGS).grant_task(role)
+    Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+    app.synth()
+    written = tmp_path / "validation-report.json"  # cdk writes it only when a plugin reported something
+    reports = json.loads(written.read_text())["pluginReports"] if written.exists() else []
+    nag = [r for r in reports if r["pluginName"] == "AwsSolutions"]
+    assert [v for r in nag for v in r["violations"]] == []
+    suppressed = {v["ruleName"] for r in nag for v in r.get("suppressedViolations", [])}
+    assert suppressed == (set() if point_in_time_recovery else {"AwsSolutions-DDB3"})
