@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import aws_cdk as cdk
 import pytest
+from mcp import Client
 
 from constructs.af_instance_state import AfInstanceState
 from foundry.local_aws import state_table_checks
 from tests.mcp.foundry_mcp_local_aws import moto_server
+from tests.runtime.runtime_harness import AGENTS_DIR, serve, write_bundles
 
 pytestmark = pytest.mark.slow
 
@@ -72,3 +75,24 @@ def test_a_table_in_the_template_that_was_not_created_fails_the_check(moto: Any)
 
 def test_a_stack_without_a_table_gets_no_state_check(moto: Any) -> None:
     assert state_table_checks(moto.client("dynamodb"), {"Resources": {"X": {"Type": "AWS::SNS::Topic"}}}, []) == []
+
+
+async def test_a_runtime_keeps_its_threads_in_the_table_the_construct_created(moto: Any, tmp_path: Path) -> None:
+    """The construct's table (created by CloudFormation from its real template) is the runtime's store as is."""
+    template = _template(point_in_time_recovery=True)
+    created = _deploy(moto, "af-dev-default-org-default-domain-dev", template)
+    (table,) = [r["PhysicalResourceId"] for r in created if r["ResourceType"] == "AWS::DynamoDB::Table"]
+    (built,) = write_bundles(AGENTS_DIR, tmp_path, instance="default-org/default-domain/dev")
+    runtime = serve({**built.identity_env(), **moto.env, "STATE_URL": f"dynamodb://{table}"})
+    try:
+        async with Client(runtime.url) as client:
+            await client.call_tool("invoke", {"message": "plan the launch of ACME-9", "thread_id": "t1"})
+            second = await client.call_tool("invoke", {"message": "and the milestones?", "thread_id": "t1"})
+        assert second.structured_content is not None and "ACME-9" in second.structured_content["answer"]
+        assert runtime.terminate() == 0
+    finally:
+        if runtime.process.poll() is None:
+            runtime.process.kill()
+    (check,) = state_table_checks(moto.client("dynamodb"), template, created)
+    # the thread's record, its one checkpoint (the superseded one was pruned) and that checkpoint's payload
+    assert check.ok and ", 3 item(s)," in check.detail, check.detail
