@@ -1,11 +1,12 @@
 """Runtime benchmark: request overhead through the whole graph (offline provider) over real streamable HTTP, and
-cold start (process start to ready).
+cold start (process start to ready), with each thread-state store (STATE_URL): memory://, a SQLite file, and a
+DynamoDB table on moto's server (a local emulator: its latency is not DynamoDB's, the store's call pattern is).
 
-The server process is pinned to CPU 0 (one core); the load generator runs pinned to the other CPUs.
+The server process is pinned to CPU 0 (one core); the load generator (and moto) run pinned to the other CPUs.
 
-    .venv/bin/python benchmarks/runtime_benchmark.py [--requests 1000] [--concurrency 16]
+    .venv/bin/python benchmarks/runtime_benchmark.py [--requests 1000] [--concurrency 16] [--stores memory,sqlite]
 
-Targets on the reference machine: p50 <= 10 ms, p99 <= 30 ms, >= 200 requests/s, cold start <= 1.5 s.
+Targets on the reference machine (memory store): p50 <= 10 ms, p99 <= 30 ms, >= 200 requests/s, cold start <= 1.5 s.
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ import asyncio
 import json
 import os
 import re
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, ExitStack
 from pathlib import Path
 
 import httpx
@@ -43,9 +45,10 @@ def write_bundle(directory: Path) -> Path:
     return path
 
 
-def start(bundle: Path) -> tuple[subprocess.Popen[str], int, float]:
+def start(bundle: Path, store: dict[str, str]) -> tuple[subprocess.Popen[str], int, float]:
     """Starts the server on CPU 0; returns (process, port, seconds from spawn to /readyz 200)."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "LOG_LEVEL": "INFO"}  # uvicorn's 'running on' line has the port
+    # uvicorn's 'running on' line has the port
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "LOG_LEVEL": "INFO", **store}
     started = time.perf_counter()
     process = subprocess.Popen(
         ["taskset", "-c", "0", sys.executable, "-m", "runtime", "serve", "--bundle", str(bundle),
@@ -68,7 +71,7 @@ def start(bundle: Path) -> tuple[subprocess.Popen[str], int, float]:
     return process, port, ready
 
 
-def stop(process: subprocess.Popen[str]) -> None:
+def stop(process: subprocess.Popen[str] | subprocess.Popen[bytes]) -> None:
     process.terminate()
     process.wait(timeout=30)
 
@@ -111,6 +114,70 @@ async def _drain(clients: list[Client], count: int) -> float:
     return count / (time.perf_counter() - begin)
 
 
+async def store_turn_ms(state_url: str, turns: int) -> float:
+    """The store's own cost of one turn, in this process without HTTP or the graph: take the thread, read its
+    history, append a user and an assistant message, release (what every invoke does around the graph)."""
+    from runtime.memory import StoredMessage
+    from runtime.state_url import parse_state_url
+    from runtime.thread_store import open_thread_state
+
+    state = await open_thread_state(parse_state_url(state_url), keep=20, ttl_seconds=3600, wait_seconds=30)
+    try:
+        begin = time.perf_counter()
+        for i in range(turns):
+            thread_id = f"s-{i % 32}"
+            async with state.turns.turn(thread_id):
+                await state.memory.read(thread_id, 20)
+                turn = [StoredMessage("user", "plan the roadmap"), StoredMessage("assistant", "x" * 200)]
+                await state.memory.append(thread_id, turn)
+        return (time.perf_counter() - begin) / turns * 1000
+    finally:
+        await state.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def moto_store(stack: ExitStack) -> dict[str, str]:
+    """moto's server on 127.0.0.1 with the instance's table (the keys constructs/af_instance_state.py creates)."""
+    import boto3
+
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    stack.callback(stop, server)
+    env = {
+        "AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1", "STATE_URL": "dynamodb://af-benchmark",
+    }  # fmt: skip
+    os.environ.update({k: v for k, v in env.items() if k.startswith("AWS_")})  # for the client that creates the table
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{endpoint}/moto-api/data.json").status_code == 200:
+                break
+        except httpx.HTTPError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+    client = boto3.client("dynamodb", endpoint_url=endpoint, region_name="us-east-1")  # credentials: env below
+    keys = [("PK", "HASH"), ("SK", "RANGE")]
+    client.create_table(
+        TableName="af-benchmark",
+        KeySchema=[{"AttributeName": name, "KeyType": kind} for name, kind in keys],
+        AttributeDefinitions=[{"AttributeName": name, "AttributeType": "S"} for name, _ in keys],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return env
+
+
 def machine() -> dict[str, str]:
     model = "unknown"
     for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -130,35 +197,52 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--cold-starts", type=int, default=5)
+    parser.add_argument("--stores", default="memory,sqlite,dynamodb", help="comma-separated: memory,sqlite,dynamodb")
     args = parser.parse_args()
     host = machine()  # before pinning: nproc reports the CPUs this process may use
     os.sched_setaffinity(0, set(range(1, os.cpu_count() or 2)) or {0})
-    with tempfile.TemporaryDirectory() as tmp:
+    load_before = os.getloadavg()
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         bundle = write_bundle(Path(tmp))
-        colds = []
-        for _ in range(args.cold_starts):
-            process, _, ready = start(bundle)
-            colds.append(ready)
-            stop(process)
-        process, port, _ = start(bundle)
-        try:
-            url = f"http://127.0.0.1:{port}/mcp"
-            samples = asyncio.run(latency(url, args.requests))
-            rps = asyncio.run(throughput(url, args.requests, args.concurrency))
-        finally:
-            stop(process)
-    ordered = sorted(samples)
+        for name in args.stores.split(","):
+            if name == "memory":
+                store = {"STATE_URL": "memory://"}
+            elif name == "sqlite":
+                store = {"STATE_URL": f"sqlite:///{Path(tmp) / 'state.db'}"}
+            elif name == "dynamodb":
+                store = moto_store(stack)
+            else:
+                raise SystemExit(f"unknown store {name!r}; allowed: memory, sqlite, dynamodb")
+            colds = []
+            for _ in range(args.cold_starts):
+                process, _, ready = start(bundle, store)
+                colds.append(ready)
+                stop(process)
+            process, port, _ = start(bundle, store)
+            try:
+                url = f"http://127.0.0.1:{port}/mcp"
+                samples = sorted(asyncio.run(latency(url, args.requests)))
+                rps = asyncio.run(throughput(url, args.requests, args.concurrency))
+            finally:
+                stop(process)
+            results[name] = {
+                "store_ms_per_turn": round(asyncio.run(store_turn_ms(store["STATE_URL"], 300)), 2),
+                "p50_ms": round(statistics.median(samples), 2),
+                "p99_ms": round(samples[int(len(samples) * 0.99) - 1], 2),
+                "mean_ms": round(statistics.fmean(samples), 2),
+                "requests_per_second": round(rps, 1),
+                "cold_start_s_median": round(statistics.median(colds), 3),
+                "cold_start_s_max": round(max(colds), 3),
+            }
     report = {
         **host,
+        "load_average_before": [round(x, 2) for x in load_before],
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
         "instance": INSTANCE,
         "requests": args.requests,
-        "p50_ms": round(statistics.median(ordered), 2),
-        "p99_ms": round(ordered[int(len(ordered) * 0.99) - 1], 2),
-        "mean_ms": round(statistics.fmean(ordered), 2),
-        "requests_per_second": round(rps, 1),
         "concurrency": args.concurrency,
-        "cold_start_s_median": round(statistics.median(colds), 3),
-        "cold_start_s_max": round(max(colds), 3),
+        "stores": results,
     }
     print(json.dumps(report, indent=2))
 

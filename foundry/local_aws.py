@@ -2,7 +2,8 @@
 
     python -m foundry.local_aws up [--port N]     start moto on 127.0.0.1 (pid, port and log in .local-aws/)
     python -m foundry.local_aws deploy            cdk bootstrap, then cdk deploy the platform and every instance
-    python -m foundry.local_aws status [--json]   read back each instance with boto3; list what moto did not model
+    python -m foundry.local_aws status [--json]   read back each instance (and its thread-state table) with boto3;
+                                                  list what moto did not model
     python -m foundry.local_aws env               shell exports for using the local AWS (eval "$(... env)")
     python -m foundry.local_aws down              stop the server and remove .local-aws/
 
@@ -260,6 +261,8 @@ def read_back(agents_dir: Path, state: ServerState) -> dict[str, Any]:
     stacks = [platform_stack_name(state.environment)] + [i.manifest.spec.stack_name for i in fleet.instances]
 
     not_modelled: dict[str, list[dict[str, str]]] = {}
+    templates: dict[str, dict[str, Any]] = {}
+    resources: dict[str, list[dict[str, Any]]] = {}
     for stack in stacks:
         try:
             body = cfn.get_template(StackName=stack)["TemplateBody"]
@@ -267,6 +270,7 @@ def read_back(agents_dir: Path, state: ServerState) -> dict[str, Any]:
         except ClientError:
             continue
         template = json.loads(body) if isinstance(body, str) else body
+        templates[stack], resources[stack] = template, created
         not_modelled[stack] = unmodelled_resources(template, created)
 
     zone_id = None
@@ -295,6 +299,7 @@ def read_back(agents_dir: Path, state: ServerState) -> dict[str, Any]:
         checks.append(_check_listener_rule(elbv2, outputs, instance.manifest.spec.hostname))
         checks.append(_check_record(records, instance.manifest.spec.hostname, settings.zone.name))
         checks.append(_check_bundle(s3, outputs))
+        checks += state_table_checks(session.client("dynamodb"), templates.get(stack, {}), resources.get(stack, []))
         instances.append(
             {
                 "instance": instance.key.selector,
@@ -379,6 +384,62 @@ def _check_bundle(s3: Any, outputs: Mapping[str, str]) -> Check:
     except BundleError as exc:
         return Check("bundle_object", False, str(exc))
     return Check("bundle_object", True, f"{uri}: {len(body)} bytes, content hash {index['content_hash']} verified")
+
+
+def state_table_checks(dynamodb: Any, template: Mapping[str, Any], created: Sequence[Mapping[str, Any]]) -> list[Check]:
+    """One check per DynamoDB table in the stack's template (the instance's thread state), read back with boto3.
+    It fails when the table is missing, not ACTIVE, or its keys or billing differ from the template; template
+    settings moto does not apply (its CloudFormation ignores TimeToLiveSpecification and point-in-time recovery)
+    are named in the detail instead of pretended. A stack whose template has no table gets no check."""
+    physical = {r.get("LogicalResourceId"): r.get("PhysicalResourceId") for r in created}
+    checks = []
+    for logical_id, resource in sorted((template.get("Resources") or {}).items()):
+        if resource.get("Type") != "AWS::DynamoDB::Table":
+            continue
+        name = physical.get(logical_id)
+        if not name:
+            checks.append(Check("state_table", False, f"{logical_id}: in the template, but no table was created"))
+            continue
+        checks.append(_check_state_table(dynamodb, str(name), resource.get("Properties") or {}))
+    return checks
+
+
+def _check_state_table(dynamodb: Any, name: str, wanted: Mapping[str, Any]) -> Check:
+    from botocore.exceptions import ClientError
+
+    try:
+        table = dynamodb.describe_table(TableName=name)["Table"]
+        ttl = dynamodb.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
+        backups = dynamodb.describe_continuous_backups(TableName=name)["ContinuousBackupsDescription"]
+        tags = {t["Key"]: t["Value"] for t in dynamodb.list_tags_of_resource(ResourceArn=table["TableArn"])["Tags"]}
+    except ClientError as exc:
+        return Check("state_table", False, f"{name}: {exc.response['Error'].get('Code', exc)}")
+    billing = (table.get("BillingModeSummary") or {}).get("BillingMode", "PROVISIONED")
+    keys = [{"AttributeName": k["AttributeName"], "KeyType": k["KeyType"]} for k in table["KeySchema"]]
+    problems = [
+        *([] if table["TableStatus"] == "ACTIVE" else [f"status {table['TableStatus']}"]),
+        *([] if billing == wanted.get("BillingMode", "PROVISIONED") else [f"billing {billing}"]),
+        *([] if keys == wanted.get("KeySchema") else [f"keys {keys}"]),
+    ]
+    ttl_wanted = wanted.get("TimeToLiveSpecification") or {}
+    ttl_on = ttl.get("TimeToLiveStatus") in ("ENABLED", "ENABLING") and ttl.get("AttributeName") == ttl_wanted.get(
+        "AttributeName"
+    )
+    pitr_wanted = bool((wanted.get("PointInTimeRecoverySpecification") or {}).get("PointInTimeRecoveryEnabled"))
+    pitr_on = (backups.get("PointInTimeRecoveryDescription") or {}).get("PointInTimeRecoveryStatus") == "ENABLED"
+    not_applied = [
+        *([f"TTL on {ttl_wanted.get('AttributeName')}"] if ttl_wanted.get("Enabled") and not ttl_on else []),
+        *(["point-in-time recovery"] if pitr_wanted and not pitr_on else []),
+    ]
+    detail = (
+        f"{name}: {table['TableStatus']}, {billing}, {table.get('ItemCount', 0)} item(s), "
+        f"TTL {ttl.get('AttributeName', '-')} {ttl.get('TimeToLiveStatus', 'DISABLED')}, "
+        f"point-in-time recovery {'on' if pitr_on else 'off'}"
+        + (f"; in the template but not applied by moto: {', '.join(not_applied)}" if not_applied else "")
+        + (f"; problems: {', '.join(problems)}" if problems else "")
+    )
+    data = {"table": name, "state_url": f"dynamodb://{name}", "tags": tags, "not_applied_by_moto": not_applied}
+    return Check("state_table", not problems, detail, data)
 
 
 # --- small edges -----------------------------------------------------------------------------------------------

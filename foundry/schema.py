@@ -295,6 +295,14 @@ class LoadBalancerSettings(Strict):
         return self
 
 
+class ThreadStateSettings(Strict):
+    """Each instance's thread-state table (constructs/af_instance_state.py) in this environment."""
+
+    point_in_time_recovery: bool | None = None
+    """Continuous backups (restore to any second of the last 35 days). Unset: on, except in an environment whose
+    load balancer is plain_http (the schema allows that only for an internal dev environment)."""
+
+
 class EnvironmentSettings(Strict):
     account: Annotated[str, StringConstraints(pattern=r"^\d{12}$")]
     region: Annotated[str, StringConstraints(pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")]
@@ -304,6 +312,14 @@ class EnvironmentSettings(Strict):
     log_retention_days: Literal[1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1827, 3653] = 30
     runtime_image: NonEmpty | None = None
     """A prebuilt runtime image URI; left out, the image is built from runtime/Dockerfile as a CDK asset."""
+    thread_state: ThreadStateSettings = Field(default_factory=lambda: ThreadStateSettings())
+
+    @property
+    def state_point_in_time_recovery(self) -> bool:
+        """What the instance stacks pass to AfInstanceState: the setting, or the environment's default."""
+        if self.thread_state.point_in_time_recovery is not None:
+            return self.thread_state.point_in_time_recovery
+        return not self.load_balancer.plain_http
 
     @model_validator(mode="after")
     def _check(self) -> EnvironmentSettings:
@@ -382,6 +398,7 @@ __all__ = [
     "TemplateDeploy",
     "TemplateMetadata",
     "TemplateSpec",
+    "ThreadStateSettings",
     "VpcSettings",
     "WorkerRouting",
     "ZoneSettings",

@@ -99,8 +99,12 @@ class McpToolConfig(Strict):
     model_provider: Literal["offline", "bedrock"] = "offline"
     bedrock_model_id: NonEmpty | None = None
     bedrock_region: Annotated[str, StringConstraints(pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")] | None = None
-    memory_store: Literal["in-process"] = "in-process"
+    memory_store: Literal["thread-state"] = "thread-state"
+    """The backend's memory tools keep history in the instance's thread state: the store the runtime's STATE_URL
+    names (its own DynamoDB table on AWS, a SQLite file locally), shared by all of its tasks."""
     max_history_messages: Annotated[int, Field(ge=0, le=1000)] = 20
+    thread_ttl_hours: Annotated[int, Field(ge=1, le=87_600)] = 720
+    """A thread idle for longer than this is forgotten (DynamoDB's TTL attribute; the SQLite store sweeps)."""
 
     @model_validator(mode="after")
     def _check(self) -> McpToolConfig:

@@ -6,6 +6,7 @@ SDK's in-process client connection and may only use the tools their spec lists (
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
@@ -96,8 +97,13 @@ def providers_for(
 
 
 def build_backend_server(
-    *, bundle: InstanceBundle, providers: dict[str, AgentModelRoute], memory: ThreadMemory, secrets: Secrets
+    *,
+    bundle: InstanceBundle,
+    providers: dict[str, AgentModelRoute],
+    memory: Callable[[], ThreadMemory],
+    secrets: Secrets,
 ) -> MCPServer:
+    """`memory` returns the instance's thread memory, which is opened (async) after the server is built."""
     server: MCPServer = MCPServer(bundle.mcp.server.name, log_level="WARNING")
     identity = bundle.instance.spec.identity
     limits = bundle.instance.spec.limits
@@ -139,7 +145,7 @@ def build_backend_server(
     @server.tool()
     async def memory_read(thread_id: str, limit: int = 20) -> MemoryRead:
         """The last `limit` messages of a thread, oldest first."""
-        stored = memory.read(thread_id, min(limit, bundle.instance.spec.mcp.max_history_messages))
+        stored = await memory().read(thread_id, min(limit, bundle.instance.spec.mcp.max_history_messages))
         return MemoryRead(thread_id=thread_id, messages=[MemoryMessage(role=m.role, content=m.content) for m in stored])
 
     @server.tool()
@@ -151,7 +157,7 @@ def build_backend_server(
                 f"message {too_long[0]} has {len(messages[too_long[0]].content)} characters; this instance stores "
                 f"at most {limits.max_input_chars} (limits.max_input_chars)"
             )
-        count = memory.append(thread_id, [StoredMessage(role=m.role, content=m.content) for m in messages])
+        count = await memory().append(thread_id, [StoredMessage(role=m.role, content=m.content) for m in messages])
         return MemoryAppended(thread_id=thread_id, stored=count)
 
     @server.tool()

@@ -11,7 +11,12 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
+from instance_contract.thread_state import STATE_URL_ENV
+from runtime.state_url import StateLocation, StateUrlError, parse_state_url
+
 DEFAULT_PORT = 8080
+DEFAULT_THREAD_WAIT_SECONDS = 30.0
+"""How long a turn waits for its thread's previous turn (runtime.thread_turns) before thread_busy."""
 DEFAULT_DRAIN_SECONDS = 20
 """Below ECS's default 30 s stop timeout, so in-flight requests finish before SIGKILL."""
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "[::1]")
@@ -82,6 +87,10 @@ class RuntimeConfig:
     secrets_env: Mapping[str, str] = field(default_factory=dict)
     """Every SECRET_* variable, keyed by variable name; matched against the bundle's secret names later."""
     log_level: str = "INFO"
+    state: StateLocation | None = None
+    """Where threads live (STATE_URL / --state); None: the instance's default SQLite file (runtime.state_url)."""
+    thread_wait_seconds: float = DEFAULT_THREAD_WAIT_SECONDS
+    """How long a turn waits for the thread's previous turn before it is refused (thread_busy)."""
 
     def secrets_for(self, names: list[str]) -> tuple[Secrets, list[str]]:
         """The bundle's declared secrets that were injected, and the names that are missing."""
@@ -103,6 +112,7 @@ def config_from_env(
     bundle_hash: str | None = None,
     host: str | None = None,
     port: int | None = None,
+    state: str | None = None,
 ) -> RuntimeConfig:
     """Command-line values win over the environment; everything else comes from the contract's variables."""
     bundle_uri = bundle or env.get("BUNDLE_URI", "")
@@ -111,6 +121,11 @@ def config_from_env(
     chosen_hash = bundle_hash or env.get("BUNDLE_HASH") or None
     if chosen_hash is not None and not re.fullmatch(r"sha256:[0-9a-f]{64}", chosen_hash):
         raise ConfigError(f"BUNDLE_HASH must look like sha256:<64 hex digits>, got {chosen_hash!r}")
+    state_url = state or env.get(STATE_URL_ENV) or None
+    try:
+        location = parse_state_url(state_url, source="--state" if state else STATE_URL_ENV) if state_url else None
+    except StateUrlError as exc:
+        raise ConfigError(str(exc)) from None
     return RuntimeConfig(
         bundle_uri=bundle_uri,
         bundle_hash=chosen_hash,
@@ -132,6 +147,8 @@ def config_from_env(
         ),
         secrets_env={k: v for k, v in env.items() if k.startswith(SECRET_PREFIX)},
         log_level=env.get("LOG_LEVEL", "INFO").upper(),
+        state=location,
+        thread_wait_seconds=_float(env, "THREAD_WAIT_SECONDS", DEFAULT_THREAD_WAIT_SECONDS),
     )
 
 

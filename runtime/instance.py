@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from runtime.agents.coherence import CoherenceAgent
 from runtime.agents.context import ContextAgent
 from runtime.agents.exception import ExceptionAgent, timeout_error
-from runtime.agents.governance import GovernanceAgent, InputPolicy
+from runtime.agents.governance import THREAD_ID, GovernanceAgent, InputPolicy
 from runtime.agents.io import IoInAgent, IoOutAgent
 from runtime.agents.observability import Metrics, ObservabilityAgent
 from runtime.agents.supervisor import Route, SupervisorAgent
@@ -27,10 +27,15 @@ from runtime.config import RuntimeConfig, Secrets
 from runtime.graph import REQUEST_DEADLINE, Agents, Node, build_graph
 from runtime.memory import ThreadMemory
 from runtime.state import PipelineState
+from runtime.state_url import default_state_url, parse_state_url
+from runtime.thread_store import StateStoreError, ThreadState, open_thread_state, writable_default
+from runtime.thread_turns import StateUnavailableError, ThreadBusyError
 
 log = logging.getLogger("runtime.instance")
 ERROR_PATH_GRACE_SECONDS = 5.0
 """Past the request's deadline, the time the error path (exception -> observability -> io) has to answer."""
+SWEEP_EVERY_SECONDS = 600.0
+"""How often a SQLite or in-process store removes idle threads (DynamoDB's TTL needs no sweep)."""
 
 
 class TraceStep(BaseModel):
@@ -42,7 +47,8 @@ class TraceStep(BaseModel):
 
 class InvokeError(BaseModel):
     code: str
-    """input_too_large | malformed_input | blocked_content | blocked_tenant | agent_failed | timeout | draining"""
+    """input_too_large | malformed_input | blocked_content | blocked_tenant | agent_failed | timeout | draining |
+    thread_busy | state_unavailable"""
     message: str
     node: str
     agent_id: str
@@ -75,13 +81,14 @@ class Instance:
         names = list(bundle.instance.spec.secrets)
         self.secrets, self.missing_secrets = config.secrets_for(names)
         self.metrics = Metrics()
-        self.memory = ThreadMemory(keep=bundle.instance.spec.mcp.max_history_messages)
+        self.thread_state: ThreadState | None = None
+        self._sweeper: asyncio.Task[None] | None = None
         self.draining = False
         self.ready = False
         backend = build_backend_server(
             bundle=bundle,
             providers=providers_for(bundle, offline=config.offline, region=config.aws_region),
-            memory=self.memory,
+            memory=self._memory,
             secrets=self.secrets,
         )
         self.backend = BackendConnection(backend, bundle.mcp.agents)
@@ -129,7 +136,37 @@ class Instance:
             io_out=IoOutAgent(agent_id=nodes["io"]),
         )
 
+    def _memory(self) -> ThreadMemory:
+        if self.thread_state is None:
+            raise StateStoreError("the thread state is not open yet")
+        return self.thread_state.memory
+
+    async def open_state(self) -> ThreadState:
+        """Opens the store STATE_URL names (or the instance's default SQLite file); raises StateStoreError with
+        a message for the operator when it cannot be used. `serve` calls it before listening."""
+        if self.thread_state is not None:
+            return self.thread_state
+        location = self.config.state
+        if location is None:
+            identity = self.bundle.instance.spec.identity
+            default = parse_state_url(default_state_url(identity.environment, self.bundle.instance.metadata.name))
+            assert default.path is not None
+            location = parse_state_url(f"sqlite:///{writable_default(default.path)}")
+        mcp = self.bundle.instance.spec.mcp
+        self.thread_state = await open_thread_state(
+            location,
+            keep=mcp.max_history_messages,
+            ttl_seconds=mcp.thread_ttl_hours * 3600.0,
+            wait_seconds=self.config.thread_wait_seconds,
+            region=self.config.aws_region,
+        )
+        log.info(json.dumps({"event": "state.opened", "store": location.kind, "where": self.thread_state.where}))
+        return self.thread_state
+
     async def start(self) -> None:
+        state = await self.open_state()
+        if state.location.kind != "dynamodb":
+            self._sweeper = asyncio.create_task(self._sweep_forever(state))
         await self.backend.open()
         self.ready = True
         if self.missing_secrets:
@@ -138,6 +175,24 @@ class Instance:
     async def stop(self) -> None:
         self.ready = False
         await self.backend.close()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
+            self._sweeper = None
+        if self.thread_state is not None:
+            await self.thread_state.close()
+            self.thread_state = None
+
+    async def _sweep_forever(self, state: ThreadState) -> None:
+        while True:
+            try:
+                removed = await state.sweep()
+            except Exception:
+                log.exception('{"event": "state.sweep_failed"}')
+            else:
+                if removed:
+                    log.info(json.dumps({"event": "state.swept", "threads": removed}))
+            await asyncio.sleep(SWEEP_EVERY_SECONDS)
 
     async def invoke(self, message: str, thread_id: str = "default", tenant: str | None = None) -> InvokeResult:
         trace_id = uuid.uuid4().hex
@@ -160,15 +215,25 @@ class Instance:
         token = REQUEST_DEADLINE.set(deadline)
         try:
             # The nodes enforce the deadline themselves (so the exception agent still answers); this outer limit
-            # only catches the graph itself hanging between nodes.
+            # only catches the graph itself (or the wait for the thread's turn) hanging between nodes.
             async with asyncio.timeout_at(deadline + ERROR_PATH_GRACE_SECONDS):
-                state = cast(PipelineState, await self.graph.ainvoke(request))
+                state = await self._run_turn(request)
         except TimeoutError:
             self.metrics.failed += 1
             state = {
                 "error": timeout_error(limit_seconds=limit, node="graph", agent_id="", trace_id=trace_id),
                 "answer": None,
             }
+        except (ThreadBusyError, StateUnavailableError) as exc:
+            self.metrics.refused += 1
+            code = "thread_busy" if isinstance(exc, ThreadBusyError) else "state_unavailable"
+            error = InvokeError(code=code, message=str(exc), node="io", agent_id="")
+            total_ms = round((time.perf_counter() - started) * 1000, 3)
+            log.info(json.dumps({"event": "invoke", "trace_id": trace_id, "ok": False, "code": code, "ms": total_ms}))
+            return InvokeResult(
+                ok=False, answer=None, error=error, thread_id=thread_id, trace_id=trace_id,
+                agents=[], workers=[], trace=[], total_ms=total_ms,
+            )  # fmt: skip
         finally:
             REQUEST_DEADLINE.reset(token)
             self.metrics.in_flight -= 1
@@ -187,6 +252,15 @@ class Instance:
             )
         )
         return result
+
+    async def _run_turn(self, request: PipelineState) -> PipelineState:
+        """One turn per thread at a time, across all tasks (runtime.thread_turns: queued, then thread_busy). A
+        malformed thread id takes no turn: governance rejects it before any agent reads or writes memory."""
+        thread_id = request["thread_id"]
+        if self.thread_state is None or not THREAD_ID.fullmatch(thread_id):
+            return cast(PipelineState, await self.graph.ainvoke(request))
+        async with self.thread_state.turns.turn(thread_id):
+            return cast(PipelineState, await self.graph.ainvoke(request))
 
     def describe(self) -> dict[str, Any]:
         spec = self.bundle.instance.spec
@@ -220,7 +294,10 @@ class Instance:
             "ready": self.ready and not self.draining,
             "draining": self.draining,
             "bundle_hash": self.bundle.content_hash,
-            "threads": self.memory.thread_count,
+            "state": {
+                "store": self.thread_state.location.kind if self.thread_state else None,
+                "where": self.thread_state.where if self.thread_state else None,
+            },
             "metrics": self.metrics.snapshot(),
         }
 

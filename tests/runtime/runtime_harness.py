@@ -111,14 +111,16 @@ def runtime_env(extra: dict[str, str]) -> dict[str, str]:
     for name in ("ORG_ID", "DOMAIN_ID", "ENVIRONMENT", "INSTANCE_ID", "ALLOWED_HOSTS", "PORT"):
         env.pop(name, None)
     env.update({"PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1", "AWS_EC2_METADATA_DISABLED": "true"})
+    # Hermetic by default: a test that is about the store names one (the local default is a file under build/).
+    env["STATE_URL"] = "memory://"
     env.update(extra)
     return env
 
 
-def start_runtime(env: dict[str, str], *args: str) -> RuntimeProcess:
+def start_runtime(env: dict[str, str], *args: str, cwd: Path = REPO_ROOT) -> RuntimeProcess:
     process = subprocess.Popen(
         [sys.executable, "-m", "runtime", "serve", "--host", "127.0.0.1", "--port", "0", *args],
-        cwd=REPO_ROOT,
+        cwd=cwd,
         env=runtime_env(env),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
@@ -137,9 +139,9 @@ def start_runtime(env: dict[str, str], *args: str) -> RuntimeProcess:
     return runtime
 
 
-def serve(env: dict[str, str], *args: str) -> RuntimeProcess:
+def serve(env: dict[str, str], *args: str, cwd: Path = REPO_ROOT) -> RuntimeProcess:
     """Starts a runtime and waits until uvicorn reports its port (the lifespan, and so readiness, came first)."""
-    runtime = start_runtime(env, *args)
+    runtime = start_runtime(env, *args, cwd=cwd)
     try:
         runtime.port = int(runtime.wait_for_line(r"Uvicorn running on http://127\.0\.0\.1:(\d+)").group(1))
     except BaseException:

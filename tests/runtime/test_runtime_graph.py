@@ -37,7 +37,7 @@ async def running(built: BuiltBundle) -> AsyncIterator[Instance]:
     """Started and stopped in the same task: the backend's in-process MCP client owns an anyio task group."""
     instance = Instance(
         bundle=load_bundle(str(built.path), expected_hash=built.content_hash, identity=ExpectedIdentity()),
-        config=config_from_env({}, bundle=str(built.path)),
+        config=config_from_env({"STATE_URL": "memory://"}, bundle=str(built.path)),
     )
     await instance.start()
     try:

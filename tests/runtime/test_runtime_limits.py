@@ -20,6 +20,7 @@ from runtime.bundle_source import load_bundle
 from runtime.config import ExpectedIdentity, config_from_env
 from runtime.graph import REQUEST_DEADLINE, guarded
 from runtime.instance import Instance
+from runtime.memory import ThreadMemory
 from runtime.state import PipelineState
 from tests.foundry.manifest_edits import edit
 from tests.runtime.runtime_harness import BuiltBundle, RuntimeProcess, copy_agents, serve, write_bundles
@@ -95,13 +96,18 @@ def limited(tmp_path_factory: pytest.TempPathFactory) -> BuiltBundle:
 async def running(built: BuiltBundle) -> AsyncIterator[Instance]:
     instance = Instance(
         bundle=load_bundle(str(built.path), expected_hash=built.content_hash, identity=ExpectedIdentity()),
-        config=config_from_env({}, bundle=str(built.path)),
+        config=config_from_env({}, bundle=str(built.path), state="memory://"),
     )
     await instance.start()
     try:
         yield instance
     finally:
         await instance.stop()
+
+
+def _memory(instance: Instance) -> ThreadMemory:
+    assert instance.thread_state is not None, "the instance opens its thread state at start"
+    return instance.thread_state.memory
 
 
 def _message(length: int) -> str:
@@ -117,7 +123,7 @@ async def test_a_message_of_exactly_the_limit_runs_through_every_agent_and_is_re
         result = await instance.invoke(_message(LIMIT), "edge")
         assert result.ok, result.error
         assert result.workers == ["pm-agent"] and "coherence-agent" in result.agents
-        (user, _answer) = instance.memory.read("edge", 10)
+        (user, _answer) = await _memory(instance).read("edge", 10)
         assert len(user.content) == LIMIT
 
 
@@ -135,7 +141,7 @@ async def test_one_character_over_the_limit_is_refused_by_governance_before_any_
             "observability-agent",
             "io-agent",
         ]
-        assert instance.memory.read("edge", 10) == []
+        assert await _memory(instance).read("edge", 10) == []
 
 
 async def test_the_backend_memory_refuses_what_governance_would_and_keeps_max_history_messages(
@@ -147,7 +153,7 @@ async def test_the_backend_memory_refuses_what_governance_would_and_keeps_max_hi
             await instance.backend.call("memory_append", {"thread_id": "m", "messages": over})
         for turn in range(3):
             assert (await instance.invoke(f"plan step {turn}", "m")).ok
-        kept = instance.memory.read("m", 100)
+        kept = await _memory(instance).read("m", 100)
         assert [m.role for m in kept] == ["assistant", "user", "assistant"], "max_history_messages (3) are kept"
         assert kept[1].content == "plan step 2"
 

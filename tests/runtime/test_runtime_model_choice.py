@@ -18,6 +18,7 @@ from runtime.bundle_source import load_bundle
 from runtime.config import ExpectedIdentity, OfflineModelSettings, Secrets
 from runtime.memory import ThreadMemory
 from runtime.providers import BedrockProvider
+from runtime.thread_savers import PrunableMemorySaver
 from tests.foundry.manifest_edits import edit
 from tests.runtime.runtime_harness import BuiltBundle, copy_agents, write_bundles
 
@@ -76,10 +77,11 @@ async def test_at_run_time_each_agent_calls_bedrock_with_its_own_model_id(tmp_pa
     assert routes["ticket-agent"].model.model_id == INSTANCE_MODEL
     client = boto3.client("bedrock-runtime", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="y")
     stubbed = BedrockProvider(client=client, default_model_id=INSTANCE_MODEL)
+    memory = ThreadMemory(PrunableMemorySaver(), keep=20, ttl_seconds=3600.0)
     server = build_backend_server(
         bundle=bundle,
         providers={agent: AgentModelRoute(stubbed, route.model) for agent, route in routes.items()},
-        memory=ThreadMemory(),
+        memory=lambda: memory,
         secrets=Secrets({}),
     )
     with Stubber(client) as stub:

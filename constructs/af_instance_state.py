@@ -1,0 +1,73 @@
+"""The instance's own thread-state table (DynamoDB), where every task of the instance keeps its conversations.
+
+On-demand, encrypted, the TTL attribute the runtime writes for idle threads, point-in-time recovery when the
+environment asks for it, the instance's tags, and retained when the stack is deleted (a mistaken delete loses no
+tenant's data; offboarding exports, then deletes the table: docs/runtime.md). `grant_task` gives one role read and
+write on this table only, and `task_environment` is what the task needs to find it.
+
+An L2 `aws_dynamodb.Table` rather than `TableV2`: the table lives in one region, and moto's CloudFormation (the
+local AWS) models `AWS::DynamoDB::Table` but not `AWS::DynamoDB::GlobalTable`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from aws_cdk import RemovalPolicy, Tags, aws_dynamodb, aws_iam
+
+from constructs import Construct
+from constructs.af_nag import acknowledge
+from instance_contract.thread_state import (
+    DYNAMODB_PARTITION_KEY,
+    DYNAMODB_SORT_KEY,
+    DYNAMODB_TTL_ATTRIBUTE,
+    STATE_URL_ENV,
+    dynamodb_state_url,
+)
+
+DDB3_REASON = (
+    "point-in-time recovery is off by this environment's platform.yaml setting (thread_state.point_in_time_recovery; "
+    "unset it is off only for an internal plain_http dev environment): its threads are test conversations"
+)
+STATE_TABLE_ID = "ThreadState"
+"""The table's construct id: never change it (a new logical id replaces the table, and RETAIN orphans the old one
+with every thread in it)."""
+
+
+class AfInstanceState(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        point_in_time_recovery: bool,
+        tags: Mapping[str, str],
+        removal_policy: RemovalPolicy = RemovalPolicy.RETAIN,
+    ) -> None:
+        super().__init__(scope, id_)
+        self.table = aws_dynamodb.Table(
+            self,
+            STATE_TABLE_ID,
+            partition_key=aws_dynamodb.Attribute(name=DYNAMODB_PARTITION_KEY, type=aws_dynamodb.AttributeType.STRING),
+            sort_key=aws_dynamodb.Attribute(name=DYNAMODB_SORT_KEY, type=aws_dynamodb.AttributeType.STRING),
+            billing_mode=aws_dynamodb.BillingMode.PAY_PER_REQUEST,
+            encryption=aws_dynamodb.TableEncryption.AWS_MANAGED,
+            point_in_time_recovery_specification=aws_dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=point_in_time_recovery
+            ),
+            time_to_live_attribute=DYNAMODB_TTL_ATTRIBUTE,
+            removal_policy=removal_policy,
+        )
+        for key, value in sorted(tags.items()):
+            Tags.of(self.table).add(key, value)
+        if not point_in_time_recovery:
+            acknowledge(self.table, "AwsSolutions-DDB3", DDB3_REASON)
+
+    def grant_task(self, role: aws_iam.IGrantable) -> aws_iam.Grant:
+        """Read and write on this table (and nothing else): items, queries, scans for export, DescribeTable."""
+        return self.table.grant_read_write_data(role)
+
+    @property
+    def task_environment(self) -> dict[str, str]:
+        """The runtime contract: the variable the task reads to find its store."""
+        return {STATE_URL_ENV: dynamodb_state_url(self.table.table_name)}

@@ -1,0 +1,178 @@
+"""Opens the store STATE_URL names: a kept LangGraph checkpointer for the threads' history (runtime.memory) and the
+per-thread records that serialise turns (runtime.thread_leases, runtime.thread_turns).
+
+    sqlite     AsyncSqliteSaver (langgraph-checkpoint-sqlite) on the file, WAL journal and a busy timeout, so
+               several processes on one file share threads safely; idle threads are swept.
+    dynamodb   DynamoDBSaver (langgraph-checkpoint-aws) on the instance's table; region from AWS_REGION /
+               AWS_DEFAULT_REGION, AWS_ENDPOINT_URL honoured by boto3; idle threads go by DynamoDB's TTL.
+    memory     InMemorySaver: this process only, for tests.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from instance_contract.thread_state import DYNAMODB_PARTITION_KEY, DYNAMODB_SORT_KEY
+from runtime.memory import ThreadMemory
+from runtime.state_url import StateLocation
+from runtime.thread_leases import SQLITE_BUSY_TIMEOUT_S, Leases, MemoryLeases, SqliteLeases
+from runtime.thread_turns import ThreadTurns
+
+log = logging.getLogger("runtime.thread_store")
+
+
+class StateStoreError(RuntimeError):
+    """The store STATE_URL names cannot be used; the message names the setting, the store and what to do."""
+
+
+@dataclass
+class ThreadState:
+    location: StateLocation
+    where: str
+    """For people: the SQLite file, the DynamoDB table and region, or 'this process'."""
+    memory: ThreadMemory
+    turns: ThreadTurns
+    ttl_seconds: float
+    clock: Callable[[], float] = time.time
+    _closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    async def sweep(self) -> int:
+        """Removes threads idle for longer than the TTL (their checkpoints and their record). DynamoDB also
+        expires them by itself (TTL attribute); SQLite and memory rely on this. Returns how many went."""
+        now = self.clock()
+        removed = 0
+        for record in await self.turns.leases.records(now=now):
+            if not record.leased and now - record.last_active > self.ttl_seconds:
+                await self.memory.delete(record.thread_id)
+                await self.turns.leases.forget(record.thread_id)
+                removed += 1
+        return removed
+
+    async def export(self) -> list[dict[str, Any]]:
+        """Every live thread with its kept history: what an operator saves before offboarding an instance."""
+        threads = []
+        for record in await self.turns.leases.records(now=self.clock()):
+            messages = await self.memory.read(record.thread_id, limit=1_000_000)
+            if messages:
+                threads.append(
+                    {
+                        "thread_id": record.thread_id,
+                        "last_active": record.last_active,
+                        "messages": [{"role": m.role, "content": m.content} for m in messages],
+                    }
+                )
+        return threads
+
+    async def delete_thread(self, thread_id: str) -> None:
+        await self.memory.delete(thread_id)
+        await self.turns.leases.forget(thread_id)
+
+    async def close(self) -> None:
+        for close in reversed(self._closers):
+            await close()
+        self._closers.clear()
+
+
+async def open_thread_state(
+    location: StateLocation,
+    *,
+    keep: int,
+    ttl_seconds: float,
+    wait_seconds: float,
+    region: str | None = None,
+    clock: Callable[[], float] = time.time,
+) -> ThreadState:
+    def build(saver: Any, leases: Leases, where: str) -> ThreadState:
+        memory = ThreadMemory(saver, keep=keep, ttl_seconds=ttl_seconds, clock=clock)
+        turns = ThreadTurns(leases, ttl_seconds=ttl_seconds, wait_seconds=wait_seconds, clock=clock)
+        return ThreadState(location, where, memory, turns, ttl_seconds, clock)
+
+    if location.kind == "memory":
+        from runtime.thread_savers import PrunableMemorySaver
+
+        return build(PrunableMemorySaver(), MemoryLeases(), "this process only (memory://)")
+    if location.kind == "sqlite":
+        assert location.path is not None
+        return await _open_sqlite(location, location.path, build)
+    assert location.table is not None
+    return await _open_dynamodb(location, location.table, region, ttl_seconds, build)
+
+
+async def _open_sqlite(location: StateLocation, path: Path, build: Callable[..., ThreadState]) -> ThreadState:
+    import aiosqlite
+
+    from runtime.thread_savers import PrunableSqliteSaver
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = await aiosqlite.connect(path, timeout=SQLITE_BUSY_TIMEOUT_S)
+    except (OSError, aiosqlite.Error) as exc:
+        raise StateStoreError(f"STATE_URL={location.url}: cannot open the SQLite file {path} ({exc})") from exc
+    try:
+        await conn.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
+        await conn.execute("PRAGMA synchronous = NORMAL")  # WAL: a commit survives a process crash
+        saver = PrunableSqliteSaver(conn)
+        await saver.setup()  # creates the saver's tables and switches the file to WAL
+        leases = await SqliteLeases.open(path)
+    except aiosqlite.Error as exc:
+        await conn.close()
+        raise StateStoreError(f"STATE_URL={location.url}: {path} is not a usable SQLite file ({exc})") from exc
+    state: ThreadState = build(saver, leases, str(path.resolve()))
+    state._closers += [conn.close, leases.close]
+    return state
+
+
+async def _open_dynamodb(
+    location: StateLocation, table: str, region: str | None, ttl_seconds: float, build: Callable[..., ThreadState]
+) -> ThreadState:
+    import asyncio
+
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from runtime.thread_leases import DynamoDBLeases
+    from runtime.thread_saver_dynamodb import PrunableDynamoDBSaver
+
+    region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if not region:
+        raise StateStoreError(f"STATE_URL={location.url}: no AWS region; set AWS_REGION (ECS sets it for a task)")
+    # boto3's default session: the task role's credentials, AWS_ENDPOINT_URL when set (moto in tests)
+    saver = PrunableDynamoDBSaver(table_name=table, region_name=region, ttl_seconds=int(ttl_seconds))
+    client = saver.client
+    try:
+        described = await asyncio.get_running_loop().run_in_executor(
+            None, lambda: client.describe_table(TableName=table)
+        )
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        hint = "the instance stack creates it" if code == "ResourceNotFoundException" else "check the task's role"
+        raise StateStoreError(
+            f"STATE_URL={location.url}: cannot use DynamoDB table {table!r} in {region} ({code}); {hint}"
+        ) from exc
+    except BotoCoreError as exc:
+        raise StateStoreError(f"STATE_URL={location.url}: cannot reach DynamoDB in {region} ({exc})") from exc
+    keys = {k["AttributeName"]: k["KeyType"] for k in described["Table"]["KeySchema"]}
+    if keys != {DYNAMODB_PARTITION_KEY: "HASH", DYNAMODB_SORT_KEY: "RANGE"}:
+        raise StateStoreError(
+            f"STATE_URL={location.url}: table {table!r} has keys {keys}; the state table needs PK (HASH) and SK "
+            "(RANGE), both strings (constructs/af_instance_state.py)"
+        )
+    return build(saver, DynamoDBLeases(client, table), f"DynamoDB table {table} in {region}")
+
+
+def writable_default(path: Path) -> Path:
+    """The default file under the working directory, or under the system temp directory where the working
+    directory is read-only (the runtime image's /app)."""
+    directory = path.parent
+    probe = directory
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if os.access(probe, os.W_OK):
+        return path
+    return Path(tempfile.gettempdir()) / "agent-foundry" / path
