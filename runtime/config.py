@@ -10,6 +10,8 @@ import os
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Literal
+from urllib.parse import urlsplit
 
 DEFAULT_PORT = 8080
 DEFAULT_DRAIN_SECONDS = 20
@@ -66,6 +68,26 @@ class OfflineModelSettings:
     fail_agents: frozenset[str] = frozenset()
 
 
+AuthMode = Literal["jwt", "none"]
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    """Who may call the instance (the AUTH_* contract). `jwt`: bearer JWTs from `issuer`; `none`: no check at all,
+    only when AUTH_MODE=none says so (loopback tries, or an internal load balancer whose settings ask for it)."""
+
+    mode: AuthMode | None = None
+    """None: neither AUTH_ISSUER nor AUTH_MODE=none was given; HTTP serving refuses to start."""
+    issuer: str | None = None
+    audience: str | None = None
+    """Default https://<instance hostname>/mcp (from the bundle)."""
+    jwks_uri: str | None = None
+    """Default: from the issuer's discovery document."""
+    org_claim: str = "org"
+    jwks_max_age_seconds: float = 3600.0
+    jwks_min_refetch_seconds: float = 30.0
+
+
 @dataclass(frozen=True)
 class RuntimeConfig:
     bundle_uri: str
@@ -80,6 +102,7 @@ class RuntimeConfig:
     secrets_env: Mapping[str, str] = field(default_factory=dict)
     """Every SECRET_* variable, keyed by variable name; matched against the bundle's secret names later."""
     log_level: str = "INFO"
+    auth: AuthConfig = field(default_factory=AuthConfig)
 
     def secrets_for(self, names: list[str]) -> tuple[Secrets, list[str]]:
         """The bundle's declared secrets that were injected, and the names that are missing."""
@@ -129,7 +152,53 @@ def config_from_env(
         ),
         secrets_env={k: v for k, v in env.items() if k.startswith(SECRET_PREFIX)},
         log_level=env.get("LOG_LEVEL", "INFO").upper(),
+        auth=auth_from_env(env),
     )
+
+
+def auth_from_env(env: Mapping[str, str]) -> AuthConfig:
+    """The AUTH_* variables, checked; whether a missing mode may serve is decided by the caller (stdio needs none)."""
+    mode = env.get("AUTH_MODE", "").strip().lower()
+    issuer = env.get("AUTH_ISSUER", "").strip() or None
+    if mode not in ("", "jwt", "none"):
+        raise ConfigError(f"AUTH_MODE must be 'jwt' or 'none', got {mode!r}")
+    if mode == "none":
+        if issuer:
+            raise ConfigError("AUTH_MODE=none and AUTH_ISSUER exclude each other: unset one of them")
+        return AuthConfig(mode="none")
+    if issuer is None:
+        if mode == "jwt":
+            raise ConfigError("AUTH_MODE=jwt needs AUTH_ISSUER (the token issuer's URL)")
+        return AuthConfig()
+    jwks_uri = env.get("AUTH_JWKS_URI", "").strip() or None
+    audience = env.get("AUTH_AUDIENCE", "").strip() or None
+    for name, value in (("AUTH_ISSUER", issuer), ("AUTH_JWKS_URI", jwks_uri)):
+        if value is not None and not _fetchable(value):
+            raise ConfigError(f"{name} must be an https:// URL (http:// only on 127.0.0.1/localhost), got {value!r}")
+    org_claim = env.get("AUTH_ORG_CLAIM", "").strip() or "org"
+    return AuthConfig(
+        mode="jwt",
+        issuer=issuer,
+        audience=audience,
+        jwks_uri=jwks_uri,
+        org_claim=org_claim,
+        jwks_max_age_seconds=_float(env, "AUTH_JWKS_MAX_AGE_SECONDS", 3600.0),
+        jwks_min_refetch_seconds=_float(env, "AUTH_JWKS_MIN_REFETCH_SECONDS", 30.0),
+    )
+
+
+NO_AUTH_MESSAGE = (
+    "no caller authentication configured: set AUTH_ISSUER (the URL of the issuer whose JWTs callers present; "
+    "for local use `python -m runtime dev-issuer` prints one) or, only where every caller may use the instance "
+    "(loopback, an internal load balancer), AUTH_MODE=none"
+)
+
+
+def _fetchable(url: str) -> bool:
+    parts = urlsplit(url)
+    if parts.scheme == "https" and parts.hostname:
+        return True
+    return parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost", "::1")
 
 
 def current_env() -> Mapping[str, str]:

@@ -15,11 +15,12 @@ from pydantic import BaseModel
 from runtime.agents.coherence import CoherenceAgent
 from runtime.agents.context import ContextAgent
 from runtime.agents.exception import ExceptionAgent
-from runtime.agents.governance import GovernanceAgent, InputPolicy
+from runtime.agents.governance import THREAD_ID, GovernanceAgent, InputPolicy
 from runtime.agents.io import IoInAgent, IoOutAgent
 from runtime.agents.observability import Metrics, ObservabilityAgent
 from runtime.agents.supervisor import Route, SupervisorAgent
 from runtime.agents.worker import WorkerAgent
+from runtime.auth import Caller, anonymous_caller, thread_key
 from runtime.backend_mcp import BackendConnection, build_backend_server, providers_for
 from runtime.bundle_source import InstanceBundle, load_bundle
 from runtime.config import RuntimeConfig, Secrets
@@ -129,22 +130,41 @@ class Instance:
         self.ready = False
         await self.backend.close()
 
-    async def invoke(self, message: str, thread_id: str = "default", tenant: str | None = None) -> InvokeResult:
+    @property
+    def organization(self) -> str:
+        return self.bundle.instance.spec.identity.organization_id
+
+    async def invoke(self, message: str, thread_id: str = "default", caller: Caller | None = None) -> InvokeResult:
+        """`caller` is who the bearer token says is calling (None: the anonymous caller of AUTH_MODE=none or stdio).
+        The graph sees only the caller's opaque thread key and the token's organization as its tenant."""
         trace_id = uuid.uuid4().hex
+        refusal: InvokeError | None = None
         if self.draining or not self.ready:
             self.metrics.refused += 1
             reason = "the instance is shutting down" if self.draining else "the instance is not ready yet"
-            error = InvokeError(code="draining", message=f"{reason}; retry on another task", node="io", agent_id="")
+            refusal = InvokeError(code="draining", message=f"{reason}; retry on another task", node="io", agent_id="")
+        elif not THREAD_ID.fullmatch(thread_id):
+            message_ = "thread_id must be 1-128 characters of letters, digits, '.', '_', ':' or '-'"
+            refusal = InvokeError(
+                code="malformed_input", message=message_, node="io", agent_id=self.bundle.graph.nodes["io"]
+            )
+        if refusal is not None:
             return InvokeResult(
-                ok=False, answer=None, error=error, thread_id=thread_id, trace_id=trace_id,
+                ok=False, answer=None, error=refusal, thread_id=thread_id, trace_id=trace_id,
                 agents=[], workers=[], trace=[], total_ms=0.0,
             )  # fmt: skip
+        caller = caller or anonymous_caller(self.organization)
         self.metrics.requests += 1
         self.metrics.in_flight += 1
         started = time.perf_counter()
         if log.isEnabledFor(logging.DEBUG):
             log.debug(json.dumps({"event": "invoke.start", "trace_id": trace_id}))
-        request: PipelineState = {"message": message, "thread_id": thread_id, "tenant": tenant, "trace_id": trace_id}
+        request: PipelineState = {
+            "message": message,
+            "thread_id": thread_key(caller, thread_id),
+            "tenant": caller.organization,
+            "trace_id": trace_id,
+        }
         try:
             state = cast(PipelineState, await self.graph.ainvoke(request))
         finally:
@@ -172,7 +192,6 @@ class Instance:
             "identity": spec.identity.model_dump(mode="json"),
             "hostname": spec.hostname,
             "bundle_hash": self.bundle.content_hash,
-            "bundle_uri": self.bundle.source,
             "pipeline": list(self.bundle.graph.pipeline),
             "agents": [
                 {

@@ -53,7 +53,7 @@ def test_the_dockerfile_builds_a_slim_non_root_image_from_the_runtime_and_its_co
     assert re.search(r"^FROM python:3\.11-slim", dockerfile, re.M)
     assert "pip install --no-cache-dir -r /app/runtime/requirements.txt" in dockerfile
     copies = re.findall(r"^COPY (\S+)", dockerfile, re.M)
-    assert copies == ["runtime/requirements.txt", "instance_contract/", "runtime/"]
+    assert copies == ["runtime/requirements.txt", "instance_contract/", "oauth_resource/", "runtime/"]
     users = re.findall(r"^USER (\S+)", dockerfile, re.M)
     assert users and users[-1] not in ("root", "0")
     assert 'ENTRYPOINT ["python", "-m", "runtime"]' in dockerfile
@@ -65,7 +65,7 @@ def test_the_root_dockerignore_admits_what_the_dockerfile_copies() -> None:
     if not ignore.exists():
         pytest.skip(".dockerignore (owned by the CDK work) is not written yet")
     lines = [line.strip() for line in ignore.read_text().splitlines() if line.strip() and not line.startswith("#")]
-    for needed in ("runtime/", "instance_contract/"):
+    for needed in ("runtime/", "instance_contract/", "oauth_resource/"):
         assert f"!{needed}" in lines or "*" not in lines, f".dockerignore excludes {needed}"
 
 
