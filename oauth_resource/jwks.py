@@ -19,6 +19,8 @@ import httpx2
 from jwt import PyJWK
 from jwt.exceptions import PyJWKError
 
+from oauth_resource.urls import check_fetch_url
+
 log = logging.getLogger("oauth_resource.jwks")
 
 ALLOWED_ALGORITHMS = ("RS256", "ES256")
@@ -32,22 +34,6 @@ MAX_DOCUMENT_BYTES = 256 * 1024
 
 class JwksError(Exception):
     """The issuer's discovery document or key set could not be read; the message says which URL and why."""
-
-
-def is_loopback_url(url: str) -> bool:
-    host = urlsplit(url).hostname or ""
-    return host in ("127.0.0.1", "localhost", "::1")
-
-
-def check_fetch_url(url: str, what: str) -> str:
-    """https, or plain http on loopback only (the local development issuer): keys fetched in clear text over a
-    network could be replaced on the way."""
-    parts = urlsplit(url)
-    if parts.scheme == "https" and parts.hostname:
-        return url
-    if parts.scheme == "http" and is_loopback_url(url):
-        return url
-    raise ValueError(f"{what} must be an https:// URL (http:// only on 127.0.0.1/localhost), got {url!r}")
 
 
 def discovery_urls(issuer: str) -> list[str]:

@@ -156,7 +156,9 @@ async def _call(args: argparse.Namespace) -> int:
         try:
             async with Client(streamable_http_client(args.url, http_client=http)) as client:
                 result = await client.call_tool(args.tool, arguments)
-        except MCPError as exc:
+        except (MCPError, BaseExceptionGroup) as exc:
+            if isinstance(exc, BaseExceptionGroup) and exc.subgroup(MCPError) is None:
+                raise
             print(f"runtime call: refused: {refusals[-1] if refusals else exc}", file=sys.stderr)
             return 1
     if result.structured_content is None:

@@ -11,7 +11,8 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
-from urllib.parse import urlsplit
+
+from oauth_resource.urls import check_fetch_url
 
 DEFAULT_PORT = 8080
 DEFAULT_DRAIN_SECONDS = 20
@@ -173,8 +174,11 @@ def auth_from_env(env: Mapping[str, str]) -> AuthConfig:
     jwks_uri = env.get("AUTH_JWKS_URI", "").strip() or None
     audience = env.get("AUTH_AUDIENCE", "").strip() or None
     for name, value in (("AUTH_ISSUER", issuer), ("AUTH_JWKS_URI", jwks_uri)):
-        if value is not None and not _fetchable(value):
-            raise ConfigError(f"{name} must be an https:// URL (http:// only on 127.0.0.1/localhost), got {value!r}")
+        if value is not None:
+            try:
+                check_fetch_url(value, name)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
     org_claim = env.get("AUTH_ORG_CLAIM", "").strip() or "org"
     return AuthConfig(
         mode="jwt",
@@ -192,13 +196,6 @@ NO_AUTH_MESSAGE = (
     "for local use `python -m runtime dev-issuer` prints one) or, only where every caller may use the instance "
     "(loopback, an internal load balancer), AUTH_MODE=none"
 )
-
-
-def _fetchable(url: str) -> bool:
-    parts = urlsplit(url)
-    if parts.scheme == "https" and parts.hostname:
-        return True
-    return parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost", "::1")
 
 
 def current_env() -> Mapping[str, str]:
