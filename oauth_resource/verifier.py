@@ -33,7 +33,8 @@ class TokenRules:
     """The resource identifier the token must be issued for (its `aud`), e.g. https://<instance host>/mcp."""
     organization: str | None = None
     """The value the organization claim must have; None accepts any organization (a server for every tenant)."""
-    org_claim: str = DEFAULT_ORG_CLAIM
+    org_claim: str | None = DEFAULT_ORG_CLAIM
+    """None: the token needs no organization (the Foundry's own API, which is not a tenant's)."""
     leeway_seconds: int = DEFAULT_LEEWAY_SECONDS
 
 
@@ -83,8 +84,8 @@ class JwtVerifier:
             )
         except jwt.PyJWTError as exc:
             raise TokenRefusedError(f"{type(exc).__name__}: {exc}") from None
-        organization = claims.get(rules.org_claim)
-        if not isinstance(organization, str) or not organization:
+        organization = claims.get(rules.org_claim) if rules.org_claim is not None else None
+        if rules.org_claim is not None and (not isinstance(organization, str) or not organization):
             raise TokenRefusedError(f"no organization claim {rules.org_claim!r}")
         if rules.organization is not None and organization != rules.organization:
             raise TokenRefusedError(f"organization {organization!r} is not this server's ({rules.organization!r})")
@@ -99,5 +100,5 @@ class JwtVerifier:
             expires_at=int(claims["exp"]),
             resource=rules.audience,
             subject=subject,
-            claims={"iss": claims["iss"], "org": organization},
+            claims={"iss": claims["iss"], **({"org": organization} if organization is not None else {})},
         )
