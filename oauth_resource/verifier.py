@@ -36,6 +36,9 @@ class TokenRules:
     org_claim: str | None = DEFAULT_ORG_CLAIM
     """None: the token needs no organization (the Foundry's own API, which is not a tenant's)."""
     leeway_seconds: int = DEFAULT_LEEWAY_SECONDS
+    audience_claim: str = "aud"
+    """Where the audience is: `aud` (RFC 9068); `client_id` for Amazon Cognito's access tokens, which carry no `aud`
+    (its pre-token-generation trigger may not add one), so the audience is the app client the token was issued to."""
 
 
 def scopes_of(claims: dict[str, object]) -> list[str]:
@@ -72,18 +75,27 @@ class JwtVerifier:
         if key is None:
             raise TokenRefusedError(f"unknown key id {kid!r}")
         rules = self.rules
+        by_aud = rules.audience_claim == "aud"
         try:
             claims = jwt.decode(
                 token,
                 key,
                 algorithms=list(ALLOWED_ALGORITHMS),
-                audience=rules.audience,
+                audience=rules.audience if by_aud else None,
                 issuer=rules.issuer,
                 leeway=rules.leeway_seconds,
-                options={"require": ["exp", "iss", "aud", "sub"], "verify_signature": True},
+                options={
+                    "require": ["exp", "iss", "sub", "aud" if by_aud else rules.audience_claim],
+                    "verify_signature": True,
+                    "verify_aud": by_aud,
+                },
             )
         except jwt.PyJWTError as exc:
             raise TokenRefusedError(f"{type(exc).__name__}: {exc}") from None
+        if not by_aud and claims.get(rules.audience_claim) != rules.audience:
+            raise TokenRefusedError(
+                f"{rules.audience_claim} {claims.get(rules.audience_claim)!r} is not {rules.audience!r}"
+            )
         organization = claims.get(rules.org_claim) if rules.org_claim is not None else None
         if rules.org_claim is not None and (not isinstance(organization, str) or not organization):
             raise TokenRefusedError(f"no organization claim {rules.org_claim!r}")

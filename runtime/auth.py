@@ -76,16 +76,25 @@ class ResourceServer:
 def resource_server(auth: AuthConfig, *, organization: str, hostname: str) -> ResourceServer:
     assert auth.mode == "jwt" and auth.issuer is not None
     audience = auth.audience or default_audience(hostname)
-    rules = TokenRules(issuer=auth.issuer, audience=audience, organization=organization, org_claim=auth.org_claim)
+    rules = TokenRules(
+        issuer=auth.issuer,
+        audience=audience,
+        organization=organization,
+        org_claim=auth.org_claim,
+        audience_claim=auth.audience_claim,
+    )
     keys = KeySet(
         issuer=auth.issuer,
         jwks_uri=auth.jwks_uri,
         max_age=auth.jwks_max_age_seconds,
         min_refetch_interval=auth.jwks_min_refetch_seconds,
     )
+    # The resource's identifier in its metadata is a URL; an audience that is not one (an app client id, an
+    # `api://` application id URI) is still what tokens are checked against.
+    resource = audience if audience.startswith(("https://", "http://")) else default_audience(hostname)
     settings = AuthSettings(
         issuer_url=auth.issuer,
-        resource_server_url=audience,
+        resource_server_url=resource,
         required_scopes=None,  # per tool, see runtime/server.py: invoke and read need different scopes
         validate_token_resource=False,  # the verifier checks `aud` itself
     )

@@ -85,6 +85,8 @@ class AuthConfig:
     jwks_uri: str | None = None
     """Default: from the issuer's discovery document."""
     org_claim: str = "org"
+    audience_claim: str = "aud"
+    """`client_id` for Amazon Cognito access tokens (no `aud`); AUDIENCE is then the app client id."""
     jwks_max_age_seconds: float = 3600.0
     jwks_min_refetch_seconds: float = 30.0
 
@@ -180,12 +182,18 @@ def auth_from_env(env: Mapping[str, str]) -> AuthConfig:
             except ValueError as exc:
                 raise ConfigError(str(exc)) from None
     org_claim = env.get("AUTH_ORG_CLAIM", "").strip() or "org"
+    audience_claim = env.get("AUTH_AUDIENCE_CLAIM", "").strip() or "aud"
+    if audience_claim not in ("aud", "client_id"):
+        raise ConfigError(f"AUTH_AUDIENCE_CLAIM must be 'aud' or 'client_id', got {audience_claim!r}")
+    if audience_claim != "aud" and audience is None:
+        raise ConfigError(f"AUTH_AUDIENCE_CLAIM={audience_claim} needs AUTH_AUDIENCE (the app client id)")
     return AuthConfig(
         mode="jwt",
         issuer=issuer,
         audience=audience,
         jwks_uri=jwks_uri,
         org_claim=org_claim,
+        audience_claim=audience_claim,
         jwks_max_age_seconds=_float(env, "AUTH_JWKS_MAX_AGE_SECONDS", 3600.0),
         jwks_min_refetch_seconds=_float(env, "AUTH_JWKS_MIN_REFETCH_SECONDS", 30.0),
     )

@@ -3,14 +3,17 @@ most once per interval, and never holding a key we must not verify with."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import jwt
 import pytest
 
 from oauth_resource.dev_issuer import RunningIssuer, generate_key, serve_issuer
 from oauth_resource.jwks import KeySet, discovery_urls, parse_key_set
 from oauth_resource.urls import check_fetch_url
+from oauth_resource.verifier import JwtVerifier, TokenRules
 
 
 class Clock:
@@ -121,3 +124,20 @@ def test_keys_are_fetched_over_https_or_from_loopback_only(url: str, allowed: bo
     else:
         with pytest.raises(ValueError, match="must be an https:// URL"):
             check_fetch_url(url, "jwks_uri")
+
+
+async def test_a_cognito_style_token_is_checked_against_its_client_id(issuer: RunningIssuer) -> None:
+    """Amazon Cognito's access tokens carry no `aud`: the audience is the app client the token was issued to."""
+    rules = TokenRules(issuer=issuer.url, audience="app-client-1", organization="acme", audience_claim="client_id")
+    verifier = JwtVerifier(rules, KeySet(issuer=issuer.url))
+
+    def cognito_token(client_id: str) -> str:
+        key = issuer.issuer.current_key()
+        now = int(time.time())
+        claims = {"iss": issuer.url, "sub": client_id, "client_id": client_id, "token_use": "access",
+                  "scope": "agentfoundry/invoke", "org": "acme", "iat": now, "exp": now + 60}  # fmt: skip
+        return jwt.encode(claims, key.private_key, algorithm=key.algorithm, headers={"kid": key.kid})
+
+    accepted = await verifier.verify_token(cognito_token("app-client-1"))
+    assert accepted is not None and accepted.scopes == ["agentfoundry/invoke"]
+    assert await verifier.verify_token(cognito_token("app-client-2")) is None
