@@ -10,7 +10,7 @@ plan this pool uses) adds it; see docs/runtime.md, "Tokens from the platform's C
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_cognito as cognito
 from aws_cdk import aws_ssm as ssm
 
@@ -73,8 +73,11 @@ class AfPlatformIdentity(Construct):
             enable_token_revocation=True,
             prevent_user_existence_errors=True,
         )
-        # ProviderURL has no scheme (cognito-idp.<region>.amazonaws.com/<pool id>); tokens' `iss` has https://
-        self.issuer_url = f"https://{self.user_pool.user_pool_provider_url}"
+        # The tokens' `iss`: https://cognito-idp.<region>.<url suffix>/<pool id> (the pool's ProviderURL with a
+        # scheme; built from the pool id so that it is a Ref, which an emulator that does not model Cognito leaves
+        # empty instead of failing the stack on an unknown GetAtt)
+        stack = Stack.of(self)
+        self.issuer_url = f"https://cognito-idp.{stack.region}.{stack.url_suffix}/{self.user_pool.user_pool_id}"
         self.token_endpoint = f"{self.domain.base_url()}/oauth2/token"
         for construct_id, name, value in (
             ("IssuerUrlParameter", parameters.issuer_url, self.issuer_url),

@@ -91,7 +91,9 @@ def test_the_issuer_client_and_token_endpoint_are_published_for_instances(templa
     }
     assert sorted(names) == sorted([PARAMETERS.issuer_url, PARAMETERS.client_id, PARAMETERS.token_endpoint])
     (pool_id,) = template.find_resources("AWS::Cognito::UserPool")
-    assert names[PARAMETERS.issuer_url] == {"Fn::Join": ["", ["https://", {"Fn::GetAtt": [pool_id, "ProviderURL"]}]]}
+    assert names[PARAMETERS.issuer_url] == {
+        "Fn::Join": ["", ["https://cognito-idp.us-east-1.", {"Ref": "AWS::URLSuffix"}, "/", {"Ref": pool_id}]]
+    }
     assert "/oauth2/token" in json.dumps(names[PARAMETERS.token_endpoint])
     template.has_resource_properties("AWS::Cognito::UserPoolDomain", {"Domain": "agentfoundry-test-111111111111"})
 
