@@ -9,6 +9,8 @@ organization. Everything else is refused with a logged reason and no detail for 
 from __future__ import annotations
 
 import logging
+import time
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import jwt
@@ -20,6 +22,7 @@ log = logging.getLogger("oauth_resource.verifier")
 
 DEFAULT_ORG_CLAIM = "org"
 DEFAULT_LEEWAY_SECONDS = 30
+ACCEPTED_CACHE_SIZE = 4096
 
 
 class TokenRefusedError(Exception):
@@ -50,16 +53,30 @@ def scopes_of(claims: dict[str, object]) -> list[str]:
 class JwtVerifier:
     """The MCP SDK's `TokenVerifier` for JWT access tokens signed with the issuer's published keys."""
 
-    def __init__(self, rules: TokenRules, keys: KeySet) -> None:
+    def __init__(self, rules: TokenRules, keys: KeySet, *, cache_size: int = ACCEPTED_CACHE_SIZE) -> None:
         self.rules = rules
         self.keys = keys
+        self._accepted: OrderedDict[str, AccessToken] = OrderedDict()
+        self._cache_size = cache_size
 
     async def verify_token(self, token: str) -> AccessToken | None:
+        """A client presents the same token on every request until it expires: a token fully verified once is
+        remembered (bounded, least recently used first out) and only its expiry is checked again."""
+        accepted = self._accepted.get(token)
+        if accepted is not None:
+            if accepted.expires_at is not None and accepted.expires_at + self.rules.leeway_seconds > time.time():
+                self._accepted.move_to_end(token)
+                return accepted
+            del self._accepted[token]
         try:
-            return await self.verify(token)
+            accepted = await self.verify(token)
         except TokenRefusedError as exc:
             log.info('{"event": "token.refused", "reason": "%s"}', str(exc).replace('"', "'"))
             return None
+        self._accepted[token] = accepted
+        if len(self._accepted) > self._cache_size:
+            self._accepted.popitem(last=False)
+        return accepted
 
     async def verify(self, token: str) -> AccessToken:
         try:
