@@ -170,25 +170,39 @@ async def verify_alone(issuer: RunningIssuer, count: int = 1000) -> tuple[float,
     return statistics.median(first), statistics.median(again)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (/proc/<pid>/stat), less sensitive to other load than wall time."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def auth_comparison(bundle: Path, rounds: int, requests: int) -> dict[str, object]:
-    """Alternates a server without auth and one with a local issuer; p50 of sequential invoke latency each."""
+    """Alternates a server without auth and one with a local issuer: p50 of sequential invoke latency, and the
+    server's CPU time per request, each."""
     p50 = {"none": [], "jwt": []}  # type: dict[str, list[float]]
+    cpu = {"none": [], "jwt": []}  # type: dict[str, list[float]]
     with tempfile.TemporaryDirectory() as keys, serve_issuer(Path(keys)) as issuer:
         secured = {"AUTH_ISSUER": issuer.url}
         for _ in range(rounds):
             for mode, auth, token in (("none", None, None), ("jwt", secured, mint(issuer))):
                 process, port, _ = start(bundle, auth)
                 try:
+                    before = cpu_seconds(process.pid)
                     samples = asyncio.run(latency(f"http://127.0.0.1:{port}/mcp", requests, token))
+                    used = cpu_seconds(process.pid) - before
                 finally:
                     stop(process)
                 p50[mode].append(round(statistics.median(samples), 2))
+                cpu[mode].append(round(used / (requests + 50) * 1000, 2))  # 50 warm-up calls
         first_us, again_us = asyncio.run(verify_alone(issuer))
     return {
         "auth_rounds": rounds,
         "p50_ms_auth_none": p50["none"],
         "p50_ms_auth_jwt": p50["jwt"],
         "p50_ms_added_by_auth_median": round(statistics.median(p50["jwt"]) - statistics.median(p50["none"]), 2),
+        "server_cpu_ms_per_request_auth_none": cpu["none"],
+        "server_cpu_ms_per_request_auth_jwt": cpu["jwt"],
+        "server_cpu_ms_added_by_auth_median": round(statistics.median(cpu["jwt"]) - statistics.median(cpu["none"]), 2),
         "verify_token_us_new_token": round(first_us, 1),
         "verify_token_us_same_token": round(again_us, 1),
     }
