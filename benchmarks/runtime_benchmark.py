@@ -1,12 +1,18 @@
 """Runtime benchmark: request overhead through the whole graph (offline provider) over real streamable HTTP, and
 cold start (process start to ready), with each thread-state store (STATE_URL): memory://, a SQLite file, and a
 DynamoDB table on moto's server (a local emulator: its latency is not DynamoDB's, the store's call pattern is).
+With `--auth-rounds N`, also the cost of bearer-token verification.
 
 The server process is pinned to CPU 0 (one core); the load generator (and moto) run pinned to the other CPUs.
 
     .venv/bin/python benchmarks/runtime_benchmark.py [--requests 1000] [--concurrency 16] [--stores memory,sqlite]
 
 Targets on the reference machine (memory store): p50 <= 10 ms, p99 <= 30 ms, >= 200 requests/s, cold start <= 1.5 s.
+
+The store numbers are taken with AUTH_MODE=none (the graph's cost). The auth comparison alternates servers with
+AUTH_MODE=none and with a local issuer (real ES256 key, JWKS fetched once and cached), N rounds each, sequential
+invoke latency on one client, and also times the verifier alone in-process (cached keys); token verification adds
+at most 1 ms to invoke p50.
 """
 
 from __future__ import annotations
@@ -27,13 +33,18 @@ from contextlib import AsyncExitStack, ExitStack
 from pathlib import Path
 
 import httpx
+import httpx2
 from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from foundry.bundle import build_bundle  # noqa: E402
 from foundry.fleet import load_fleet  # noqa: E402
+from oauth_resource.dev_issuer import RunningIssuer, serve_issuer  # noqa: E402
+from oauth_resource.jwks import KeySet  # noqa: E402
+from oauth_resource.verifier import JwtVerifier, TokenRules  # noqa: E402
 
 INSTANCE = "default-org/default-domain/dev"
 
@@ -45,10 +56,24 @@ def write_bundle(directory: Path) -> Path:
     return path
 
 
-def start(bundle: Path, store: dict[str, str]) -> tuple[subprocess.Popen[str], int, float]:
+HOSTNAME = "default-org-default-domain-dev.dev.agentfoundry.internal"
+AUDIENCE = f"https://{HOSTNAME}/mcp"
+
+
+def start(
+    bundle: Path, auth: dict[str, str] | None = None, store: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], int, float]:
     """Starts the server on CPU 0; returns (process, port, seconds from spawn to /readyz 200)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTH_")}
     # uvicorn's 'running on' line has the port
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "LOG_LEVEL": "INFO", **store}
+    env.update(
+        {
+            "PYTHONPATH": str(ROOT),
+            "LOG_LEVEL": "INFO",
+            **(auth or {"AUTH_MODE": "none"}),
+            **(store or {"STATE_URL": "memory://"}),
+        }
+    )
     started = time.perf_counter()
     process = subprocess.Popen(
         ["taskset", "-c", "0", sys.executable, "-m", "runtime", "serve", "--bundle", str(bundle),
@@ -76,9 +101,13 @@ def stop(process: subprocess.Popen[str] | subprocess.Popen[bytes]) -> None:
     process.wait(timeout=30)
 
 
-async def latency(url: str, count: int) -> list[float]:
+async def latency(url: str, count: int, token: str | None = None) -> list[float]:
     samples = []
-    async with Client(url) as client:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with (
+        httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(60)) as http,
+        Client(streamable_http_client(url, http_client=http)) as client,
+    ):
         await client.list_tools()
         for i in range(50):
             await client.call_tool("invoke", {"message": "plan the roadmap", "thread_id": f"warm-{i % 8}"})
@@ -192,12 +221,76 @@ def machine() -> dict[str, str]:
     }
 
 
+def mint(issuer: RunningIssuer) -> str:
+    scopes = ["agentfoundry/invoke", "agentfoundry/read"]
+    return issuer.issuer.mint(subject="bench", organization="default-org", audience=AUDIENCE, scopes=scopes)
+
+
+async def verify_alone(issuer: RunningIssuer, count: int = 1000) -> tuple[float, float]:
+    """Microseconds per verification with the issuer's keys cached, median of 5 batches: (a token seen for the first
+    time: signature, claims, organization; the same token again, as a client sends it on every request)."""
+    rules = TokenRules(issuer=issuer.url, audience=AUDIENCE, organization="default-org")
+    verifier = JwtVerifier(rules, KeySet(issuer=issuer.url), cache_size=1)
+    assert await verifier.verify_token(mint(issuer)) is not None  # fetches the keys once
+    first, again = [], []
+    for _ in range(5):
+        tokens = [mint(issuer) for _ in range(count)]
+        begin = time.perf_counter()
+        for token in tokens:
+            await verifier.verify_token(token)
+        first.append((time.perf_counter() - begin) / count * 1e6)
+        begin = time.perf_counter()
+        for _ in range(count):
+            await verifier.verify_token(tokens[-1])
+        again.append((time.perf_counter() - begin) / count * 1e6)
+    return statistics.median(first), statistics.median(again)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (/proc/<pid>/stat), less sensitive to other load than wall time."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def auth_comparison(bundle: Path, rounds: int, requests: int) -> dict[str, object]:
+    """Alternates a server without auth and one with a local issuer: p50 of sequential invoke latency, and the
+    server's CPU time per request, each."""
+    p50 = {"none": [], "jwt": []}  # type: dict[str, list[float]]
+    cpu = {"none": [], "jwt": []}  # type: dict[str, list[float]]
+    with tempfile.TemporaryDirectory() as keys, serve_issuer(Path(keys)) as issuer:
+        secured = {"AUTH_ISSUER": issuer.url}
+        for _ in range(rounds):
+            for mode, auth, token in (("none", None, None), ("jwt", secured, mint(issuer))):
+                process, port, _ = start(bundle, auth)
+                try:
+                    before = cpu_seconds(process.pid)
+                    samples = asyncio.run(latency(f"http://127.0.0.1:{port}/mcp", requests, token))
+                    used = cpu_seconds(process.pid) - before
+                finally:
+                    stop(process)
+                p50[mode].append(round(statistics.median(samples), 2))
+                cpu[mode].append(round(used / (requests + 50) * 1000, 2))  # 50 warm-up calls
+        first_us, again_us = asyncio.run(verify_alone(issuer))
+    return {
+        "auth_rounds": rounds,
+        "p50_ms_auth_none": p50["none"],
+        "p50_ms_auth_jwt": p50["jwt"],
+        "p50_ms_added_by_auth_median": round(statistics.median(p50["jwt"]) - statistics.median(p50["none"]), 2),
+        "server_cpu_ms_per_request_auth_none": cpu["none"],
+        "server_cpu_ms_per_request_auth_jwt": cpu["jwt"],
+        "server_cpu_ms_added_by_auth_median": round(statistics.median(cpu["jwt"]) - statistics.median(cpu["none"]), 2),
+        "verify_token_us_new_token": round(first_us, 1),
+        "verify_token_us_same_token": round(again_us, 1),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--cold-starts", type=int, default=5)
     parser.add_argument("--stores", default="memory,sqlite,dynamodb", help="comma-separated: memory,sqlite,dynamodb")
+    parser.add_argument("--auth-rounds", type=int, default=0, help="also compare invoke p50 without and with auth")
     args = parser.parse_args()
     host = machine()  # before pinning: nproc reports the CPUs this process may use
     os.sched_setaffinity(0, set(range(1, os.cpu_count() or 2)) or {0})
@@ -216,10 +309,10 @@ def main() -> None:
                 raise SystemExit(f"unknown store {name!r}; allowed: memory, sqlite, dynamodb")
             colds = []
             for _ in range(args.cold_starts):
-                process, _, ready = start(bundle, store)
+                process, _, ready = start(bundle, store=store)
                 colds.append(ready)
                 stop(process)
-            process, port, _ = start(bundle, store)
+            process, port, _ = start(bundle, store=store)
             try:
                 url = f"http://127.0.0.1:{port}/mcp"
                 samples = sorted(asyncio.run(latency(url, args.requests)))
@@ -235,6 +328,7 @@ def main() -> None:
                 "cold_start_s_median": round(statistics.median(colds), 3),
                 "cold_start_s_max": round(max(colds), 3),
             }
+        auth = auth_comparison(bundle, args.auth_rounds, args.requests) if args.auth_rounds else {}
     report = {
         **host,
         "load_average_before": [round(x, 2) for x in load_before],
@@ -243,6 +337,7 @@ def main() -> None:
         "requests": args.requests,
         "concurrency": args.concurrency,
         "stores": results,
+        **auth,
     }
     print(json.dumps(report, indent=2))
 

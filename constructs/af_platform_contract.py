@@ -57,3 +57,24 @@ def shard_parameters(environment: str, shard: int) -> ShardParameters:
         dns_name=f"{prefix}/dns-name",
         canonical_hosted_zone_id=f"{prefix}/canonical-hosted-zone-id",
     )
+
+
+@dataclass(frozen=True)
+class IdentityParameters:
+    """The environment's Amazon Cognito user pool, when its settings name no token issuer."""
+
+    issuer_url: str
+    """The pool's issuer (https://cognito-idp.<region>.amazonaws.com/<pool id>): the instances' AUTH_ISSUER."""
+    client_id: str
+    """The machine-to-machine app client's id: its tokens' `client_id`, the instances' AUTH_AUDIENCE."""
+    token_endpoint: str
+    """Where callers get tokens (client credentials grant)."""
+
+
+def identity_parameters(environment: str) -> IdentityParameters:
+    prefix = f"{parameter_prefix(environment)}/identity"
+    return IdentityParameters(
+        issuer_url=f"{prefix}/issuer-url",
+        client_id=f"{prefix}/client-id",
+        token_endpoint=f"{prefix}/token-endpoint",
+    )

@@ -303,6 +303,54 @@ class ThreadStateSettings(Strict):
     load balancer is plain_http (the schema allows that only for an internal dev environment)."""
 
 
+# --- Caller authentication of instances (issue 14): who may call an instance's /mcp ----------------------------
+
+ClaimName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_:./-]{1,256}$")]
+"""A JWT claim name; Auth0's namespaced custom claims are URLs (https://example.com/org)."""
+HttpsUrl = Annotated[
+    str, StringConstraints(pattern=r"^https://[A-Za-z0-9.-]+(:\d{1,5})?(/[^\s?#]*)?$", max_length=2048)
+]
+
+
+class TokenIssuer(Strict):
+    """An issuer whose access tokens (JWTs) callers present: Amazon Cognito, Microsoft Entra ID, Okta, Auth0 or any
+    issuer with OpenID Connect discovery or RFC 8414 metadata."""
+
+    issuer: HttpsUrl
+    """The `iss` of its tokens, exactly (Entra ID: https://login.microsoftonline.com/<tenant>/v2.0)."""
+    jwks_uri: HttpsUrl | None = None
+    """Left out: read from the issuer's discovery document."""
+    org_claim: ClaimName = "org"
+    """The claim that names the caller's organization; it must equal the instance's organization id."""
+    audience: NonEmpty | None = None
+    """The audience tokens are issued for; left out: https://<instance hostname>/mcp."""
+    audience_claim: Literal["aud", "client_id"] = "aud"
+    """`client_id` for Amazon Cognito, whose access tokens carry no `aud` (then `audience` is the app client id)."""
+
+    @model_validator(mode="after")
+    def _check(self) -> TokenIssuer:
+        if self.audience_claim == "client_id" and self.audience is None:
+            raise ValueError("audience_claim: client_id needs audience (the app client id tokens are issued to)")
+        return self
+
+
+class InstanceAuthSettings(Strict):
+    """How an environment's instances check their callers (the runtime's AUTH_* variables)."""
+
+    mode: Literal["jwt", "none"] = "jwt"
+    """`none` turns caller authentication off: only for an environment whose load balancer is internal."""
+    issuer: TokenIssuer | None = None
+    """Left out (mode jwt): the environment's platform stack provides one, an Amazon Cognito user pool."""
+    organizations: dict[DnsId, TokenIssuer] = Field(default_factory=dict)
+    """A tenant's own identity provider, by organization id; it replaces `issuer` for that organization's instances."""
+
+    @model_validator(mode="after")
+    def _check(self) -> InstanceAuthSettings:
+        if self.mode == "none" and (self.issuer is not None or self.organizations):
+            raise ValueError("mode: none checks no tokens: leave out issuer and organizations, or use mode: jwt")
+        return self
+
+
 class EnvironmentSettings(Strict):
     account: Annotated[str, StringConstraints(pattern=r"^\d{12}$")]
     region: Annotated[str, StringConstraints(pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")]
@@ -321,12 +369,22 @@ class EnvironmentSettings(Strict):
             return self.thread_state.point_in_time_recovery
         return not self.load_balancer.plain_http
 
+    # --- caller authentication (issue 14) ---
+    auth: InstanceAuthSettings = Field(default_factory=InstanceAuthSettings)
+    """Who may call the instances: token issuers (per environment, optionally per organization) or mode none."""
+
     @model_validator(mode="after")
     def _check(self) -> EnvironmentSettings:
         if self.vpc.vpc_id and self.load_balancer.internet_facing and not self.vpc.public_subnet_ids:
             raise ValueError(
                 "an internet-facing load balancer in an imported VPC needs vpc.public_subnet_ids "
                 "(one per availability zone)"
+            )
+        if self.auth.mode == "none" and self.load_balancer.internet_facing:
+            raise ValueError(
+                "auth.mode: none is allowed only for an environment whose load balancer is internal "
+                "(load_balancer.internet_facing: false); this one faces the internet: name a token issuer under "
+                "auth.issuer, or leave auth out to use the platform's Cognito user pool"
             )
         return self
 
@@ -375,6 +433,7 @@ __all__ = [
     "EnvironmentSettings",
     "GovernancePolicy",
     "InstanceAgent",
+    "InstanceAuthSettings",
     "InstanceIdentity",
     "InstanceKey",
     "InstanceMetadata",
@@ -399,6 +458,7 @@ __all__ = [
     "TemplateMetadata",
     "TemplateSpec",
     "ThreadStateSettings",
+    "TokenIssuer",
     "VpcSettings",
     "WorkerRouting",
     "ZoneSettings",

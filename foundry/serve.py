@@ -1,7 +1,8 @@
 """`python -m foundry serve`: the Foundry MCP server over stdio (local clients) or streamable HTTP (the UI).
 
-HTTP always needs a bearer token (from `--token-file` or `FOUNDRY_TOKEN`), on loopback too: any local process
-could otherwise deploy. The server refuses to start without one, and refuses a non-loopback address unless
+HTTP always needs a bearer token, on loopback too: any local process could otherwise deploy. Either the static token
+(from `--token-file` or `FOUNDRY_TOKEN`, for local use) or JWTs from an issuer (`--auth-issuer`, see
+foundry/serve_auth.py), or both. The server refuses to start with neither, and refuses a non-loopback address unless
 `--allowed-host` names the host names clients will use (the SDK's DNS-rebinding check).
 """
 
@@ -16,13 +17,13 @@ from pathlib import Path
 from typing import Literal
 
 from mcp.server.auth.provider import AccessToken
-from mcp.server.auth.settings import AuthSettings
 from mcp.server.transport_security import TransportSecuritySettings
 
 from foundry.deploy import Deployer, DeployMethod, InstanceLocks, stack_events_failure
 from foundry.instance_status import boto3_clients, probe_instance_mcp
 from foundry.mcp_server import FoundryConfig, build_server
 from foundry.process import ProcessRunner, tool_environment
+from foundry.serve_auth import DEPLOY_SCOPE, READ_SCOPE, JwtOptions, auth_for, gate_deploys
 
 TOKEN_ENV = "FOUNDRY_TOKEN"  # noqa: S105 - the variable's name
 MIN_TOKEN_LENGTH = 16
@@ -34,14 +35,14 @@ class ServeError(Exception):
 
 
 class StaticTokenVerifier:
-    """Accepts exactly one bearer token, compared in constant time."""
+    """Accepts exactly one bearer token, compared in constant time; it may do everything (local use)."""
 
     def __init__(self, token: str) -> None:
         self._token = token.encode()
 
     async def verify_token(self, token: str) -> AccessToken | None:
         if hmac.compare_digest(token.encode(), self._token):
-            return AccessToken(token=token, client_id="foundry-client", scopes=[])
+            return AccessToken(token=token, client_id="foundry-client", scopes=[READ_SCOPE, DEPLOY_SCOPE])
         return None
 
 
@@ -56,6 +57,8 @@ class ServeOptions:
     deploy_method: DeployMethod
     work_dir: Path | None = None
     """Where each instance's cdk.out, outputs file and deploy lock live (default build/foundry-deploys/)."""
+    jwt: JwtOptions | None = None
+    """JWT bearer verification (issuer, audience), besides or instead of the static token."""
 
 
 def is_loopback(host: str) -> bool:
@@ -122,18 +125,18 @@ def serve(options: ServeOptions) -> None:
         build_server(config).run("stdio")
         return
     token = read_token(options.token_file, os.environ)
-    if token is None:
+    if token is None and options.jwt is None:
         where = "non-loopback " if not is_loopback(options.host) else ""
         raise ServeError(
             f"refusing to serve HTTP on {where}{options.host} without a bearer token: "
-            f"set {TOKEN_ENV} or pass --token-file"
+            f"set {TOKEN_ENV} or pass --token-file, or name a token issuer with --auth-issuer"
         )
     security = http_security(options)
-    # The SDK wires bearer checking through AuthSettings; with no resource_server_url and no OAuth provider the
-    # issuer URL is never advertised or used, the static token is the whole scheme.
-    auth = AuthSettings(issuer_url="http://localhost", resource_server_url=None)
-    server = build_server(config, token_verifier=StaticTokenVerifier(token), auth=auth)
+    # The SDK wires bearer checking through AuthSettings and our verifier(s); see foundry/serve_auth.py.
+    verifier, auth = auth_for(StaticTokenVerifier(token) if token else None, options.jwt)
+    server = build_server(config, token_verifier=verifier, auth=auth)
     app = server.streamable_http_app(host=options.host, transport_security=security)
+    gate_deploys(app, auth)
 
     import anyio
     import uvicorn

@@ -39,6 +39,11 @@ def add_serve_parser(sub: Any) -> None:
         metavar="NAME",
         help="host name clients use (required with a non-loopback --host; repeatable)",
     )
+    p.add_argument("--auth-issuer", metavar="URL", help="also accept JWTs from this issuer (or FOUNDRY_AUTH_ISSUER)")
+    p.add_argument(
+        "--auth-audience", metavar="URL", help="their audience: this server's URL (or FOUNDRY_AUTH_AUDIENCE)"
+    )
+    p.add_argument("--auth-jwks-uri", metavar="URL", help="the issuer's JWKS (default: from its discovery document)")
     p.add_argument("--agents-dir", type=Path, default=DEFAULT_AGENTS_DIR, help="default: agents/")
     p.add_argument(
         "--deploy-method",
@@ -56,8 +61,16 @@ def add_serve_parser(sub: Any) -> None:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    from foundry.serve import ServeError, ServeOptions, serve
+    import os
 
+    from foundry.serve import ServeError, ServeOptions, serve
+    from foundry.serve_auth import jwt_options
+
+    try:
+        jwt = jwt_options(os.environ, issuer=args.auth_issuer, audience=args.auth_audience, jwks_uri=args.auth_jwks_uri)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     options = ServeOptions(
         transport=args.transport,
         host=args.host,
@@ -67,6 +80,7 @@ def run_serve(args: argparse.Namespace) -> int:
         allowed_hosts=tuple(args.allowed_host),
         deploy_method=args.deploy_method,
         work_dir=args.work_dir,
+        jwt=jwt,
     )
     try:
         serve(options)

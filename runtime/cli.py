@@ -2,9 +2,11 @@
 
     python -m runtime serve --bundle PATH|s3://BUCKET/KEY [--hash sha256:...] [--host H] [--port N] [--stdio]
                             [--state sqlite:///PATH|dynamodb://TABLE|memory://]
-    python -m runtime call --url http://127.0.0.1:8080/mcp --message "plan the Q3 roadmap" [--thread T]
+    python -m runtime call --url http://127.0.0.1:8080/mcp --message "plan the Q3 roadmap" [--thread T] [--token JWT]
     python -m runtime healthcheck [--port N] [--timeout SECONDS]
     python -m runtime state export|delete --bundle PATH [--state URL] [--thread T]
+    python -m runtime dev-issuer [--dir build/dev-issuer]     # a local token issuer: JWKS + discovery on 127.0.0.1
+    python -m runtime token --bundle PATH [--sub alice]       # a development token from that issuer's key
 
 Exit codes: 0 ok (including a SIGTERM drain; for healthcheck: /healthz answered 200), 1 the instance cannot start
 (bad bundle, identity mismatch, bad setting), a call failed or the health check failed, 2 usage.
@@ -14,19 +16,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
+import os
 import sys
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
-from runtime.config import DEFAULT_PORT, ConfigError, config_from_env, current_env
+from runtime.config import DEFAULT_PORT, NO_AUTH_MESSAGE, ConfigError, ExpectedIdentity, config_from_env, current_env
 from runtime.state_url import ALLOWED_FORMS
 
 HEALTH_PATH = "/healthz"
 HEALTHCHECK_TIMEOUT_SECONDS = 3.0
+DEV_ISSUER_DIR = Path("build/dev-issuer")
+TOKEN_ENV = "AGENTFOUNDRY_TOKEN"  # noqa: S105 - the variable's name
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,7 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     call.add_argument("--tool", default="invoke", choices=["invoke", "describe", "status"])
     call.add_argument("--message", help="the request text (for invoke)")
     call.add_argument("--thread", default="default", help="thread id (for invoke)")
-    call.add_argument("--tenant", help="tenant id (for invoke)")
+    call.add_argument(
+        "--token", help=f"bearer token (default: ${TOKEN_ENV}; none for an instance started with AUTH_MODE=none)"
+    )
     health = commands.add_parser(
         "healthcheck", help="exit 0 if this container's runtime answers GET /healthz with 200 (container health check)"
     )
@@ -55,6 +64,25 @@ def build_parser() -> argparse.ArgumentParser:
     state.add_argument("--bundle", help="the instance's bundle (default: $BUNDLE_URI): its TTL and default file")
     state.add_argument("--state", help=f"the store: {ALLOWED_FORMS} (default: $STATE_URL or the local file)")
     state.add_argument("--thread", help="only this thread (required for delete)")
+    issuer = commands.add_parser(
+        "dev-issuer", help="serve a local token issuer (JWKS and discovery on 127.0.0.1) for development"
+    )
+    issuer.add_argument("--dir", type=Path, default=DEV_ISSUER_DIR, help="its key folder (default: build/dev-issuer)")
+    issuer.add_argument("--port", type=int, default=0, help="port (default: a free one)")
+    issuer.add_argument(
+        "--rotate", action="store_true", help="add a new signing key first (the old one stays published)"
+    )
+    token = commands.add_parser("token", help="mint a development token from the local issuer's key")
+    token.add_argument("--dir", type=Path, default=DEV_ISSUER_DIR, help="the issuer's key folder")
+    token.add_argument("--bundle", help="take the organization and audience from this instance's bundle")
+    token.add_argument("--org", help="organization claim (default: the bundle's organization)")
+    token.add_argument("--audience", help="aud (default: https://<the bundle's hostname>/mcp)")
+    token.add_argument("--sub", default="developer", help="subject (default: developer)")
+    token.add_argument(
+        "--scope", action="append", help="scope, repeatable (default: agentfoundry/invoke and agentfoundry/read)"
+    )
+    token.add_argument("--org-claim", default="org", help="the organization claim's name (default: org)")
+    token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (default: 3600)")
     return parser
 
 
@@ -69,6 +97,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _healthcheck(args)
     if args.command == "state":
         return _state(args)
+    if args.command == "dev-issuer":
+        return _dev_issuer(args)
+    if args.command == "token":
+        return _token(args)
     return _serve(args)
 
 
@@ -108,6 +140,8 @@ def _serve(args: argparse.Namespace) -> int:
         config = config_from_env(
             env, bundle=args.bundle, bundle_hash=args.bundle_hash, host=args.host, port=args.port, state=args.state
         )
+        if config.auth.mode is None and not args.stdio:
+            raise ConfigError(NO_AUTH_MESSAGE)
         # the bundle is checked before the graph and server libraries are imported: a bad one fails in moments
         bundle = load_bundle(
             config.bundle_uri, expected_hash=config.bundle_hash, identity=config.identity, region=config.aws_region
@@ -127,9 +161,12 @@ def _serve(args: argparse.Namespace) -> int:
                 "instance": instance.bundle.instance.metadata.name,
                 "environment": identity.environment,
                 "bundle_hash": instance.bundle.content_hash,
+                "auth": "stdio" if args.stdio else config.auth.mode,
             }
         )
     )
+    if config.auth.mode == "none" and not args.stdio:
+        logging.getLogger("runtime").warning("AUTH_MODE=none: every caller that reaches this port is served")
     from runtime.thread_store import StateStoreError
 
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
@@ -193,14 +230,79 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 
 async def _call(args: argparse.Namespace) -> int:
+    import httpx2
     from mcp import Client
+    from mcp.client.streamable_http import streamable_http_client
+    from mcp.shared.exceptions import MCPError
 
     arguments: dict[str, Any] = {}
     if args.tool == "invoke":
         arguments = {"message": args.message, "thread_id": args.thread}
-        if args.tenant:
-            arguments["tenant"] = args.tenant
-    async with Client(args.url) as client:
-        result = await client.call_tool(args.tool, arguments)
-    print(json.dumps(result.structured_content, indent=2, sort_keys=True))
+    token = args.token or os.environ.get(TOKEN_ENV, "").strip()
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    refusals: list[str] = []
+
+    async def note_refusal(response: httpx2.Response) -> None:
+        if response.status_code in (401, 403):
+            refusals.append(f"HTTP {response.status_code}: {response.headers.get('www-authenticate', '')}")
+
+    async with httpx2.AsyncClient(
+        headers=headers, timeout=httpx2.Timeout(60), event_hooks={"response": [note_refusal]}
+    ) as http:
+        try:
+            async with Client(streamable_http_client(args.url, http_client=http)) as client:
+                result = await client.call_tool(args.tool, arguments)
+        except (MCPError, BaseExceptionGroup) as exc:
+            if isinstance(exc, BaseExceptionGroup) and exc.subgroup(MCPError) is None:
+                raise
+            print(f"runtime call: refused: {refusals[-1] if refusals else exc}", file=sys.stderr)
+            return 1
+    if result.structured_content is None:
+        print(" ".join(getattr(c, "text", "") for c in result.content))
+    else:
+        print(json.dumps(result.structured_content, indent=2, sort_keys=True))
     return 1 if result.is_error else 0
+
+
+def _dev_issuer(args: argparse.Namespace) -> int:
+    import threading
+
+    from oauth_resource.dev_issuer import DevIssuer, serve_issuer
+
+    if args.rotate and (args.dir / "current").exists():
+        DevIssuer(args.dir).rotate()
+    with serve_issuer(args.dir, port=args.port) as running:
+        print(f"export AUTH_ISSUER={running.url}", flush=True)
+        print(f"dev issuer: {running.url} (keys in {args.dir}; Ctrl-C stops it)", file=sys.stderr, flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            threading.Event().wait()
+    return 0
+
+
+def _token(args: argparse.Namespace) -> int:
+    from oauth_resource.dev_issuer import DevIssuer, DevIssuerError
+    from runtime.auth import INSTANCE_SCOPES, default_audience
+    from runtime.bundle_source import BundleError, load_bundle
+
+    organization, audience = args.org, args.audience
+    try:
+        if args.bundle:
+            spec = load_bundle(args.bundle, expected_hash=None, identity=ExpectedIdentity()).instance.spec
+            organization = organization or spec.identity.organization_id
+            audience = audience or default_audience(spec.hostname)
+        if not organization or not audience:
+            print("runtime token: pass --bundle PATH, or both --org and --audience", file=sys.stderr)
+            return 2
+        token = DevIssuer(args.dir).mint(
+            subject=args.sub,
+            organization=organization,
+            audience=audience,
+            scopes=args.scope or list(INSTANCE_SCOPES),
+            ttl_seconds=args.ttl,
+            org_claim=args.org_claim,
+        )
+    except (DevIssuerError, BundleError) as exc:
+        print(f"runtime token: {exc}", file=sys.stderr)
+        return 1
+    print(token)
+    return 0

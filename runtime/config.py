@@ -10,8 +10,10 @@ import os
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Literal
 
 from instance_contract.thread_state import STATE_URL_ENV
+from oauth_resource.urls import check_fetch_url
 from runtime.state_url import StateLocation, StateUrlError, parse_state_url
 
 DEFAULT_PORT = 8080
@@ -73,6 +75,28 @@ class OfflineModelSettings:
     fail_agents: frozenset[str] = frozenset()
 
 
+AuthMode = Literal["jwt", "none"]
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    """Who may call the instance (the AUTH_* contract). `jwt`: bearer JWTs from `issuer`; `none`: no check at all,
+    only when AUTH_MODE=none says so (loopback tries, or an internal load balancer whose settings ask for it)."""
+
+    mode: AuthMode | None = None
+    """None: neither AUTH_ISSUER nor AUTH_MODE=none was given; HTTP serving refuses to start."""
+    issuer: str | None = None
+    audience: str | None = None
+    """Default https://<instance hostname>/mcp (from the bundle)."""
+    jwks_uri: str | None = None
+    """Default: from the issuer's discovery document."""
+    org_claim: str = "org"
+    audience_claim: str = "aud"
+    """`client_id` for Amazon Cognito access tokens (no `aud`); AUDIENCE is then the app client id."""
+    jwks_max_age_seconds: float = 3600.0
+    jwks_min_refetch_seconds: float = 30.0
+
+
 @dataclass(frozen=True)
 class RuntimeConfig:
     bundle_uri: str
@@ -91,6 +115,7 @@ class RuntimeConfig:
     """Where threads live (STATE_URL / --state); None: the instance's default SQLite file (runtime.state_url)."""
     thread_wait_seconds: float = DEFAULT_THREAD_WAIT_SECONDS
     """How long a turn waits for the thread's previous turn before it is refused (thread_busy)."""
+    auth: AuthConfig = field(default_factory=AuthConfig)
 
     def secrets_for(self, names: list[str]) -> tuple[Secrets, list[str]]:
         """The bundle's declared secrets that were injected, and the names that are missing."""
@@ -149,7 +174,55 @@ def config_from_env(
         log_level=env.get("LOG_LEVEL", "INFO").upper(),
         state=location,
         thread_wait_seconds=_float(env, "THREAD_WAIT_SECONDS", DEFAULT_THREAD_WAIT_SECONDS),
+        auth=auth_from_env(env),
     )
+
+
+def auth_from_env(env: Mapping[str, str]) -> AuthConfig:
+    """The AUTH_* variables, checked; whether a missing mode may serve is decided by the caller (stdio needs none)."""
+    mode = env.get("AUTH_MODE", "").strip().lower()
+    issuer = env.get("AUTH_ISSUER", "").strip() or None
+    if mode not in ("", "jwt", "none"):
+        raise ConfigError(f"AUTH_MODE must be 'jwt' or 'none', got {mode!r}")
+    if mode == "none":
+        if issuer:
+            raise ConfigError("AUTH_MODE=none and AUTH_ISSUER exclude each other: unset one of them")
+        return AuthConfig(mode="none")
+    if issuer is None:
+        if mode == "jwt":
+            raise ConfigError("AUTH_MODE=jwt needs AUTH_ISSUER (the token issuer's URL)")
+        return AuthConfig()
+    jwks_uri = env.get("AUTH_JWKS_URI", "").strip() or None
+    audience = env.get("AUTH_AUDIENCE", "").strip() or None
+    for name, value in (("AUTH_ISSUER", issuer), ("AUTH_JWKS_URI", jwks_uri)):
+        if value is not None:
+            try:
+                check_fetch_url(value, name)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
+    org_claim = env.get("AUTH_ORG_CLAIM", "").strip() or "org"
+    audience_claim = env.get("AUTH_AUDIENCE_CLAIM", "").strip() or "aud"
+    if audience_claim not in ("aud", "client_id"):
+        raise ConfigError(f"AUTH_AUDIENCE_CLAIM must be 'aud' or 'client_id', got {audience_claim!r}")
+    if audience_claim != "aud" and audience is None:
+        raise ConfigError(f"AUTH_AUDIENCE_CLAIM={audience_claim} needs AUTH_AUDIENCE (the app client id)")
+    return AuthConfig(
+        mode="jwt",
+        issuer=issuer,
+        audience=audience,
+        jwks_uri=jwks_uri,
+        org_claim=org_claim,
+        audience_claim=audience_claim,
+        jwks_max_age_seconds=_float(env, "AUTH_JWKS_MAX_AGE_SECONDS", 3600.0),
+        jwks_min_refetch_seconds=_float(env, "AUTH_JWKS_MIN_REFETCH_SECONDS", 30.0),
+    )
+
+
+NO_AUTH_MESSAGE = (
+    "no caller authentication configured: set AUTH_ISSUER (the URL of the issuer whose JWTs callers present; "
+    "for local use `python -m runtime dev-issuer` prints one) or, only where every caller may use the instance "
+    "(loopback, an internal load balancer), AUTH_MODE=none"
+)
 
 
 def current_env() -> Mapping[str, str]:

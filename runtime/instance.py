@@ -21,6 +21,7 @@ from runtime.agents.io import IoInAgent, IoOutAgent
 from runtime.agents.observability import Metrics, ObservabilityAgent
 from runtime.agents.supervisor import Route, SupervisorAgent
 from runtime.agents.worker import WorkerAgent
+from runtime.auth import Caller, anonymous_caller, thread_key
 from runtime.backend_mcp import BackendConnection, build_backend_server, providers_for
 from runtime.bundle_source import InstanceBundle, load_bundle
 from runtime.config import RuntimeConfig, Secrets
@@ -194,22 +195,41 @@ class Instance:
                     log.info(json.dumps({"event": "state.swept", "threads": removed}))
             await asyncio.sleep(SWEEP_EVERY_SECONDS)
 
-    async def invoke(self, message: str, thread_id: str = "default", tenant: str | None = None) -> InvokeResult:
+    @property
+    def organization(self) -> str:
+        return self.bundle.instance.spec.identity.organization_id
+
+    async def invoke(self, message: str, thread_id: str = "default", caller: Caller | None = None) -> InvokeResult:
+        """`caller` is who the bearer token says is calling (None: the anonymous caller of AUTH_MODE=none or stdio).
+        The graph sees only the caller's opaque thread key and the token's organization as its tenant."""
         trace_id = uuid.uuid4().hex
+        refusal: InvokeError | None = None
         if self.draining or not self.ready:
             self.metrics.refused += 1
             reason = "the instance is shutting down" if self.draining else "the instance is not ready yet"
-            error = InvokeError(code="draining", message=f"{reason}; retry on another task", node="io", agent_id="")
+            refusal = InvokeError(code="draining", message=f"{reason}; retry on another task", node="io", agent_id="")
+        elif not THREAD_ID.fullmatch(thread_id):
+            message_ = "thread_id must be 1-128 characters of letters, digits, '.', '_', ':' or '-'"
+            refusal = InvokeError(
+                code="malformed_input", message=message_, node="io", agent_id=self.bundle.graph.nodes["io"]
+            )
+        if refusal is not None:
             return InvokeResult(
-                ok=False, answer=None, error=error, thread_id=thread_id, trace_id=trace_id,
+                ok=False, answer=None, error=refusal, thread_id=thread_id, trace_id=trace_id,
                 agents=[], workers=[], trace=[], total_ms=0.0,
             )  # fmt: skip
+        caller = caller or anonymous_caller(self.organization)
         self.metrics.requests += 1
         self.metrics.in_flight += 1
         started = time.perf_counter()
         if log.isEnabledFor(logging.DEBUG):
             log.debug(json.dumps({"event": "invoke.start", "trace_id": trace_id}))
-        request: PipelineState = {"message": message, "thread_id": thread_id, "tenant": tenant, "trace_id": trace_id}
+        request: PipelineState = {
+            "message": message,
+            "thread_id": thread_key(caller, thread_id),
+            "tenant": caller.organization,
+            "trace_id": trace_id,
+        }
         limit = self.bundle.instance.spec.limits.request_timeout_seconds
         deadline = asyncio.get_running_loop().time() + limit
         token = REQUEST_DEADLINE.set(deadline)
@@ -226,8 +246,10 @@ class Instance:
             }
         except (ThreadBusyError, StateUnavailableError) as exc:
             self.metrics.refused += 1
-            code = "thread_busy" if isinstance(exc, ThreadBusyError) else "state_unavailable"
-            error = InvokeError(code=code, message=str(exc), node="io", agent_id="")
+            busy = isinstance(exc, ThreadBusyError)
+            code = "thread_busy" if busy else "state_unavailable"
+            message = f"thread {thread_id!r} {exc}" if busy else str(exc)
+            error = InvokeError(code=code, message=message, node="io", agent_id="")
             total_ms = round((time.perf_counter() - started) * 1000, 3)
             log.info(json.dumps({"event": "invoke", "trace_id": trace_id, "ok": False, "code": code, "ms": total_ms}))
             return InvokeResult(
@@ -269,7 +291,6 @@ class Instance:
             "identity": spec.identity.model_dump(mode="json"),
             "hostname": spec.hostname,
             "bundle_hash": self.bundle.content_hash,
-            "bundle_uri": self.bundle.source,
             "pipeline": list(self.bundle.graph.pipeline),
             "agents": [
                 {

@@ -4,6 +4,11 @@ describe and status, plus plain GET /healthz, /readyz and /metrics for the load 
 Stateless streamable HTTP with JSON responses: any task behind the load balancer can answer any request, so no
 sticky sessions are needed. SIGTERM flips the instance to draining (readyz 503, new invokes refused), lets
 in-flight requests finish, and exits 0 within DRAIN_SECONDS.
+
+With AUTH_ISSUER set the instance is an OAuth 2.1 resource server (the MCP authorization specification): every /mcp
+request carries a bearer JWT, checked by the SDK's bearer middleware with our verifier (runtime/auth.py,
+oauth_resource/); `invoke` needs the agentfoundry/invoke scope, `describe`, `status` and /metrics agentfoundry/read;
+/.well-known/oauth-protected-resource (RFC 9728) names the resource and its issuer.
 """
 
 from __future__ import annotations
@@ -16,14 +21,29 @@ from types import FrameType
 from typing import Annotated, Any
 
 import uvicorn
+from mcp.server.auth.middleware.auth_context import get_access_token
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+from mcp.server.auth.routes import build_resource_metadata_url, create_protected_resource_routes
 from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp_types import CallToolResult, TextContent
 from pydantic import Field
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import BaseRoute, Route
 
+from runtime.auth import (
+    INSTANCE_SCOPES,
+    INVOKE_SCOPE,
+    READ_SCOPE,
+    Caller,
+    ResourceServer,
+    ScopeError,
+    caller_from_token,
+    resource_server,
+)
 from runtime.instance import Instance, InvokeResult
 
 log = logging.getLogger("runtime.server")
@@ -31,22 +51,45 @@ MAX_MESSAGE_CHARS = 1_000_000
 """A hard ceiling before the graph runs; the governance policy sets the real (smaller) limit."""
 
 
-def build_mcp_server(instance: Instance) -> MCPServer:
+def instance_resource_server(instance: Instance) -> ResourceServer | None:
+    """None when AUTH_MODE=none (or stdio, where the launching process is the caller)."""
+    if instance.config.auth.mode != "jwt":
+        return None
+    spec = instance.bundle.instance.spec
+    return resource_server(instance.config.auth, organization=instance.organization, hostname=spec.hostname)
+
+
+def build_mcp_server(instance: Instance, auth: ResourceServer | None = None) -> MCPServer:
     name = instance.bundle.instance.metadata.name
     server: MCPServer = MCPServer(
         name,
         instructions=f"Agent Foundry instance {name}: call `invoke` with a message and a thread id.",
         log_level="WARNING",
+        token_verifier=auth.verifier if auth else None,
+        auth=auth.settings if auth else None,
     )
+
+    def caller(scope: str) -> Caller | None:
+        """The token's caller, if it has `scope`; None without auth (the anonymous caller of AUTH_MODE=none)."""
+        if auth is None:
+            return None
+        token = get_access_token()
+        if token is None:  # the bearer middleware lets no request without a valid token reach a tool
+            raise ToolError("unauthenticated: a bearer token is required")
+        found = caller_from_token(token)
+        try:
+            found.require(scope)
+        except ScopeError as exc:
+            raise ToolError(str(exc)) from None
+        return found
 
     @server.tool()
     async def invoke(
         message: Annotated[str, Field(max_length=MAX_MESSAGE_CHARS, description="The request text.")],
-        thread_id: Annotated[str, Field(max_length=256, description="Conversation id.")] = "default",
-        tenant: Annotated[str | None, Field(max_length=256, description="Caller's tenant, for tenant rules.")] = None,
+        thread_id: Annotated[str, Field(max_length=256, description="Conversation id (yours alone).")] = "default",
     ) -> Annotated[CallToolResult, InvokeResult]:
         """Run the message through the instance's agents; returns the answer and the per-node trace."""
-        result = await instance.invoke(message, thread_id, tenant)
+        result = await instance.invoke(message, thread_id, caller(INVOKE_SCOPE))
         payload = result.model_dump(mode="json")
         text = result.answer if result.ok and result.answer is not None else f"error: {result.error}"
         return CallToolResult(
@@ -56,28 +99,32 @@ def build_mcp_server(instance: Instance) -> MCPServer:
     @server.tool()
     async def describe() -> dict[str, Any]:
         """Identity, agents, workers and bundle hash of this instance."""
+        caller(READ_SCOPE)
         return instance.describe()
 
     @server.tool()
     async def status() -> dict[str, Any]:
         """Health and metrics of this process."""
+        caller(READ_SCOPE)
         return instance.status()
 
     return server
 
 
 def build_http_app(instance: Instance) -> Starlette:
-    server = build_mcp_server(instance)
+    auth = instance_resource_server(instance)
+    server = build_mcp_server(instance, auth)
 
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
     async def readyz(_: Request) -> Response:
         ready = instance.ready and not instance.draining
-        body = {"ready": ready, "draining": instance.draining, "bundle_hash": instance.bundle.content_hash}
-        return JSONResponse(body, status_code=200 if ready else 503)
+        return JSONResponse({"ready": ready, "draining": instance.draining}, status_code=200 if ready else 503)
 
-    async def metrics(_: Request) -> Response:
+    async def metrics(request: Request) -> Response:
+        if auth is not None and (refused := _refuse_without_scope(request, READ_SCOPE, auth)) is not None:
+            return refused
         return PlainTextResponse(instance.metrics.prometheus(instance.prometheus_labels()))
 
     security = TransportSecuritySettings(
@@ -91,6 +138,8 @@ def build_http_app(instance: Instance) -> Starlette:
     app.add_route("/healthz", healthz, methods=["GET"])
     app.add_route("/readyz", readyz, methods=["GET"])
     app.add_route("/metrics", metrics, methods=["GET"])
+    if auth is not None:
+        app.router.routes[:] = [*_without_metadata_routes(app.router.routes), *_metadata_routes(instance, auth)]
     mcp_lifespan = app.router.lifespan_context
 
     @asynccontextmanager
@@ -108,6 +157,41 @@ def build_http_app(instance: Instance) -> Starlette:
 
     app.router.lifespan_context = lifespan
     return app
+
+
+def _without_metadata_routes(routes: list[BaseRoute]) -> list[BaseRoute]:
+    return [r for r in routes if not (isinstance(r, Route) and r.path.startswith("/.well-known/"))]
+
+
+def _metadata_routes(instance: Instance, auth: ResourceServer) -> list[BaseRoute]:
+    """RFC 9728 metadata at /.well-known/oauth-protected-resource/mcp (where the WWW-Authenticate header points) and at
+    the bare /.well-known/oauth-protected-resource, naming the resource, its issuer and the scopes it knows (the SDK's
+    own route would list only transport-wide required scopes, and ours are per tool)."""
+    routes = create_protected_resource_routes(
+        resource_url=auth.settings.resource_server_url,  # type: ignore[arg-type]  # set by resource_server()
+        authorization_servers=[auth.settings.issuer_url],
+        scopes_supported=list(INSTANCE_SCOPES),
+        resource_name=f"Agent Foundry instance {instance.bundle.instance.metadata.name}",
+    )
+    bare = [Route("/.well-known/oauth-protected-resource", r.endpoint, methods=r.methods) for r in routes]
+    return [*routes, *(b for b in bare if b.path != routes[0].path)]
+
+
+def _refuse_without_scope(request: Request, scope: str, auth: ResourceServer) -> Response | None:
+    """The bearer middleware's answers, for a plain route: 401 without a valid token, 403 without the scope."""
+    user = request.scope.get("user")
+    metadata = build_resource_metadata_url(auth.settings.resource_server_url)  # type: ignore[arg-type]
+    if not isinstance(user, AuthenticatedUser):
+        status, error, description = 401, "invalid_token", "Authentication required"
+    elif scope not in user.scopes:
+        status, error, description = 403, "insufficient_scope", f"Required scope: {scope}"
+    else:
+        return None
+    challenge = f'Bearer error="{error}", error_description="{description}", resource_metadata="{metadata}"'
+    if status == 403:
+        challenge += f', scope="{scope}"'
+    body = {"error": error, "error_description": description}
+    return JSONResponse(body, status_code=status, headers={"WWW-Authenticate": challenge})
 
 
 class DrainingServer(uvicorn.Server):

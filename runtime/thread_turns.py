@@ -122,9 +122,11 @@ class ThreadTurns:
                 return
 
     def _busy(self, thread_id: str) -> ThreadBusyError:
+        """Names no thread: the store's thread id is the caller's opaque key (runtime.auth.thread_key); the
+        instance names the caller's own thread id in the answer."""
         return ThreadBusyError(
-            f"thread {thread_id!r} has had a turn in progress for over {self.wait_seconds:g} s "
-            "(THREAD_WAIT_SECONDS); retry when it has finished"
+            f"has had a turn in progress for over {self.wait_seconds:g} s (THREAD_WAIT_SECONDS); "
+            "retry when it has finished"
         )
 
     def _enter(self, thread_id: str) -> asyncio.Lock:

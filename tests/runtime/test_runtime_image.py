@@ -85,7 +85,10 @@ class Container:
 
 
 def contract_environment(bundle: BuiltBundle) -> dict[str, str]:
-    """What the ECS task definition sets (constructs/af_instance_service.py), with the bundle at its mount."""
+    """What the ECS task definition sets (constructs/af_agent_instance.py), with the bundle at its mount. Caller
+    authentication is off (AUTH_MODE=none): a container cannot reach an issuer on this host's loopback, and the
+    verifier is tested against real processes in test_runtime_auth.py; its modules and PyJWT are in the image (the
+    image's lock and the import test hold that)."""
     return {
         **bundle.identity_env(),
         "BUNDLE_URI": f"{BUNDLE_DIR}/{bundle.path.name}",
@@ -94,6 +97,7 @@ def contract_environment(bundle: BuiltBundle) -> dict[str, str]:
         "AWS_REGION": "us-east-1",
         "AWS_EC2_METADATA_DISABLED": "true",
         "SECRET_TICKET_API_TOKEN": SECRET_VALUE,
+        "AUTH_MODE": "none",
     }
 
 

@@ -49,6 +49,7 @@ RUNTIME_EDITS = [
     "runtime/Dockerfile",
     "instance_contract/schema.py",
     "instance_contract/bundle_format.py",
+    "oauth_resource/verifier.py",
 ]
 
 

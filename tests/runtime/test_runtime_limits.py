@@ -15,12 +15,13 @@ from typing import Any
 import pytest
 from mcp import Client
 
+from runtime.auth import anonymous_caller, thread_key
 from runtime.backend_mcp import ToolCallError
 from runtime.bundle_source import load_bundle
 from runtime.config import ExpectedIdentity, config_from_env
 from runtime.graph import REQUEST_DEADLINE, guarded
 from runtime.instance import Instance
-from runtime.memory import ThreadMemory
+from runtime.memory import StoredMessage, ThreadMemory
 from runtime.state import PipelineState
 from tests.foundry.manifest_edits import edit
 from tests.runtime.runtime_harness import BuiltBundle, RuntimeProcess, copy_agents, serve, write_bundles
@@ -105,9 +106,20 @@ async def running(built: BuiltBundle) -> AsyncIterator[Instance]:
         await instance.stop()
 
 
-def _memory(instance: Instance) -> ThreadMemory:
-    assert instance.thread_state is not None, "the instance opens its thread state at start"
-    return instance.thread_state.memory
+class _Threads:
+    """The anonymous caller's threads (the in-process invoke has no token), read from the instance's thread state."""
+
+    def __init__(self, instance: Instance) -> None:
+        assert instance.thread_state is not None, "the instance opens its thread state at start"
+        self.memory: ThreadMemory = instance.thread_state.memory
+        self.caller = anonymous_caller(instance.organization)
+
+    async def read(self, thread_id: str, limit: int) -> list[StoredMessage]:
+        return await self.memory.read(thread_key(self.caller, thread_id), limit)
+
+
+def _memory(instance: Instance) -> _Threads:
+    return _Threads(instance)
 
 
 def _message(length: int) -> str:

@@ -17,6 +17,7 @@ import pytest
 from mcp import Client
 
 from instance_contract.thread_state import DYNAMODB_PARTITION_KEY, DYNAMODB_SORT_KEY, DYNAMODB_TTL_ATTRIBUTE
+from runtime.auth import anonymous_caller, thread_key
 from tests.mcp.foundry_mcp_local_aws import moto_server
 from tests.runtime.runtime_harness import (
     REPO_ROOT,
@@ -106,6 +107,11 @@ def _export(bundle: Path, store: Store) -> dict[str, list[dict[str, str]]]:
     return {t["thread_id"]: t["messages"] for t in map(json.loads, done.stdout.splitlines())}
 
 
+def _key(thread_id: str) -> str:
+    """The store keys a thread by its caller (runtime.auth.thread_key); these runtimes serve the anonymous caller."""
+    return thread_key(anonymous_caller(INSTANCE.split("/")[0]), thread_id)
+
+
 async def test_two_processes_answer_alternating_turns_and_a_later_process_continues_the_thread(
     built: BuiltBundle, store: Store, runtime_factory: list[RuntimeProcess]
 ) -> None:
@@ -122,7 +128,7 @@ async def test_two_processes_answer_alternating_turns_and_a_later_process_contin
     answers.append((await _invoke(later, "plan step-5", "shared"))["answer"])
     assert later.terminate() == 0
 
-    history = _export(built.path, store)["shared"]
+    history = _export(built.path, store)[_key("shared")]
     assert history == [
         message
         for turn, answer in enumerate(answers, start=1)
@@ -140,7 +146,7 @@ async def test_six_concurrent_turns_through_two_processes_all_end_up_in_the_hist
     for runtime in runtimes:
         assert runtime.terminate() == 0
 
-    history = _export(built.path, store)["busy"]
+    history = _export(built.path, store)[_key("busy")]
     assert sorted(m["content"] for m in history if m["role"] == "user") == [f"plan task-{i}" for i in range(6)]
     assert [m["role"] for m in history] == ["user", "assistant"] * 6
     assert sorted(m["content"] for m in history if m["role"] == "assistant") == sorted(b["answer"] for b in bodies)
@@ -164,7 +170,7 @@ async def test_a_redeployed_bundle_keeps_the_threads(
     second = await _invoke(new, "and the milestones?", "customer-1")
     assert "ACME-7" in second["answer"]
     assert new.terminate() == 0
-    history = _export(new_bundle.path, store)["customer-1"]
+    history = _export(new_bundle.path, store)[_key("customer-1")]
     assert [m["content"] for m in history] == [
         "plan the launch of ACME-7",
         first["answer"],
@@ -228,7 +234,7 @@ async def test_a_turn_on_a_thread_busy_elsewhere_for_longer_than_the_wait_is_ref
     assert answered["ok"]
     assert busy["error"]["code"] == "thread_busy"
     assert "thread 't1' has had a turn in progress for over 0.3 s (THREAD_WAIT_SECONDS)" in busy["error"]["message"]
-    assert [m["content"] for m in _export(built.path, store)["t1"]] == ["plan the roadmap", answered["answer"]]
+    assert [m["content"] for m in _export(built.path, store)[_key("t1")]] == ["plan the roadmap", answered["answer"]]
 
 
 async def test_every_dynamodb_item_of_a_thread_carries_the_ttl_from_the_manifest(
