@@ -27,6 +27,12 @@ SecretName = Annotated[str, StringConstraints(pattern=SECRET_NAME_PATTERN)]
 BackendTool = Literal["model_generate", "memory_read", "memory_append", "context_get"]
 """Tools of the instance's backend MCP server: the only way agents reach models and stores."""
 NonEmpty = Annotated[str, StringConstraints(min_length=1, max_length=4096)]
+IMAGE_REPOSITORY_PATTERN = (
+    r"^[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?)*(:\d{1,5})?/"
+    r"(\*|[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*(/[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*)*(/\*)?)$"
+)
+ImageRepositoryPattern = Annotated[str, StringConstraints(pattern=IMAGE_REPOSITORY_PATTERN, max_length=512)]
+"""REGISTRY/REPOSITORY, REGISTRY/NAMESPACE/* or REGISTRY/* (foundry/image_reference.py matches them)."""
 
 SystemRole = Literal["io", "governance", "context", "supervisor", "coherence", "exception", "observability"]
 AgentRole = Literal["io", "governance", "context", "supervisor", "coherence", "exception", "observability", "worker"]
@@ -423,6 +429,10 @@ class EnvironmentSettings(Strict):
     log_retention_days: Literal[1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1827, 3653] = 30
     runtime_image: NonEmpty | None = None
     """A prebuilt runtime image URI; left out, the image is built from runtime/Dockerfile as a CDK asset."""
+    allowed_image_repositories: list[ImageRepositoryPattern] | None = Field(default=None, min_length=1)
+    """The repositories a deploy through the Foundry MCP server may run (its `runtime_image` argument):
+    `REGISTRY/REPOSITORY`, `REGISTRY/NAMESPACE/*` or `REGISTRY/*`. Left out: the environment's own ECR registry,
+    `<account>.dkr.ecr.<region>.amazonaws.com/*`. The image runs with the instance's task role and secrets."""
 
     @model_validator(mode="after")
     def _check(self) -> EnvironmentSettings:

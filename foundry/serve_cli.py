@@ -53,6 +53,12 @@ def add_serve_parser(sub: Any) -> None:
         help="where each instance's cdk.out, outputs file and deploy lock live (default: build/foundry-deploys); "
         "servers that deploy the same instances must share it, the lock lives there",
     )
+    p.add_argument(
+        "--cdk-cli",
+        type=Path,
+        metavar="PATH",
+        help="the CDK CLI executable to run (default: node_modules/.bin/cdk, pinned by package.json)",
+    )
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -67,6 +73,7 @@ def run_serve(args: argparse.Namespace) -> int:
         allowed_hosts=tuple(args.allowed_host),
         deploy_method=args.deploy_method,
         work_dir=args.work_dir,
+        cdk_cli=args.cdk_cli,
     )
     try:
         serve(options)
