@@ -29,7 +29,7 @@ from tests.mcp.foundry_mcp_local_aws import DEV_ACCOUNT, REGION, LocalAws, moto_
 from tests.mcp.foundry_mcp_notifications import Notifications
 from tests.mcp.foundry_mcp_process_helpers import REPO_ROOT
 
-IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/agent-runtime:1.0.0"
+IMAGE = "111111111111.dkr.ecr.us-east-1.amazonaws.com/agent-runtime:1.0.0"  # the dev account's own ECR
 ACME = {"environment": "dev", "instance": "acme/retail/dev", "runtime_image": IMAGE}
 
 pytestmark = pytest.mark.slow
