@@ -123,7 +123,9 @@ def assess_platform(
     elif status in SETTLED_UNUSABLE or status.endswith("_FAILED"):
         problems.append(f"the platform stack {stack} is {status}: it holds no usable platform")
     if differences:
-        shown = differences[:SHOWN_DIFFERENCES]
+        # What changes or goes away matters more than what is only new: those come first.
+        ranked = sorted(differences, key=lambda d: (d.endswith("is not deployed yet"), "no longer" not in d))
+        shown = ranked[:SHOWN_DIFFERENCES]
         more = f" (and {len(differences) - len(shown)} more)" if len(differences) > len(shown) else ""
         problems.append(
             f"the platform stack {stack} is out of date: its deployed template differs from the one synthesized "

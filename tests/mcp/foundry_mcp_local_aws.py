@@ -1,18 +1,22 @@
-"""A local AWS for the Foundry MCP tests: moto's server on 127.0.0.1, as the account of the dev environment."""
+"""A local AWS for the Foundry MCP tests: moto's server on 127.0.0.1, as the account of the dev environment, and
+the real CDK CLI steps a platform engineer runs on it (bootstrap, the platform stack)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import boto3
 import httpx
 
-from tests.mcp.foundry_mcp_process_helpers import free_port, started
+from foundry.process import ProcessResult, ProcessRunner
+from tests.mcp.foundry_mcp_process_helpers import REPO_ROOT, free_port, started
 
 DEV_ACCOUNT = "111111111111"  # agents/platform.yaml: dev
 REGION = "us-east-1"
@@ -58,3 +62,44 @@ def moto_server(*, ecs_running_tasks: int = 0) -> Iterator[LocalAws]:
     argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
     with started(argv, env=server_env, ready_marker="Running on", url=url):
         yield LocalAws(url=url, env=aws_env)
+
+
+CDK = str(REPO_ROOT / "node_modules" / ".bin" / "cdk")
+
+
+async def _ignore(line: str) -> None:
+    return None
+
+
+def run_cdk(runner: ProcessRunner, argv: list[str], timeout_seconds: int = 600) -> ProcessResult:
+    """The real CDK CLI through the server's runner (same environment), outside any tool call."""
+    result = asyncio.run(runner.run([CDK, *argv], timeout_seconds=timeout_seconds, on_line=_ignore))
+    assert result.ok, "\n".join(result.lines[-40:])
+    return result
+
+
+def bootstrap(runner: ProcessRunner) -> None:
+    run_cdk(runner, ["bootstrap", f"aws://{DEV_ACCOUNT}/{REGION}", "--app", ""], timeout_seconds=300)
+
+
+def deploy_platform(
+    runner: ProcessRunner, output: Path, *, environment: str = "dev", agents_dir: Path | None = None
+) -> None:
+    """What a platform engineer does on purpose before any instance of the environment is deployed."""
+    run_cdk(
+        runner,
+        [
+            "deploy",
+            f"af-{environment}-platform",
+            "--context",
+            f"agentsDir={agents_dir or REPO_ROOT / 'agents'}",
+            "--context",
+            f"environment={environment}",
+            "--output",
+            str(output),
+            "--require-approval",
+            "never",
+            "--method=direct",
+            "--no-color",
+        ],
+    )

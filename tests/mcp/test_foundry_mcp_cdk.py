@@ -25,7 +25,7 @@ from foundry.fleet import DEFAULT_AGENTS_DIR
 from foundry.mcp_server import FoundryConfig, build_server
 from foundry.naming import INSTANCE_STACK_OUTPUTS
 from foundry.process import ProcessRunner, tool_environment
-from tests.mcp.foundry_mcp_local_aws import DEV_ACCOUNT, REGION, LocalAws, moto_server
+from tests.mcp.foundry_mcp_local_aws import LocalAws, bootstrap, deploy_platform, moto_server
 from tests.mcp.foundry_mcp_notifications import Notifications
 from tests.mcp.foundry_mcp_process_helpers import REPO_ROOT
 
@@ -47,18 +47,10 @@ def module_runner(local_aws: LocalAws) -> ProcessRunner:
 
 
 @pytest.fixture(scope="module")
-def bootstrapped(module_runner: ProcessRunner) -> None:
-    cdk = str(REPO_ROOT / "node_modules" / ".bin" / "cdk")
-
-    async def ignore(line: str) -> None:
-        return None
-
-    result = asyncio.run(
-        module_runner.run(
-            [cdk, "bootstrap", f"aws://{DEV_ACCOUNT}/{REGION}", "--app", ""], timeout_seconds=300, on_line=ignore
-        )
-    )
-    assert result.ok, "\n".join(result.lines)
+def bootstrapped(module_runner: ProcessRunner, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """`cdk bootstrap`, then the dev platform stack: deployed on purpose, as the instance deploys need it."""
+    bootstrap(module_runner)
+    deploy_platform(module_runner, tmp_path_factory.mktemp("platform") / "cdk.out")
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +69,7 @@ def make_server(local_aws: LocalAws, runner: ProcessRunner, work_root: Path) -> 
         method="direct",
         failure_lookup=stack_events_failure(clients),
         work_root=work_root,
+        clients=clients,
     )
     config = FoundryConfig(
         repo_root=REPO_ROOT, agents_dir=DEFAULT_AGENTS_DIR, deployer=deployer, clients=clients, probe=None
@@ -138,8 +131,9 @@ def test_deploy_to_local_aws_returns_the_outcome_hostname_and_stack_outputs(
     assert set(outputs) >= INSTANCE_STACK_OUTPUTS
     assert outputs["Hostname"] == out["hostname"]
     assert outputs["InstanceEndpoint"] == "http://acme-retail-dev.dev.agentfoundry.internal/mcp"
-    argv = out["commands"][0]
-    assert argv[1:3] == ["deploy", "af-dev-acme-retail-dev"]
+    assert [c[1] for c in out["commands"]] == ["synth", "deploy"]
+    argv = out["commands"][1]
+    assert argv[1:4] == ["deploy", "af-dev-acme-retail-dev", "--exclusively"]
     assert "--all" not in argv
     assert argv[argv.index("--require-approval") + 1] == "never"
     assert "--outputs-file" in argv

@@ -141,7 +141,7 @@ async def test_deploy_with_a_foreign_image_is_refused_before_anything_runs(
     async with Client(server) as client:
         result = await client.call_tool("foundry.deploy_instance", arguments)
     assert result.is_error
-    text = " ".join(c.text for c in result.content)
+    text = " ".join(str(getattr(c, "text", "")) for c in result.content)
     assert "runtime_image: 'docker.io/evil/runtime:1'" in text
     assert "not allowed in environment 'dev'" in text
     assert f"{DEV_ECR}/*" in text
