@@ -30,7 +30,14 @@ import anyio
 
 from foundry import naming
 from foundry.cloud_assembly import stack_templates
-from foundry.platform_gate import ClientFactory, PlatformCheck, check_platform, read_stack_status, refusal
+from foundry.platform_gate import (
+    ClientFactory,
+    PlatformCheck,
+    check_platform,
+    platform_deploy_command,
+    read_stack_status,
+    refusal,
+)
 from foundry.process import ProcessResult, ProcessRunner
 from foundry.resolve import ResolvedInstance
 
@@ -448,9 +455,19 @@ class Deployer:
         instance = request.instance
         clients = self.clients
         assert clients is not None and request.region is not None
-        templates = stack_templates(paths.assembly)
         platform = naming.platform_stack_name(instance.environment)
         region = request.region
+        try:
+            templates = await asyncio.to_thread(stack_templates, paths.assembly)
+            platform_template, instance_template = templates[platform], templates[selected_stacks(instance)[0]]
+        except (OSError, ValueError, KeyError) as exc:
+            return PlatformCheck(
+                stack=platform,
+                status=None,
+                ready=False,
+                problems=[f"the synthesized assembly {paths.assembly} lacks a template: {exc}"],
+                deploy_command=platform_deploy_command(instance.environment, platform),
+            )
         try:
             async with asyncio.timeout(AWS_READ_TIMEOUT_SECONDS):
                 return await asyncio.to_thread(
@@ -458,8 +475,8 @@ class Deployer:
                     clients,
                     region=region,
                     environment=instance.environment,
-                    platform_template=templates[platform],
-                    instance_template=templates[selected_stacks(instance)[0]],
+                    platform_template=platform_template,
+                    instance_template=instance_template,
                 )
         except (ClientError, BotoCoreError, TimeoutError) as exc:
             return PlatformCheck(
@@ -467,7 +484,7 @@ class Deployer:
                 status=None,
                 ready=False,
                 problems=[f"the platform stack {platform} could not be read from AWS: {exc or type(exc).__name__}"],
-                deploy_command="",
+                deploy_command=platform_deploy_command(instance.environment, platform),
             )
 
     async def _run_locked(

@@ -114,6 +114,8 @@ async def test_dry_run_synthesizes_only_the_selected_instance_and_its_platform_s
     assert "--method=template" in out["commands"][1]
     assert "instance=default-org/default-domain/dev" in out["commands"][0]
     assert out["diff_exit_code"] == 0
+    assert out["platform"]["ready"] is True, out["platform"]
+    assert out["commands"][1][1:4] == ["diff", "af-dev-default-org-default-domain-dev", "--exclusively"]
     assert "af-dev-default-org-default-domain-dev" in out["diff"]
     assert "AWS::ECS::Service" in out["diff"]
     assert not (instance_dir / "outputs.json").exists()
