@@ -341,6 +341,10 @@ class InstanceLocks:
             ) from None
         return HeldLock(self, key, fd, f"started {time.strftime('%Y-%m-%dT%H:%M:%S%z')}")
 
+    def reason(self, lock_file: Path) -> str | None:
+        """Why this process holds the lock (None: it does not; another process may, see the lock file)."""
+        return self._held.get(str(lock_file))
+
     @contextlib.asynccontextmanager
     async def hold(self, lock_file: Path, label: str) -> AsyncIterator[HeldLock]:
         held = self.acquire(lock_file, label)
@@ -643,6 +647,10 @@ class Deployer:
             return final
         finally:
             held.release()
+
+    def lock_reason(self, instance: ResolvedInstance) -> str | None:
+        """Why this server holds the instance's lock right now (a deploy, or the watch of a stopped one), if it does."""
+        return self.locks.reason(self.paths_of(instance).lock_file)
 
     def last_interruption(self, instance: ResolvedInstance) -> Interruption | None:
         """The last stopped deploy of this instance and how CloudFormation ended it (from its work folder)."""

@@ -275,7 +275,9 @@ def build_server(
         environment: str, instance: str, probe_instance: bool = True, agents_dir: str | None = None
     ) -> dict[str, Any]:
         """CloudFormation stack status, the ECS service's deployments (a circuit-breaker rollback shows as failed),
-        load-balancer target health, and the instance's own `status` tool when its endpoint is reachable."""
+        load-balancer target health, and the instance's own `status` tool when its endpoint is reachable; also why
+        this server holds the instance's deploy lock (deploy_lock) and the last deploy whose cdk was stopped
+        (last_interrupted_deploy: how CloudFormation ended it)."""
 
         def prepare() -> tuple[ResolvedInstance, str]:
             fleet, _ = _fleet(config, agents_dir)
@@ -286,6 +288,11 @@ def build_server(
         status = await instance_status(
             resolved, region=region, clients=config.clients, probe=config.probe if probe_instance else None
         )
-        return dataclasses.asdict(status)
+        interrupted = await asyncio.to_thread(config.deployer.last_interruption, resolved)
+        return {
+            **dataclasses.asdict(status),
+            "deploy_lock": config.deployer.lock_reason(resolved),
+            "last_interrupted_deploy": dataclasses.asdict(interrupted) if interrupted else None,
+        }
 
     return server

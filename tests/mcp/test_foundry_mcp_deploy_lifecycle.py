@@ -302,7 +302,15 @@ async def test_a_cancelled_deploy_keeps_the_instance_locked_while_cloudformation
     assert f"CloudFormation is still working on stack {DEFAULT_STACK} (CREATE_IN_PROGRESS" in text
     assert during["verdict"] == "in_progress"
     assert during["stack"]["status"] == "CREATE_IN_PROGRESS"
+    assert "CloudFormation is still working on stack" in during["deploy_lock"]
     assert (settled.how, settled.settled_status) == ("cancelled", "ROLLBACK_COMPLETE")
     assert after["verdict"] == "failed"
     assert after["reasons"][0].startswith(f"stack {DEFAULT_STACK} is ROLLBACK_COMPLETE")
+    assert after["deploy_lock"] is None
+    interrupted = after["last_interrupted_deploy"]
+    assert (interrupted["how"], interrupted["status_when_stopped"], interrupted["settled_status"]) == (
+        "cancelled",
+        "CREATE_IN_PROGRESS",
+        "ROLLBACK_COMPLETE",
+    )
     deployer.locks.acquire(Path(lock_key), "the next deploy").release()
