@@ -11,6 +11,7 @@ fleet is being validated on the loop) from "not blocked".
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import time
 import uuid
@@ -44,6 +45,8 @@ def large_fleet() -> Iterator[str]:
         yield str((folder / "agents").relative_to(REPO_ROOT))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            folder.parent.rmdir()  # only when no other run's fleet is in it
 
 
 @pytest.fixture(scope="module")
