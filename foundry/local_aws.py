@@ -34,6 +34,7 @@ from urllib.parse import urlparse
 
 from foundry.bundle import BundleError, read_bundle
 from foundry.fleet import DEFAULT_AGENTS_DIR, load_fleet
+from foundry.image_reference import ecr_registry
 from foundry.naming import platform_stack_name
 from foundry.problems import ManifestError
 from foundry.process import tool_environment
@@ -41,8 +42,15 @@ from foundry.process import tool_environment
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_STATE_DIR = REPO_ROOT / ".local-aws"
 DEFAULT_ENVIRONMENT = "dev"
-DEFAULT_RUNTIME_IMAGE = "public.ecr.aws/docker/library/python:3.11-slim"
-"""No Docker engine is needed: the image is referenced by URI, never built or pulled (moto runs no task)."""
+LOCAL_IMAGE_REPOSITORY_TAG = "agent-runtime:local"
+"""No Docker engine is needed: the image is referenced by URI in the environment's own ECR registry (the repositories
+the Foundry MCP server allows by default), never built, pushed or pulled (moto runs no task)."""
+
+
+def default_runtime_image(account: str, region: str) -> str:
+    return f"{ecr_registry(account, region)}/{LOCAL_IMAGE_REPOSITORY_TAG}"
+
+
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
 CDK_TIMEOUT_S = 1800
@@ -182,10 +190,11 @@ class LocalAws:
 
     # --- deploy ----------------------------------------------------------------------------------------------
 
-    def deploy(self, *, runtime_image: str = DEFAULT_RUNTIME_IMAGE, concurrency: int = 4) -> list[str]:
+    def deploy(self, *, runtime_image: str | None = None, concurrency: int = 4) -> list[str]:
         """`cdk bootstrap`, then `cdk deploy --method=direct` of the platform stack and every instance stack of
         the server's environment. Returns the stacks deployed."""
         state = self.running()
+        runtime_image = runtime_image or default_runtime_image(state.account, state.region)
         fleet = load_fleet(self.agents_dir, environment=state.environment)
         stacks = [platform_stack_name(state.environment)] + [i.manifest.spec.stack_name for i in fleet.instances]
         cdk = str(self.repo_root / "node_modules" / ".bin" / "cdk")
@@ -541,7 +550,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--agents-dir", type=Path, default=DEFAULT_AGENTS_DIR, help="default: agents/")
     parser.add_argument("--port", type=int, default=0, help="up: port on 127.0.0.1 (default: a free one)")
     parser.add_argument("--environment", default=DEFAULT_ENVIRONMENT, help="up: the environment to host (dev)")
-    parser.add_argument("--runtime-image", default=DEFAULT_RUNTIME_IMAGE, help="deploy: image URI (never built)")
+    parser.add_argument(
+        "--runtime-image",
+        help="deploy: image URI, never built or pulled (default: <account>.dkr.ecr.<region>.amazonaws.com/"
+        f"{LOCAL_IMAGE_REPOSITORY_TAG})",
+    )
     parser.add_argument("--json", action="store_true", help="status: machine-readable")
     args = parser.parse_args(argv)
     local = LocalAws(state_dir=args.state_dir.resolve(), agents_dir=args.agents_dir.resolve())

@@ -7,6 +7,7 @@ the design's `foundry.` prefix: the MCP spec (SEP-986) and the SDK allow `A-Z a-
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import functools
 import warnings
@@ -31,9 +32,9 @@ from foundry.tool_args import (
     ToolArgumentError,
     check_environment,
     check_id,
-    check_image_uri,
     check_instance_filter,
     check_repo_path,
+    check_runtime_image,
     check_timeout,
     find_instance,
 )
@@ -117,28 +118,32 @@ def build_server(
     ) -> dict[str, Any]:
         """Every agent bound to an instance, from the manifests; filter by organization, domain, environment and
         instance (an instance id, or ORG/DOMAIN/INSTANCE)."""
-        fleet, _ = _fleet(config, agents_dir)
-        if environment is not None:
-            check_environment(fleet, environment)
-        for name, value in (("organization", organization), ("domain", domain)):
-            if value is not None:
-                check_id(name, value)
-        if instance is not None:
-            check_instance_filter(instance)
-        bindings = []
-        for resolved in fleet.instances:
-            key = resolved.key
-            if (
-                (organization and key.organization_id != organization)
-                or (domain and key.domain_id != domain)
-                or (environment and resolved.environment != environment)
-                or (instance and instance not in (key.instance_id, key.selector))
-            ):
-                continue
-            spec = resolved.manifest.spec
-            bindings += [_binding(resolved, a, True) for a in spec.system_agents]
-            bindings += [_binding(resolved, a, False) for a in spec.custom_agents]
-        return {"count": len(bindings), "agents": bindings}
+
+        def work() -> dict[str, Any]:
+            fleet, _ = _fleet(config, agents_dir)
+            if environment is not None:
+                check_environment(fleet, environment)
+            for name, value in (("organization", organization), ("domain", domain)):
+                if value is not None:
+                    check_id(name, value)
+            if instance is not None:
+                check_instance_filter(instance)
+            bindings = []
+            for resolved in fleet.instances:
+                key = resolved.key
+                if (
+                    (organization and key.organization_id != organization)
+                    or (domain and key.domain_id != domain)
+                    or (environment and resolved.environment != environment)
+                    or (instance and instance not in (key.instance_id, key.selector))
+                ):
+                    continue
+                spec = resolved.manifest.spec
+                bindings += [_binding(resolved, a, True) for a in spec.system_agents]
+                bindings += [_binding(resolved, a, False) for a in spec.custom_agents]
+            return {"count": len(bindings), "agents": bindings}
+
+        return await asyncio.to_thread(work)
 
     @server.tool(name="foundry.get_agent_config", annotations=read_only)
     @_checked
@@ -146,61 +151,70 @@ def build_server(
         agent_id: str, environment: str | None = None, agents_dir: str | None = None
     ) -> dict[str, Any]:
         """An agent's spec (as validated) and every (environment, instance) it is bound to."""
-        fleet, directory = _fleet(config, agents_dir)
-        check_id("agent_id", agent_id)
-        if environment is not None:
-            check_environment(fleet, environment)
-        specs: dict[str, dict[str, Any]] = {}
-        known: set[str] = set()
-        for resolved in fleet.instances:
-            for agent in resolved.manifest.spec.agents:
-                known.add(agent.agent_id)
-                if agent.agent_id != agent_id or (environment and resolved.environment != environment):
-                    continue
-                entry = specs.setdefault(
-                    agent.spec_path,
-                    {
-                        "spec_path": agent.spec_path,
-                        "file": str((directory / agent.spec_path).relative_to(config.repo_root))
-                        if (directory / agent.spec_path).is_relative_to(config.repo_root)
-                        else str(directory / agent.spec_path),
-                        "spec": resolved.specs[agent.spec_path].model_dump(mode="json"),
-                        "bound_to": [],
-                    },
+
+        def work() -> dict[str, Any]:
+            fleet, directory = _fleet(config, agents_dir)
+            check_id("agent_id", agent_id)
+            if environment is not None:
+                check_environment(fleet, environment)
+            specs: dict[str, dict[str, Any]] = {}
+            known: set[str] = set()
+            for resolved in fleet.instances:
+                for agent in resolved.manifest.spec.agents:
+                    known.add(agent.agent_id)
+                    if agent.agent_id != agent_id or (environment and resolved.environment != environment):
+                        continue
+                    entry = specs.setdefault(
+                        agent.spec_path,
+                        {
+                            "spec_path": agent.spec_path,
+                            "file": str((directory / agent.spec_path).relative_to(config.repo_root))
+                            if (directory / agent.spec_path).is_relative_to(config.repo_root)
+                            else str(directory / agent.spec_path),
+                            "spec": resolved.specs[agent.spec_path].model_dump(mode="json"),
+                            "bound_to": [],
+                        },
+                    )
+                    entry["bound_to"].append(
+                        {"environment": resolved.environment, "instance": resolved.key.selector, "role": agent.role}
+                    )
+            if not specs:
+                where = f" in environment {environment!r}" if environment else ""
+                raise ToolArgumentError(
+                    f"agent_id: no agent {agent_id!r} is bound to any instance{where}; "
+                    f"known: {', '.join(sorted(known))}"
                 )
-                entry["bound_to"].append(
-                    {"environment": resolved.environment, "instance": resolved.key.selector, "role": agent.role}
-                )
-        if not specs:
-            where = f" in environment {environment!r}" if environment else ""
-            raise ToolArgumentError(
-                f"agent_id: no agent {agent_id!r} is bound to any instance{where}; known: {', '.join(sorted(known))}"
-            )
-        return {"agent_id": agent_id, "specs": [specs[k] for k in sorted(specs)]}
+            return {"agent_id": agent_id, "specs": [specs[k] for k in sorted(specs)]}
+
+        return await asyncio.to_thread(work)
 
     @server.tool(name="foundry.list_instances", annotations=read_only)
     @_checked
     async def list_instances(environment: str | None = None, agents_dir: str | None = None) -> dict[str, Any]:
         """Every (organization, domain, environment, instance) with its hostname, stack name and bundle hash."""
-        fleet, _ = _fleet(config, agents_dir)
-        if environment is not None:
-            check_environment(fleet, environment)
-        rows = [
-            {
-                "environment": i.environment,
-                "organization_id": i.key.organization_id,
-                "domain_id": i.key.domain_id,
-                "instance_id": i.key.instance_id,
-                "instance": i.key.selector,
-                "hostname": i.manifest.spec.hostname,
-                "stack_name": i.manifest.spec.stack_name,
-                "bundle_hash": build_bundle(i).content_hash,
-                "agents": len(i.manifest.spec.agents),
-            }
-            for i in fleet.instances
-            if environment is None or i.environment == environment
-        ]
-        return {"count": len(rows), "instances": rows}
+
+        def work() -> dict[str, Any]:
+            fleet, _ = _fleet(config, agents_dir)
+            if environment is not None:
+                check_environment(fleet, environment)
+            rows = [
+                {
+                    "environment": i.environment,
+                    "organization_id": i.key.organization_id,
+                    "domain_id": i.key.domain_id,
+                    "instance_id": i.key.instance_id,
+                    "instance": i.key.selector,
+                    "hostname": i.manifest.spec.hostname,
+                    "stack_name": i.manifest.spec.stack_name,
+                    "bundle_hash": build_bundle(i).content_hash,
+                    "agents": len(i.manifest.spec.agents),
+                }
+                for i in fleet.instances
+                if environment is None or i.environment == environment
+            ]
+            return {"count": len(rows), "instances": rows}
+
+        return await asyncio.to_thread(work)
 
     @server.tool(
         name="foundry.deploy_instance",
@@ -218,19 +232,28 @@ def build_server(
     ) -> dict[str, Any]:
         """Deploy one instance (ORG/DOMAIN/INSTANCE in ENVIRONMENT) with `cdk deploy`, streaming cdk's progress.
         dry_run: synthesize only that instance's stacks and diff them against what is deployed, change nothing.
-        runtime_image: a prebuilt runtime image URI (REGISTRY/REPO:TAG or @sha256:...) instead of building one.
-        One deploy per instance at a time: a second request while one runs is refused."""
-        fleet, directory = _fleet(config, agents_dir)
-        resolved = find_instance(fleet, environment, instance)
-        image = check_image_uri(runtime_image) if runtime_image is not None else None
-        request = DeployRequest(
-            instance=resolved,
-            agents_dir=directory,
-            dry_run=dry_run,
-            runtime_image=image,
-            timeout_seconds=check_timeout(timeout_seconds),
-            region=fleet.tree.platform.model.spec.environments[environment].region,
-        )
+        runtime_image: a prebuilt runtime image URI (REGISTRY/REPO:TAG or @sha256:...) instead of building one,
+        from a repository the environment allows (agents/platform.yaml; by default its own ECR registry).
+        Deploys only the instance's stack: a missing or out-of-date platform stack is reported, not deployed.
+        One deploy per instance at a time: a second request while one runs (or while CloudFormation still works on
+        the stack of a stopped one) is refused."""
+
+        def prepare() -> DeployRequest:
+            fleet, directory = _fleet(config, agents_dir)
+            resolved = find_instance(fleet, environment, instance)
+            settings = fleet.tree.platform.model.spec.environments[environment]
+            image = check_runtime_image(runtime_image, environment, settings) if runtime_image is not None else None
+            return DeployRequest(
+                instance=resolved,
+                agents_dir=directory,
+                dry_run=dry_run,
+                runtime_image=image,
+                timeout_seconds=check_timeout(timeout_seconds),
+                region=settings.region,
+            )
+
+        request = await asyncio.to_thread(prepare)
+        resolved = request.instance
         lines = 0
 
         async def progress(line: str, event: StackEvent | None) -> None:
@@ -252,13 +275,24 @@ def build_server(
         environment: str, instance: str, probe_instance: bool = True, agents_dir: str | None = None
     ) -> dict[str, Any]:
         """CloudFormation stack status, the ECS service's deployments (a circuit-breaker rollback shows as failed),
-        load-balancer target health, and the instance's own `status` tool when its endpoint is reachable."""
-        fleet, _ = _fleet(config, agents_dir)
-        resolved = find_instance(fleet, environment, instance)
-        region = fleet.tree.platform.model.spec.environments[environment].region
+        load-balancer target health, and the instance's own `status` tool when its endpoint is reachable; also why
+        this server holds the instance's deploy lock (deploy_lock) and the last deploy whose cdk was stopped
+        (last_interrupted_deploy: how CloudFormation ended it)."""
+
+        def prepare() -> tuple[ResolvedInstance, str]:
+            fleet, _ = _fleet(config, agents_dir)
+            resolved = find_instance(fleet, environment, instance)
+            return resolved, fleet.tree.platform.model.spec.environments[environment].region
+
+        resolved, region = await asyncio.to_thread(prepare)
         status = await instance_status(
             resolved, region=region, clients=config.clients, probe=config.probe if probe_instance else None
         )
-        return dataclasses.asdict(status)
+        interrupted = await asyncio.to_thread(config.deployer.last_interruption, resolved)
+        return {
+            **dataclasses.asdict(status),
+            "deploy_lock": config.deployer.lock_reason(resolved),
+            "last_interrupted_deploy": dataclasses.asdict(interrupted) if interrupted else None,
+        }
 
     return server

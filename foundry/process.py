@@ -10,9 +10,11 @@ import asyncio
 import contextlib
 import os
 import signal
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import anyio
 
 LineSink = Callable[[str], Awaitable[None]]
 KILL_GRACE_SECONDS = 10.0
@@ -65,7 +67,10 @@ class ProcessRunner:
             timed_out = True
             await _stop(process)
         except BaseException:
-            await _stop(process)
+            # A cancelled request (anyio cancels level-triggered: every bare await would raise again) must still
+            # stop and reap the whole group, so the stop is shielded.
+            with anyio.CancelScope(shield=True):
+                await _stop(process)
             raise
         return ProcessResult(
             argv=tuple(argv),
@@ -118,3 +123,14 @@ def tool_environment(repo_root: Path, base: Mapping[str, str] | None = None) -> 
     env["FORCE_COLOR"] = "0"
     env["CI"] = "true"
     return env
+
+
+def withhold_secrets(
+    env: Mapping[str, str], *, names: Collection[str] = (), values: Collection[str] = ()
+) -> dict[str, str]:
+    """`env` without the variables in `names` and without any variable whose value contains one of `values`
+    (the server's own bearer token must never reach cdk, the app it runs, or anything they start)."""
+    secrets = [v for v in values if v]
+    return {
+        key: value for key, value in env.items() if key not in names and not any(secret in value for secret in secrets)
+    }

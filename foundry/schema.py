@@ -44,6 +44,13 @@ from instance_contract.schema import (
     WorkerRouting,
 )
 
+IMAGE_REPOSITORY_PATTERN = (
+    r"^[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?)*(:\d{1,5})?/"
+    r"(\*|[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*(/[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*)*(/\*)?)$"
+)
+ImageRepositoryPattern = Annotated[str, StringConstraints(pattern=IMAGE_REPOSITORY_PATTERN, max_length=512)]
+"""REGISTRY/REPOSITORY, REGISTRY/NAMESPACE/* or REGISTRY/* (foundry/image_reference.py matches them)."""
+
 # --- Environment manifest (kind: AgentManifest) -----------------------------------------------------------
 
 RFC3339_PATTERN = (
@@ -372,6 +379,11 @@ class EnvironmentSettings(Strict):
     # --- caller authentication (issue 14) ---
     auth: InstanceAuthSettings = Field(default_factory=InstanceAuthSettings)
     """Who may call the instances: token issuers (per environment, optionally per organization) or mode none."""
+
+    allowed_image_repositories: list[ImageRepositoryPattern] | None = Field(default=None, min_length=1)
+    """The repositories a deploy through the Foundry MCP server may run (its `runtime_image` argument):
+    `REGISTRY/REPOSITORY`, `REGISTRY/NAMESPACE/*` or `REGISTRY/*`. Left out: the environment's own ECR registry,
+    `<account>.dkr.ecr.<region>.amazonaws.com/*`. The image runs with the instance's task role and secrets."""
 
     @model_validator(mode="after")
     def _check(self) -> EnvironmentSettings:

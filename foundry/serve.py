@@ -22,7 +22,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 from foundry.deploy import Deployer, DeployMethod, InstanceLocks, stack_events_failure
 from foundry.instance_status import boto3_clients, probe_instance_mcp
 from foundry.mcp_server import FoundryConfig, build_server
-from foundry.process import ProcessRunner, tool_environment
+from foundry.process import ProcessRunner, tool_environment, withhold_secrets
 from foundry.serve_auth import DEPLOY_SCOPE, READ_SCOPE, JwtOptions, auth_for, gate_deploys
 
 TOKEN_ENV = "FOUNDRY_TOKEN"  # noqa: S105 - the variable's name
@@ -59,6 +59,8 @@ class ServeOptions:
     """Where each instance's cdk.out, outputs file and deploy lock live (default build/foundry-deploys/)."""
     jwt: JwtOptions | None = None
     """JWT bearer verification (issuer, audience), besides or instead of the static token."""
+    cdk_cli: Path | None = None
+    """The CDK CLI to run (default node_modules/.bin/cdk, the version package.json pins)."""
 
 
 def is_loopback(host: str) -> bool:
@@ -100,8 +102,18 @@ def http_security(options: ServeOptions) -> TransportSecuritySettings | None:
     )
 
 
-def make_config(agents_dir: Path, deploy_method: DeployMethod, work_dir: Path | None = None) -> FoundryConfig:
-    runner = ProcessRunner(cwd=REPO_ROOT, env=tool_environment(REPO_ROOT))
+def make_config(
+    agents_dir: Path,
+    deploy_method: DeployMethod,
+    work_dir: Path | None = None,
+    *,
+    token: str | None = None,
+    cdk_cli: Path | None = None,
+) -> FoundryConfig:
+    """The server's wiring. The cdk child's environment is the server's own minus its secrets: FOUNDRY_TOKEN and
+    any variable that carries the bearer token (e.g. read from --token-file) never reach cdk or the app it runs."""
+    env = withhold_secrets(tool_environment(REPO_ROOT), names={TOKEN_ENV}, values={token} if token else ())
+    runner = ProcessRunner(cwd=REPO_ROOT, env=env)
     deployer = Deployer(
         repo_root=REPO_ROOT,
         runner=runner,
@@ -109,6 +121,8 @@ def make_config(agents_dir: Path, deploy_method: DeployMethod, work_dir: Path | 
         method=deploy_method,
         failure_lookup=stack_events_failure(boto3_clients),
         work_root=work_dir.resolve() if work_dir is not None else None,
+        clients=boto3_clients,
+        cdk_cli=cdk_cli.resolve() if cdk_cli is not None else None,
     )
     return FoundryConfig(
         repo_root=REPO_ROOT,
@@ -120,9 +134,13 @@ def make_config(agents_dir: Path, deploy_method: DeployMethod, work_dir: Path | 
 
 
 def serve(options: ServeOptions) -> None:
-    config = make_config(options.agents_dir, options.deploy_method, options.work_dir)
     if options.transport == "stdio":
-        build_server(config).run("stdio")
+        # No token is used on stdio, but a FOUNDRY_TOKEN in the environment is still a secret: withheld too.
+        token = os.environ.get(TOKEN_ENV, "").strip() or None
+        stdio_config = make_config(
+            options.agents_dir, options.deploy_method, options.work_dir, token=token, cdk_cli=options.cdk_cli
+        )
+        build_server(stdio_config).run("stdio")
         return
     token = read_token(options.token_file, os.environ)
     if token is None and options.jwt is None:
@@ -131,6 +149,9 @@ def serve(options: ServeOptions) -> None:
             f"refusing to serve HTTP on {where}{options.host} without a bearer token: "
             f"set {TOKEN_ENV} or pass --token-file, or name a token issuer with --auth-issuer"
         )
+    config = make_config(
+        options.agents_dir, options.deploy_method, options.work_dir, token=token, cdk_cli=options.cdk_cli
+    )
     security = http_security(options)
     # The SDK wires bearer checking through AuthSettings and our verifier(s); see foundry/serve_auth.py.
     verifier, auth = auth_for(StaticTokenVerifier(token) if token else None, options.jwt)

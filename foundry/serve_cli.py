@@ -58,6 +58,12 @@ def add_serve_parser(sub: Any) -> None:
         help="where each instance's cdk.out, outputs file and deploy lock live (default: build/foundry-deploys); "
         "servers that deploy the same instances must share it, the lock lives there",
     )
+    p.add_argument(
+        "--cdk-cli",
+        type=Path,
+        metavar="PATH",
+        help="the CDK CLI executable to run (default: node_modules/.bin/cdk, pinned by package.json)",
+    )
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -81,6 +87,7 @@ def run_serve(args: argparse.Namespace) -> int:
         deploy_method=args.deploy_method,
         work_dir=args.work_dir,
         jwt=jwt,
+        cdk_cli=args.cdk_cli,
     )
     try:
         serve(options)

@@ -12,22 +12,20 @@ import re
 from pathlib import Path
 
 from foundry.fleet import Fleet
+from foundry.image_reference import (
+    IMAGE_FORM,
+    default_repository_patterns,
+    first_allowing,
+    parse_image_reference,
+    parse_repository_pattern,
+)
 from foundry.naming import parse_selector
 from foundry.resolve import ResolvedInstance
-from foundry.schema import DNS_LABEL_PATTERN, InstanceKey
+from foundry.schema import DNS_LABEL_PATTERN, EnvironmentSettings, InstanceKey
 
 SHELL_METACHARACTERS = frozenset(";&|$`<>(){}[]*?!~'\"\\#%^")
 _DNS_ID = re.compile(DNS_LABEL_PATTERN)
 MAX_ARGUMENT_LENGTH = 512
-
-# A container image reference (registry/repository with a tag or a digest; an implicit `latest` is refused because
-# a deploy must name exactly what it runs).
-_IMAGE_URI = re.compile(
-    r"^(?:(?P<registry>[a-zA-Z0-9](?:[a-zA-Z0-9.-]*[a-zA-Z0-9])?(?::\d{1,5})?)/)?"
-    r"(?P<repository>[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*)"
-    r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?"
-    r"(?:@(?P<digest>sha256:[a-f0-9]{64}))?$"
-)
 
 MIN_TIMEOUT_SECONDS = 30
 MAX_TIMEOUT_SECONDS = 4 * 3600
@@ -39,7 +37,6 @@ class ToolArgumentError(ValueError):
 
 SELECTOR_FORM = "ORG/DOMAIN/INSTANCE, each a DNS-safe id (lowercase letters, digits and '-')"
 ID_FORM = "a DNS-safe id: lowercase letters, digits and '-', at most 63 characters"
-IMAGE_FORM = "REGISTRY/REPOSITORY:TAG or REGISTRY/REPOSITORY@sha256:DIGEST"
 DIRECTORY_FORM = "a directory inside the repository, relative to it or absolute"
 
 
@@ -124,15 +121,44 @@ def check_image_uri(image_uri: str) -> str:
     """A container image reference with an explicit tag or digest, e.g.
     123456789012.dkr.ecr.us-east-1.amazonaws.com/agent-runtime:1.4.2"""
     check_plain_value("runtime_image", image_uri, IMAGE_FORM)
-    match = _IMAGE_URI.match(image_uri)
-    if not match:
+    try:
+        image = parse_image_reference(image_uri)
+    except ValueError as exc:
         raise ToolArgumentError(
-            f"runtime_image: {image_uri!r} is not a container image reference; expected {IMAGE_FORM}"
-        )
-    if not match.group("tag") and not match.group("digest"):
+            f"runtime_image: {image_uri!r} is not a container image reference ({exc}); expected {IMAGE_FORM}"
+        ) from exc
+    if image.tag is None and image.digest is None:
         raise ToolArgumentError(
             f"runtime_image: {image_uri!r} names no tag or digest; "
             f"give one explicitly (an implicit 'latest' is refused); expected {IMAGE_FORM}"
+        )
+    return image_uri
+
+
+def allowed_repositories(settings: EnvironmentSettings) -> list[str]:
+    """The environment's `allowed_image_repositories`, or by default its own ECR registry."""
+    if settings.allowed_image_repositories is not None:
+        return list(settings.allowed_image_repositories)
+    return default_repository_patterns(settings.account, settings.region)
+
+
+def check_runtime_image(image_uri: str, environment: str, settings: EnvironmentSettings) -> str:
+    """A well-formed image reference from a repository the environment allows (agents/platform.yaml): the image
+    runs with the tenant's task role and secrets, so an image from anywhere else is refused before anything runs."""
+    check_image_uri(image_uri)
+    image = parse_image_reference(image_uri)
+    allowed = allowed_repositories(settings)
+    patterns = [parse_repository_pattern(p) for p in allowed]
+    if first_allowing(patterns, image) is None:
+        source = (
+            "its allowed_image_repositories"
+            if settings.allowed_image_repositories is not None
+            else "by default its own ECR registry; set allowed_image_repositories to allow others"
+        )
+        raise ToolArgumentError(
+            f"runtime_image: {image_uri!r} (registry {image.registry}, repository {image.repository}) is not allowed "
+            f"in environment {environment!r}; refused (nothing was run); agents/platform.yaml allows ({source}): "
+            + ", ".join(allowed)
         )
     return image_uri
 

@@ -12,12 +12,12 @@ import pytest
 from mcp import Client
 
 from foundry.local_aws import (
-    DEFAULT_RUNTIME_IMAGE,
     LocalAws,
     LocalAwsError,
     ServerState,
     _alive,
     aws_environment,
+    default_runtime_image,
     unmodelled_resources,
 )
 from tests.deploy.git_repos import REPO_ROOT
@@ -101,7 +101,8 @@ async def test_dev_environment_deploys_to_the_local_aws_and_reads_back_honestly(
             {
                 "environment": "dev",
                 "instance": "acme/retail/dev",
-                "runtime_image": DEFAULT_RUNTIME_IMAGE,
+                # The same image the loop deployed (the tool allows dev's own ECR registry; moto never pulls it).
+                "runtime_image": default_runtime_image(state.account, state.region),
                 "timeout_seconds": LOOP_TIMEOUT_S,
             },
         )

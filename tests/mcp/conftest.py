@@ -28,7 +28,9 @@ def runner() -> ProcessRunner:
 
 @pytest.fixture
 def deployer(runner: ProcessRunner, deploys_dir: Path) -> Deployer:
-    return Deployer(repo_root=REPO_ROOT, runner=runner, locks=InstanceLocks(), work_root=deploys_dir)
+    return Deployer(
+        repo_root=REPO_ROOT, runner=runner, locks=InstanceLocks(), work_root=deploys_dir, clients=boto3_clients
+    )
 
 
 @pytest.fixture

@@ -1,18 +1,24 @@
-"""A local AWS for the Foundry MCP tests: moto's server on 127.0.0.1, as the account of the dev environment."""
+"""A local AWS for the Foundry MCP tests: moto's server on 127.0.0.1, as the account of the dev environment, and
+the real CDK CLI steps a platform engineer runs on it (bootstrap, the platform stack)."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import boto3
 import httpx
+import pytest
 
-from tests.mcp.foundry_mcp_process_helpers import free_port, started
+from foundry.process import ProcessResult, ProcessRunner
+from tests.mcp.foundry_mcp_process_helpers import REPO_ROOT, free_port, started
 
 DEV_ACCOUNT = "111111111111"  # agents/platform.yaml: dev
 REGION = "us-east-1"
@@ -37,18 +43,22 @@ class LocalAws:
         httpx.post(f"{self.url}/moto-api/reset").raise_for_status()
 
 
-@contextmanager
-def moto_server(*, ecs_running_tasks: int = 0) -> Iterator[LocalAws]:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    aws_env = {
-        "AWS_ENDPOINT_URL": url,
+def _aws_env(port: int) -> dict[str, str]:
+    return {
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
         "AWS_ENDPOINT_URL_S3_FOR_CLOUDFORMATION": f"http://localhost:{port}",
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_REGION": REGION,
         "AWS_DEFAULT_REGION": REGION,
     }
+
+
+@contextmanager
+def moto_server(*, ecs_running_tasks: int = 0) -> Iterator[LocalAws]:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    aws_env = _aws_env(port)
     server_env = {
         **os.environ,
         "MOTO_ACCOUNT_ID": DEV_ACCOUNT,
@@ -58,3 +68,99 @@ def moto_server(*, ecs_running_tasks: int = 0) -> Iterator[LocalAws]:
     argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
     with started(argv, env=server_env, ready_marker="Running on", url=url):
         yield LocalAws(url=url, env=aws_env)
+
+
+CDK = str(REPO_ROOT / "node_modules" / ".bin" / "cdk")
+
+
+async def _ignore(line: str) -> None:
+    return None
+
+
+def run_cdk(runner: ProcessRunner, argv: list[str], timeout_seconds: int = 600) -> ProcessResult:
+    """The real CDK CLI through the server's runner (same environment), outside any tool call."""
+    result = asyncio.run(runner.run([CDK, *argv], timeout_seconds=timeout_seconds, on_line=_ignore))
+    assert result.ok, "\n".join(result.lines[-40:])
+    return result
+
+
+def bootstrap(runner: ProcessRunner) -> None:
+    run_cdk(runner, ["bootstrap", f"aws://{DEV_ACCOUNT}/{REGION}", "--app", ""], timeout_seconds=300)
+
+
+def deploy_platform(
+    runner: ProcessRunner, output: Path, *, environment: str = "dev", agents_dir: Path | None = None
+) -> None:
+    """What a platform engineer does on purpose before any instance of the environment is deployed."""
+    run_cdk(
+        runner,
+        [
+            "deploy",
+            f"af-{environment}-platform",
+            "--context",
+            f"agentsDir={agents_dir or REPO_ROOT / 'agents'}",
+            "--context",
+            f"environment={environment}",
+            "--output",
+            str(output),
+            "--require-approval",
+            "never",
+            "--method=direct",
+            "--no-color",
+        ],
+    )
+
+
+@contextmanager
+def in_process_moto_server() -> Iterator[LocalAws]:
+    """moto's server in a thread of this process, for the tests that must play CloudFormation's own timing (a stack
+    CloudFormation is still working on, see `CloudFormationAtWork`): the same HTTP API as `moto_server`."""
+    from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MOTO_ACCOUNT_ID", DEV_ACCOUNT)
+        patch.setattr(logging.getLogger("werkzeug"), "level", logging.WARNING)  # one line per request otherwise
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        server.start()
+        aws = LocalAws(url=url, env=_aws_env(port))
+        try:
+            yield aws
+        finally:
+            aws.reset()
+            server.stop()
+
+
+class CloudFormationAtWork:
+    """Keeps chosen stacks in CREATE_IN_PROGRESS after moto created their resources, as CloudFormation does while
+    it waits for an ECS service to stabilize (which can take hours), until `settle` gives the operation's end.
+    moto completes a stack inside CreateStack; this is the one place where the tests play CloudFormation's timing
+    (in-process moto only)."""
+
+    def __init__(self, patch: pytest.MonkeyPatch) -> None:
+        from moto.cloudformation.models import Stack
+
+        self.held: set[str] = set()
+        original = Stack.mark_creation_complete
+        held = self.held
+
+        def mark_creation_complete(stack: Any) -> None:
+            if stack.name not in held:
+                original(stack)
+
+        patch.setattr(Stack, "mark_creation_complete", mark_creation_complete)
+
+    def hold(self, stack_name: str) -> None:
+        self.held.add(stack_name)
+
+    def settle(self, stack_name: str, status: str) -> None:
+        """CloudFormation finishes: the stack ends in `status` (e.g. ROLLBACK_COMPLETE after a failed create)."""
+        from moto.cloudformation.models import cloudformation_backends
+
+        self.held.discard(stack_name)
+        backend = cloudformation_backends[DEV_ACCOUNT][REGION]
+        for stack in backend.stacks.values():
+            if stack.name == stack_name and stack.status.endswith("_IN_PROGRESS"):
+                stack.status = status
+                stack._add_stack_event(status)

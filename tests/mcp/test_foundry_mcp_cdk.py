@@ -25,11 +25,11 @@ from foundry.fleet import DEFAULT_AGENTS_DIR
 from foundry.mcp_server import FoundryConfig, build_server
 from foundry.naming import INSTANCE_STACK_OUTPUTS
 from foundry.process import ProcessRunner, tool_environment
-from tests.mcp.foundry_mcp_local_aws import DEV_ACCOUNT, REGION, LocalAws, moto_server
+from tests.mcp.foundry_mcp_local_aws import LocalAws, bootstrap, deploy_platform, moto_server
 from tests.mcp.foundry_mcp_notifications import Notifications
 from tests.mcp.foundry_mcp_process_helpers import REPO_ROOT
 
-IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/agent-runtime:1.0.0"
+IMAGE = "111111111111.dkr.ecr.us-east-1.amazonaws.com/agent-runtime:1.0.0"  # the dev account's own ECR
 ACME = {"environment": "dev", "instance": "acme/retail/dev", "runtime_image": IMAGE}
 
 pytestmark = pytest.mark.slow
@@ -47,18 +47,10 @@ def module_runner(local_aws: LocalAws) -> ProcessRunner:
 
 
 @pytest.fixture(scope="module")
-def bootstrapped(module_runner: ProcessRunner) -> None:
-    cdk = str(REPO_ROOT / "node_modules" / ".bin" / "cdk")
-
-    async def ignore(line: str) -> None:
-        return None
-
-    result = asyncio.run(
-        module_runner.run(
-            [cdk, "bootstrap", f"aws://{DEV_ACCOUNT}/{REGION}", "--app", ""], timeout_seconds=300, on_line=ignore
-        )
-    )
-    assert result.ok, "\n".join(result.lines)
+def bootstrapped(module_runner: ProcessRunner, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """`cdk bootstrap`, then the dev platform stack: deployed on purpose, as the instance deploys need it."""
+    bootstrap(module_runner)
+    deploy_platform(module_runner, tmp_path_factory.mktemp("platform") / "cdk.out")
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +69,7 @@ def make_server(local_aws: LocalAws, runner: ProcessRunner, work_root: Path) -> 
         method="direct",
         failure_lookup=stack_events_failure(clients),
         work_root=work_root,
+        clients=clients,
     )
     config = FoundryConfig(
         repo_root=REPO_ROOT, agents_dir=DEFAULT_AGENTS_DIR, deployer=deployer, clients=clients, probe=None
@@ -121,6 +114,8 @@ async def test_dry_run_synthesizes_only_the_selected_instance_and_its_platform_s
     assert "--method=template" in out["commands"][1]
     assert "instance=default-org/default-domain/dev" in out["commands"][0]
     assert out["diff_exit_code"] == 0
+    assert out["platform"]["ready"] is True, out["platform"]
+    assert out["commands"][1][1:4] == ["diff", "af-dev-default-org-default-domain-dev", "--exclusively"]
     assert "af-dev-default-org-default-domain-dev" in out["diff"]
     assert "AWS::ECS::Service" in out["diff"]
     assert not (instance_dir / "outputs.json").exists()
@@ -138,8 +133,9 @@ def test_deploy_to_local_aws_returns_the_outcome_hostname_and_stack_outputs(
     assert set(outputs) >= INSTANCE_STACK_OUTPUTS
     assert outputs["Hostname"] == out["hostname"]
     assert outputs["InstanceEndpoint"] == "http://acme-retail-dev.dev.agentfoundry.internal/mcp"
-    argv = out["commands"][0]
-    assert argv[1:3] == ["deploy", "af-dev-acme-retail-dev"]
+    assert [c[1] for c in out["commands"]] == ["synth", "deploy"]
+    argv = out["commands"][1]
+    assert argv[1:4] == ["deploy", "af-dev-acme-retail-dev", "--exclusively"]
     assert "--all" not in argv
     assert argv[argv.index("--require-approval") + 1] == "never"
     assert "--outputs-file" in argv

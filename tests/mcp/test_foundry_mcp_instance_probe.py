@@ -31,7 +31,7 @@ from tests.runtime.runtime_harness import BuiltBundle, RuntimeProcess, serve, wr
 
 STACK = "af-dev-acme-retail-dev"
 ACME = {"environment": "dev", "instance": "acme/retail/dev"}
-IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/agent-runtime:1.0.0"
+IMAGE = "111111111111.dkr.ecr.us-east-1.amazonaws.com/agent-runtime:1.0.0"  # the dev account's own ECR
 TOKEN = "probe-token-0123456789abcdef"
 
 pytestmark = pytest.mark.slow

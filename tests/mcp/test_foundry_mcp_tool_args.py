@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from foundry.fleet import Fleet, load_fleet
+from foundry.image_reference import IMAGE_FORM
 from foundry.tool_args import (
     DIRECTORY_FORM,
-    IMAGE_FORM,
     SELECTOR_FORM,
     ToolArgumentError,
     check_image_uri,
