@@ -7,15 +7,13 @@ below receive plain typed values.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from aws_cdk import App, Stack
+from aws_cdk import App, Stack, Validations
+from cdk_nag import AwsSolutionsChecks
 
-from constructs.af_instance_service import ImageFromAsset, ImageFromUri, RuntimeImage
+from constructs.af_agent_instance import ImageFromAsset, ImageFromUri, RuntimeImage
 from foundry import naming, placement
 from foundry.atomic_files import write_content_addressed
 from foundry.bundle import build_bundle
@@ -26,7 +24,6 @@ from stacks.platform_stack import PlatformStack
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RUNTIME_DOCKERFILE = "runtime/Dockerfile"
-PATH_METADATA_CONTEXT = "aws:cdk:enable-path-metadata"
 
 
 @dataclass(frozen=True)
@@ -37,10 +34,6 @@ class FleetSelection:
     environment: str | None = None
     instance: str | None = None
     runtime_image: str | None = None
-    path_metadata: bool = False
-    """`aws:cdk:enable-path-metadata` (set by the CDK CLI): the instance fragments carry it themselves."""
-    instance_constructs: bool = False
-    """`-c instanceConstructs=true`: build each instance's resources as L1 constructs (for cdk-nag, Aspects)."""
 
     @classmethod
     def from_context(cls, app: App) -> FleetSelection:
@@ -54,8 +47,6 @@ class FleetSelection:
             environment=text("environment"),
             instance=text("instance"),
             runtime_image=text("runtimeImage"),
-            path_metadata=bool(app.node.try_get_context(PATH_METADATA_CONTEXT)),
-            instance_constructs=str(app.node.try_get_context("instanceConstructs")).lower() == "true",
         )
 
 
@@ -78,16 +69,6 @@ def runtime_image(selection: FleetSelection, settings: EnvironmentSettings, repo
     return ImageFromAsset(directory=str(repo_root), dockerfile=RUNTIME_DOCKERFILE)
 
 
-def fragment_writer(fragment_dir: Path) -> Callable[[dict[str, Any]], str]:
-    """Writes an instance's CloudFormation fragment for `CfnInclude` (construct mode), content-addressed like the
-    bundles: same instance, same bytes, same file. Key order is kept: it is the template's order."""
-
-    def write(template: dict[str, Any]) -> str:
-        return str(write_content_addressed(json.dumps(template).encode(), fragment_dir, ".json"))
-
-    return write
-
-
 def build_fleet(
     app: App,
     selection: FleetSelection,
@@ -95,7 +76,9 @@ def build_fleet(
     repo_root: Path = REPO_ROOT,
     bundle_dir: Path | None = None,
 ) -> FleetStacks:
-    """Raises ManifestError (bad manifests, unplaced instance) or ValueError (bad selector) before building."""
+    """Raises ManifestError (bad manifests, unplaced instance) or ValueError (bad selector) before building.
+    cdk-nag's AwsSolutions pack checks every construct at synth (its findings and acknowledgements are in the
+    assembly's validation report; an unacknowledged finding fails the synth)."""
     fleet = load_fleet(selection.agents_dir, environment=selection.environment, instance=selection.instance)
     all_settings = fleet.tree.platform.model.spec.environments
     if selection.instance is not None:
@@ -105,7 +88,6 @@ def build_fleet(
     else:
         environments = sorted(fleet.tree.environments)
     bundles = bundle_dir or repo_root / "build" / "cdk-bundles"
-    write_fragment = fragment_writer(bundles.parent / "cdk-fragments") if selection.instance_constructs else None
 
     slots = {env: placement.load_placement(selection.agents_dir, env) for env in environments}
     for env in environments:
@@ -133,9 +115,8 @@ def build_fleet(
             slot=slots[env][instance.key.selector],
             image=runtime_image(selection, settings, repo_root),
             bundle=BundleFile(path=str(archive_path), content_hash=bundle.content_hash),
-            write_fragment=write_fragment,
-            path_metadata=selection.path_metadata,
         )
         stack.add_stack_dependency(platforms[env], "reads the platform's SSM parameters")
         instances[name] = stack
+    Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     return FleetStacks(platforms={p.stack_name: p for p in platforms.values()}, instances=instances)

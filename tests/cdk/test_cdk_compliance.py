@@ -25,8 +25,9 @@ IMAGE_TAG = re.compile(r"(container-assets-[^\"]*?:)[0-9a-f]{64}")
 
 @pytest.fixture(scope="module")
 def nagged(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
-    """The whole example app with cdk-nag's AwsSolutions pack and CDK's built-in template validation."""
-    return synth(tmp_path_factory.mktemp("nag") / "cdk.out", nag=True, validation=True)
+    """The whole example app as every synth builds it (cdk-nag's AwsSolutions pack included), with CDK's built-in
+    template validation."""
+    return synth(tmp_path_factory.mktemp("nag") / "cdk.out", validation=True)
 
 
 def report(app: Synthesized) -> dict[str, Any]:
@@ -54,8 +55,22 @@ def test_every_cdk_nag_acknowledgement_carries_its_reason(nagged: Synthesized) -
     }
 
 
+def test_cdk_nag_checks_the_instance_resources_built_the_default_way(nagged: Synthesized) -> None:
+    """Every instance's secrets, task definition and roles are constructs cdk-nag sees (their acknowledgements
+    show it ran over them)."""
+    acknowledged = report(nagged)["AwsSolutions"]["suppressedViolations"]
+    paths = {c["constructPath"] for f in acknowledged for c in f["violatingConstructs"]}
+    for stack in STACKS:
+        if not stack.endswith("-platform"):
+            assert f"{stack}/Instance/TaskDefinition/Resource" in paths, stack
+
+
 def test_cdk_built_in_template_validation_reports_no_problem(nagged: Synthesized) -> None:
     assert report(nagged).get("CloudFormation Validate", {"violations": []})["violations"] == []
+
+
+def test_no_construct_warning_is_left_unacknowledged(nagged: Synthesized) -> None:
+    assert report(nagged).get("Construct Annotations", {"violations": []})["violations"] == []
 
 
 @pytest.mark.parametrize("stack", STACKS)
