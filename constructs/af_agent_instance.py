@@ -214,7 +214,7 @@ class AgentInstance(Construct):
 
         self.bundle = s3_assets.Asset(self, "Bundle", path=props.bundle_path)
         self.bundle_uri = self.bundle.s3_object_url
-        self.log_group = logs.LogGroup(self, "Logs", retention=_retention(props.log_retention_days))
+        self.log_group = logs.LogGroup(self, "Logs", retention=log_retention(props.log_retention_days))
 
         self.execution_role = iam.Role(
             self,
@@ -416,7 +416,7 @@ _RETENTION_DAYS = {
 }  # fmt: skip
 
 
-def _retention(days: int) -> logs.RetentionDays:
+def log_retention(days: int) -> logs.RetentionDays:
     """CloudWatch Logs' retention periods (the settings schema allows only these)."""
     if days not in _RETENTION_DAYS:
         raise ValueError(f"log retention of {days} days is not one CloudWatch Logs offers: {sorted(_RETENTION_DAYS)}")

@@ -1,6 +1,6 @@
 """Fine-grained `aws_cdk.assertions.Template` checks, one per resource kind of an InstanceStack and of the shared
-platform, on stacks of the example app built the default way (FragmentStackSynthesizer). Expected values come
-from the manifests and platform settings, not from the templates."""
+platform, on stacks of the example app as every synth builds them. Expected values come from the manifests and
+platform settings, not from the templates."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def prod(app: Synthesized) -> Template:
     return Template.from_stack(app.stacks.instances[PROD.manifest.spec.stack_name])
 
 
-def test_from_stack_reads_the_template_the_synthesizer_wrote(app: Synthesized, prod: Template) -> None:
+def test_from_stack_reads_the_template_the_app_wrote(app: Synthesized, prod: Template) -> None:
     assert prod.to_json() == app.templates[PROD.manifest.spec.stack_name]
 
 
@@ -88,7 +88,10 @@ def test_the_service_is_private_rolls_back_and_scales_as_the_manifest_says(prod:
             "LaunchType": "FARGATE",
             "NetworkConfiguration": {
                 "AwsvpcConfiguration": Match.object_like(
-                    {"AssignPublicIp": "DISABLED", "Subnets": {"Ref": Match.any_value()}}
+                    {
+                        "AssignPublicIp": "DISABLED",
+                        "Subnets": [{"Fn::Select": [i, {"Ref": "PrivateSubnetIds"}]} for i in range(2)],
+                    }
                 )
             },
             "DeploymentConfiguration": {
@@ -117,6 +120,53 @@ def test_the_service_is_private_rolls_back_and_scales_as_the_manifest_says(prod:
     )
 
 
+def test_the_service_keeps_its_scaled_task_count_across_deploys(prod: Template) -> None:
+    """A DesiredCount in the template would reset the service to it on every update, undoing autoscaling."""
+    prod.has_resource_properties("AWS::ECS::Service", {"DesiredCount": Match.absent()})
+    prod.has_resource_properties(
+        "AWS::ApplicationAutoScaling::ScalableTarget",
+        {"ResourceId": {"Fn::Join": ["", ["service/af-prod/", {"Fn::GetAtt": ["RuntimeService408BD8AA", "Name"]}]]}},
+    )
+
+
+def test_the_container_has_a_read_only_root_filesystem_with_only_tmp_writable(prod: Template) -> None:
+    prod.has_resource_properties(
+        "AWS::ECS::TaskDefinition",
+        {
+            "Volumes": [{"Name": "tmp"}],
+            "ContainerDefinitions": [
+                Match.object_like(
+                    {
+                        "ReadonlyRootFilesystem": True,
+                        "MountPoints": [{"ContainerPath": "/tmp", "SourceVolume": "tmp", "ReadOnly": False}],
+                    }
+                )
+            ],
+        },
+    )
+
+
+def test_the_container_checks_its_own_health_with_the_runtime_cli(prod: Template) -> None:
+    prod.has_resource_properties(
+        "AWS::ECS::TaskDefinition",
+        {
+            "ContainerDefinitions": [
+                Match.object_like(
+                    {
+                        "HealthCheck": {
+                            "Command": ["CMD", "python", "-m", "runtime", "healthcheck"],
+                            "Interval": 15,
+                            "Timeout": 5,
+                            "Retries": 3,
+                            "StartPeriod": 30,
+                        }
+                    }
+                )
+            ]
+        },
+    )
+
+
 def test_requests_for_the_hostname_reach_the_runtimes_health_checked_targets(prod: Template) -> None:
     hostname = PROD.manifest.spec.hostname
     target_group = Capture()
@@ -139,45 +189,61 @@ def test_requests_for_the_hostname_reach_the_runtimes_health_checked_targets(pro
 
 
 def test_the_tasks_admit_only_their_load_balancer_on_the_container_port(prod: Template) -> None:
-    """A literal array in a pattern matches exactly: one ingress rule, this one."""
+    prod.resource_count_is("AWS::EC2::SecurityGroupIngress", 1)
+    prod.has_resource_properties(
+        "AWS::EC2::SecurityGroupIngress",
+        {
+            "FromPort": 8080,
+            "ToPort": 8080,
+            "SourceSecurityGroupId": {"Ref": "ShardSecurityGroupId"},
+            "GroupId": {"Fn::GetAtt": ["RuntimeSecurityGroup3DBEE987", "GroupId"]},
+        },
+    )
     prod.has_resource_properties(
         "AWS::EC2::SecurityGroup",
-        {
-            "SecurityGroupIngress": [
-                Match.object_like(
-                    {"FromPort": 8080, "ToPort": 8080, "SourceSecurityGroupId": {"Ref": "ShardSecurityGroupId"}}
-                )
-            ]
-        },
+        {"SecurityGroupIngress": Match.absent(), "SecurityGroupEgress": [Match.object_like({"FromPort": 443})]},
     )
 
 
 def test_the_task_role_reads_only_its_own_bundle_object(app: Synthesized, prod: Template) -> None:
-    bundle_key = app.templates[PROD.manifest.spec.stack_name]["Outputs"]["BundleUri"]["Value"].split("/", 3)[3]
+    bundle_uri = app.templates[PROD.manifest.spec.stack_name]["Outputs"]["BundleUri"]["Value"]
+    bucket_and_key = bundle_uri.removeprefix("s3://")
     prod.has_resource_properties(
-        "AWS::IAM::Role",
+        "AWS::IAM::Policy",
         {
-            "Policies": [
+            "Roles": [{"Ref": "RuntimeTaskRoleAB7E1F72"}],
+            "PolicyDocument": Match.object_like(
                 {
-                    "PolicyName": "read-own-bundle",
-                    "PolicyDocument": Match.object_like(
-                        {
-                            "Statement": [
-                                {
-                                    "Effect": "Allow",
-                                    "Action": "s3:GetObject",
-                                    "Resource": {
-                                        "Fn::Join": [
-                                            "",
-                                            Match.array_with([Match.string_like_regexp(f"/{bundle_key}$")]),
-                                        ]
-                                    },
-                                }
-                            ]
-                        }
-                    ),
+                    "Statement": [
+                        {"Effect": "Allow", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{bucket_and_key}"}
+                    ]
                 }
-            ]
+            ),
+        },
+    )
+
+
+def test_the_execution_role_reads_only_its_own_secrets(prod: Template) -> None:
+    secrets = prod.find_resources("AWS::SecretsManager::Secret")
+    assert len(secrets) == len(PROD.manifest.spec.secrets)
+    prod.has_resource_properties(
+        "AWS::IAM::Policy",
+        {
+            "Roles": [{"Ref": "RuntimeExecutionRole329B38D7"}],
+            "PolicyDocument": Match.object_like(
+                {
+                    "Statement": Match.array_with(
+                        [
+                            {
+                                "Effect": "Allow",
+                                "Action": ["secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue"],
+                                "Resource": {"Ref": logical_id},
+                            }
+                            for logical_id in sorted(secrets)
+                        ]
+                    )
+                }
+            ),
         },
     )
 
