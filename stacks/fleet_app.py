@@ -7,6 +7,8 @@ below receive plain typed values.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from foundry import naming, placement
 from foundry.atomic_files import write_content_addressed
 from foundry.bundle import build_bundle
 from foundry.fleet import load_fleet
+from foundry.resolve import ResolvedInstance
 from foundry.schema import EnvironmentSettings
 from stacks.instance_stack import BundleFile, InstanceStack
 from stacks.platform_stack import PlatformStack
@@ -28,11 +31,15 @@ RUNTIME_DOCKERFILE = "runtime/Dockerfile"
 
 @dataclass(frozen=True)
 class FleetSelection:
-    """The app's CDK context: `-c agentsDir=`, `-c environment=`, `-c instance=`, `-c runtimeImage=`."""
+    """The app's CDK context: `-c agentsDir=`, `-c environment=`, `-c instance=`, `-c instances=`,
+    `-c runtimeImage=`."""
 
     agents_dir: Path
     environment: str | None = None
     instance: str | None = None
+    instances: tuple[str, ...] | None = None
+    """`-c environment=ENV -c instances=A,B` (comma-separated selectors, may be empty): only these instances of ENV
+    and ENV's platform stack; what a pull request synthesizes from its change plan."""
     runtime_image: str | None = None
 
     @classmethod
@@ -42,10 +49,12 @@ class FleetSelection:
             return str(value) if value not in (None, "") else None
 
         agents_dir = text("agentsDir")
+        listed = app.node.try_get_context("instances")
         return cls(
             agents_dir=Path(agents_dir).resolve() if agents_dir else REPO_ROOT / "agents",
             environment=text("environment"),
             instance=text("instance"),
+            instances=None if listed is None else tuple(sorted({s for s in str(listed).split(",") if s.strip()})),
             runtime_image=text("runtimeImage"),
         )
 
@@ -69,6 +78,19 @@ def runtime_image(selection: FleetSelection, settings: EnvironmentSettings, repo
     return ImageFromAsset(directory=str(repo_root), dockerfile=RUNTIME_DOCKERFILE)
 
 
+def _listed(
+    instances: Sequence[ResolvedInstance], selectors: Sequence[str], environment: str | None
+) -> list[ResolvedInstance]:
+    by_selector = {i.key.selector: i for i in instances}
+    unknown = [s for s in selectors if s not in by_selector]
+    if unknown:
+        raise ValueError(
+            f"unknown instance(s) {', '.join(map(repr, unknown))} in environment {environment!r}; "
+            "`python -m foundry validate` lists the instances"
+        )
+    return [by_selector[s] for s in selectors]
+
+
 def build_fleet(
     app: App,
     selection: FleetSelection,
@@ -79,7 +101,13 @@ def build_fleet(
     """Raises ManifestError (bad manifests, unplaced instance) or ValueError (bad selector) before building.
     cdk-nag's AwsSolutions pack checks every construct at synth (its findings and acknowledgements are in the
     assembly's validation report; an unacknowledged finding fails the synth)."""
+    if selection.instances is not None and (selection.instance is not None or selection.environment is None):
+        raise ValueError("-c instances=A,B selects instances of one environment: give -c environment=ENV with it")
     fleet = load_fleet(selection.agents_dir, environment=selection.environment, instance=selection.instance)
+    if selection.instances is not None:
+        fleet = dataclasses.replace(
+            fleet, instances=_listed(fleet.instances, selection.instances, selection.environment)
+        )
     all_settings = fleet.tree.platform.model.spec.environments
     if selection.instance is not None:
         environments = sorted({i.environment for i in fleet.instances})

@@ -390,3 +390,33 @@ def test_stack_names_derive_from_the_instance_key() -> None:
     assert naming.instance_stack_name("prod", InstanceKey("acme", "retail", "us-east-1")) == (
         "af-prod-acme-retail-us-east-1"
     )
+
+
+def test_listed_instances_of_an_environment_build_only_their_stacks_and_the_platform(tmp_path: Path) -> None:
+    """`-c environment=ENV -c instances=A,B`: what a pull request synthesizes from its change plan."""
+    listed = synth(
+        tmp_path / "cdk.out",
+        environment="prod",
+        instances="globex/billing/eu-west-1,acme/retail/us-east-1",
+        runtimeImage=PREBUILT_IMAGE,
+    )
+    assert sorted(listed.templates) == [
+        "af-prod-acme-retail-us-east-1",
+        "af-prod-globex-billing-eu-west-1",
+        "af-prod-platform",
+    ]
+
+
+def test_an_empty_instance_list_builds_only_the_platform(tmp_path: Path) -> None:
+    listed = synth(tmp_path / "cdk.out", environment="staging", instances="")
+    assert sorted(listed.templates) == ["af-staging-platform"]
+
+
+def test_a_listed_instance_of_another_environment_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"unknown instance\(s\) 'acme/retail/dev' in environment 'prod'"):
+        synth(tmp_path / "cdk.out", environment="prod", instances="acme/retail/dev")
+
+
+def test_an_instance_list_needs_its_environment(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="give -c environment=ENV"):
+        synth(tmp_path / "cdk.out", instances="acme/retail/dev")
