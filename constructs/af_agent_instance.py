@@ -272,10 +272,11 @@ class AgentInstance(Construct):
             "ALLOWED_HOSTS": identity.hostname,
             "AWS_REGION": props.region,
         }
+        image, pulls_itself = self._image(props.image)
         self.container = self.task_definition.add_container(
             "Runtime",
             container_name=CONTAINER_NAME,
-            image=self._image(props.image),
+            image=image,
             essential=True,
             port_mappings=[ecs.PortMapping(container_port=CONTAINER_PORT, protocol=ecs.Protocol.TCP)],
             environment={key: environment[key] for key in sorted(environment)},
@@ -293,6 +294,11 @@ class AgentInstance(Construct):
                 start_period=Duration.seconds(30),
             ),
         )
+        if pulls_itself:
+            Annotations.of(self.container).acknowledge_warning(
+                "@aws-cdk/aws-ecs:ecrImageRequiresPolicy",
+                "the execution role is granted pulls from the prebuilt image's ECR repository (and only that one)",
+            )
         self.container.add_mount_points(
             ecs.MountPoint(container_path=SCRATCH_PATH, source_volume=SCRATCH_VOLUME, read_only=False)
         )
@@ -389,12 +395,14 @@ class AgentInstance(Construct):
             ),
         )
 
-    def _image(self, image: RuntimeImage) -> ecs.ContainerImage:
-        """A prebuilt ECR image may be pulled from its repository only; an image asset grants the same itself."""
+    def _image(self, image: RuntimeImage) -> tuple[ecs.ContainerImage, bool]:
+        """(the image, whether the execution role was granted pulls here). A prebuilt ECR image may be pulled from
+        its repository only; an image asset grants the same itself."""
         if isinstance(image, ImageFromAsset):
-            return ecs.ContainerImage.from_asset(
+            asset = ecs.ContainerImage.from_asset(
                 image.directory, file=image.dockerfile, platform=ecr_assets.Platform.LINUX_AMD64
             )
+            return asset, False
         repository = ecr_repository(image.uri)
         if repository is not None:
             account, region, name = repository
@@ -404,7 +412,7 @@ class AgentInstance(Construct):
                 repository_arn=f"arn:{Aws.PARTITION}:ecr:{region}:{account}:repository/{name}",
                 repository_name=name,
             ).grant_pull(self.execution_role)
-        return ecs.ContainerImage.from_registry(image.uri)
+        return ecs.ContainerImage.from_registry(image.uri), repository is not None
 
 
 _RETENTION_DAYS = {

@@ -361,6 +361,9 @@ def test_synth_is_deterministic(app: Synthesized, tmp_path: Path) -> None:
 
 def test_a_prebuilt_ecr_image_is_pulled_from_its_repository_only(tmp_path: Path) -> None:
     selected = synth(tmp_path / "cdk.out", instance="acme/retail/dev", runtimeImage=PREBUILT_IMAGE)
+    reports = json.loads((selected.outdir / "validation-report.json").read_text())["pluginReports"]
+    warnings = [r for r in reports if r["pluginName"] == "Construct Annotations"]
+    assert all(r["violations"] == [] for r in warnings), "the pull grant is acknowledged where it is made"
     pulls = [s for s in statements(selected, "af-dev-acme-retail-dev") if "ecr:BatchGetImage" in s["Action"]]
     assert [s["Resource"] for s in pulls] == [
         {
