@@ -35,22 +35,22 @@ INSTANCE_ID = "Instance"
 SSM_PARAMETER_DESCRIPTION = "SSM parameter written by the platform stack"
 
 DEPLOYED_LOGICAL_IDS: dict[str, str] = {
-    "Logs": "RuntimeLogs040130CF",
-    "ExecutionRole": "RuntimeExecutionRole329B38D7",
-    "TaskRole": "RuntimeTaskRoleAB7E1F72",
-    "TaskDefinition": "RuntimeTaskDefinitionBB2F76AB",
-    "SecurityGroup": "RuntimeSecurityGroup3DBEE987",
-    "Service": "RuntimeService408BD8AA",
-    "Service/TaskCount/Target": "RuntimeScalableTarget5157159D",
-    "Service/TaskCount/Target/CpuScaling": "RuntimeCpuScaling5B686642",
-    "TargetGroup": "RoutingTargetGroup2EF40F3D",
-    "ListenerRule": "RoutingListenerRuleA90D739E",
-    "Alias": "RoutingAlias1109FB39",
+    "log_group": "RuntimeLogs040130CF",
+    "execution_role": "RuntimeExecutionRole329B38D7",
+    "task_role": "RuntimeTaskRoleAB7E1F72",
+    "task_definition": "RuntimeTaskDefinitionBB2F76AB",
+    "security_group": "RuntimeSecurityGroup3DBEE987",
+    "service": "RuntimeService408BD8AA",
+    "target_group": "RoutingTargetGroup2EF40F3D",
+    "listener_rule": "RoutingListenerRuleA90D739E",
+    "record": "RoutingAlias1109FB39",
 }
-"""Construct path below the AgentInstance -> the logical id its resource had in deployed stacks (before the
-construct existed). A new logical id makes CloudFormation create a new resource and delete the old one: a secret
-would lose its value, the log group its logs, a second listener rule or record would collide with the first, and a
-second scalable target would be deregistered by the old one's deletion. So every deployed resource keeps its id."""
+"""AgentInstance attribute -> the logical id its resource had in deployed stacks (before the construct existed).
+A new logical id makes CloudFormation create a new resource and delete the old one: a secret would lose its
+value, the log group its logs, a second listener rule or record would collide with the first, and a second
+scalable target would be deregistered by the old one's deletion. So every deployed resource keeps its id."""
+DEPLOYED_SCALABLE_TARGET_ID = "RuntimeScalableTarget5157159D"
+DEPLOYED_CPU_SCALING_ID = "RuntimeCpuScaling5B686642"
 
 _NON_ALPHANUMERIC = re.compile(r"[^A-Za-z0-9]")
 
@@ -64,17 +64,13 @@ def deployed_secret_logical_id(name: str) -> str:
 
 
 def keep_deployed_logical_ids(instance: AgentInstance) -> None:
-    for path, logical_id in DEPLOYED_LOGICAL_IDS.items():
-        _cfn_resource(instance, path).override_logical_id(logical_id)
+    for attribute, logical_id in DEPLOYED_LOGICAL_IDS.items():
+        _default_child(getattr(instance, attribute)).override_logical_id(logical_id)
+    scalable_target = instance.scaling.node.find_child("Target")  # ScalableTaskCount's ScalableTarget
+    _default_child(scalable_target).override_logical_id(DEPLOYED_SCALABLE_TARGET_ID)
+    _default_child(scalable_target.node.find_child("CpuScaling")).override_logical_id(DEPLOYED_CPU_SCALING_ID)
     for name, secret in instance.secrets.items():
         _default_child(secret).override_logical_id(deployed_secret_logical_id(name))
-
-
-def _cfn_resource(instance: AgentInstance, path: str) -> CfnResource:
-    node: IConstruct = instance
-    for part in path.split("/"):
-        node = node.node.find_child(part)
-    return _default_child(node)
 
 
 def _default_child(construct: IConstruct) -> CfnResource:
