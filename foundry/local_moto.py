@@ -1,6 +1,8 @@
-"""moto's server, plus the one CloudFormation resource type our instance stacks need that moto 5.2 lacks:
-`AWS::SecretsManager::Secret` (an instance's secrets, which its task execution role is granted by ARN; without
-the secret the grant's resource resolves to nothing and moto's IAM refuses the policy).
+"""moto's server, made to behave like AWS where our instance stacks need it (foundry/local_moto_models.py): it gets
+the CloudFormation type `AWS::SecretsManager::Secret` that moto 5.2 lacks (an instance's secrets, which its task
+execution role is granted by ARN; without the secret the grant's resource resolves to nothing and moto's IAM
+refuses the policy), and a service created without `DesiredCount` starts with CloudFormation's default of 1 task
+(moto uses 0), since the stacks leave the count to autoscaling.
 
 The secret is created in moto's own Secrets Manager with a random placeholder value, as CloudFormation would with
 `GenerateSecretString`. Started by `foundry.local_aws` as `python -m foundry.local_moto -H 127.0.0.1 -p PORT`.
@@ -15,7 +17,7 @@ def main() -> None:
     # Defines the model before moto's CloudFormation first lists its models (it caches the list).
     from moto.server import main as moto_main
 
-    import foundry.local_moto_secrets  # noqa: F401
+    import foundry.local_moto_models  # noqa: F401
 
     moto_main(sys.argv[1:])
 

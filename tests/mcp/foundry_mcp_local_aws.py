@@ -12,6 +12,7 @@ from typing import Any
 import boto3
 import httpx
 
+from foundry.local_aws import MOTO_SERVER_MODULE, REPO_ROOT
 from tests.mcp.foundry_mcp_process_helpers import free_port, started
 
 DEV_ACCOUNT = "111111111111"  # agents/platform.yaml: dev
@@ -52,9 +53,11 @@ def moto_server(*, ecs_running_tasks: int = 0) -> Iterator[LocalAws]:
     server_env = {
         **os.environ,
         "MOTO_ACCOUNT_ID": DEV_ACCOUNT,
+        "PYTHONPATH": os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p),
         # moto runs no containers; this is the running count it reports for every new ECS service
         "MOTO_ECS_SERVICE_RUNNING": str(ecs_running_tasks),
     }
-    argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    # moto's server plus the CloudFormation types the instance stacks need that moto lacks (foundry/local_moto.py)
+    argv = [sys.executable, "-m", MOTO_SERVER_MODULE, "-H", "127.0.0.1", "-p", str(port)]
     with started(argv, env=server_env, ready_marker="Running on", url=url):
         yield LocalAws(url=url, env=aws_env)

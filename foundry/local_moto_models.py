@@ -1,5 +1,7 @@
-"""`AWS::SecretsManager::Secret` for moto's CloudFormation (see foundry/local_moto.py). A module of its own: moto
-files every model class under the second part of its module name, which a `python -m` entry point lacks."""
+"""Where moto's CloudFormation differs from AWS for our templates (see foundry/local_moto.py): it lacks
+`AWS::SecretsManager::Secret`, and it creates an `AWS::ECS::Service` without `DesiredCount` with 0 tasks where
+CloudFormation uses 1. A module of its own: moto files every model class under the second part of its module name,
+which a `python -m` entry point lacks."""
 
 from __future__ import annotations
 
@@ -8,7 +10,11 @@ import secrets
 from typing import Any
 
 from moto.core.common_models import CloudFormationModel
+from moto.ecs.models import Service
 from moto.secretsmanager.models import secretsmanager_backends
+
+ECS_DEFAULT_DESIRED_COUNT = 1
+"""AWS::ECS::Service: "For new services, if a desired count is not specified, a default value of 1 is used"."""
 
 
 class CloudFormationSecret(CloudFormationModel):
@@ -58,3 +64,22 @@ class CloudFormationSecret(CloudFormationModel):
         secretsmanager_backends[account_id][region_name].delete_secret(
             secret_id=name, recovery_window_in_days=None, force_delete_without_recovery=True
         )
+
+
+_create_service = Service.create_from_cloudformation_json.__func__  # type: ignore[attr-defined]
+
+
+def _create_service_with_cloudformation_default(
+    cls: type[Service], resource_name: str, cloudformation_json: Any, *args: Any, **kwargs: Any
+) -> Service:
+    properties = cloudformation_json["Properties"]
+    if properties.get("DesiredCount") is None:
+        cloudformation_json = {
+            **cloudformation_json,
+            "Properties": {**properties, "DesiredCount": ECS_DEFAULT_DESIRED_COUNT},
+        }
+    created: Service = _create_service(cls, resource_name, cloudformation_json, *args, **kwargs)
+    return created
+
+
+Service.create_from_cloudformation_json = classmethod(_create_service_with_cloudformation_default)  # type: ignore[method-assign,assignment]
