@@ -43,7 +43,8 @@ class InstanceAuth:
             if platform_issuer is None or platform_client_id is None:
                 raise ValueError("this instance's issuer is the platform's Cognito pool: pass its issuer and client id")
             issuer, audience = platform_issuer, platform_client_id
-        assert issuer is not None  # every jwt source has one
+        if issuer is None:
+            raise ValueError(f"an instance whose tokens come from its {self.issuer_source} issuer needs its issuer URL")
         env = {"AUTH_ISSUER": issuer, "AUTH_ORG_CLAIM": self.org_claim}
         if audience is not None:
             env["AUTH_AUDIENCE"] = audience

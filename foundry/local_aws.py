@@ -52,6 +52,8 @@ def default_runtime_image(account: str, region: str) -> str:
 
 
 START_TIMEOUT_S = 60.0
+MOTO_SERVER_MODULE = "foundry.local_moto"
+"""moto's server plus the CloudFormation types our stacks need and moto lacks (foundry/local_moto.py)."""
 STOP_TIMEOUT_S = 15.0
 CDK_TIMEOUT_S = 1800
 FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
@@ -147,10 +149,11 @@ class LocalAws:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.state_file.unlink(missing_ok=True)
         port = port or _free_port()
-        env = {**os.environ, "MOTO_ACCOUNT_ID": settings.account}
+        python_path = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)
+        env = {**os.environ, "MOTO_ACCOUNT_ID": settings.account, "PYTHONPATH": python_path}
         with self.log_file.open("ab") as log:
             process = subprocess.Popen(
-                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                [sys.executable, "-m", MOTO_SERVER_MODULE, "-H", "127.0.0.1", "-p", str(port)],
                 cwd=self.state_dir,
                 env=env,
                 stdin=subprocess.DEVNULL,
@@ -482,7 +485,7 @@ def _is_our_server(pid: int) -> bool:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return False
-    return b"moto.server" in cmdline
+    return MOTO_SERVER_MODULE.encode() in cmdline
 
 
 def _wait_until_serving(state: ServerState, process: subprocess.Popen[bytes], log_file: Path) -> None:

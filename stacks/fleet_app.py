@@ -7,40 +7,40 @@ below receive plain typed values.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
+import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from aws_cdk import App, Stack
+from aws_cdk import App, Stack, Validations
+from cdk_nag import AwsSolutionsChecks
 
-from constructs.af_instance_service import ImageFromAsset, ImageFromUri, RuntimeImage
+from constructs.af_agent_instance import ImageFromAsset, ImageFromUri, RuntimeImage
 from foundry import naming, placement
 from foundry.atomic_files import write_content_addressed
 from foundry.bundle import build_bundle
 from foundry.fleet import load_fleet
+from foundry.resolve import ResolvedInstance
 from foundry.schema import EnvironmentSettings
 from stacks.instance_stack import BundleFile, InstanceStack
 from stacks.platform_stack import PlatformStack
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RUNTIME_DOCKERFILE = "runtime/Dockerfile"
-PATH_METADATA_CONTEXT = "aws:cdk:enable-path-metadata"
 
 
 @dataclass(frozen=True)
 class FleetSelection:
-    """The app's CDK context: `-c agentsDir=`, `-c environment=`, `-c instance=`, `-c runtimeImage=`."""
+    """The app's CDK context: `-c agentsDir=`, `-c environment=`, `-c instance=`, `-c instances=`,
+    `-c runtimeImage=`."""
 
     agents_dir: Path
     environment: str | None = None
     instance: str | None = None
+    instances: tuple[str, ...] | None = None
+    """`-c environment=ENV -c instances=A,B` (comma-separated selectors, may be empty): only these instances of ENV
+    and ENV's platform stack; what a pull request synthesizes from its change plan."""
     runtime_image: str | None = None
-    path_metadata: bool = False
-    """`aws:cdk:enable-path-metadata` (set by the CDK CLI): the instance fragments carry it themselves."""
-    instance_constructs: bool = False
-    """`-c instanceConstructs=true`: build each instance's resources as L1 constructs (for cdk-nag, Aspects)."""
 
     @classmethod
     def from_context(cls, app: App) -> FleetSelection:
@@ -49,13 +49,13 @@ class FleetSelection:
             return str(value) if value not in (None, "") else None
 
         agents_dir = text("agentsDir")
+        listed = app.node.try_get_context("instances")
         return cls(
             agents_dir=Path(agents_dir).resolve() if agents_dir else REPO_ROOT / "agents",
             environment=text("environment"),
             instance=text("instance"),
+            instances=None if listed is None else tuple(sorted({s for s in str(listed).split(",") if s.strip()})),
             runtime_image=text("runtimeImage"),
-            path_metadata=bool(app.node.try_get_context(PATH_METADATA_CONTEXT)),
-            instance_constructs=str(app.node.try_get_context("instanceConstructs")).lower() == "true",
         )
 
 
@@ -78,14 +78,17 @@ def runtime_image(selection: FleetSelection, settings: EnvironmentSettings, repo
     return ImageFromAsset(directory=str(repo_root), dockerfile=RUNTIME_DOCKERFILE)
 
 
-def fragment_writer(fragment_dir: Path) -> Callable[[dict[str, Any]], str]:
-    """Writes an instance's CloudFormation fragment for `CfnInclude` (construct mode), content-addressed like the
-    bundles: same instance, same bytes, same file. Key order is kept: it is the template's order."""
-
-    def write(template: dict[str, Any]) -> str:
-        return str(write_content_addressed(json.dumps(template).encode(), fragment_dir, ".json"))
-
-    return write
+def _listed(
+    instances: Sequence[ResolvedInstance], selectors: Sequence[str], environment: str | None
+) -> list[ResolvedInstance]:
+    by_selector = {i.key.selector: i for i in instances}
+    unknown = [s for s in selectors if s not in by_selector]
+    if unknown:
+        raise ValueError(
+            f"unknown instance(s) {', '.join(map(repr, unknown))} in environment {environment!r}; "
+            "`python -m foundry validate` lists the instances"
+        )
+    return [by_selector[s] for s in selectors]
 
 
 def build_fleet(
@@ -95,8 +98,16 @@ def build_fleet(
     repo_root: Path = REPO_ROOT,
     bundle_dir: Path | None = None,
 ) -> FleetStacks:
-    """Raises ManifestError (bad manifests, unplaced instance) or ValueError (bad selector) before building."""
+    """Raises ManifestError (bad manifests, unplaced instance) or ValueError (bad selector) before building.
+    cdk-nag's AwsSolutions pack checks every construct at synth (its findings and acknowledgements are in the
+    assembly's validation report; an unacknowledged finding fails the synth)."""
+    if selection.instances is not None and (selection.instance is not None or selection.environment is None):
+        raise ValueError("-c instances=A,B selects instances of one environment: give -c environment=ENV with it")
     fleet = load_fleet(selection.agents_dir, environment=selection.environment, instance=selection.instance)
+    if selection.instances is not None:
+        fleet = dataclasses.replace(
+            fleet, instances=_listed(fleet.instances, selection.instances, selection.environment)
+        )
     all_settings = fleet.tree.platform.model.spec.environments
     if selection.instance is not None:
         environments = sorted({i.environment for i in fleet.instances})
@@ -105,7 +116,6 @@ def build_fleet(
     else:
         environments = sorted(fleet.tree.environments)
     bundles = bundle_dir or repo_root / "build" / "cdk-bundles"
-    write_fragment = fragment_writer(bundles.parent / "cdk-fragments") if selection.instance_constructs else None
 
     slots = {env: placement.load_placement(selection.agents_dir, env) for env in environments}
     for env in environments:
@@ -133,9 +143,8 @@ def build_fleet(
             slot=slots[env][instance.key.selector],
             image=runtime_image(selection, settings, repo_root),
             bundle=BundleFile(path=str(archive_path), content_hash=bundle.content_hash),
-            write_fragment=write_fragment,
-            path_metadata=selection.path_metadata,
         )
         stack.add_stack_dependency(platforms[env], "reads the platform's SSM parameters")
         instances[name] = stack
+    Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     return FleetStacks(platforms={p.stack_name: p for p in platforms.values()}, instances=instances)

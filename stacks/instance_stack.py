@@ -1,49 +1,84 @@
-"""One InstanceStack per (environment, organization, domain, instance): its secrets, bundle, routing and runtime.
+"""One InstanceStack per (environment, organization, domain, instance): the `AgentInstance` construct, fed with its
+platform's SSM parameters (resolved by CloudFormation at deploy time), plus the outputs the control plane reads.
 
-It reads its environment's platform through SSM parameter types (resolved by CloudFormation at deploy time), so
-the platform stack never exports anything and each instance deploys, changes and is deleted on its own.
+The platform stack never exports anything, so each instance deploys, changes and is deleted on its own.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import hashlib
+import re
 from dataclasses import dataclass
 
-from aws_cdk import Environment, Stack
-from aws_cdk import aws_ecr_assets as ecr_assets
-from aws_cdk import cloudformation_include as cfn_include
+from aws_cdk import CfnOutput, CfnParameter, CfnResource, Environment, Fn, Stack
 
-from constructs import Construct
+from constructs import Construct, IConstruct
 from constructs import af_platform_contract as contract
-from constructs.af_cfn import PARTITION, Fragment, Json, join, ref, ssm_parameter
-from constructs.af_instance_bundle import stage_bundle
-from constructs.af_instance_routing import LISTENER_RULE_ID, ShardRef, routing_fragment, target_group_arn
-from constructs.af_instance_secrets import secret_arns, secrets_fragment
-from constructs.af_instance_service import (
-    CONTAINER_PORT,
+from constructs.af_agent_instance import (
     MCP_PATH,
-    READY_PATH,
-    ImageFromAsset,
-    ImageFromUri,
-    ImageRef,
-    InstanceIdentityVars,
-    NetworkRef,
+    AgentInstance,
+    AgentInstancePlatform,
+    AgentInstanceProps,
+    InstanceIdentity,
     RuntimeImage,
-    ecr_repository_arn,
-    log_group_name,
-    service_fragment,
-    service_name,
+    ShardAttributes,
+    secret_construct_id,
 )
-from constructs.af_nag import acknowledge
+from constructs.af_platform_network import availability_zones
 from foundry import naming
+from foundry.bedrock_models import bedrock_models
+from foundry.instance_auth import PLATFORM_ISSUER, resolve_instance_auth
 from foundry.placement import Slot
 from foundry.resolve import ResolvedInstance
 from foundry.schema import EnvironmentSettings
-from stacks.template_synthesizer import FragmentStackSynthesizer
 
-INCLUDE_ID = "Instance"
-FragmentWriter = Callable[[Json], str]
-"""Writes a fragment template (deterministically, content-addressed) and returns its path: the app's edge."""
+INSTANCE_ID = "Instance"
+SSM_PARAMETER_DESCRIPTION = "SSM parameter written by the platform stack"
+
+DEPLOYED_LOGICAL_IDS: dict[str, str] = {
+    "log_group": "RuntimeLogs040130CF",
+    "execution_role": "RuntimeExecutionRole329B38D7",
+    "task_role": "RuntimeTaskRoleAB7E1F72",
+    "task_definition": "RuntimeTaskDefinitionBB2F76AB",
+    "security_group": "RuntimeSecurityGroup3DBEE987",
+    "service": "RuntimeService408BD8AA",
+    "target_group": "RoutingTargetGroup2EF40F3D",
+    "listener_rule": "RoutingListenerRuleA90D739E",
+    "record": "RoutingAlias1109FB39",
+}
+"""AgentInstance attribute -> the logical id its resource had in deployed stacks (before the construct existed).
+A new logical id makes CloudFormation create a new resource and delete the old one: a secret would lose its
+value, the log group its logs, a second listener rule or record would collide with the first, and a second
+scalable target would be deregistered by the old one's deletion. So every deployed resource keeps its id."""
+DEPLOYED_SCALABLE_TARGET_ID = "RuntimeScalableTarget5157159D"
+DEPLOYED_CPU_SCALING_ID = "RuntimeCpuScaling5B686642"
+
+_NON_ALPHANUMERIC = re.compile(r"[^A-Za-z0-9]")
+
+
+def deployed_secret_logical_id(name: str) -> str:
+    """The logical id secret `name` had in deployed stacks: CDK's unique id of the path `Secrets/<Name>`
+    (human part plus the first 8 hex digits of the path's md5). Never change it: a new id replaces the secret."""
+    path = ["Secrets", secret_construct_id(name)]
+    digest = hashlib.md5("/".join(path).encode(), usedforsecurity=False).hexdigest()[:8].upper()
+    return "".join(_NON_ALPHANUMERIC.sub("", part) for part in path) + digest
+
+
+def keep_deployed_logical_ids(instance: AgentInstance) -> None:
+    for attribute, logical_id in DEPLOYED_LOGICAL_IDS.items():
+        _default_child(getattr(instance, attribute)).override_logical_id(logical_id)
+    scalable_target = instance.scaling.node.find_child("Target")  # ScalableTaskCount's ScalableTarget
+    _default_child(scalable_target).override_logical_id(DEPLOYED_SCALABLE_TARGET_ID)
+    _default_child(scalable_target.node.find_child("CpuScaling")).override_logical_id(DEPLOYED_CPU_SCALING_ID)
+    for name, secret in instance.secrets.items():
+        _default_child(secret).override_logical_id(deployed_secret_logical_id(name))
+
+
+def _default_child(construct: IConstruct) -> CfnResource:
+    child = construct.node.default_child
+    if not isinstance(child, CfnResource):
+        raise TypeError(f"{construct.node.path} has no CloudFormation resource as its default child")
+    return child
 
 
 @dataclass(frozen=True)
@@ -55,16 +90,6 @@ class BundleFile:
 
 
 class InstanceStack(Stack):
-    """Its resources, parameters and outputs are rendered in Python by the af_instance_* modules (plain data,
-    unit-tested without CDK) and reach the template one of two ways, with the same bytes (tested):
-
-    - by default through `FragmentStackSynthesizer`, which merges them into the template CDK writes: a handful of
-      jsii round trips per stack instead of ~60, which is what keeps a 1,000-instance synth fast;
-    - with `write_fragment` (construct mode, `-c instanceConstructs=true`), as ONE `CfnInclude` that builds the L1
-      constructs (CfnRole, CfnService, ...) in Node, so construct-level tools see them: the test suite runs
-      cdk-nag this way, and the fragment's acknowledgements are applied to exactly their resources.
-    """
-
     def __init__(
         self,
         scope: Construct,
@@ -75,14 +100,10 @@ class InstanceStack(Stack):
         slot: Slot,
         image: RuntimeImage,
         bundle: BundleFile,
-        write_fragment: FragmentWriter | None = None,
-        path_metadata: bool = False,
     ) -> None:
-        """`path_metadata`: write each resource's `aws:cdk:path` (neither way gets it from CDK)."""
         env_name = instance.environment
         key = instance.key
         spec = instance.manifest.spec
-        synthesizer = FragmentStackSynthesizer() if write_fragment is None else None
         super().__init__(
             scope,
             id_,
@@ -90,137 +111,99 @@ class InstanceStack(Stack):
             description=f"Agent Foundry instance {env_name}/{key.selector} ({spec.hostname})",
             # Stack tags: CloudFormation puts them on the stack and every taggable resource in it.
             tags=instance_tags(env_name, key.organization_id, key.domain_id, key.instance_id, bundle.content_hash),
-            synthesizer=synthesizer,
         )
-        archive = stage_bundle(self, "Bundle", archive_path=bundle.path)
-        fragment = instance_fragment(
-            instance=instance,
-            settings=settings,
-            slot=slot,
-            image=self._image(image),
-            bundle_uri=archive.uri,
-            bundle_object_arn=archive.object_arn,
-            bundle_hash=bundle.content_hash,
+        network = contract.network_parameters(env_name)
+        shard = contract.shard_parameters(env_name, slot.shard)
+        zones = availability_zones(settings.vpc, settings.region)
+        private_subnets = self._ssm_list("PrivateSubnetIds", network.private_subnet_ids)
+        self.platform = AgentInstancePlatform(
+            cluster_name=contract.cluster_name(env_name),
+            vpc_id=self._ssm("VpcId", network.vpc_id),
+            availability_zones=zones,
+            private_subnet_ids=[Fn.select(index, private_subnets) for index in range(len(zones))],
+            hosted_zone_id=self._ssm("HostedZoneId", network.hosted_zone_id),
+            zone_name=settings.zone.name,
+            shard=ShardAttributes(
+                listener_arn=self._ssm("ShardListenerArn", shard.listener_arn),
+                load_balancer_arn=self._ssm("ShardLoadBalancerArn", shard.load_balancer_arn),
+                security_group_id=self._ssm("ShardSecurityGroupId", shard.security_group_id),
+                dns_name=self._ssm("ShardDnsName", shard.dns_name),
+                canonical_hosted_zone_id=self._ssm("ShardCanonicalZoneId", shard.canonical_hosted_zone_id),
+            ),
         )
-        template = fragment.template(path_prefix=id_ if path_metadata else None)
-        if synthesizer is not None:
-            synthesizer.set_fragment(template)
-            return
-        assert write_fragment is not None
-        include = cfn_include.CfnInclude(self, INCLUDE_ID, template_file=write_fragment(template))
-        for ack in fragment.acknowledgements:
-            acknowledge(include.get_resource(ack.logical_id), ack.rule, ack.reason)
-
-    def _image(self, image: RuntimeImage) -> ImageRef:
-        """A prebuilt URI is a literal; an image asset's URI and repository are tokens, resolved here to the
-        CloudFormation expressions CDK would have written for them."""
-        if isinstance(image, ImageFromUri):
-            return ImageRef(uri=image.uri, repository_arn=ecr_repository_arn(image.uri))
-        assert isinstance(image, ImageFromAsset)
-        asset = ecr_assets.DockerImageAsset(
+        self.instance = AgentInstance(
             self,
-            "RuntimeImage",
-            directory=image.directory,
-            file=image.dockerfile,
-            platform=ecr_assets.Platform.LINUX_AMD64,
+            INSTANCE_ID,
+            props=AgentInstanceProps(
+                identity=InstanceIdentity(
+                    organization_id=key.organization_id,
+                    domain_id=key.domain_id,
+                    environment=env_name,
+                    instance_id=key.instance_id,
+                    hostname=spec.hostname,
+                ),
+                platform=self.platform,
+                image=image,
+                deploy=spec.deploy,
+                bundle_path=bundle.path,
+                bundle_hash=bundle.content_hash,
+                secrets={name: naming.secret_name(env_name, key, name) for name in spec.secrets},
+                listener_priority=slot.priority,
+                log_retention_days=settings.log_retention_days,
+                bedrock_models=bedrock_models(instance, default_region=settings.region),
+                family=spec.stack_name,
+                region=settings.region,
+                thread_state_point_in_time_recovery=settings.state_point_in_time_recovery,
+                auth_environment=self._auth_environment(settings, env_name, key.organization_id, spec.hostname),
+            ),
         )
-        return ImageRef(uri=self.resolve(asset.image_uri), repository_arn=self.resolve(asset.repository.repository_arn))
-
-
-def instance_fragment(
-    *,
-    instance: ResolvedInstance,
-    settings: EnvironmentSettings,
-    slot: Slot,
-    image: ImageRef,
-    bundle_uri: str,
-    bundle_object_arn: Json,
-    bundle_hash: str,
-) -> Fragment:
-    """Everything of an instance stack but its bundle asset, as one fragment. Pure: unit-testable without CDK."""
-    env_name = instance.environment
-    key = instance.key
-    spec = instance.manifest.spec
-    network_names = contract.network_parameters(env_name)
-    shard_names = contract.shard_parameters(env_name, slot.shard)
-    fragment = Fragment(
-        parameters={
-            "ShardListenerArn": ssm_parameter(shard_names.listener_arn),
-            "ShardLoadBalancerArn": ssm_parameter(shard_names.load_balancer_arn),
-            "ShardSecurityGroupId": ssm_parameter(shard_names.security_group_id),
-            "ShardDnsName": ssm_parameter(shard_names.dns_name),
-            "ShardCanonicalZoneId": ssm_parameter(shard_names.canonical_hosted_zone_id),
-            "VpcId": ssm_parameter(network_names.vpc_id),
-            "PrivateSubnetIds": ssm_parameter(network_names.private_subnet_ids, as_list=True),
-            "HostedZoneId": ssm_parameter(network_names.hosted_zone_id),
+        keep_deployed_logical_ids(self.instance)
+        scheme = "http" if settings.load_balancer.plain_http else "https"
+        outputs = {
+            "Hostname": spec.hostname,
+            "ServiceName": self.instance.service.service_name,
+            "ClusterName": self.platform.cluster_name,
+            "TargetGroupArn": self.instance.target_group.target_group_arn,
+            "LoadBalancerArn": self.platform.shard.load_balancer_arn,
+            "BundleHash": bundle.content_hash,
+            "BundleUri": self.instance.bundle_uri,
+            "LogGroupName": self.instance.log_group.log_group_name,
+            "InstanceEndpoint": f"{scheme}://{spec.hostname}{MCP_PATH}",
         }
-    )
-    shard = ShardRef(
-        listener_arn=ref("ShardListenerArn"),
-        load_balancer_arn=ref("ShardLoadBalancerArn"),
-        security_group_id=ref("ShardSecurityGroupId"),
-        dns_name=ref("ShardDnsName"),
-        canonical_hosted_zone_id=ref("ShardCanonicalZoneId"),
-    )
-    physical_names = {name: naming.secret_name(env_name, key, name) for name in spec.secrets}
-    fragment.add(
-        secrets_fragment(physical_names=physical_names, description=f"Agent Foundry {env_name}/{key.selector}")
-    )
-    fragment.add(
-        routing_fragment(
-            hostname=spec.hostname,
-            vpc_id=ref("VpcId"),
-            hosted_zone_id=ref("HostedZoneId"),
-            shard=shard,
-            listener_priority=slot.priority,
-            container_port=CONTAINER_PORT,
-            health_path=READY_PATH,
+        for output_id, value in outputs.items():
+            CfnOutput(self, output_id, value=value)
+
+    def _auth_environment(
+        self, settings: EnvironmentSettings, environment: str, organization_id: str, hostname: str
+    ) -> dict[str, str]:
+        """The runtime's AUTH_* variables; the platform's Cognito pool, when it is the issuer, is read from SSM."""
+        auth = resolve_instance_auth(settings, organization_id=organization_id, hostname=hostname)
+        if auth.issuer_source != PLATFORM_ISSUER:
+            return auth.runtime_environment()
+        identity = contract.identity_parameters(environment)
+        return auth.runtime_environment(
+            platform_issuer=self._ssm("IdentityIssuerUrl", identity.issuer_url),
+            platform_client_id=self._ssm("IdentityClientId", identity.client_id),
         )
-    )
-    cluster_name = contract.cluster_name(env_name)
-    fragment.add(
-        service_fragment(
-            identity=InstanceIdentityVars(
-                organization_id=key.organization_id,
-                domain_id=key.domain_id,
-                environment=env_name,
-                instance_id=key.instance_id,
-                hostname=spec.hostname,
-            ),
-            deploy=spec.deploy,
-            image=image,
-            cluster_name=cluster_name,
-            network=NetworkRef(
-                vpc_id=ref("VpcId"),
-                private_subnet_ids=ref("PrivateSubnetIds"),
-                load_balancer_security_group_id=shard.security_group_id,
-            ),
-            target_group_arn=target_group_arn(),
-            listener_rule_id=LISTENER_RULE_ID,
-            bundle_uri=bundle_uri,
-            bundle_hash=bundle_hash,
-            bundle_object_arn=bundle_object_arn,
-            secret_arns=secret_arns(physical_names),
-            log_retention_days=settings.log_retention_days,
-            bedrock_model_arn=_bedrock_model_arn(instance, settings.region),
-            family=spec.stack_name,
-            region=settings.region,
-        )
-    )
-    scheme = "http" if settings.load_balancer.plain_http else "https"
-    outputs: dict[str, str | Json] = {
-        "Hostname": spec.hostname,
-        "ServiceName": service_name(),
-        "ClusterName": cluster_name,
-        "TargetGroupArn": target_group_arn(),
-        "LoadBalancerArn": shard.load_balancer_arn,
-        "BundleHash": bundle_hash,
-        "BundleUri": bundle_uri,
-        "LogGroupName": log_group_name(),
-        "InstanceEndpoint": f"{scheme}://{spec.hostname}{MCP_PATH}",
-    }
-    fragment.outputs.update({output_id: {"Value": value} for output_id, value in outputs.items()})
-    return fragment
+
+    def _ssm(self, id_: str, parameter_name: str) -> str:
+        """A CloudFormation SSM parameter type: the value is read when the stack deploys, not at synth."""
+        return CfnParameter(
+            self,
+            id_,
+            type="AWS::SSM::Parameter::Value<String>",
+            default=parameter_name,
+            description=SSM_PARAMETER_DESCRIPTION,
+        ).value_as_string
+
+    def _ssm_list(self, id_: str, parameter_name: str) -> list[str]:
+        return CfnParameter(
+            self,
+            id_,
+            type="AWS::SSM::Parameter::Value<List<String>>",
+            default=parameter_name,
+            description=SSM_PARAMETER_DESCRIPTION,
+        ).value_as_list
 
 
 def instance_tags(environment: str, organization: str, domain: str, instance: str, bundle_hash: str) -> dict[str, str]:
@@ -231,10 +214,3 @@ def instance_tags(environment: str, organization: str, domain: str, instance: st
         "agentfoundry:instance": instance,
         "agentfoundry:bundle-hash": bundle_hash,
     }
-
-
-def _bedrock_model_arn(instance: ResolvedInstance, region: str) -> Json | None:
-    mcp = instance.manifest.spec.mcp
-    if mcp.model_provider != "bedrock" or mcp.bedrock_model_id is None:
-        return None
-    return join("arn:", PARTITION, f":bedrock:{mcp.bedrock_region or region}::foundation-model/{mcp.bedrock_model_id}")

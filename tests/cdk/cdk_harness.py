@@ -8,8 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aws_cdk import App, Validations
-from cdk_nag import AwsSolutionsChecks
+from aws_cdk import App
 
 from stacks.fleet_app import REPO_ROOT, FleetSelection, FleetStacks, build_fleet
 
@@ -41,24 +40,15 @@ def synth(
     outdir: Path,
     *,
     agents_dir: Path | None = None,
-    nag: bool = False,
     validation: bool = False,
-    path_metadata: bool = False,
     **context: str,
 ) -> Synthesized:
-    """`context` uses the CLI's keys (environment=, instance=, runtimeImage=); `path_metadata` is what the CLI sets
-    by default (`aws:cdk:enable-path-metadata`)."""
+    """`context` uses the CLI's keys (environment=, instance=, runtimeImage=). cdk-nag runs as in every synth."""
     values: dict[str, Any] = {**CDK_CONTEXT, **context}
-    if path_metadata:
-        values["aws:cdk:enable-path-metadata"] = True
     if agents_dir is not None:
         values["agentsDir"] = str(agents_dir)
-    if nag:  # cdk-nag checks constructs: build the instance resources as L1s (same templates, tested)
-        values["instanceConstructs"] = "true"
     app = App(outdir=str(outdir), context=values, builtin_cloud_formation_validation=validation)
     stacks = build_fleet(app, FleetSelection.from_context(app), bundle_dir=outdir.parent / "bundles")
-    if nag:
-        Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     app.synth()
     templates = {
         name: json.loads((outdir / f"{name}.template.json").read_text())

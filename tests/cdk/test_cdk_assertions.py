@@ -1,6 +1,6 @@
 """Fine-grained `aws_cdk.assertions.Template` checks, one per resource kind of an InstanceStack and of the shared
-platform, on stacks of the example app built the default way (FragmentStackSynthesizer). Expected values come
-from the manifests and platform settings, not from the templates."""
+platform, on stacks of the example app as every synth builds them. Expected values come from the manifests and
+platform settings, not from the templates."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def prod(app: Synthesized) -> Template:
     return Template.from_stack(app.stacks.instances[PROD.manifest.spec.stack_name])
 
 
-def test_from_stack_reads_the_template_the_synthesizer_wrote(app: Synthesized, prod: Template) -> None:
+def test_from_stack_reads_the_template_the_app_wrote(app: Synthesized, prod: Template) -> None:
     assert prod.to_json() == app.templates[PROD.manifest.spec.stack_name]
 
 
@@ -88,7 +88,10 @@ def test_the_service_is_private_rolls_back_and_scales_as_the_manifest_says(prod:
             "LaunchType": "FARGATE",
             "NetworkConfiguration": {
                 "AwsvpcConfiguration": Match.object_like(
-                    {"AssignPublicIp": "DISABLED", "Subnets": {"Ref": Match.any_value()}}
+                    {
+                        "AssignPublicIp": "DISABLED",
+                        "Subnets": [{"Fn::Select": [i, {"Ref": "PrivateSubnetIds"}]} for i in range(2)],
+                    }
                 )
             },
             "DeploymentConfiguration": {
@@ -117,13 +120,73 @@ def test_the_service_is_private_rolls_back_and_scales_as_the_manifest_says(prod:
     )
 
 
+def test_the_service_keeps_its_scaled_task_count_across_deploys(prod: Template) -> None:
+    """A DesiredCount in the template would reset the service to it on every update, undoing autoscaling."""
+    prod.has_resource_properties("AWS::ECS::Service", {"DesiredCount": Match.absent()})
+    prod.has_resource_properties(
+        "AWS::ApplicationAutoScaling::ScalableTarget",
+        {"ResourceId": {"Fn::Join": ["", ["service/af-prod/", {"Fn::GetAtt": ["RuntimeService408BD8AA", "Name"]}]]}},
+    )
+
+
+def test_the_container_has_a_read_only_root_filesystem_with_only_tmp_writable(prod: Template) -> None:
+    prod.has_resource_properties(
+        "AWS::ECS::TaskDefinition",
+        {
+            "Volumes": [{"Name": "tmp"}],
+            "ContainerDefinitions": [
+                Match.object_like(
+                    {
+                        "ReadonlyRootFilesystem": True,
+                        "MountPoints": [{"ContainerPath": "/tmp", "SourceVolume": "tmp", "ReadOnly": False}],
+                    }
+                )
+            ],
+        },
+    )
+
+
+def test_the_container_checks_its_own_health_with_the_runtime_cli(prod: Template) -> None:
+    prod.has_resource_properties(
+        "AWS::ECS::TaskDefinition",
+        {
+            "ContainerDefinitions": [
+                Match.object_like(
+                    {
+                        "HealthCheck": {
+                            "Command": ["CMD", "python", "-m", "runtime", "healthcheck"],
+                            "Interval": 15,
+                            "Timeout": 5,
+                            "Retries": 3,
+                            "StartPeriod": 30,
+                        }
+                    }
+                )
+            ]
+        },
+    )
+
+
 def test_requests_for_the_hostname_reach_the_runtimes_health_checked_targets(prod: Template) -> None:
     hostname = PROD.manifest.spec.hostname
     target_group = Capture()
     prod.has_resource_properties(
         "AWS::ElasticLoadBalancingV2::ListenerRule",
         {
-            "Conditions": [{"Field": "host-header", "HostHeaderConfig": {"Values": [hostname]}}],
+            "Conditions": [
+                {"Field": "host-header", "HostHeaderConfig": {"Values": [hostname]}},
+                # only the MCP endpoint and its RFC 9728 metadata: /metrics, /healthz, /readyz stay in the VPC
+                {
+                    "Field": "path-pattern",
+                    "PathPatternConfig": {
+                        "Values": [
+                            "/mcp",
+                            "/.well-known/oauth-protected-resource",
+                            "/.well-known/oauth-protected-resource/*",
+                        ]
+                    },
+                },
+            ],
             "Actions": [{"Type": "forward", "TargetGroupArn": {"Ref": target_group}}],
         },
     )
@@ -139,45 +202,61 @@ def test_requests_for_the_hostname_reach_the_runtimes_health_checked_targets(pro
 
 
 def test_the_tasks_admit_only_their_load_balancer_on_the_container_port(prod: Template) -> None:
-    """A literal array in a pattern matches exactly: one ingress rule, this one."""
+    prod.resource_count_is("AWS::EC2::SecurityGroupIngress", 1)
+    prod.has_resource_properties(
+        "AWS::EC2::SecurityGroupIngress",
+        {
+            "FromPort": 8080,
+            "ToPort": 8080,
+            "SourceSecurityGroupId": {"Ref": "ShardSecurityGroupId"},
+            "GroupId": {"Fn::GetAtt": ["RuntimeSecurityGroup3DBEE987", "GroupId"]},
+        },
+    )
     prod.has_resource_properties(
         "AWS::EC2::SecurityGroup",
-        {
-            "SecurityGroupIngress": [
-                Match.object_like(
-                    {"FromPort": 8080, "ToPort": 8080, "SourceSecurityGroupId": {"Ref": "ShardSecurityGroupId"}}
-                )
-            ]
-        },
+        {"SecurityGroupIngress": Match.absent(), "SecurityGroupEgress": [Match.object_like({"FromPort": 443})]},
     )
 
 
 def test_the_task_role_reads_only_its_own_bundle_object(app: Synthesized, prod: Template) -> None:
-    bundle_key = app.templates[PROD.manifest.spec.stack_name]["Outputs"]["BundleUri"]["Value"].split("/", 3)[3]
+    bundle_uri = app.templates[PROD.manifest.spec.stack_name]["Outputs"]["BundleUri"]["Value"]
+    bucket_and_key = bundle_uri.removeprefix("s3://")
     prod.has_resource_properties(
-        "AWS::IAM::Role",
+        "AWS::IAM::Policy",
         {
-            "Policies": [
+            "Roles": [{"Ref": "RuntimeTaskRoleAB7E1F72"}],
+            "PolicyDocument": Match.object_like(
                 {
-                    "PolicyName": "read-own-bundle",
-                    "PolicyDocument": Match.object_like(
-                        {
-                            "Statement": [
-                                {
-                                    "Effect": "Allow",
-                                    "Action": "s3:GetObject",
-                                    "Resource": {
-                                        "Fn::Join": [
-                                            "",
-                                            Match.array_with([Match.string_like_regexp(f"/{bundle_key}$")]),
-                                        ]
-                                    },
-                                }
-                            ]
-                        }
-                    ),
+                    "Statement": Match.array_with(
+                        [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{bucket_and_key}"}]
+                    )
                 }
-            ]
+            ),
+        },
+    )
+
+
+def test_the_execution_role_reads_only_its_own_secrets(prod: Template) -> None:
+    secrets = prod.find_resources("AWS::SecretsManager::Secret")
+    assert len(secrets) == len(PROD.manifest.spec.secrets)
+    prod.has_resource_properties(
+        "AWS::IAM::Policy",
+        {
+            "Roles": [{"Ref": "RuntimeExecutionRole329B38D7"}],
+            "PolicyDocument": Match.object_like(
+                {
+                    "Statement": Match.array_with(
+                        [
+                            {
+                                "Effect": "Allow",
+                                "Action": ["secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue"],
+                                "Resource": {"Ref": logical_id},
+                            }
+                            for logical_id in sorted(secrets)
+                        ]
+                    )
+                }
+            ),
         },
     )
 
@@ -220,3 +299,82 @@ def test_the_internal_dev_platform_creates_its_vpc_and_private_zone_and_serves_p
     )
     platform.has_resource_properties("AWS::ElasticLoadBalancingV2::LoadBalancer", {"Scheme": "internal"})
     platform.resource_properties_count_is("AWS::ElasticLoadBalancingV2::Listener", {"Protocol": "HTTPS"}, 0)
+
+
+def test_each_instance_owns_one_retained_thread_state_table_that_its_tasks_find_by_state_url(
+    app: Synthesized, prod: Template
+) -> None:
+    prod.resource_count_is("AWS::DynamoDB::Table", 1)
+    prod.has_resource(
+        "AWS::DynamoDB::Table",
+        {
+            "DeletionPolicy": "Retain",
+            "UpdateReplacePolicy": "Retain",
+            "Properties": Match.object_like(
+                {
+                    "BillingMode": "PAY_PER_REQUEST",
+                    "SSESpecification": {"SSEEnabled": True},
+                    "TimeToLiveSpecification": {"AttributeName": "ttl", "Enabled": True},
+                    "PointInTimeRecoverySpecification": {
+                        "PointInTimeRecoveryEnabled": SETTINGS["prod"].state_point_in_time_recovery
+                    },
+                    "Tags": Match.array_with([{"Key": "agentfoundry:instance", "Value": PROD.key.instance_id}]),
+                }
+            ),
+        },
+    )
+    (table_id,) = prod.find_resources("AWS::DynamoDB::Table")
+    prod.has_resource_properties(
+        "AWS::ECS::TaskDefinition",
+        {
+            "ContainerDefinitions": [
+                Match.object_like(
+                    {
+                        "Environment": Match.array_with(
+                            [{"Name": "STATE_URL", "Value": {"Fn::Join": ["", ["dynamodb://", {"Ref": table_id}]]}}]
+                        )
+                    }
+                )
+            ]
+        },
+    )
+    dev = Template.from_stack(app.stacks.instances[DEV.manifest.spec.stack_name])
+    dev.has_resource_properties(
+        "AWS::DynamoDB::Table",
+        {
+            "PointInTimeRecoverySpecification": {
+                "PointInTimeRecoveryEnabled": SETTINGS["dev"].state_point_in_time_recovery
+            }
+        },
+    )
+
+
+def test_callers_are_checked_against_the_environments_issuer(app: Synthesized, prod: Template) -> None:
+    """prod names no issuer: its platform's Cognito pool issues the tokens, read from SSM at deploy time (Cognito
+    access tokens carry the app client id, not `aud`). dev's internal load balancer allows auth mode none."""
+    prod.has_resource_properties(
+        "AWS::ECS::TaskDefinition",
+        {
+            "ContainerDefinitions": [
+                Match.object_like(
+                    {
+                        "Environment": Match.array_with(
+                            [
+                                {"Name": "AUTH_AUDIENCE", "Value": {"Ref": "IdentityClientId"}},
+                                {"Name": "AUTH_AUDIENCE_CLAIM", "Value": "client_id"},
+                                {"Name": "AUTH_ISSUER", "Value": {"Ref": "IdentityIssuerUrl"}},
+                                {"Name": "AUTH_ORG_CLAIM", "Value": "org"},
+                            ]
+                        )
+                    }
+                )
+            ]
+        },
+    )
+    parameters = app.templates[PROD.manifest.spec.stack_name]["Parameters"]
+    assert parameters["IdentityIssuerUrl"]["Default"] == "/agentfoundry/prod/platform/identity/issuer-url"
+    assert parameters["IdentityClientId"]["Default"] == "/agentfoundry/prod/platform/identity/client-id"
+    dev = app.templates[DEV.manifest.spec.stack_name]
+    (task_definition,) = (r for r in dev["Resources"].values() if r["Type"] == "AWS::ECS::TaskDefinition")
+    variables = {e["Name"]: e["Value"] for e in task_definition["Properties"]["ContainerDefinitions"][0]["Environment"]}
+    assert variables["AUTH_MODE"] == "none" and "AUTH_ISSUER" not in variables

@@ -8,12 +8,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aws_cdk import App
+from aws_cdk import aws_s3 as s3
 from cfnlint.api import ManualArgs, lint
 from syrupy.assertion import SnapshotAssertion
 from syrupy.extensions.json import JSONSnapshotExtension
 
 from foundry.fleet import load_fleet
-from tests.cdk.cdk_harness import Synthesized, synth
+from stacks.fleet_app import FleetSelection, build_fleet
+from tests.cdk.cdk_harness import CDK_CONTEXT, Synthesized, synth
 
 REPO_AGENTS = Path(__file__).resolve().parents[2] / "agents"
 STACKS = sorted(
@@ -25,8 +28,9 @@ IMAGE_TAG = re.compile(r"(container-assets-[^\"]*?:)[0-9a-f]{64}")
 
 @pytest.fixture(scope="module")
 def nagged(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
-    """The whole example app with cdk-nag's AwsSolutions pack and CDK's built-in template validation."""
-    return synth(tmp_path_factory.mktemp("nag") / "cdk.out", nag=True, validation=True)
+    """The whole example app as every synth builds it (cdk-nag's AwsSolutions pack included), with CDK's built-in
+    template validation."""
+    return synth(tmp_path_factory.mktemp("nag") / "cdk.out", validation=True)
 
 
 def report(app: Synthesized) -> dict[str, Any]:
@@ -53,11 +57,26 @@ def test_every_cdk_nag_acknowledgement_carries_its_reason(nagged: Synthesized) -
         "AwsSolutions-IAM5[Resource::*]",
         "AwsSolutions-COG2",
         "AwsSolutions-COG8",
+        "AwsSolutions-DDB3",
     }
+
+
+def test_cdk_nag_checks_the_instance_resources_built_the_default_way(nagged: Synthesized) -> None:
+    """Every instance's secrets, task definition and roles are constructs cdk-nag sees (their acknowledgements
+    show it ran over them)."""
+    acknowledged = report(nagged)["AwsSolutions"]["suppressedViolations"]
+    paths = {c["constructPath"] for f in acknowledged for c in f["violatingConstructs"]}
+    for stack in STACKS:
+        if not stack.endswith("-platform"):
+            assert f"{stack}/Instance/TaskDefinition/Resource" in paths, stack
 
 
 def test_cdk_built_in_template_validation_reports_no_problem(nagged: Synthesized) -> None:
     assert report(nagged).get("CloudFormation Validate", {"violations": []})["violations"] == []
+
+
+def test_no_construct_warning_is_left_unacknowledged(nagged: Synthesized) -> None:
+    assert report(nagged).get("Construct Annotations", {"violations": []})["violations"] == []
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -78,3 +97,19 @@ def test_the_template_matches_its_snapshot(nagged: Synthesized, stack: str, json
     the template's own meaning fails this. Bundle keys stay: they change exactly when an instance's manifest does."""
     text = IMAGE_TAG.sub(r"\1<runtime-image-hash>", (nagged.outdir / f"{stack}.template.json").read_text())
     assert json.loads(text) == json_snapshot
+
+
+def test_an_unacknowledged_cdk_nag_finding_fails_the_synth(tmp_path: Path) -> None:
+    """cdk-nag runs in every synth (build_fleet adds it): a user's bucket without TLS enforcement or access logs
+    added to an instance stops the synth and is named in the report."""
+    app = App(outdir=str(tmp_path / "cdk.out"), context={**CDK_CONTEXT, "instance": "acme/retail/dev"})
+    stacks = build_fleet(app, FleetSelection.from_context(app), bundle_dir=tmp_path / "bundles")
+    s3.Bucket(stacks.instances["af-dev-acme-retail-dev"].instance, "UserBucket")
+    with pytest.raises(RuntimeError, match=r"(?s)ValidationFailed: ERROR .*AwsSolutions-S10"):
+        app.synth()
+    nag = {
+        r["pluginName"]: r
+        for r in json.loads((tmp_path / "cdk.out" / "validation-report.json").read_text())["pluginReports"]
+    }["AwsSolutions"]
+    paths = {c["constructPath"] for v in nag["violations"] for c in v["violatingConstructs"]}
+    assert "af-dev-acme-retail-dev/Instance/UserBucket/Resource" in paths

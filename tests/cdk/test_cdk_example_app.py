@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from constructs.af_agent_instance import FORWARDED_PATHS
+from constructs.af_platform_network import availability_zones
 from foundry import naming
 from foundry.fleet import load_fleet
 from foundry.problems import ManifestError
@@ -77,6 +79,18 @@ def test_every_manifest_secret_becomes_a_secret_under_the_instance_path_with_no_
             assert "GenerateSecretString" in secret["Properties"]
 
 
+DEPLOYED = json.loads((Path(__file__).parent / "deployed_logical_ids.json").read_text())["stacks"]
+
+
+@pytest.mark.parametrize("stack", sorted(DEPLOYED))
+def test_every_deployed_resource_keeps_its_logical_id_and_type(app: Synthesized, stack: str) -> None:
+    """A changed logical id makes CloudFormation create a new resource and delete the old one: a secret would lose
+    its value, a second listener rule or record would collide. The ids are those of main 9f1b9c6's templates."""
+    resources = app.templates[stack]["Resources"]
+    kept = {lid: resources[lid]["Type"] for lid in DEPLOYED[stack] if lid in resources}
+    assert kept == DEPLOYED[stack]
+
+
 def test_secrets_and_the_service_keep_their_logical_ids(app: Synthesized) -> None:
     """Renaming these replaces a live secret (losing its value) or the service: they are pinned on purpose."""
     for name in INSTANCE_STACKS:
@@ -133,7 +147,10 @@ def test_the_service_runs_privately_with_circuit_breaker_rollback_and_a_grace_pe
         assert props["LaunchType"] == "FARGATE"
         network = props["NetworkConfiguration"]["AwsvpcConfiguration"]
         assert network["AssignPublicIp"] == "DISABLED"
-        assert network["Subnets"] == {"Ref": "PrivateSubnetIds"}
+        settings = EXAMPLE.tree.platform.model.spec.environments[BY_STACK[name].environment]
+        zones = availability_zones(settings.vpc, settings.region)
+        assert len(zones) == 2
+        assert network["Subnets"] == [{"Fn::Select": [i, {"Ref": "PrivateSubnetIds"}]} for i in range(len(zones))]
         deployment = props["DeploymentConfiguration"]
         assert deployment["DeploymentCircuitBreaker"] == {"Enable": True, "Rollback": True}
         assert (deployment["MinimumHealthyPercent"], deployment["MaximumPercent"]) == (100, 200)
@@ -154,7 +171,8 @@ def test_the_hostname_routes_through_its_shard_listener_at_its_placed_priority(a
         assert rule["Priority"] == slot.priority
         assert rule["ListenerArn"] == {"Ref": "ShardListenerArn"}
         assert rule["Conditions"] == [
-            {"Field": "host-header", "HostHeaderConfig": {"Values": [instance.manifest.spec.hostname]}}
+            {"Field": "host-header", "HostHeaderConfig": {"Values": [instance.manifest.spec.hostname]}},
+            {"Field": "path-pattern", "PathPatternConfig": {"Values": list(FORWARDED_PATHS)}},
         ]
         parameters = app.templates[name]["Parameters"]
         assert parameters["ShardListenerArn"]["Type"] == "AWS::SSM::Parameter::Value<String>"
@@ -166,17 +184,20 @@ def test_the_hostname_routes_through_its_shard_listener_at_its_placed_priority(a
         record = app.only(name, "AWS::Route53::RecordSet")["Properties"]
         assert record["Name"] == instance.manifest.spec.hostname + "."
         assert record["Type"] == "A"
-        assert record["AliasTarget"]["DNSName"] == {"Ref": "ShardDnsName"}
+        assert record["AliasTarget"]["DNSName"] == {"Fn::Join": ["", ["dualstack.", {"Ref": "ShardDnsName"}]]}
         assert record["HostedZoneId"] == {"Ref": "HostedZoneId"}
 
 
 def test_only_the_shard_load_balancer_reaches_the_tasks_on_the_container_port(app: Synthesized) -> None:
     for name in INSTANCE_STACKS:
-        group = app.only(name, "AWS::EC2::SecurityGroup")["Properties"]
-        assert group["SecurityGroupIngress"] == [
+        (group_id,) = app.resources(name, "AWS::EC2::SecurityGroup")
+        assert "SecurityGroupIngress" not in app.resources(name, "AWS::EC2::SecurityGroup")[group_id]["Properties"]
+        ingress = [r["Properties"] for r in app.resources(name, "AWS::EC2::SecurityGroupIngress").values()]
+        assert ingress == [
             {
-                "Description": "the ALB shard",
+                "Description": "Load balancer to target",
                 "FromPort": 8080,
+                "GroupId": {"Fn::GetAtt": [group_id, "GroupId"]},
                 "IpProtocol": "tcp",
                 "SourceSecurityGroupId": {"Ref": "ShardSecurityGroupId"},
                 "ToPort": 8080,
@@ -212,12 +233,22 @@ def test_instance_stacks_have_the_outputs_the_control_plane_reads(app: Synthesiz
         assert outputs["Hostname"]["Value"] == instance.manifest.spec.hostname
 
 
-def statements(app: Synthesized, stack: str) -> list[dict[str, Any]]:
+def statements(app: Synthesized, stack: str, role: str | None = None) -> list[dict[str, Any]]:
+    """Every statement granted to the stack's roles (or to `role`, a logical id): inline and attached policies."""
     found = []
-    for role in app.resources(stack, "AWS::IAM::Role").values():
-        for policy in role["Properties"].get("Policies", []):
-            found.extend(policy["PolicyDocument"]["Statement"])
+    for role_id, body in app.resources(stack, "AWS::IAM::Role").items():
+        if role in (None, role_id):
+            for policy in body["Properties"].get("Policies", []):
+                found.extend(policy["PolicyDocument"]["Statement"])
+    for policy in app.resources(stack, "AWS::IAM::Policy").values():
+        if role is None or {"Ref": role} in policy["Properties"]["Roles"]:
+            found.extend(policy["Properties"]["PolicyDocument"]["Statement"])
     return found
+
+
+def actions_of(statement: dict[str, Any]) -> list[str]:
+    value = statement["Action"]
+    return value if isinstance(value, list) else [value]
 
 
 def resources_of(statement: dict[str, Any]) -> list[Any]:
@@ -225,11 +256,17 @@ def resources_of(statement: dict[str, Any]) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
-def test_the_task_role_reads_exactly_its_own_bundle_object(app: Synthesized) -> None:
+def test_the_task_role_reads_exactly_its_own_bundle_object_and_uses_only_its_own_thread_table(
+    app: Synthesized,
+) -> None:
     for name in INSTANCE_STACKS:
-        task_role = app.resources(name, "AWS::IAM::Role")["RuntimeTaskRoleAB7E1F72"]
-        granted = task_role["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
-        assert [s["Action"] for s in granted] == ["s3:GetObject"]
+        granted = statements(app, name, "RuntimeTaskRoleAB7E1F72")
+        assert len(granted) == 2 and granted[0]["Action"] == "s3:GetObject"
+        (table,) = app.resources(name, "AWS::DynamoDB::Table")
+        state = granted[1]
+        assert all(action.startswith("dynamodb:") for action in actions_of(state))
+        assert not {"dynamodb:DeleteTable", "dynamodb:CreateTable", "dynamodb:*"} & set(actions_of(state))
+        assert resources_of(state) == [{"Fn::GetAtt": [table, "Arn"]}], "its own table, never `*` or another's"
         arn = json.dumps(granted[0]["Resource"])
         uri = json.dumps(app.templates[name]["Outputs"]["BundleUri"]["Value"])
         object_keys = re.findall(r"/([0-9a-f]{64}\.gz)", arn)
@@ -239,7 +276,9 @@ def test_the_task_role_reads_exactly_its_own_bundle_object(app: Synthesized) -> 
 def test_the_execution_role_reads_only_its_own_secrets_by_arn(app: Synthesized) -> None:
     for name in INSTANCE_STACKS:
         secret_ids = set(app.resources(name, "AWS::SecretsManager::Secret"))
-        reads = [s for s in statements(app, name) if s["Action"] == "secretsmanager:GetSecretValue"]
+        reads = [s for s in statements(app, name) if "secretsmanager:GetSecretValue" in actions_of(s)]
+        assert all(s in statements(app, name, "RuntimeExecutionRole329B38D7") for s in reads)
+        assert all(actions_of(s) == ["secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue"] for s in reads)
         if not secret_ids:
             assert reads == []
             continue
@@ -249,7 +288,7 @@ def test_the_execution_role_reads_only_its_own_secrets_by_arn(app: Synthesized) 
 def test_no_policy_grants_a_wildcard_on_secrets_or_buckets(app: Synthesized) -> None:
     for name in INSTANCE_STACKS:
         for statement in statements(app, name):
-            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            actions = actions_of(statement)
             if any(a.startswith(("s3:", "secretsmanager:")) for a in actions):
                 assert "*" not in json.dumps(resources_of(statement)), (name, statement)
                 assert not any(a.endswith("*") for a in actions), (name, statement)
@@ -331,6 +370,9 @@ def test_synth_is_deterministic(app: Synthesized, tmp_path: Path) -> None:
 
 def test_a_prebuilt_ecr_image_is_pulled_from_its_repository_only(tmp_path: Path) -> None:
     selected = synth(tmp_path / "cdk.out", instance="acme/retail/dev", runtimeImage=PREBUILT_IMAGE)
+    reports = json.loads((selected.outdir / "validation-report.json").read_text())["pluginReports"]
+    warnings = [r for r in reports if r["pluginName"] == "Construct Annotations"]
+    assert all(r["violations"] == [] for r in warnings), "the pull grant is acknowledged where it is made"
     pulls = [s for s in statements(selected, "af-dev-acme-retail-dev") if "ecr:BatchGetImage" in s["Action"]]
     assert [s["Resource"] for s in pulls] == [
         {
@@ -360,3 +402,33 @@ def test_stack_names_derive_from_the_instance_key() -> None:
     assert naming.instance_stack_name("prod", InstanceKey("acme", "retail", "us-east-1")) == (
         "af-prod-acme-retail-us-east-1"
     )
+
+
+def test_listed_instances_of_an_environment_build_only_their_stacks_and_the_platform(tmp_path: Path) -> None:
+    """`-c environment=ENV -c instances=A,B`: what a pull request synthesizes from its change plan."""
+    listed = synth(
+        tmp_path / "cdk.out",
+        environment="prod",
+        instances="globex/billing/eu-west-1,acme/retail/us-east-1",
+        runtimeImage=PREBUILT_IMAGE,
+    )
+    assert sorted(listed.templates) == [
+        "af-prod-acme-retail-us-east-1",
+        "af-prod-globex-billing-eu-west-1",
+        "af-prod-platform",
+    ]
+
+
+def test_an_empty_instance_list_builds_only_the_platform(tmp_path: Path) -> None:
+    listed = synth(tmp_path / "cdk.out", environment="staging", instances="")
+    assert sorted(listed.templates) == ["af-staging-platform"]
+
+
+def test_a_listed_instance_of_another_environment_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"unknown instance\(s\) 'acme/retail/dev' in environment 'prod'"):
+        synth(tmp_path / "cdk.out", environment="prod", instances="acme/retail/dev")
+
+
+def test_an_instance_list_needs_its_environment(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="give -c environment=ENV"):
+        synth(tmp_path / "cdk.out", instances="acme/retail/dev")

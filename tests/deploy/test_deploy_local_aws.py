@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 from mcp import Client
 
@@ -80,9 +81,19 @@ async def test_dev_environment_deploys_to_the_local_aws_and_reads_back_honestly(
         "AWS::ApplicationAutoScaling::ScalableTarget",
         "AWS::ApplicationAutoScaling::ScalingPolicy",
     } <= instance_gaps
-    assert "AWS::SecretsManager::Secret" in instance_gaps
+    # foundry/local_moto.py models secrets (the execution role's grant names them), so they exist in moto.
+    assert "AWS::SecretsManager::Secret" not in instance_gaps
     assert "AWS::ECS::Service" not in instance_gaps
     assert "AWS::S3::BucketPolicy" in {r["type"] for r in result["not_modelled"]["af-dev-platform"]}
+    env = aws_environment(state)
+    secrets = boto3.client(
+        "secretsmanager",
+        endpoint_url=state.endpoint,
+        region_name=state.region,
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+    ).list_secrets()["SecretList"]
+    assert "agentfoundry/dev/acme/retail/dev/ticket-api-token" in {s["Name"] for s in secrets}
 
     # The Foundry MCP server deploys and reads the same instance against the same local AWS.
     for key, value in aws_environment(state).items():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import subprocess
 import sys
@@ -70,11 +72,64 @@ def test_pull_requests_set_up_test_synthesize_and_post_the_plan():
     workflow = load("pull-request.yml")
     assert "pull_request" in workflow[True]  # YAML 1.1 reads the key `on` as true
     text = steps_text(workflow)
-    for command in ("./dev setup", "./dev test", "./dev synth", "python -m foundry validate"):
+    for command in ("./dev setup", "./dev test", "python -m foundry validate"):
         assert command in text
     assert 'python -m foundry plan --base "origin/$BASE_REF" --markdown' in text
     assert "$GITHUB_STEP_SUMMARY" in text
     assert "id-token" not in (WORKFLOWS / "pull-request.yml").read_text()
+
+
+def step_script(workflow: dict[Any, Any], name: str) -> str:
+    steps = [step for job in workflow["jobs"].values() for step in job.get("steps", []) if step.get("name") == name]
+    assert len(steps) == 1, f"no single step named {name!r}"
+    return str(steps[0]["run"])
+
+
+PLAN = {
+    "environments": [
+        {
+            "environment": "dev",
+            "deploy_stacks": ["af-dev-platform", "af-dev-acme-retail-dev"],
+            "instances": [
+                {"instance": "acme/retail/dev", "stack": "af-dev-acme-retail-dev", "kind": "changed"},
+                {"instance": "acme/retail/old", "stack": "af-dev-acme-retail-old", "kind": "removed"},
+            ],
+        },
+        {"environment": "staging", "deploy_stacks": [], "instances": []},
+        {"environment": "prod", "deploy_stacks": ["af-prod-platform"], "instances": []},
+    ]
+}
+
+
+def test_a_pull_request_synthesizes_only_the_stacks_its_plan_names(tmp_path: Path) -> None:
+    """Runs the workflow step's own script with the plan above and stand-ins for `cdk` and `python` that record
+    their arguments: one synth per environment with changes, of its platform and its added or changed instances."""
+    if shutil.which("jq") is None:
+        pytest.skip("the workflow step uses jq (present on GitHub's runners)")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "calls"
+    for tool in ("cdk", "python"):
+        stub = bin_dir / tool
+        stub.write_text(f'#!/usr/bin/env bash\necho "{tool} $*" >> "{calls}"\n', encoding="utf-8")
+        stub.chmod(0o755)
+    (tmp_path / "plan.json").write_text(json.dumps(PLAN), encoding="utf-8")
+    script = step_script(load("pull-request.yml"), "Synthesize the stacks the plan names")
+    result = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        cwd=tmp_path,
+        env={**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert calls.read_text(encoding="utf-8").splitlines() == [
+        "python -m foundry place --check",
+        "cdk synth --quiet --output cdk.out/dev --context environment=dev --context instances=acme/retail/dev",
+        "cdk synth --quiet --output cdk.out/prod --context environment=prod --context instances=",
+    ]
 
 
 def test_merges_deploy_only_planned_stacks_with_oidc_and_prod_behind_an_environment():

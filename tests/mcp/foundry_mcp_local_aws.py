@@ -17,8 +17,9 @@ import boto3
 import httpx
 import pytest
 
+from foundry.local_aws import MOTO_SERVER_MODULE, REPO_ROOT
 from foundry.process import ProcessResult, ProcessRunner
-from tests.mcp.foundry_mcp_process_helpers import REPO_ROOT, free_port, started
+from tests.mcp.foundry_mcp_process_helpers import free_port, started
 
 DEV_ACCOUNT = "111111111111"  # agents/platform.yaml: dev
 REGION = "us-east-1"
@@ -62,10 +63,12 @@ def moto_server(*, ecs_running_tasks: int = 0) -> Iterator[LocalAws]:
     server_env = {
         **os.environ,
         "MOTO_ACCOUNT_ID": DEV_ACCOUNT,
+        "PYTHONPATH": os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p),
         # moto runs no containers; this is the running count it reports for every new ECS service
         "MOTO_ECS_SERVICE_RUNNING": str(ecs_running_tasks),
     }
-    argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    # moto's server plus the CloudFormation types the instance stacks need that moto lacks (foundry/local_moto.py)
+    argv = [sys.executable, "-m", MOTO_SERVER_MODULE, "-H", "127.0.0.1", "-p", str(port)]
     with started(argv, env=server_env, ready_marker="Running on", url=url):
         yield LocalAws(url=url, env=aws_env)
 
@@ -116,6 +119,8 @@ def in_process_moto_server() -> Iterator[LocalAws]:
     """moto's server in a thread of this process, for the tests that must play CloudFormation's own timing (a stack
     CloudFormation is still working on, see `CloudFormationAtWork`): the same HTTP API as `moto_server`."""
     from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+
+    import foundry.local_moto_models  # noqa: F401 - the same CloudFormation additions as the local AWS's server
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"

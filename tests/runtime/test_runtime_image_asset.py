@@ -33,7 +33,7 @@ CONTROL_PLANE_EDITS = [
     "foundry/bundle.py",
     "app.py",
     "stacks/instance_stack.py",
-    "constructs/af_instance_service.py",
+    "constructs/af_agent_instance.py",
     "agents/manifests/manifest.dev.yaml",
     "tests/runtime/runtime_harness.py",
     "requirements.txt",
