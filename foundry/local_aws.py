@@ -181,12 +181,17 @@ class LocalAws:
 
     # --- deploy ----------------------------------------------------------------------------------------------
 
-    def deploy(self, *, runtime_image: str = DEFAULT_RUNTIME_IMAGE, concurrency: int = 4) -> list[str]:
+    def deploy(
+        self, *, runtime_image: str = DEFAULT_RUNTIME_IMAGE, concurrency: int = 4, platform_only: bool = False
+    ) -> list[str]:
         """`cdk bootstrap`, then `cdk deploy --method=direct` of the platform stack and every instance stack of
-        the server's environment. Returns the stacks deployed."""
+        the server's environment (`platform_only`: the platform stack alone, for `foundry rollout` to deploy the
+        instances). Returns the stacks deployed."""
         state = self.running()
         fleet = load_fleet(self.agents_dir, environment=state.environment)
-        stacks = [platform_stack_name(state.environment)] + [i.manifest.spec.stack_name for i in fleet.instances]
+        stacks = [platform_stack_name(state.environment)]
+        if not platform_only:
+            stacks += [i.manifest.spec.stack_name for i in fleet.instances]
         cdk = str(self.repo_root / "node_modules" / ".bin" / "cdk")
         env = self._tool_env(state)
         # Bootstrapping from the state dir: no cdk.json there, so the CLI does not synthesize the app for it.

@@ -242,7 +242,7 @@ class Scheduler:
             readings = await self._read(waiting)
             bad = [(i, r) for i, r in readings if r.kind in ("unhealthy", "rolled_back")]
             if bad:
-                return self._gate_failed(rollout, number, wave, bad, "before it read healthy")
+                return self._gate_failed(rollout, number, wave, bad, "failed before it read healthy")
             waiting = [i for i, r in readings if r.kind == "settling"]
             if not waiting:
                 break
@@ -260,7 +260,7 @@ class Scheduler:
             readings = await self._read(wave)
             bad = [(i, r) for i, r in readings if r.kind != "healthy"]
             if bad:
-                return self._gate_failed(rollout, number, wave, bad, "during the bake")
+                return self._gate_failed(rollout, number, wave, bad, "unhealthy during the bake")
         for selector in wave:
             rollout.instances[selector].state = "deployed"
         self.bake_ends_at = None
@@ -286,7 +286,7 @@ class Scheduler:
         for selector, reading in bad:
             progress = rollout.instances[selector]
             progress.state = "rolled_back" if reading.kind == "rolled_back" else "failed"
-            progress.reason = f"unhealthy {when}: {reading.reason}"
+            progress.reason = f"{when}: {reading.reason}"
         for selector in wave:
             if rollout.instances[selector].state == "baking":
                 progress = rollout.instances[selector]

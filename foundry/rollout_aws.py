@@ -12,6 +12,7 @@ import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from foundry.deploy import Deployer, DeployRequest, StackEvent
 from foundry.instance_status import ClientFactory, InstanceProbe, InstanceStatus, instance_status, read_stack
@@ -19,6 +20,14 @@ from foundry.process import LineSink, ProcessResult, ProcessRunner
 from foundry.resolve import ResolvedInstance
 from foundry.rollout import DeployOutcome, HealthReading
 
+HealthScope = Literal["full", "records"]
+"""`full`: everything `foundry.get_instance_status` reads, plus the instance probe. `records`: for an emulated
+AWS (moto) that keeps services as records and runs no container: the stack complete without rollback and its ECS
+service ACTIVE; task counts, the ECS rollout state, target health and the probe cannot be read there."""
+RECORDS_SKIPPED = (
+    "records-only health (emulated AWS, no container runs): skipped task counts, ECS rollout state, "
+    "target health and the instance probe"
+)
 ROLLED_BACK_STACK_STATUSES = ("UPDATE_ROLLBACK_COMPLETE",)
 """After a failed update CloudFormation put the previous template back: the instance runs the old version."""
 
@@ -35,9 +44,18 @@ class ExclusiveDeployRunner(ProcessRunner):
         return await super().run(argv, timeout_seconds=timeout_seconds, on_line=on_line)
 
 
-def classify(status: InstanceStatus, *, probe_skipped: str | None) -> HealthReading:
+def classify(status: InstanceStatus, *, probe_skipped: str | None, scope: HealthScope = "full") -> HealthReading:
     """The gate's reading of one InstanceStatus."""
     reasons = "; ".join(status.reasons + status.errors)
+    if scope == "records" and status.stack is not None:
+        stack = status.stack
+        if stack.status.endswith("_COMPLETE") and "ROLLBACK" not in stack.status:
+            if status.service is not None and status.service.status == "ACTIVE":
+                return HealthReading(
+                    "healthy",
+                    f"stack {stack.name} {stack.status}, ECS service {status.service.name} ACTIVE; " + RECORDS_SKIPPED,
+                )
+            return HealthReading("settling", f"stack {stack.status}; the ECS service is not ACTIVE (yet)")
     if status.verdict == "healthy":
         if probe_skipped is not None:
             return HealthReading("healthy", f"{reasons}; instance probe skipped: {probe_skipped}")
@@ -67,6 +85,7 @@ class AwsFleet:
     """Why the instance probe is not used (shown in every health reading), when `probe` is None."""
     runtime_image: str | None = None
     timeout_seconds: int = 3600
+    scope: HealthScope = "full"
 
     async def deploy(self, instance: str) -> DeployOutcome:
         resolved = self.instances[instance]
@@ -109,4 +128,4 @@ class AwsFleet:
         status = await instance_status(
             self.instances[instance], region=self.region, clients=self.clients, probe=self.probe
         )
-        return classify(status, probe_skipped=self.probe_skipped if self.probe is None else None)
+        return classify(status, probe_skipped=self.probe_skipped if self.probe is None else None, scope=self.scope)

@@ -30,6 +30,7 @@ from foundry.plan_command import PlanError, make_plan
 from foundry.problems import ManifestError
 from foundry.resolve import ResolvedInstance
 from foundry.rollout import FleetOperations, Rollout, Scheduler, new_rollout
+from foundry.rollout_aws import RECORDS_SKIPPED
 from foundry.rollout_report import LiveView, duration_text, markdown, report, summary_text
 from foundry.rollout_sim import DEFAULT_DEPLOY_SECONDS, DEFAULT_JITTER, SimulatedFleet, run_in_virtual_time
 from foundry.rollout_state import (
@@ -73,6 +74,13 @@ def add_rollout_parser(sub: Any) -> None:
         "--no-instance-probe",
         action="store_true",
         help="judge health without calling each instance's own status tool (the local AWS runs no container)",
+    )
+    p.add_argument(
+        "--health",
+        choices=["full", "records"],
+        default="full",
+        help="full (default): what foundry.get_instance_status reads plus the instance probe; records: for an "
+        "emulated AWS (moto) where no container runs: stack complete and ECS service ACTIVE only",
     )
     p.add_argument("--cdk-method", choices=["change-set", "direct"], default="change-set", help="cdk deploy --method")
     policy = p.add_argument_group("policy overrides for this run (default: the environment's rollout policy)")
@@ -248,7 +256,9 @@ def _run(args: argparse.Namespace, err: Console) -> int:
         simulated=args.simulate,
     )
     fresh.notes.extend(targets.notes)
-    if args.no_instance_probe and not args.simulate:
+    if args.health == "records" and not args.simulate:
+        fresh.notes.append(RECORDS_SKIPPED)
+    elif args.no_instance_probe and not args.simulate:
         fresh.notes.append(f"health without the instance probe ({NO_PROBE_REASON})")
     rollout, how = resume_or_start(store, fresh, abandon=args.abandon)
     quiet = args.json or args.markdown
@@ -323,8 +333,9 @@ def _aws_fleet(args: argparse.Namespace, fleet: Any, targets: Targets, policy: R
         agents_dir=args.agents_dir.resolve(),
         region=fleet.tree.platform.model.spec.environments[args.environment].region,
         clients=boto3_clients,
-        probe=None if args.no_instance_probe else probe_instance_mcp,
+        probe=None if args.no_instance_probe or args.health == "records" else probe_instance_mcp,
         probe_skipped=NO_PROBE_REASON if args.no_instance_probe else None,
+        scope=args.health,
         runtime_image=args.runtime_image,
         timeout_seconds=policy.deploy_timeout_seconds,
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures
 import hashlib
 import selectors
 from collections.abc import Awaitable, Callable, Iterable
@@ -51,7 +52,17 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
 
 
 def run_in_virtual_time(main: Callable[[], Awaitable[T]]) -> tuple[T, float]:
-    """Runs `main()` on a fresh virtual-time loop; returns its result and the virtual seconds it took."""
+    """Runs `main()` on a fresh virtual-time loop; returns its result and the virtual seconds it took. Called
+    from inside a running loop (an async caller), it runs the virtual loop on a thread of its own."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return _run_here(main)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(_run_here, main).result()
+
+
+def _run_here(main: Callable[[], Awaitable[T]]) -> tuple[T, float]:
     loop = VirtualTimeLoop()
     try:
         result = loop.run_until_complete(main())
