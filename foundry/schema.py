@@ -254,7 +254,7 @@ class RolloutPolicy(Strict):
     canary: CanarySelection = Field(default_factory=CanarySelection)
     growth_factor: Annotated[float, Field(ge=1.5, le=10)] = 2.0
     max_wave_size: Annotated[int, Field(ge=1)] | None = None
-    concurrency: Annotated[int, Field(ge=1, le=ROLLOUT_MAX_CONCURRENCY)] = 5
+    concurrency: Annotated[int, Field(ge=1, le=ROLLOUT_MAX_CONCURRENCY)] = 10
     bake_seconds: Annotated[int, Field(ge=0, le=86_400)] = 900
     health_interval_seconds: Annotated[int, Field(ge=5, le=600)] = 30
     settle_seconds: Annotated[int, Field(ge=0, le=7_200)] = 600

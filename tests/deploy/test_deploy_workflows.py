@@ -101,7 +101,8 @@ def test_merges_deploy_only_planned_stacks_with_oidc_and_prod_behind_an_environm
 
 def rollout_step() -> dict[str, Any]:
     job = load("deploy-environment.yml")["jobs"]["deploy"]
-    [step] = [s for s in job["steps"] if "foundry rollout" in str(s.get("run", ""))]
+    steps: list[dict[str, Any]] = [s for s in job["steps"] if "foundry rollout" in str(s.get("run", ""))]
+    [step] = steps
     return step
 
 
