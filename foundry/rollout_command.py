@@ -260,6 +260,19 @@ def _run(args: argparse.Namespace, err: Console) -> int:
         fresh.notes.append(RECORDS_SKIPPED)
     elif args.no_instance_probe and not args.simulate:
         fresh.notes.append(f"health without the instance probe ({NO_PROBE_REASON})")
+    with store.hold(args.environment):
+        return _start(args, err, store, fresh, policy, fleet, targets)
+
+
+def _start(
+    args: argparse.Namespace,
+    err: Console,
+    store: RolloutStore,
+    fresh: Rollout,
+    policy: RolloutPolicy,
+    fleet: Any,
+    targets: Targets,
+) -> int:
     rollout, how = resume_or_start(store, fresh, abandon=args.abandon)
     quiet = args.json or args.markdown
     if not quiet:

@@ -7,9 +7,13 @@ mid-write leaves the previous state, never half of one.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+import os
+import time
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,6 +59,31 @@ class RolloutStore:
     def save(self, rollout: Rollout) -> None:
         data = json.dumps(rollout.as_dict(), indent=1, sort_keys=True).encode() + b"\n"
         write_atomically({self.path(rollout.environment): data})
+
+    @contextlib.contextmanager
+    def hold(self, environment: str) -> Iterator[None]:
+        """One rollout of an environment at a time across processes (an flock on `<env>.lock`)."""
+        lock = self.directory / f"{environment}.lock"
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = lock.read_text(errors="replace").strip() or "another process"
+                raise RolloutConflictError(
+                    f"a rollout of {environment} is already running ({holder}); wait for it, or read its progress "
+                    "with foundry.get_rollout_status"
+                ) from None
+            os.ftruncate(fd, 0)
+            os.write(fd, f"pid {os.getpid()}, started {time.strftime('%Y-%m-%dT%H:%M:%S%z')}".encode())
+            try:
+                yield
+            finally:
+                os.ftruncate(fd, 0)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
 
     def environments(self) -> Sequence[str]:
         return sorted(p.stem for p in self.directory.glob("*.json"))

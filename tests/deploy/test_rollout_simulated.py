@@ -192,3 +192,11 @@ def test_a_plan_file_limits_the_rollout_to_the_instances_it_changes(tmp_path, ca
     assert code == 0
     assert [r["instance"] for r in report["instances"]] == ["acme/retail/dev"]
     assert any("platform stack af-dev-platform" in note for note in report["notes"])
+
+
+def test_a_second_rollout_of_the_same_environment_is_refused_while_one_runs(tmp_path, capsys):
+    store = RolloutStore(tmp_path / "simulated")
+    with store.hold("dev"):
+        code, refused = rollout_cli(capsys, tmp_path)
+    assert code == 2 and "a rollout of dev is already running (pid" in refused["error"]
+    assert rollout_cli(capsys, tmp_path)[0] == 0
