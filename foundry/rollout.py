@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import collections
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal, Protocol
 
 from foundry.schema import RolloutPolicy
@@ -97,7 +97,10 @@ class Rollout:
         return counts
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Plain data (a shallow copy per instance: dataclasses.asdict's deep walk is the cost at fleet scale)."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["instances"] = {k: dict(vars(p)) for k, p in self.instances.items()}
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Rollout:
@@ -267,13 +270,17 @@ class Scheduler:
         return True
 
     async def _read(self, instances: Sequence[str]) -> list[tuple[str, HealthReading]]:
-        limit = asyncio.Semaphore(self.health_read_concurrency)
+        """One health reading of each instance, at most `health_read_concurrency` at once (a few workers sharing
+        one iterator: no task per instance, which is the cost of a bake at fleet scale)."""
+        readings: dict[str, HealthReading] = {}
+        remaining = iter(instances)
 
-        async def one(selector: str) -> tuple[str, HealthReading]:
-            async with limit:
-                return selector, await self.ops.health(selector)
+        async def worker() -> None:
+            for selector in remaining:
+                readings[selector] = await self.ops.health(selector)
 
-        return list(await asyncio.gather(*(one(i) for i in instances)))
+        await asyncio.gather(*(worker() for _ in range(min(self.health_read_concurrency, len(instances)))))
+        return [(i, readings[i]) for i in instances]
 
     def _gate_failed(
         self,

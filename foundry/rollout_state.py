@@ -57,7 +57,9 @@ class RolloutStore:
         return Rollout.from_dict(data)
 
     def save(self, rollout: Rollout) -> None:
-        data = json.dumps(rollout.as_dict(), indent=1, sort_keys=True).encode() + b"\n"
+        # Compact separators keep json on its C encoder (an indent would not): the state of 1,000 instances is
+        # written after every deploy.
+        data = json.dumps(rollout.as_dict(), sort_keys=True, separators=(",", ":")).encode() + b"\n"
         write_atomically({self.path(rollout.environment): data})
 
     @contextlib.contextmanager
