@@ -33,12 +33,14 @@ def fresh_rollout(policy: RolloutPolicy = POLICY) -> Rollout:
     )
 
 
-def simulate(rollout: Rollout, fleet: SimulatedFleet, store: RolloutStore | None = None) -> Rollout:
+def simulate(
+    rollout: Rollout, fleet: SimulatedFleet, store: RolloutStore | None = None, policy: RolloutPolicy = POLICY
+) -> Rollout:
     def checkpoint(current: Rollout, boundary: bool) -> None:
         if store is not None and boundary:
             store.save(current)
 
-    scheduler = Scheduler(policy=POLICY, ops=fleet, checkpoint=checkpoint)
+    scheduler = Scheduler(policy=policy, ops=fleet, checkpoint=checkpoint)
 
     async def go() -> Rollout:
         return await scheduler.run(rollout)
@@ -82,6 +84,17 @@ def test_a_failure_in_wave_two_halts_there_and_the_report_tells_the_truth_about_
         # Deployed means its deploy ran and succeeded; not_started means no deploy was ever started.
         assert progress.state == {True: "deployed", False: "not_started"}[started] or instance == bad
     assert all(rollout.instances[i].state == "deployed" for i in rollout.waves[0])
+
+
+def test_a_failure_stops_new_deploys_in_its_wave_lets_running_ones_finish_and_says_why_the_rest_did_not_start():
+    narrow = POLICY.model_copy(update={"concurrency": 2})
+    wave_two = fresh_rollout(narrow).waves[1]
+    fleet = SimulatedFleet(fail=frozenset({wave_two[0]}), jitter=0)
+    rollout = simulate(fresh_rollout(narrow), fleet, policy=narrow)
+    states = [rollout.instances[i].state for i in wave_two]
+    assert states == ["failed", "deployed", "not_started", "not_started", "not_started", "not_started"]
+    assert rollout.instances[wave_two[2]].reason == f"not started: {wave_two[0]} failed in wave 2"
+    assert fleet.max_in_flight <= 2
 
 
 def test_rerunning_after_the_fix_finishes_the_job_without_redeploying_what_succeeded(tmp_path):
