@@ -277,6 +277,8 @@ def _start(
     quiet = args.json or args.markdown
     if not quiet:
         err.print(f"{how}: {rollout.environment}, {rollout.change} ({rollout.change_id}), {len(rollout.waves)} waves")
+    if rollout.finished:
+        return _finish(args, rollout)
     if not rollout.instances:
         rollout.status = "complete"
         store.save(rollout)

@@ -95,6 +95,9 @@ def resume_or_start(store: RolloutStore, fresh: Rollout, *, abandon: bool) -> tu
     """The rollout to run: the unfinished one of the same change (resumed), else `fresh`. An unfinished rollout of
     another change refuses, unless `abandon`. Returns the rollout and a line saying which case it was."""
     existing = store.load(fresh.environment)
+    if existing is not None and existing.finished and existing.change_id == fresh.change_id:
+        path = store.path(fresh.environment)
+        return existing, f"already complete (nothing to do; remove {path} to roll the same change out again)"
     if existing is None or existing.finished:
         return fresh, "new rollout"
     if existing.change_id == fresh.change_id:

@@ -171,7 +171,10 @@ def test_simulated_failure_exits_1_then_the_same_command_resumes_and_another_cha
         "default-org/default-domain/dev": 2,
     }
 
-    code, _ = rollout_cli(capsys, tmp_path, "--simulate-fail", "acme/retail/dev", "--canary-count", "2")
+    code, done = rollout_cli(capsys, tmp_path, "--simulate-fail", "acme/retail/dev")
+    assert code == 0 and done["runs"] == 2, "the finished change is not rolled out again"
+
+    code, _ = rollout_cli(capsys, tmp_path, "--simulate-instances", "4", "--simulate-fail", "sim/fleet/i0000")
     assert code == 1, "a finished rollout does not block the next change"
 
     code, abandoned = rollout_cli(capsys, tmp_path, "--simulate-instances", "3", "--abandon")
