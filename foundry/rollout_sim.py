@@ -13,7 +13,7 @@ import collections
 import concurrent.futures
 import hashlib
 import selectors
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -125,8 +125,3 @@ class SimulatedFleet:
 def simulated_selectors(count: int) -> list[str]:
     """`sim/fleet/i0000`..: a synthetic fleet of `count` instances for `--simulate-instances`."""
     return [f"sim/fleet/i{index:04d}" for index in range(count)]
-
-
-def unknown(names: Iterable[str], known: Iterable[str]) -> list[str]:
-    have = set(known)
-    return sorted(n for n in names if n not in have)
