@@ -67,3 +67,15 @@ def test_prod_without_a_canary_is_refused_and_other_environments_may_skip_it():
     assert (
         PlatformSpec.model_validate({"environments": {"dev": settings}}).environments["dev"].rollout.canary.count == 0
     )
+
+
+def test_validate_refuses_a_platform_file_whose_prod_rollout_has_no_canary(agents_copy, capsys):
+    from foundry.cli import main
+
+    path = agents_copy / "platform.yaml"
+    text = path.read_text()
+    assert "          instances:\n          - acme/retail/us-east-1\n" in text
+    path.write_text(text.replace("          instances:\n          - acme/retail/us-east-1\n", "          count: 0\n"))
+    assert main(["validate", "--agents-dir", str(agents_copy)]) == 1
+    error = capsys.readouterr().err
+    assert "platform.yaml" in error and "a production rollout must start with a canary wave" in error
