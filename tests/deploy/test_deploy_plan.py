@@ -178,7 +178,7 @@ def test_base_without_agents_directory_adds_every_instance(git_repo, capsys):
 
 def test_base_revision_is_read_by_its_own_code(git_repo, capsys):
     """A bundle at the base revision is what that revision's bundle builder made, not today's."""
-    for package in ("foundry", "instance_contract"):  # foundry's schema imports the shared contract package
+    for package in ("foundry", "instance_contract"):  # foundry imports the shared models from instance_contract
         shutil.copytree(REPO_ROOT / package, git_repo.root / package, ignore=shutil.ignore_patterns("__pycache__"))
     render = git_repo.root / "foundry/render.py"
     original = render.read_text()
