@@ -2,6 +2,7 @@
 
     python -m foundry.local_aws up [--port N]     start moto on 127.0.0.1 (pid, port and log in .local-aws/)
     python -m foundry.local_aws deploy            cdk bootstrap, then cdk deploy the platform and every instance
+                                                  (--platform-only: the platform stack, for `foundry rollout`)
     python -m foundry.local_aws status [--json]   read back each instance with boto3; list what moto did not model
     python -m foundry.local_aws env               shell exports for using the local AWS (eval "$(... env)")
     python -m foundry.local_aws down              stop the server and remove .local-aws/
@@ -486,6 +487,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0, help="up: port on 127.0.0.1 (default: a free one)")
     parser.add_argument("--environment", default=DEFAULT_ENVIRONMENT, help="up: the environment to host (dev)")
     parser.add_argument("--runtime-image", default=DEFAULT_RUNTIME_IMAGE, help="deploy: image URI (never built)")
+    parser.add_argument(
+        "--platform-only", action="store_true", help="deploy: the platform stack only (then `foundry rollout`)"
+    )
     parser.add_argument("--json", action="store_true", help="status: machine-readable")
     args = parser.parse_args(argv)
     local = LocalAws(state_dir=args.state_dir.resolve(), agents_dir=args.agents_dir.resolve())
@@ -495,8 +499,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"local AWS running on {state.endpoint} (pid {state.pid}, account {state.account}, {state.region})")
             print(f"logs: {local.log_file}; next: ./dev local-aws deploy")
         elif args.command == "deploy":
-            stacks = local.deploy(runtime_image=args.runtime_image)
+            stacks = local.deploy(runtime_image=args.runtime_image, platform_only=args.platform_only)
             print(f"deployed {len(stacks)} stacks: {' '.join(stacks)} (cdk log: {local.state_dir / 'cdk.log'})")
+            if args.platform_only:
+                return 0
             result = local.status()
             print_status(result)
             return 0 if result["ok"] else 1
