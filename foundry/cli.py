@@ -22,6 +22,7 @@ from foundry.plan_command import add_plan_parser, run_plan
 from foundry.problems import ManifestError
 from foundry.render import instance_yaml
 from foundry.resolve import ResolvedInstance
+from foundry.rollout_command import add_rollout_parser, run_rollout
 from foundry.serve_cli import add_serve_parser, run_serve
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
@@ -120,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     schema = sub.add_parser("schema", help="write the JSON Schema of every manifest kind to DIR")
     schema.add_argument("--out", type=Path, default=DEFAULT_AGENTS_DIR / "schemas", metavar="DIR")
     add_serve_parser(sub)
+    add_rollout_parser(sub)
     return parser
 
 
@@ -141,6 +143,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     if args.command == "plan":
         return run_plan(args)
+    if args.command == "rollout":
+        return run_rollout(args)
     try:
         fleet = load_fleet(args.agents_dir, environment=args.environment, instance=args.instance)
     except ManifestError as exc:

@@ -4,6 +4,7 @@
     python -m foundry.local_aws deploy            cdk bootstrap, then cdk deploy the platform and every instance
     python -m foundry.local_aws status [--json]   read back each instance (and its thread-state table) with boto3;
                                                   list what moto did not model
+                                                  (deploy --platform-only: the platform stack, for `foundry rollout`)
     python -m foundry.local_aws env               shell exports for using the local AWS (eval "$(... env)")
     python -m foundry.local_aws down              stop the server and remove .local-aws/
 
@@ -193,13 +194,18 @@ class LocalAws:
 
     # --- deploy ----------------------------------------------------------------------------------------------
 
-    def deploy(self, *, runtime_image: str | None = None, concurrency: int = 4) -> list[str]:
+    def deploy(
+        self, *, runtime_image: str | None = None, concurrency: int = 4, platform_only: bool = False
+    ) -> list[str]:
         """`cdk bootstrap`, then `cdk deploy --method=direct` of the platform stack and every instance stack of
-        the server's environment. Returns the stacks deployed."""
+        the server's environment (`platform_only`: the platform stack alone, for `foundry rollout` to deploy the
+        instances). Returns the stacks deployed."""
         state = self.running()
         runtime_image = runtime_image or default_runtime_image(state.account, state.region)
         fleet = load_fleet(self.agents_dir, environment=state.environment)
-        stacks = [platform_stack_name(state.environment)] + [i.manifest.spec.stack_name for i in fleet.instances]
+        stacks = [platform_stack_name(state.environment)]
+        if not platform_only:
+            stacks += [i.manifest.spec.stack_name for i in fleet.instances]
         cdk = str(self.repo_root / "node_modules" / ".bin" / "cdk")
         env = self._tool_env(state)
         # Bootstrapping from the state dir: no cdk.json there, so the CLI does not synthesize the app for it.
@@ -558,6 +564,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="deploy: image URI, never built or pulled (default: <account>.dkr.ecr.<region>.amazonaws.com/"
         f"{LOCAL_IMAGE_REPOSITORY_TAG})",
     )
+    parser.add_argument(
+        "--platform-only", action="store_true", help="deploy: the platform stack only (then `foundry rollout`)"
+    )
     parser.add_argument("--json", action="store_true", help="status: machine-readable")
     args = parser.parse_args(argv)
     local = LocalAws(state_dir=args.state_dir.resolve(), agents_dir=args.agents_dir.resolve())
@@ -567,8 +576,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"local AWS running on {state.endpoint} (pid {state.pid}, account {state.account}, {state.region})")
             print(f"logs: {local.log_file}; next: ./dev local-aws deploy")
         elif args.command == "deploy":
-            stacks = local.deploy(runtime_image=args.runtime_image)
+            stacks = local.deploy(runtime_image=args.runtime_image, platform_only=args.platform_only)
             print(f"deployed {len(stacks)} stacks: {' '.join(stacks)} (cdk log: {local.state_dir / 'cdk.log'})")
+            if args.platform_only:
+                return 0
             result = local.status()
             print_status(result)
             return 0 if result["ok"] else 1

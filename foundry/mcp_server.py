@@ -26,6 +26,7 @@ from foundry.bundle import build_bundle
 from foundry.deploy import DEFAULT_TIMEOUT_SECONDS, Deployer, DeployInProgressError, DeployRequest, StackEvent
 from foundry.fleet import Fleet, load_fleet
 from foundry.instance_status import ClientFactory, InstanceProbe, instance_status
+from foundry.mcp_rollout import register_rollout_status
 from foundry.problems import ManifestError
 from foundry.resolve import ResolvedInstance
 from foundry.tool_args import (
@@ -295,4 +296,6 @@ def build_server(
             "last_interrupted_deploy": dataclasses.asdict(interrupted) if interrupted else None,
         }
 
+    # Rollouts (issue 15): a separate, read-only registration.
+    register_rollout_status(server, config.repo_root / "build" / "rollouts")
     return server

@@ -25,6 +25,10 @@ builder), so the fast path cannot rule out a template change for any instance.""
 
 MAX_FIELDS_SHOWN = 6
 
+DEPLOY_ONLY_SETTINGS = ("rollout",)
+"""Environment settings that steer how a change is deployed (`foundry rollout`), not what is deployed: no
+template reads them, so changing them changes no stack."""
+
 
 @dataclass(frozen=True)
 class InstanceState:
@@ -183,7 +187,10 @@ def plan_fleets(
     code_reason = _code_reason(code_changed) if code_changed else None
     plans = []
     for env in sorted(set(base.environments) | set(head.environments)):
-        old_env, new_env = base.environments.get(env), head.environments.get(env)
+        old_env, new_env = (
+            _template_settings(base.environments.get(env)),
+            _template_settings(head.environments.get(env)),
+        )
         platform_fields = _changed_fields(old_env or {}, new_env or {}, f"spec.environments.{env}")
         platform_file = f"{agents_label}/platform.yaml"
         if old_env is None:
@@ -233,6 +240,12 @@ def plan_fleets(
             )
         )
     return Plan(base=base_label, head=head_label, mode="fast", environments=tuple(plans), cdk_code_changed=code_changed)
+
+
+def _template_settings(settings: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    if settings is None:
+        return None
+    return {k: v for k, v in settings.items() if k not in DEPLOY_ONLY_SETTINGS}
 
 
 def _shards(state: FleetState, env: str) -> list[int]:

@@ -235,6 +235,51 @@ class AgentInstanceTemplate(Strict):
 
 # --- Per-environment platform settings (kind: PlatformSettings) --------------------------------------------
 
+# Fleet rollouts: the `rollout` block of each environment (`python -m foundry rollout`).
+
+ROLLOUT_MAX_CONCURRENCY = 25
+"""Instance stacks deployed at once, at most. Each stack deploy is one CloudFormation stack operation (about 30
+resources in flight against the account's ConcurrentResourcesLimit of 2,500), one Route 53 change batch (the
+account's request bucket refills at 10 requests/s) and one ECS deployment launching the instance's tasks (Fargate
+launches 20 tasks/s sustained, 100 in a burst, per account and region): 25 at once keeps every one of them well
+inside its limit, with room for other work in the account. docs/deploy.md explains the numbers."""
+PROD_ENVIRONMENTS = frozenset({"prod", "production"})
+"""Environments whose rollout must start with a canary wave."""
+
+InstanceSelector = Annotated[
+    str,
+    StringConstraints(
+        pattern=r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?/[a-z0-9]([a-z0-9-]*[a-z0-9])?/[a-z0-9]([a-z0-9-]*[a-z0-9])?$"
+    ),
+]
+
+
+class CanarySelection(Strict):
+    """The first wave: the named instances (those the rollout deploys), else the first `count` in sorted order."""
+
+    instances: list[InstanceSelector] = Field(default_factory=list)
+    count: Annotated[int, Field(ge=0, le=100)] = 1
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.instances) or self.count > 0
+
+
+class RolloutPolicy(Strict):
+    """How `python -m foundry rollout` deploys an environment's instances: waves growing by `growth_factor`
+    after the canary, `concurrency` stacks at a time, each wave healthy for `bake_seconds` before the next."""
+
+    canary: CanarySelection = Field(default_factory=CanarySelection)
+    growth_factor: Annotated[float, Field(ge=1.5, le=10)] = 2.0
+    max_wave_size: Annotated[int, Field(ge=1)] | None = None
+    concurrency: Annotated[int, Field(ge=1, le=ROLLOUT_MAX_CONCURRENCY)] = 10
+    bake_seconds: Annotated[int, Field(ge=0, le=86_400)] = 900
+    health_interval_seconds: Annotated[int, Field(ge=5, le=600)] = 30
+    settle_seconds: Annotated[int, Field(ge=0, le=7_200)] = 600
+    """How long a freshly deployed instance may take to read healthy the first time (ECS tasks starting, targets
+    registering) before the gate counts it as failed."""
+    deploy_timeout_seconds: Annotated[int, Field(ge=60, le=14_400)] = 3600
+
 
 class VpcSettings(Strict):
     """Create a VPC (cidr) or import an existing one by id; never both."""
@@ -364,6 +409,7 @@ class EnvironmentSettings(Strict):
     vpc: VpcSettings
     zone: ZoneSettings
     load_balancer: LoadBalancerSettings
+    rollout: RolloutPolicy = Field(default_factory=RolloutPolicy)
     log_retention_days: Literal[1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1827, 3653] = 30
     runtime_image: NonEmpty | None = None
     """A prebuilt runtime image URI; left out, the image is built from runtime/Dockerfile as a CDK asset."""
@@ -403,6 +449,19 @@ class EnvironmentSettings(Strict):
 
 class PlatformSpec(Strict):
     environments: dict[DnsId, EnvironmentSettings]
+
+    @field_validator("environments")
+    @classmethod
+    def _prod_rolls_out_behind_a_canary(
+        cls, environments: dict[str, EnvironmentSettings]
+    ) -> dict[str, EnvironmentSettings]:
+        for name, settings in environments.items():
+            if name in PROD_ENVIRONMENTS and not settings.rollout.canary.enabled:
+                raise ValueError(
+                    f"environment {name}: rollout.canary names no instance and has count 0; a production rollout "
+                    "must start with a canary wave (set rollout.canary.count >= 1 or list rollout.canary.instances)"
+                )
+        return environments
 
 
 class PlatformSettings(Strict):

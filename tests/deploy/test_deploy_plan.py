@@ -263,3 +263,15 @@ def test_templates_mode_synthesizes_both_revisions_and_keeps_only_real_template_
     }
     assert reasons_of(plan, "dev", "acme/retail/dev") == ["template: Outputs.Marker.Value changed"]
     assert env_plan(plan, "dev")["deploy_stacks"] == ["af-dev-acme-retail-dev"]
+
+
+def test_a_rollout_policy_change_changes_no_stack(git_repo, capsys):
+    """The rollout block steers how a change is deployed; no template reads it."""
+
+    def slower(data: Any) -> None:
+        data["spec"]["environments"]["prod"]["rollout"]["bake_seconds"] = 3600
+
+    git_repo.edit_yaml("agents/platform.yaml", slower)
+    code, plan = run_plan(git_repo, capsys)
+    assert code == 0
+    assert kinds(plan, "prod")["(platform)"] == "unchanged"

@@ -151,9 +151,55 @@ def test_merges_deploy_only_planned_stacks_with_oidc_and_prod_behind_an_environm
     ]
     assert credentials and "role-to-assume" in credentials[0]["with"]
     assert "aws-access-key-id" not in credentials[0]["with"]
-    text = steps_text(per_env)
-    assert "cdk deploy" in text and "--concurrency" in text and "$STACKS" in text
-    assert "--all" not in text
+    assert "--all" not in steps_text(per_env)
+
+
+def rollout_step() -> dict[str, Any]:
+    job = load("deploy-environment.yml")["jobs"]["deploy"]
+    steps: list[dict[str, Any]] = [s for s in job["steps"] if "foundry rollout" in str(s.get("run", ""))]
+    [step] = steps
+    return step
+
+
+def run_rollout_step(tmp_path: Path, stacks: str, rollout_exit: int) -> tuple[int, list[str], str]:
+    """Runs the step's script as GitHub does (bash -eo pipefail) with `cdk` and `python` replaced by stubs that
+    record their arguments; the `python` stub prints a report and exits like `foundry rollout` would."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "calls.log"
+    for name, tail in (("cdk", "exit 0"), ("python", 'echo "## rollout report"; exit "$ROLLOUT_EXIT"')):
+        stub = bin_dir / name
+        stub.write_text(f'#!/bin/bash\necho "{name} $*" >> "{calls}"\n{tail}\n')
+        stub.chmod(0o755)
+    summary = tmp_path / "summary.md"
+    step = rollout_step()
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "GITHUB_STEP_SUMMARY": str(summary), "ROLLOUT_EXIT": str(rollout_exit)}
+    env |= {
+        k: v.replace("${{ inputs.environment }}", "dev").replace("${{ inputs.stacks }}", stacks)
+        for k, v in step["env"].items()
+    }
+    done = subprocess.run(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    recorded = calls.read_text().splitlines() if calls.exists() else []
+    return done.returncode, recorded, summary.read_text() if summary.exists() else ""
+
+
+def test_an_environment_deploys_its_changed_platform_stack_alone_then_rolls_out_the_plan(tmp_path):
+    code, calls, summary = run_rollout_step(tmp_path, "af-dev-platform af-dev-acme-retail-dev", 0)
+    assert code == 0
+    assert len(calls) == 2
+    assert calls[0].startswith("cdk deploy af-dev-platform --exclusively ")
+    assert calls[1] == "python -m foundry rollout --environment dev --plan plan.json --markdown"
+    assert "## rollout report" in summary
+
+
+def test_a_halted_rollout_fails_the_job_after_writing_its_report_to_the_summary(tmp_path):
+    code, calls, summary = run_rollout_step(tmp_path, "af-dev-acme-retail-dev", 1)
+    assert code == 1
+    assert calls == ["python -m foundry rollout --environment dev --plan plan.json --markdown"]
+    assert "## rollout report" in summary
 
 
 def test_secret_rotation_redeploy_is_a_manual_dispatch_that_restarts_services():

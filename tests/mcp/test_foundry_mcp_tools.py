@@ -20,6 +20,7 @@ TOOLS = {
     "foundry.list_instances",
     "foundry.deploy_instance",
     "foundry.get_instance_status",
+    "foundry.get_rollout_status",
 }
 
 
@@ -33,7 +34,7 @@ def error_text(result: Any) -> str:
     return " ".join(c.text for c in result.content)
 
 
-async def test_server_lists_the_five_foundry_tools_with_dotted_names(server: MCPServer) -> None:
+async def test_server_lists_the_foundry_tools_with_dotted_names(server: MCPServer) -> None:
     async with Client(server) as client:
         tools = (await client.list_tools()).tools
     assert {t.name for t in tools} == TOOLS
