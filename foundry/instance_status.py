@@ -8,9 +8,11 @@ primary deployment that runs another task definition than the stack's) and at th
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from urllib.parse import urljoin, urlsplit
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -317,20 +319,57 @@ def boto3_clients(service: str, region: str) -> Any:
 
 
 async def probe_instance_mcp(endpoint: str, timeout_seconds: float = 5.0) -> dict[str, Any]:
-    """Calls the instance's own `status` tool over streamable HTTP."""
+    """Calls the instance's own `status` tool over streamable HTTP. An instance that checks its callers' tokens
+    refuses the Foundry, which holds no tenant's token: then its RFC 9728 metadata (open, and forwarded by the
+    load balancer) shows that the runtime answers, and the result says the status tool needs a read-scoped token."""
     import httpx2
     from mcp import Client
     from mcp.client.streamable_http import streamable_http_client
 
-    async with (
-        httpx2.AsyncClient(timeout=httpx2.Timeout(timeout_seconds)) as http,
-        asyncio.timeout(timeout_seconds * 2),
-        Client(streamable_http_client(endpoint, http_client=http), read_timeout_seconds=timeout_seconds) as client,
-    ):
-        result = await client.call_tool("status", {})
+    challenges: list[str] = []
+
+    async def note_challenge(response: httpx2.Response) -> None:
+        if response.status_code == 401:
+            challenges.append(response.headers.get("www-authenticate", ""))
+
+    async with httpx2.AsyncClient(
+        timeout=httpx2.Timeout(timeout_seconds), event_hooks={"response": [note_challenge]}
+    ) as http:
+        try:
+            async with (
+                asyncio.timeout(timeout_seconds * 2),
+                Client(streamable_http_client(endpoint, http_client=http), read_timeout_seconds=timeout_seconds) as c,
+            ):
+                result = await c.call_tool("status", {})
+        except Exception:
+            if not challenges:
+                raise
+            return await _protected_resource(http, endpoint, challenges[-1])
     if result.is_error:
         text = " ".join(getattr(c, "text", "") for c in result.content)
         raise RuntimeError(f"the instance's status tool returned an error: {text}")
     if isinstance(result.structured_content, dict):
         return result.structured_content
     return {"text": " ".join(getattr(c, "text", "") for c in result.content)}
+
+
+_RESOURCE_METADATA = re.compile(r'resource_metadata="([^"]+)"')
+
+
+async def _protected_resource(http: Any, endpoint: str, challenge: str) -> dict[str, Any]:
+    """What a secured instance tells anyone: its RFC 9728 metadata, named by its 401 challenge. Fetched from the
+    endpoint the Foundry reached (the metadata's path on the same origin), not the public name in the challenge."""
+    found = _RESOURCE_METADATA.search(challenge)
+    if found is None:
+        raise RuntimeError(f"the instance refused the call (401) without naming its resource metadata: {challenge!r}")
+    url = urljoin(endpoint, urlsplit(found[1]).path)
+    response = await http.get(url)
+    if response.status_code != 200:
+        raise RuntimeError(f"the instance refused the call (401); its metadata {url} gave {response.status_code}")
+    metadata = response.json()
+    return {
+        "auth_required": True,
+        "resource": metadata.get("resource"),
+        "authorization_servers": metadata.get("authorization_servers", []),
+        "note": "the runtime answers; its status tool needs a token with the agentfoundry/read scope",
+    }

@@ -24,10 +24,11 @@ from foundry.deploy import Deployer
 from foundry.fleet import DEFAULT_AGENTS_DIR
 from foundry.instance_status import probe_instance_mcp
 from foundry.mcp_server import FoundryConfig, build_server
+from oauth_resource.dev_issuer import serve_issuer
 from tests.mcp.foundry_mcp_local_aws import LocalAws, moto_server
 from tests.mcp.foundry_mcp_notifications import Notifications
 from tests.mcp.foundry_mcp_process_helpers import REPO_ROOT, ServerProcess, free_port, http_server
-from tests.runtime.runtime_harness import BuiltBundle, RuntimeProcess, serve, write_bundles
+from tests.runtime.runtime_harness import BuiltBundle, RuntimeProcess, auth_env, serve, write_bundles
 
 STACK = "af-dev-acme-retail-dev"
 ACME = {"environment": "dev", "instance": "acme/retail/dev"}
@@ -151,6 +152,33 @@ async def test_status_reports_an_unreachable_instance_without_failing_the_rest(
     assert status["stack"]["status"] == "CREATE_COMPLETE"
     assert status["service"]["desired_count"] == 1
     assert status["errors"] == []
+
+
+@pytest.fixture(scope="module")
+def secured_runtime(acme_bundle: BuiltBundle, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RuntimeProcess]:
+    """The instance as it runs behind an internet-facing load balancer: callers need a token from its issuer."""
+    with serve_issuer(tmp_path_factory.mktemp("issuer")) as issuer:
+        process = serve({**acme_bundle.identity_env(), **auth_env(issuer.url)})
+        try:
+            yield process
+        finally:
+            if process.process.poll() is None:
+                process.terminate()
+
+
+async def test_a_secured_instance_is_reported_answering_with_its_protected_resource_not_as_unreachable(
+    status_server: MCPServer, local_aws: LocalAws, secured_runtime: RuntimeProcess, acme_bundle: BuiltBundle
+) -> None:
+    """The Foundry holds no tenant's token: the instance refuses its status call (401), and its open RFC 9728
+    metadata shows the runtime answers and who issues the tokens its status tool needs."""
+    publish_stack(local_aws, secured_runtime.url, acme_bundle.content_hash)
+    status = await status_of(status_server, ACME)
+    assert status["instance_status_error"] is None
+    own = status["instance_status"]
+    assert own["auth_required"] is True
+    assert own["resource"] == f"https://{acme_bundle.instance.manifest.spec.hostname}/mcp"
+    assert own["authorization_servers"] and "agentfoundry/read" in own["note"]
+    assert "metrics" not in own, "nothing the status tool would say without a token"
 
 
 async def test_probe_can_be_switched_off_per_call(
