@@ -43,6 +43,7 @@ from foundry.rollout_state import (
 )
 from foundry.rollout_waves import plan_waves
 from foundry.schema import PROD_ENVIRONMENTS, RolloutPolicy
+from foundry.tool_args import ToolArgumentError, check_runtime_image
 
 EXIT_COMPLETE, EXIT_HALTED, EXIT_ERROR = 0, 1, 2
 POLICY_OVERRIDES = ("canary_count", "growth_factor", "max_wave_size", "concurrency", "bake_seconds")
@@ -239,6 +240,12 @@ def _run(args: argparse.Namespace, err: Console) -> int:
     fleet = load_fleet(args.agents_dir, environment=args.environment)
     settings = fleet.tree.platform.model.spec.environments[args.environment]
     policy = effective_policy(args, settings.rollout)
+    if args.runtime_image is not None:
+        # The same rule as the Foundry MCP server's deploy: the image runs with every tenant's task role and secrets.
+        try:
+            check_runtime_image(args.runtime_image, args.environment, settings)
+        except ToolArgumentError as exc:
+            raise RolloutError("--runtime-image" + str(exc).removeprefix("runtime_image")) from exc
     targets = select_targets(args)
     unknown = sorted(set(args.simulate_fail + args.simulate_unhealthy) - set(targets.selectors))
     if unknown:
@@ -341,6 +348,7 @@ def _aws_fleet(args: argparse.Namespace, fleet: Any, targets: Targets, policy: R
         locks=InstanceLocks(),
         method=args.cdk_method,
         failure_lookup=stack_events_failure(boto3_clients),
+        clients=boto3_clients,
     )
     return AwsFleet(
         instances=targets.resolved,

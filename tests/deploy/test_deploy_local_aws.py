@@ -72,9 +72,10 @@ async def test_dev_environment_deploys_to_the_local_aws_and_reads_back_honestly(
     assert result["ok"], result
     for instance in result["instances"]:
         checks = {c["name"]: c for c in instance["checks"]}
-        assert set(checks) == {"ecs_service", "listener_rule", "route53_record", "bundle_object"}
+        assert set(checks) == {"ecs_service", "listener_rule", "route53_record", "bundle_object", "state_table"}
         assert instance["hostname"] in checks["listener_rule"]["detail"]
         assert "verified" in checks["bundle_object"]["detail"]
+        assert checks["state_table"]["ok"], checks["state_table"]  # the instance's own thread-state table
     # moto's CloudFormation skips these types; the local target says so instead of pretending.
     instance_gaps = {r["type"] for r in result["not_modelled"]["af-dev-acme-retail-dev"]}
     assert {

@@ -187,6 +187,16 @@ def test_a_prod_rollout_cannot_be_overridden_to_skip_its_canary(tmp_path, capsys
     assert "needs a canary wave" in capsys.readouterr().err
 
 
+def test_an_image_from_outside_the_environments_allowed_repositories_is_refused_before_anything_runs(tmp_path, capsys):
+    """The rule of the Foundry MCP server's deploy: the image runs with every tenant's task role and secrets."""
+    image = "111111111111.dkr.ecr.us-east-1.amazonaws.com.evil.example/agent-runtime:1"
+    code = main(["rollout", "--environment", "dev", "--runtime-image", image, "--state-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "--runtime-image" in err and "is not allowed in environment 'dev'" in err
+    assert not any(tmp_path.iterdir()), "no rollout state was written"
+
+
 def test_a_plan_file_limits_the_rollout_to_the_instances_it_changes(tmp_path, capsys):
     plan = {
         "base": "main~1",
