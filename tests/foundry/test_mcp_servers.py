@@ -77,3 +77,15 @@ def test_the_bundle_carries_the_server_and_the_agents_grant_but_no_secret_value(
 def test_an_instance_without_servers_serialises_as_before(agents_copy: Path) -> None:
     instance = next(iter(_by_selector(agents_copy).values()))
     assert "servers" not in json.loads(build_bundle(instance).files[MCP_FILE])["provider"]
+
+
+def test_the_fleet_cache_keeps_servers_and_overrides(agents_copy: Path, tmp_path: Path) -> None:
+    shared = {"name": "ticketing", "url": "https://tickets.example.com/mcp", "bearer_secret": "ticket-api-token"}
+    own = {**shared, "url": "https://tickets.globex.example/mcp"}
+    _declare(agents_copy, [shared], [{"organization_id": "globex", "servers": [own]}])
+    cache = tmp_path / "cache"
+    first = load_fleet(agents_copy, cache_dir=cache)
+    second = load_fleet(agents_copy, cache_dir=cache)  # read back from the cache
+    assert [i.manifest for i in second.instances] == [i.manifest for i in first.instances]
+    assert second.tree.template.model == first.tree.template.model
+    assert any(i.manifest.spec.mcp.servers for i in second.instances)

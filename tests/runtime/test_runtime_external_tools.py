@@ -3,6 +3,7 @@ on 127.0.0.1 and requiring a bearer token) through the instance's backend, with 
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 from collections.abc import AsyncIterator, Iterator
@@ -14,13 +15,15 @@ import boto3
 import pytest
 from botocore.stub import ANY, Stubber
 
+from instance_contract.bundle_format import MCP_FILE, BundleError, read_bundle
 from runtime.backend_mcp import ToolCallError
-from runtime.bundle_source import load_bundle
+from runtime.bundle_source import load_bundle, parse_bundle
 from runtime.config import ExpectedIdentity, config_from_env
 from runtime.instance import Instance
 from runtime.providers import BedrockProvider
 from tests.foundry.manifest_edits import Doc, edit
 from tests.runtime.runtime_harness import BuiltBundle, copy_agents, write_bundles
+from tests.runtime.test_runtime_bad_bundle import repack
 from tests.runtime.ticketing_server import TOOL_DESCRIPTIONS, TicketingServer, serve_ticketing
 
 pytestmark = pytest.mark.slow
@@ -267,3 +270,13 @@ async def test_the_step_limit_holds_when_the_model_keeps_asking_for_tools(
     assert len(ticketing.tickets) - before == 2  # two rounds ran; the third request for a tool was refused
     assert [c.status for c in result.tool_calls] == ["ok", "ok"]
     stubbed_bedrock.assert_no_pending_responses()
+
+
+def test_a_bundle_granting_a_tool_of_an_undeclared_server_is_refused(bundle: BuiltBundle, tmp_path: Path) -> None:
+    _, files = read_bundle(bundle.path.read_bytes(), str(bundle.path))
+    mcp = json.loads(files[MCP_FILE])
+    mcp["agents"]["pm-agent"].append("billing.refund")
+    files[MCP_FILE] = json.dumps(mcp).encode()
+    archive = repack(files, bundle.instance.manifest.metadata.name, "dev")
+    with pytest.raises(BundleError, match=r"agents\.pm-agent grants 'billing\.refund'.*no server 'billing'"):
+        parse_bundle(archive, source="edited", expected_hash=None, identity=ExpectedIdentity())
