@@ -14,6 +14,7 @@ from typing import Any
 import boto3
 import pytest
 from botocore.stub import ANY, Stubber
+from mcp import Client
 
 from instance_contract.bundle_format import MCP_FILE, BundleError, read_bundle
 from runtime.backend_mcp import ToolCallError
@@ -22,7 +23,7 @@ from runtime.config import ExpectedIdentity, config_from_env
 from runtime.instance import Instance
 from runtime.providers import BedrockProvider
 from tests.foundry.manifest_edits import Doc, edit
-from tests.runtime.runtime_harness import BuiltBundle, copy_agents, write_bundles
+from tests.runtime.runtime_harness import BuiltBundle, RuntimeProcess, copy_agents, serve, write_bundles
 from tests.runtime.test_runtime_bad_bundle import repack
 from tests.runtime.ticketing_server import TOOL_DESCRIPTIONS, TicketingServer, serve_ticketing
 
@@ -104,6 +105,28 @@ async def test_the_ticket_agent_creates_a_ticket_through_the_external_server_wit
     assert call.ms > 0
     assert call.arguments is None  # arguments may hold personal data: only with debug on
     assert TOKEN not in result.model_dump_json()
+
+
+async def test_a_served_instance_files_the_ticket_and_its_answer_over_mcp_lists_the_call(
+    ticketing: TicketingServer, bundle: BuiltBundle, runtime_factory: list[RuntimeProcess]
+) -> None:
+    """The same through a real runtime process: the secret comes from the task's SECRET_TICKET_API_TOKEN, the
+    caller uses the SDK's client over streamable HTTP, and neither the token nor the arguments reach its logs."""
+    before = len(ticketing.tickets)
+    process = serve({**bundle.identity_env(), **SECRET_ENV})
+    runtime_factory.append(process)
+    async with Client(process.url) as client:
+        result = await client.call_tool("invoke", {"message": REQUEST, "thread_id": "served"})
+    assert not result.is_error and result.structured_content is not None
+    answer = result.structured_content
+    assert answer["ok"], answer["error"]
+    assert [t.summary for t in ticketing.tickets[before:]] == [REQUEST]
+    assert [(c["server"], c["tool"], c["status"], c["arguments"]) for c in answer["tool_calls"]] == [
+        ("ticketing", "create_ticket", "ok", None)
+    ]
+    process.terminate()
+    logs = process.stderr_text()
+    assert TOKEN not in logs and TOKEN not in json.dumps(answer)
 
 
 async def test_with_debug_on_the_trace_shows_the_tool_calls_arguments(
