@@ -42,7 +42,7 @@ MCP_SERVER_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,39}$"
 McpServerName = Annotated[str, StringConstraints(pattern=MCP_SERVER_NAME_PATTERN)]
 """An external MCP server's name: its tools appear to agents as `<name>.<tool>`."""
 EXTERNAL_TOOL_PATTERN = r"^[a-z][a-z0-9_]{0,39}\.[A-Za-z0-9_-]{1,64}$"
-ExternalTool = Annotated[str, StringConstraints(pattern=EXTERNAL_TOOL_PATTERN)]
+ExternalToolName = Annotated[str, StringConstraints(pattern=EXTERNAL_TOOL_PATTERN)]
 """`<server>.<tool>`: a tool of an external MCP server declared in the instance template's `mcp.servers`."""
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
@@ -225,7 +225,7 @@ class AgentSpecBody(Strict):
     description: NonEmpty
     model: ModelSettings = Field(default_factory=ModelSettings)
     prompt: Annotated[str, StringConstraints(min_length=1, max_length=20_000)]
-    tools: list[BackendTool | ExternalTool] = Field(default_factory=list)
+    tools: list[BackendTool | ExternalToolName] = Field(default_factory=list)
     """Backend tools and external `<server>.<tool>` tools this agent may call; the gateway refuses any other."""
     max_tool_steps: Annotated[int, Field(ge=1, le=20)] = 4
     """A worker's tool loop: at most this many rounds of model -> tool calls before it must answer."""
