@@ -151,7 +151,8 @@ def build_server(
     async def get_agent_config(
         agent_id: str, environment: str | None = None, agents_dir: str | None = None
     ) -> dict[str, Any]:
-        """An agent's spec (as validated) and every (environment, instance) it is bound to."""
+        """An agent's spec (as validated) and every (environment, instance) it is bound to, with the external MCP
+        tools it may use there and the server each comes from (servers may differ per tenant)."""
 
         def work() -> dict[str, Any]:
             fleet, directory = _fleet(config, agents_dir)
@@ -176,8 +177,23 @@ def build_server(
                             "bound_to": [],
                         },
                     )
+                    servers = {server.name: server for server in resolved.manifest.spec.mcp.servers}
+                    external = [t for t in resolved.specs[agent.spec_path].spec.tools if "." in t]
                     entry["bound_to"].append(
-                        {"environment": resolved.environment, "instance": resolved.key.selector, "role": agent.role}
+                        {
+                            "environment": resolved.environment,
+                            "instance": resolved.key.selector,
+                            "role": agent.role,
+                            "external_tools": [
+                                {
+                                    "tool": tool,
+                                    "server": servers[tool.split(".", 1)[0]].name,
+                                    "url": servers[tool.split(".", 1)[0]].url,
+                                    "bearer_secret": servers[tool.split(".", 1)[0]].bearer_secret,
+                                }
+                                for tool in external
+                            ],
+                        }
                     )
             if not specs:
                 where = f" in environment {environment!r}" if environment else ""

@@ -19,13 +19,16 @@ from foundry.schema import (
     AgentManifest,
     AgentSpec,
     DeploySettings,
+    ExternalMcpServer,
     InstanceAgent,
     InstanceIdentity,
     InstanceKey,
     InstanceMetadata,
     InstanceSpec,
     ManifestEntry,
+    McpToolConfig,
     TemplateDeploy,
+    TemplateMcp,
 )
 from instance_contract.model_choice import ModelChoiceError, agent_model
 
@@ -85,6 +88,88 @@ def deploy_for(deploy: TemplateDeploy, environment: str, key: InstanceKey) -> De
             scope = {"environment", "organization_id", "domain_id", "instance_id"}
             values.update({k: v for k, v in override.model_dump(exclude=scope).items() if v is not None})
     return DeploySettings.model_validate(values)
+
+
+def mcp_servers_for(mcp: TemplateMcp, environment: str, key: InstanceKey) -> list[tuple[ExternalMcpServer, LinePath]]:
+    """The template's external MCP servers, then every matching override in file order: a server replaces the one
+    of the same name in place, or is added. Each comes with the template location it was declared at."""
+    chosen: dict[str, tuple[ExternalMcpServer, LinePath]] = {
+        server.name: (server, ("spec", "mcp", "servers", i)) for i, server in enumerate(mcp.servers)
+    }
+    for o, override in enumerate(mcp.server_overrides):
+        matches = (
+            override.environment in (None, environment)
+            and override.organization_id in (None, key.organization_id)
+            and override.domain_id in (None, key.domain_id)
+            and override.instance_id in (None, key.instance_id)
+        )
+        if matches:
+            for i, server in enumerate(override.servers):
+                chosen[server.name] = (server, ("spec", "mcp", "server_overrides", o, "servers", i))
+    return list(chosen.values())
+
+
+def used_servers(
+    servers: list[tuple[ExternalMcpServer, LinePath]], specs: list[Loaded[AgentSpec]]
+) -> list[tuple[ExternalMcpServer, LinePath]]:
+    """The servers some agent of the instance has a tool of: an instance without the ticket agent neither connects
+    to the ticketing server nor needs its secret."""
+    used = {tool.split(".", 1)[0] for spec in specs for tool in spec.model.spec.tools if "." in tool}
+    return [(server, loc) for server, loc in servers if server.name in used]
+
+
+def instance_mcp(mcp: TemplateMcp, servers: list[ExternalMcpServer]) -> McpToolConfig:
+    """The instance manifest's `mcp`: the template's settings with this instance's own external servers."""
+    settings = {name: getattr(mcp, name) for name in McpToolConfig.model_fields if name != "servers"}
+    return McpToolConfig(**settings, servers=servers)
+
+
+def _mcp_problems(
+    tree: AgentsTree,
+    env: str,
+    key: InstanceKey,
+    servers: list[tuple[ExternalMcpServer, LinePath]],
+    secrets: set[str],
+    specs: list[Loaded[AgentSpec]],
+) -> list[Problem]:
+    """A server whose bearer secret the instance lacks, and an agent listing a tool of a server the instance does
+    not declare: both would fail only at run time, so they fail here."""
+    where = f"instance {env}/{key.selector}"
+    problems = []
+    for server, loc in servers:
+        if server.bearer_secret is not None and server.bearer_secret not in secrets:
+            field_loc: LinePath = (*loc, "bearer_secret")
+            problems.append(
+                Problem(
+                    file=tree.template.file,
+                    field=dotted(field_loc),
+                    line=tree.template.doc.line_of(field_loc),
+                    message=(
+                        f"server {server.name!r} needs secret {server.bearer_secret!r}, which {where} does not have "
+                        f"(its secrets: {', '.join(sorted(secrets)) or 'none'}); add it to the template's secrets "
+                        "or to the spec of an agent that uses the server"
+                    ),
+                )
+            )
+    declared = {server.name for server, _ in servers}
+    for spec in specs:
+        for i, tool in enumerate(spec.model.spec.tools):
+            server_name = tool.split(".", 1)[0] if "." in tool else None
+            if server_name is not None and server_name not in declared:
+                tool_loc: LinePath = ("spec", "tools", i)
+                problems.append(
+                    Problem(
+                        file=spec.file,
+                        field=dotted(tool_loc),
+                        line=spec.doc.line_of(tool_loc),
+                        message=(
+                            f"{tool!r} is a tool of MCP server {server_name!r}, which {where} does not declare "
+                            f"(its servers: {', '.join(sorted(declared)) or 'none'}); declare it in the template's "
+                            f"spec.mcp.servers ({tree.template.file}) or remove the tool"
+                        ),
+                    )
+                )
+    return problems
 
 
 def resolve(tree: AgentsTree) -> list[ResolvedInstance]:
@@ -378,6 +463,12 @@ def _resolve_one(
         spec_files[entry.yaml_path] = spec.doc.raw
         specs[entry.yaml_path] = spec.model
 
+    servers = used_servers(mcp_servers_for(template.spec.mcp, env, key), [spec for _, spec in loaded])
+    mcp_problems = _mcp_problems(tree, env, key, servers, secrets, [spec for _, spec in loaded])
+    if mcp_problems:
+        problems.extend(mcp_problems)
+        return None
+
     entry = first.entry
     manifest = AgentInstance(
         apiVersion="agent-foundry/v1",
@@ -404,7 +495,7 @@ def _resolve_one(
             custom_agents=custom,
             deploy=deploy,
             secrets=sorted(secrets),
-            mcp=template.spec.mcp,
+            mcp=instance_mcp(template.spec.mcp, [server for server, _ in servers]),
             limits=template.spec.limits,
         ),
     )

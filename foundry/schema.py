@@ -27,6 +27,7 @@ from instance_contract.schema import (
     BackendTool,
     DeploySettings,
     DnsId,
+    ExternalMcpServer,
     GovernancePolicy,
     InstanceAgent,
     InstanceIdentity,
@@ -42,6 +43,7 @@ from instance_contract.schema import (
     Strict,
     SystemRole,
     WorkerRouting,
+    unique_server_names,
 )
 
 IMAGE_REPOSITORY_PATTERN = (
@@ -199,12 +201,35 @@ class TemplateDeploy(Strict):
     overrides: list[DeployOverride] = Field(default_factory=list)
 
 
+class McpServerOverride(Strict):
+    """External MCP servers for the instances that match (each tenant may have its own ticketing system): a
+    server here replaces the template's server of the same name, or adds one."""
+
+    environment: DnsId | None = None
+    organization_id: DnsId | None = None
+    domain_id: DnsId | None = None
+    instance_id: DnsId | None = None
+    servers: list[ExternalMcpServer] = Field(min_length=1)
+
+    @field_validator("servers")
+    @classmethod
+    def _unique(cls, servers: list[ExternalMcpServer]) -> list[ExternalMcpServer]:
+        return unique_server_names(servers)
+
+
+class TemplateMcp(McpToolConfig):
+    """The instance's `mcp` settings, with external servers overridable per environment, organization, domain or
+    instance the way `deploy` settings are (later matching overrides win)."""
+
+    server_overrides: list[McpServerOverride] = Field(default_factory=list)
+
+
 class TemplateSpec(Strict):
     system_agents: list[TemplateAgent]
     custom_agents: list[CustomAgentRef] = Field(default_factory=list)
     deploy: TemplateDeploy = TemplateDeploy()
     secrets: list[SecretName] = Field(default_factory=list)
-    mcp: McpToolConfig = McpToolConfig()
+    mcp: TemplateMcp = TemplateMcp()
     limits: RequestLimits = RequestLimits()
     """Input size and time limits of every request (the governance policy may only be stricter)."""
 
@@ -502,6 +527,7 @@ __all__ = [
     "DeploySettings",
     "DnsId",
     "EnvironmentSettings",
+    "ExternalMcpServer",
     "GovernancePolicy",
     "InstanceAgent",
     "InstanceAuthSettings",
@@ -513,6 +539,7 @@ __all__ = [
     "ManifestEntry",
     "ManifestMetadata",
     "ManifestSpec",
+    "McpServerOverride",
     "McpToolConfig",
     "ModelSettings",
     "NonEmpty",
@@ -526,6 +553,7 @@ __all__ = [
     "SystemRole",
     "TemplateAgent",
     "TemplateDeploy",
+    "TemplateMcp",
     "TemplateMetadata",
     "TemplateSpec",
     "ThreadStateSettings",

@@ -8,9 +8,19 @@ alone. Unknown keys are rejected everywhere: a typo must fail, not be ignored.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    StringConstraints,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 API_VERSION = "agent-foundry/v1"
 
@@ -28,6 +38,13 @@ SecretName = Annotated[str, StringConstraints(pattern=SECRET_NAME_PATTERN)]
 BackendTool = Literal["model_generate", "memory_read", "memory_append", "context_get"]
 """Tools of the instance's backend MCP server: the only way agents reach models and stores."""
 NonEmpty = Annotated[str, StringConstraints(min_length=1, max_length=4096)]
+MCP_SERVER_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,39}$"
+McpServerName = Annotated[str, StringConstraints(pattern=MCP_SERVER_NAME_PATTERN)]
+"""An external MCP server's name: its tools appear to agents as `<name>.<tool>`."""
+EXTERNAL_TOOL_PATTERN = r"^[a-z][a-z0-9_]{0,39}\.[A-Za-z0-9_-]{1,64}$"
+ExternalToolName = Annotated[str, StringConstraints(pattern=EXTERNAL_TOOL_PATTERN)]
+"""`<server>.<tool>`: a tool of an external MCP server declared in the instance template's `mcp.servers`."""
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 SystemRole = Literal["io", "governance", "context", "supervisor", "coherence", "exception", "observability"]
 AgentRole = Literal["io", "governance", "context", "supervisor", "coherence", "exception", "observability", "worker"]
@@ -93,8 +110,46 @@ class RequestLimits(Strict):
     default), so the caller gets the structured error rather than the load balancer's 504."""
 
 
+class ExternalMcpServer(Strict):
+    """An MCP server outside the instance (streamable HTTP) whose tools agents may use through the backend.
+    Only the secret's name is here; its value reaches the task as SECRET_<NAME> and is sent as a bearer token."""
+
+    name: McpServerName
+    url: Annotated[str, StringConstraints(min_length=1, max_length=2048)]
+    bearer_secret: SecretName | None = None
+    """One of the instance's secret names (the template's `secrets` or an agent spec's)."""
+    timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 10.0
+    """Time limit of one tool call (connecting, listing and calling)."""
+    max_response_bytes: Annotated[int, Field(ge=1, le=10_000_000)] = 1_000_000
+    """Largest tool result (its content as JSON) the backend passes on to an agent."""
+
+    @field_validator("url")
+    @classmethod
+    def _https_outside_loopback(cls, url: str) -> str:
+        parts = urlsplit(url)
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            raise ValueError(f"{url!r} is not an http(s) URL with a host")
+        if parts.username or parts.password:
+            raise ValueError(f"{url!r} carries credentials; name the instance's secret in bearer_secret instead")
+        if parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS:
+            raise ValueError(
+                f"{url!r} is plain http; an external MCP server must use https (plain http is allowed only to "
+                f"a loopback host: {', '.join(sorted(LOOPBACK_HOSTS))})"
+            )
+        return url
+
+
+def unique_server_names(servers: list[ExternalMcpServer]) -> list[ExternalMcpServer]:
+    names = [s.name for s in servers]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(f"server name {', '.join(duplicates)} is declared twice; each name is one tool namespace")
+    return servers
+
+
 class McpToolConfig(Strict):
-    """How the instance's backend MCP server reaches models and memory. No credentials here, ever."""
+    """How the instance's backend MCP server reaches models, memory and external MCP servers. No credentials here,
+    ever: a server names the secret that holds its token."""
 
     model_provider: Literal["offline", "bedrock"] = "offline"
     bedrock_model_id: NonEmpty | None = None
@@ -105,12 +160,27 @@ class McpToolConfig(Strict):
     max_history_messages: Annotated[int, Field(ge=0, le=1000)] = 20
     thread_ttl_hours: Annotated[int, Field(ge=1, le=87_600)] = 720
     """A thread idle for longer than this is forgotten (DynamoDB's TTL attribute; the SQLite store sweeps)."""
+    servers: list[ExternalMcpServer] = Field(default_factory=list)
+    """External MCP servers; their tools appear to agents as `<server>.<tool>`."""
+
+    @field_validator("servers")
+    @classmethod
+    def _unique(cls, servers: list[ExternalMcpServer]) -> list[ExternalMcpServer]:
+        return unique_server_names(servers)
 
     @model_validator(mode="after")
     def _check(self) -> McpToolConfig:
         if self.model_provider == "bedrock" and not self.bedrock_model_id:
             raise ValueError("model_provider 'bedrock' needs bedrock_model_id")
         return self
+
+    @model_serializer(mode="wrap")
+    def _omit_no_servers(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """An instance without external servers serialises as before they existed (same bundle bytes)."""
+        data: dict[str, Any] = handler(self)
+        if not self.servers:
+            data.pop("servers", None)
+        return data
 
 
 # --- Agent spec (kind: AgentSpec) -------------------------------------------------------------------------
@@ -155,7 +225,10 @@ class AgentSpecBody(Strict):
     description: NonEmpty
     model: ModelSettings = Field(default_factory=ModelSettings)
     prompt: Annotated[str, StringConstraints(min_length=1, max_length=20_000)]
-    tools: list[BackendTool] = Field(default_factory=list)
+    tools: list[BackendTool | ExternalToolName] = Field(default_factory=list)
+    """Backend tools and external `<server>.<tool>` tools this agent may call; the gateway refuses any other."""
+    max_tool_steps: Annotated[int, Field(ge=1, le=20)] = 4
+    """A worker's tool loop: at most this many rounds of model -> tool calls before it must answer."""
     routing: WorkerRouting | None = None
     policy: GovernancePolicy | None = None
     secrets: list[SecretName] = Field(default_factory=list)

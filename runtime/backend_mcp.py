@@ -1,7 +1,8 @@
-"""The instance's backend MCP server: the only code that talks to models and stores.
+"""The instance's backend MCP server: the only code that talks to models, stores and external MCP servers.
 
-Agents never call a provider or the memory directly; they hold a ToolGateway that calls this server through the
-SDK's in-process client connection and may only use the tools their spec lists (mcp.json `agents`).
+Agents never call a provider, the memory or an external server directly; they hold a ToolGateway that calls this
+server through the SDK's in-process client connection and may only use the tools their spec lists (mcp.json
+`agents`). External servers' tools are re-exposed here namespaced (`ticketing.create_ticket`, runtime.external_mcp).
 """
 
 from __future__ import annotations
@@ -14,14 +15,25 @@ from typing import Any
 import mcp_types as types
 from mcp import Client
 from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.context import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field
 
 from instance_contract.model_choice import AgentModel, agent_model
 from runtime.bundle_source import InstanceBundle
 from runtime.config import OfflineModelSettings, Secrets
+from runtime.external_mcp import ExternalServers, ExternalToolError, split_tool_name
 from runtime.memory import StoredMessage, ThreadMemory
-from runtime.providers import BedrockProvider, ModelProvider, ModelRequest, OfflineProvider, ProviderError
+from runtime.providers import (
+    BedrockProvider,
+    ModelProvider,
+    ModelRequest,
+    OfflineProvider,
+    ProviderError,
+    ToolCall,
+    ToolSpec,
+    ToolStep,
+)
 
 
 class MemoryMessage(BaseModel):
@@ -31,12 +43,40 @@ class MemoryMessage(BaseModel):
     (limits.max_input_chars, the same one governance enforces) is checked by memory_append."""
 
 
+class ToolDescription(BaseModel):
+    name: str
+    description: str
+    input_schema: dict[str, Any]
+
+
+class ToolCallRequest(BaseModel):
+    id: str
+    name: str
+    arguments: dict[str, Any]
+
+
+class ToolRound(BaseModel):
+    """One earlier round of an agent's tool loop: the calls and their results, in the same order."""
+
+    calls: list[ToolCallRequest]
+    results: list[str]
+
+
 class Generated(BaseModel):
     text: str
     provider: str
     model: str
     input_tokens: int
     output_tokens: int
+    tool_calls: list[ToolCallRequest] = Field(default_factory=list)
+    """Non-empty: the model asks for these tools before it answers."""
+
+
+class ExternalToolResult(BaseModel):
+    """What an external tool returned, as the backend passes it on: its text and, if any, structured data."""
+
+    text: str
+    data: dict[str, Any] | None
 
 
 class MemoryRead(BaseModel):
@@ -96,15 +136,43 @@ def providers_for(
     return chosen
 
 
+class BackendServer(MCPServer):
+    """The SDK's server, with the external servers' tools listed and called beside its own."""
+
+    def __init__(self, name: str, external: ExternalServers) -> None:
+        super().__init__(name, log_level="WARNING")
+        self.external = external
+
+    async def list_tools(self) -> list[types.Tool]:
+        own = await super().list_tools()
+        found = await self.external.all_tools()
+        return [
+            *own,
+            *(types.Tool(name=t.name, description=t.description, input_schema=t.input_schema) for t in found),
+        ]
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
+    ) -> types.CallToolResult | types.InputRequiredResult:
+        if not self.external.owns(name):
+            return await super().call_tool(name, arguments, context)
+        try:
+            result = await self.external.call(name, arguments)
+        except ExternalToolError as exc:
+            raise ToolError(str(exc)) from None
+        structured = ExternalToolResult(text=result.text, data=result.data).model_dump(mode="json")
+        return types.CallToolResult(content=[types.TextContent(text=result.text)], structured_content=structured)
+
+
 def build_backend_server(
     *,
     bundle: InstanceBundle,
     providers: dict[str, AgentModelRoute],
     memory: Callable[[], ThreadMemory],
     secrets: Secrets,
-) -> MCPServer:
+) -> BackendServer:
     """`memory` returns the instance's thread memory, which is opened (async) after the server is built."""
-    server: MCPServer = MCPServer(bundle.mcp.server.name, log_level="WARNING")
+    server = BackendServer(bundle.mcp.server.name, ExternalServers(bundle.instance.spec.mcp.servers, secrets))
     identity = bundle.instance.spec.identity
     limits = bundle.instance.spec.limits
     context = InstanceContext(
@@ -121,26 +189,47 @@ def build_backend_server(
     )
 
     @server.tool()
-    async def model_generate(agent_id: str, system: str, prompt: str) -> Generated:
-        """Generate text for one agent with the model its spec configures."""
+    async def model_generate(
+        agent_id: str,
+        system: str,
+        prompt: str,
+        tools: list[ToolDescription] | None = None,
+        rounds: list[ToolRound] | None = None,
+        request: str = "",
+    ) -> Generated:
+        """Generate text for one agent with the model its spec configures. Given `tools`, the model may instead
+        ask for tool calls; `rounds` are the earlier calls and their results; `request` is the caller's own words."""
         spec = bundle.specs.get(agent_id)
         route = providers.get(agent_id)
         if spec is None or route is None:
             raise ToolError(f"unknown agent {agent_id!r}")
         settings = spec.spec.model
-        request = ModelRequest(
+        model_request = ModelRequest(
             agent_id=agent_id,
             system=system,
             prompt=prompt,
             max_tokens=settings.max_tokens,
             temperature=settings.temperature,
             model_id=route.model.model_id,
+            tools=tuple(ToolSpec(t.name, t.description, t.input_schema) for t in tools or []),
+            steps=tuple(
+                ToolStep(tuple(ToolCall(c.id, c.name, c.arguments) for c in r.calls), tuple(r.results))
+                for r in rounds or []
+            ),
+            request_text=request,
         )
         try:
-            reply = await route.provider.generate(request)
+            reply = await route.provider.generate(model_request)
         except ProviderError as exc:
             raise ToolError(str(exc)) from None
-        return Generated(**reply.__dict__)
+        return Generated(
+            text=reply.text,
+            provider=reply.provider,
+            model=reply.model,
+            input_tokens=reply.input_tokens,
+            output_tokens=reply.output_tokens,
+            tool_calls=[ToolCallRequest(id=c.id, name=c.name, arguments=c.arguments) for c in reply.tool_calls],
+        )
 
     @server.tool()
     async def memory_read(thread_id: str, limit: int = 20) -> MemoryRead:
@@ -171,7 +260,7 @@ def build_backend_server(
 class BackendConnection:
     """One in-process MCP client session to the backend server, shared by every request of the process."""
 
-    def __init__(self, server: MCPServer, allowed: dict[str, list[str]]) -> None:
+    def __init__(self, server: BackendServer, allowed: dict[str, list[str]]) -> None:
         self._server = server
         self._allowed = {agent: frozenset(tools) for agent, tools in allowed.items()}
         self._stack: AsyncExitStack | None = None
@@ -200,8 +289,27 @@ class BackendConnection:
         result = await self._client.session.send_request(request, types.CallToolResult)
         if result.is_error:
             detail = " ".join(getattr(block, "text", "") for block in result.content).strip()
-            raise ToolCallError(f"backend tool {name} failed: {detail or 'no detail'}")
+            kind = "external tool" if split_tool_name(name) else "backend tool"
+            raise ToolCallError(f"{kind} {name} failed: {detail or 'no detail'}")
         return dict(result.structured_content or {})
+
+    async def describe(self, names: list[str]) -> list[ToolDescription]:
+        """The named external tools as the server lists them, in the order given; a tool of a server that cannot
+        be listed is still described by name (calling it gives that server's error)."""
+        external = self._server.external
+        found: dict[str, ToolDescription] = {}
+        for server in sorted({parts[0] for n in names if (parts := split_tool_name(n))}):
+            try:
+                listed = await external.tools(server)
+            except ExternalToolError:
+                continue
+            found.update(
+                {
+                    t.name: ToolDescription(name=t.name, description=t.description, input_schema=t.input_schema)
+                    for t in listed
+                }
+            )
+        return [found.get(n) or ToolDescription(name=n, description="", input_schema={}) for n in names]
 
 
 class ToolGateway:
@@ -214,5 +322,15 @@ class ToolGateway:
 
     async def call(self, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
         if name not in self.allowed:
-            raise ToolCallError(f"agent {self.agent_id} may not call backend tool {name} (not in its spec's tools)")
+            kind = "external tool" if split_tool_name(name) else "backend tool"
+            raise ToolCallError(f"agent {self.agent_id} may not call {kind} {name} (not in its spec's tools)")
         return await self._connection.call(name, arguments)
+
+    @property
+    def external_tools(self) -> list[str]:
+        """The external tools this agent may call, sorted."""
+        return sorted(n for n in self.allowed if split_tool_name(n))
+
+    async def describe_external(self, order: list[str]) -> list[ToolDescription]:
+        """Descriptions of this agent's external tools, in the spec's order."""
+        return await self._connection.describe([n for n in order if n in self.allowed and split_tool_name(n)])

@@ -164,6 +164,15 @@ def _check_consistency(
             raise BundleError(f"{source}: {MCP_FILE}: agents.{agent_id} is not an agent of the bundle")
     if mcp.provider != instance.spec.mcp:
         raise BundleError(f"{source}: {MCP_FILE}: provider differs from {INSTANCE_FILE} spec.mcp")
+    declared = {server.name for server in instance.spec.mcp.servers}
+    for agent_id, tools in sorted(mcp.agents.items()):
+        for tool in tools:
+            server, dot, _ = tool.partition(".")
+            if dot and server not in declared:
+                raise BundleError(
+                    f"{source}: {MCP_FILE}: agents.{agent_id} grants {tool!r}, but {INSTANCE_FILE} spec.mcp.servers "
+                    f"declares no server {server!r} ({', '.join(sorted(declared)) or 'none'})"
+                )
 
 
 def _check_identity(source: str, instance: AgentInstance, expected: ExpectedIdentity) -> None:

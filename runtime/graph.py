@@ -88,6 +88,9 @@ def guarded(node: str, agent: Node) -> GuardedNode:
                 "detail": "the request's time limit ran out while this node ran" if timed_out else str(exc)[:1000],
             }
             update = {"failures": [failure]}
+            partial = getattr(exc, "state_update", None)  # what a failing node still reports (its tool calls)
+            if isinstance(partial, dict) and "tool_calls" in partial:
+                update["tool_calls"] = partial["tool_calls"]
         entry: TraceEntry = {
             "node": node,
             "agent_id": agent.agent_id,

@@ -46,6 +46,17 @@ class TraceStep(BaseModel):
     status: Literal["ok", "rejected", "error"]
 
 
+class ToolCallStep(BaseModel):
+    """One external tool call of a worker (arguments only with LOG_LEVEL=DEBUG: they may hold personal data)."""
+
+    agent_id: str
+    server: str
+    tool: str
+    ms: float
+    status: Literal["ok", "error"]
+    arguments: dict[str, Any] | None = None
+
+
 class InvokeError(BaseModel):
     code: str
     """input_too_large | malformed_input | blocked_content | blocked_tenant | agent_failed | timeout | draining |
@@ -66,6 +77,8 @@ class InvokeResult(BaseModel):
     workers: list[str]
     """The workers the supervisor selected."""
     trace: list[TraceStep]
+    tool_calls: list[ToolCallStep] = []
+    """Every external tool call the workers made, in order."""
     total_ms: float
 
 
@@ -106,7 +119,11 @@ class Instance:
         b = self.bundle
         nodes = b.graph.nodes
         workers: dict[str, Node] = {
-            w.agent_id: WorkerAgent(spec=b.specs[w.agent_id], tools=self.backend.gateway(w.agent_id))
+            w.agent_id: WorkerAgent(
+                spec=b.specs[w.agent_id],
+                tools=self.backend.gateway(w.agent_id),
+                debug=self.config.log_level.upper() == "DEBUG",
+            )
             for w in b.graph.workers
         }
         return Agents(
@@ -342,6 +359,7 @@ def _result(state: PipelineState, *, thread_id: str, trace_id: str, total_ms: fl
         agents=[step.agent_id for step in trace],
         workers=list(state.get("routes", [])),
         trace=trace,
+        tool_calls=[ToolCallStep(**call) for call in state.get("tool_calls", [])],
         total_ms=total_ms,
     )
 

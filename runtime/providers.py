@@ -1,14 +1,17 @@
 """Model providers behind the backend's `model_generate` tool.
 
 The offline provider is the default: deterministic text derived from its input, so every test and local run is
-reproducible without a network. The Bedrock provider calls the Converse API through boto3; its request is built
-by a pure function so its shape can be checked without AWS.
+reproducible without a network. Given tools, it calls the one whose name or description best matches the request's
+words (ties: the first in the spec's order) with the request text as the tool's first string argument, then answers
+with the tool's result. The Bedrock provider calls the Converse API through boto3 (tool use: `toolConfig`, `toolUse`,
+`toolResult`); its request is built by a pure function so its shape can be checked without AWS.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -20,6 +23,30 @@ class ProviderError(RuntimeError):
 
 
 @dataclass(frozen=True)
+class ToolSpec:
+    """A tool the model may ask for: its namespaced name, description and JSON Schema of its arguments."""
+
+    name: str
+    description: str
+    input_schema: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    id: str
+    name: str
+    arguments: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ToolStep:
+    """One round of the tool loop: the calls the model asked for and their results (text), in the same order."""
+
+    calls: tuple[ToolCall, ...]
+    results: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class ModelRequest:
     agent_id: str
     system: str
@@ -27,6 +54,10 @@ class ModelRequest:
     max_tokens: int
     temperature: float
     model_id: str | None = None
+    tools: tuple[ToolSpec, ...] = ()
+    steps: tuple[ToolStep, ...] = ()
+    request_text: str = ""
+    """The caller's request alone (without history): what the offline provider matches tools against."""
 
 
 @dataclass(frozen=True)
@@ -36,6 +67,37 @@ class ModelReply:
     model: str
     input_tokens: int
     output_tokens: int
+    tool_calls: tuple[ToolCall, ...] = ()
+    """Non-empty: the model wants these tools called before it answers."""
+
+
+_STOP_WORDS = frozenset({"the", "and", "for", "with", "this", "that", "from", "into", "your", "you", "please", "can"})
+
+
+def _words(text: str) -> set[str]:
+    return {w for w in re.findall(r"[a-z0-9]+", text.lower()) if len(w) > 2 and w not in _STOP_WORDS}
+
+
+def pick_tool(tools: tuple[ToolSpec, ...], request_text: str) -> ToolSpec | None:
+    """The tool whose name or description shares the most words with the request; ties: the first given."""
+    wanted = _words(request_text)
+    best, best_score = None, 0
+    for tool in tools:
+        score = len(wanted & _words(f"{tool.name} {tool.description}"))
+        if score > best_score:
+            best, best_score = tool, score
+    return best
+
+
+def first_string_argument(schema: dict[str, Any]) -> str | None:
+    """The name of the first property of type string in a tool's JSON Schema, in declaration order."""
+    properties = schema.get("properties")
+    if not isinstance(properties, dict):
+        return None
+    for name, prop in properties.items():
+        if isinstance(prop, dict) and prop.get("type") == "string":
+            return str(name)
+    return None
 
 
 class ModelProvider(Protocol):
@@ -60,24 +122,76 @@ class OfflineProvider:
             raise ProviderError(f"offline provider is set to fail for agent {request.agent_id}")
         digest = hashlib.sha256(f"{request.system}\x00{request.prompt}".encode()).hexdigest()[:12]
         words = request.prompt.split()
+        model = request.model_id or "offline-echo"
+        input_tokens = len(words) + len(request.system.split())
+        if request.steps:  # the tool has answered: answer with its result
+            result = " ".join(" ".join(step.results) for step in request.steps)
+            text = f"[{request.agent_id}] {result[:400]} (offline#{digest})"
+            return ModelReply(text, self.name, model, input_tokens, len(text.split()))
+        tool = pick_tool(request.tools, request.request_text or request.prompt)
+        if tool is not None:
+            argument = first_string_argument(tool.input_schema)
+            arguments = {argument: request.request_text or request.prompt} if argument else {}
+            call = ToolCall(id="offline-call-1", name=tool.name, arguments=arguments)
+            return ModelReply("", self.name, model, input_tokens, 0, tool_calls=(call,))
         text = f"[{request.agent_id}] {' '.join(words)[:400]} (offline#{digest})"
         return ModelReply(
             text=text,
             provider=self.name,
-            model=request.model_id or "offline-echo",
-            input_tokens=len(words) + len(request.system.split()),
+            model=model,
+            input_tokens=input_tokens,
             output_tokens=len(text.split()),
         )
 
 
+def bedrock_tool_name(name: str) -> str:
+    """Converse tool names allow [a-zA-Z0-9_-] only: 'ticketing.create_ticket' -> 'ticketing--create_ticket'."""
+    return name.replace(".", "--")
+
+
 def converse_request(request: ModelRequest, *, default_model_id: str) -> dict[str, Any]:
-    """The keyword arguments of bedrock-runtime `converse` for one request."""
-    return {
+    """The keyword arguments of bedrock-runtime `converse` for one request: with tools, a `toolConfig`, and each
+    earlier round of the loop as an assistant `toolUse` turn followed by a user `toolResult` turn."""
+    messages: list[dict[str, Any]] = [{"role": "user", "content": [{"text": request.prompt}]}]
+    for step in request.steps:
+        messages.append(
+            {
+                "role": "assistant",
+                "content": [
+                    {"toolUse": {"toolUseId": c.id, "name": bedrock_tool_name(c.name), "input": c.arguments}}
+                    for c in step.calls
+                ],
+            }
+        )
+        messages.append(
+            {
+                "role": "user",
+                "content": [
+                    {"toolResult": {"toolUseId": c.id, "content": [{"text": r}], "status": "success"}}
+                    for c, r in zip(step.calls, step.results, strict=True)
+                ],
+            }
+        )
+    kwargs: dict[str, Any] = {
         "modelId": request.model_id or default_model_id,
         "system": [{"text": request.system}],
-        "messages": [{"role": "user", "content": [{"text": request.prompt}]}],
+        "messages": messages,
         "inferenceConfig": {"maxTokens": request.max_tokens, "temperature": request.temperature},
     }
+    if request.tools:
+        kwargs["toolConfig"] = {
+            "tools": [
+                {
+                    "toolSpec": {
+                        "name": bedrock_tool_name(t.name),
+                        "description": t.description or t.name,
+                        "inputSchema": {"json": t.input_schema or {"type": "object", "properties": {}}},
+                    }
+                }
+                for t in request.tools
+            ]
+        }
+    return kwargs
 
 
 class BedrockProvider:
@@ -97,7 +211,9 @@ class BedrockProvider:
 
     async def generate(self, request: ModelRequest) -> ModelReply:
         kwargs = converse_request(request, default_model_id=self._default_model_id)
-        return parse_converse_response(await asyncio.to_thread(self._call, kwargs), model=kwargs["modelId"])
+        names = {bedrock_tool_name(t.name): t.name for t in request.tools}
+        response = await asyncio.to_thread(self._call, kwargs)
+        return parse_converse_response(response, model=kwargs["modelId"], tool_names=names)
 
     def _call(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         from botocore.exceptions import BotoCoreError, ClientError
@@ -112,17 +228,30 @@ class BedrockProvider:
         return response
 
 
-def parse_converse_response(response: dict[str, Any], *, model: str) -> ModelReply:
+def parse_converse_response(
+    response: dict[str, Any], *, model: str, tool_names: dict[str, str] | None = None
+) -> ModelReply:
+    """`tool_names` maps the Converse names of the request's tools back to their own."""
+    names = tool_names or {}
     try:
         blocks = response["output"]["message"]["content"]
         text = "".join(block["text"] for block in blocks if "text" in block)
+        uses = [block["toolUse"] for block in blocks if "toolUse" in block]
+        calls = tuple(
+            ToolCall(id=str(u["toolUseId"]), name=names.get(u["name"], u["name"]), arguments=dict(u.get("input") or {}))
+            for u in uses
+        )
         usage = response.get("usage", {})
     except (KeyError, TypeError) as exc:
         raise ProviderError(f"bedrock converse returned an unexpected shape (missing {exc})") from None
+    unknown = sorted({c.name for c in calls if c.name not in names.values()})
+    if unknown:
+        raise ProviderError(f"bedrock asked for tools it was not offered: {', '.join(unknown)}")
     return ModelReply(
         text=text,
         provider="bedrock",
         model=model,
         input_tokens=int(usage.get("inputTokens", 0)),
         output_tokens=int(usage.get("outputTokens", 0)),
+        tool_calls=calls,
     )

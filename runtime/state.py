@@ -35,6 +35,18 @@ class TraceEntry(TypedDict):
     status: Literal["ok", "rejected", "error"]
 
 
+class ToolCallTrace(TypedDict):
+    """One external tool call of a worker: arguments only when the runtime runs with LOG_LEVEL=DEBUG (they may
+    hold personal data)."""
+
+    agent_id: str
+    server: str
+    tool: str
+    ms: float
+    status: Literal["ok", "error"]
+    arguments: dict[str, Any] | None
+
+
 class HistoryMessage(TypedDict):
     role: str
     content: str
@@ -65,6 +77,7 @@ class PipelineState(TypedDict, total=False):
     error: ErrorInfo | None
     # observability
     trace: Annotated[list[TraceEntry], operator.add]
+    tool_calls: Annotated[list[ToolCallTrace], operator.add]
     summary: dict[str, Any]
 
 

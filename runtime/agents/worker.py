@@ -1,10 +1,24 @@
-"""Workers: one node per custom agent, built from its spec (prompt, model settings, tools), never per name."""
+"""Workers: one node per custom agent, built from its spec (prompt, model settings, tools), never per name.
+
+A worker with external tools is a small LangGraph subgraph, model -> tool calls -> model, bounded by its spec's
+`max_tool_steps`; each tool call goes through the agent's ToolGateway (which refuses tools its spec does not list)
+and is recorded in the answer's trace. A failing tool fails the worker, so the exception agent answers.
+"""
 
 from __future__ import annotations
 
+import operator
+import time
+from typing import Annotated, Any, Literal, TypedDict
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+
 from instance_contract.schema import AgentSpec
-from runtime.backend_mcp import ToolGateway
-from runtime.state import PipelineState, WorkerTask
+from runtime.backend_mcp import ToolCallError, ToolGateway
+from runtime.external_mcp import split_tool_name
+from runtime.state import PipelineState, ToolCallTrace, WorkerTask
 
 
 def worker_prompt(task: WorkerTask) -> str:
@@ -14,13 +28,106 @@ def worker_prompt(task: WorkerTask) -> str:
     return f"{history}Request: {task['message']}"
 
 
+class ToolStepLimitError(ToolCallError):
+    """The model still asked for tools after the spec's max_tool_steps rounds."""
+
+
+class WorkerToolError(ToolCallError):
+    """A tool call failed; carries the tool calls made so far, so the answer's trace still shows them."""
+
+    def __init__(self, message: str, tool_calls: list[ToolCallTrace]) -> None:
+        super().__init__(message)
+        self.state_update: dict[str, Any] = {"tool_calls": list(tool_calls)}
+
+
+class LoopState(TypedDict, total=False):
+    task: WorkerTask
+    tools: list[dict[str, Any]]
+    rounds: Annotated[list[dict[str, Any]], operator.add]
+    pending: list[dict[str, Any]]
+    answer: str
+
+
 class WorkerAgent:
-    def __init__(self, *, spec: AgentSpec, tools: ToolGateway) -> None:
+    def __init__(self, *, spec: AgentSpec, tools: ToolGateway, debug: bool = False) -> None:
         self.agent_id = spec.metadata.agent_id
         self.spec = spec
         self.tools = tools
+        self.debug = debug
+        self.max_steps = spec.spec.max_tool_steps
+        self.loop: CompiledStateGraph[LoopState, None, LoopState, LoopState] = self._build_loop()
+
+    def _build_loop(self) -> CompiledStateGraph[LoopState, None, LoopState, LoopState]:
+        loop = StateGraph(LoopState)
+        loop.add_node("model", self._model)
+        loop.add_node("tools", self._call_tools)
+        loop.add_edge(START, "model")
+        loop.add_conditional_edges("model", self._after_model, ["tools", END])
+        loop.add_edge("tools", "model")
+        return loop.compile(name=f"{self.agent_id}-tool-loop")
 
     async def __call__(self, task: WorkerTask) -> PipelineState:
-        arguments = {"agent_id": self.agent_id, "system": self.spec.spec.prompt, "prompt": worker_prompt(task)}
-        reply = await self.tools.call("model_generate", arguments)
-        return {"outputs": [{"agent_id": self.agent_id, "text": reply["text"]}]}
+        external = self.tools.external_tools
+        if not external:  # no external tools: one model call, as before tools existed
+            reply = await self.tools.call("model_generate", self._generate_arguments(task, [], []))
+            return {"outputs": [{"agent_id": self.agent_id, "text": reply["text"]}]}
+        order = [t for t in self.spec.spec.tools if t in external]
+        described = [d.model_dump(mode="json") for d in await self.tools.describe_external(order)]
+        calls: list[ToolCallTrace] = []
+        config: RunnableConfig = {"configurable": {"tool_trace": calls}, "recursion_limit": 2 * self.max_steps + 4}
+        try:
+            final = await self.loop.ainvoke({"task": task, "tools": described, "rounds": []}, config)
+        except ToolCallError as exc:
+            raise WorkerToolError(str(exc), calls) from None
+        return {"outputs": [{"agent_id": self.agent_id, "text": final["answer"]}], "tool_calls": calls}
+
+    def _generate_arguments(
+        self, task: WorkerTask, tools: list[dict[str, Any]], rounds: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        arguments: dict[str, Any] = {
+            "agent_id": self.agent_id,
+            "system": self.spec.spec.prompt,
+            "prompt": worker_prompt(task),
+        }
+        if tools:
+            arguments.update(tools=tools, rounds=rounds, request=task["message"])
+        return arguments
+
+    async def _model(self, state: LoopState) -> LoopState:
+        rounds = state.get("rounds", [])
+        reply = await self.tools.call("model_generate", self._generate_arguments(state["task"], state["tools"], rounds))
+        wanted = list(reply.get("tool_calls") or [])
+        if wanted and len(rounds) >= self.max_steps:
+            raise ToolStepLimitError(
+                f"agent {self.agent_id} still asked for tools after {self.max_steps} rounds (its spec's "
+                "max_tool_steps); raise the limit or narrow its tools"
+            )
+        return {"pending": wanted, "answer": str(reply.get("text", ""))}
+
+    async def _after_model(self, state: LoopState) -> Literal["tools", "__end__"]:
+        return "tools" if state.get("pending") else "__end__"
+
+    async def _call_tools(self, state: LoopState, config: RunnableConfig) -> LoopState:
+        trace: list[ToolCallTrace] = config["configurable"]["tool_trace"]
+        results: list[str] = []
+        for call in state["pending"]:
+            name, arguments = str(call["name"]), dict(call.get("arguments") or {})
+            server, tool = split_tool_name(name) or ("backend", name)
+            started = time.perf_counter()
+            status: Literal["ok", "error"] = "error"
+            try:
+                result = await self.tools.call(name, arguments)
+                status = "ok"
+            finally:
+                trace.append(
+                    {
+                        "agent_id": self.agent_id,
+                        "server": server,
+                        "tool": tool,
+                        "ms": round((time.perf_counter() - started) * 1000, 3),
+                        "status": status,
+                        "arguments": arguments if self.debug else None,
+                    }
+                )
+            results.append(str(result.get("text", "")))
+        return {"rounds": [{"calls": state["pending"], "results": results}], "pending": []}

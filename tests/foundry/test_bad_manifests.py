@@ -26,6 +26,8 @@ DEV = "manifests/manifest.dev.yaml"
 PROD = "manifests/manifest.prod.yaml"
 IO_SPEC = "specs/system/io-agent.yaml"
 PM_SPEC = "specs/workers/pm-agent.yaml"
+TICKET_SPEC = "specs/workers/ticket-agent.yaml"
+TICKETING = {"name": "ticketing", "url": "https://tickets.example.com/mcp", "bearer_secret": "ticket-api-token"}
 
 
 @dataclass(frozen=True)
@@ -189,6 +191,26 @@ e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d]
 f: [*e, *e, *e, *e, *e, *e, *e, *e, *e]
 """
 
+
+def _mcp(
+    servers: list[Doc], overrides: list[Doc] | None = None, tools: list[str] | None = None
+) -> Callable[[Path], None]:
+    """Declares external MCP servers in the template and gives the ticket agent `tools` (default: one ticketing
+    tool)."""
+
+    def apply(root: Path) -> None:
+        def change(data: Doc) -> None:
+            data["spec"]["mcp"]["servers"] = servers
+            if overrides is not None:
+                data["spec"]["mcp"]["server_overrides"] = overrides
+
+        edit(root / TEMPLATE, change)
+        extra = tools if tools is not None else ["ticketing.create_ticket"]
+        edit(root / TICKET_SPEC, lambda d: d["spec"]["tools"].extend(extra))
+
+    return apply
+
+
 CASES: dict[str, Case] = {
     "wrong apiVersion": Case(
         lambda r: edit(r / DEV, lambda d: d.update(apiVersion="agent-foundry/v2")), DEV, "apiVersion", "v2"
@@ -281,6 +303,37 @@ CASES: dict[str, Case] = {
     "an unknown backend tool": Case(_unknown_tool, PM_SPEC, "spec.tools[1]", "shell_exec"),
     "a governance pattern that is not a regex": Case(
         _bad_regex, "specs/system/governance-agent.yaml", "spec.policy.blocked_patterns", "regular expression"
+    ),
+    "an MCP server whose secret the instance lacks": Case(
+        _mcp([{**TICKETING, "bearer_secret": "other-token"}]),
+        TEMPLATE,
+        "spec.mcp.servers[0].bearer_secret",
+        "needs secret 'other-token'",
+    ),
+    "an override's MCP server whose secret the instance lacks": Case(
+        _mcp([TICKETING], [{"organization_id": "acme", "servers": [{**TICKETING, "bearer_secret": "acme-token"}]}]),
+        TEMPLATE,
+        "spec.mcp.server_overrides[0].servers[0].bearer_secret",
+        "needs secret 'acme-token'",
+    ),
+    "two MCP servers with one name": Case(_mcp([TICKETING, TICKETING]), TEMPLATE, "spec.mcp.servers", "twice"),
+    "an MCP server over plain http": Case(
+        _mcp([{**TICKETING, "url": "http://tickets.example.com/mcp"}]),
+        TEMPLATE,
+        "spec.mcp.servers[0].url",
+        "must use https",
+    ),
+    "an MCP server URL with credentials in it": Case(
+        _mcp([{**TICKETING, "url": "https://user:pw@tickets.example.com/mcp"}]),
+        TEMPLATE,
+        "spec.mcp.servers[0].url",
+        "bearer_secret",
+    ),
+    "an agent listing a tool of an undeclared MCP server": Case(
+        _mcp([TICKETING], tools=["ticketing.create_ticket", "billing.refund"]),
+        TICKET_SPEC,
+        "spec.tools[3]",
+        "'billing.refund' is a tool of MCP server 'billing'",
     ),
     "an invalid Fargate cpu/memory pair": Case(
         _bad_fargate_size, TEMPLATE, "spec.deploy.defaults", "not valid with cpu"

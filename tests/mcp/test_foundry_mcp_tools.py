@@ -12,6 +12,9 @@ from mcp.server.mcpserver import MCPServer
 from foundry.bundle import build_bundle
 from foundry.deploy import Deployer
 from foundry.fleet import load_fleet
+from foundry.instance_status import boto3_clients
+from foundry.mcp_server import FoundryConfig, build_server
+from tests.foundry.manifest_edits import edit
 from tests.mcp.foundry_mcp_process_helpers import REPO_ROOT
 
 TOOLS = {
@@ -187,3 +190,35 @@ async def test_bad_status_arguments_are_refused_before_any_aws_call(
     text = error_text(await call(server, "foundry.get_instance_status", arguments))
     assert expected in text
     assert calls == []
+
+
+async def test_get_agent_config_shows_the_external_tools_and_the_server_each_comes_from_per_instance(
+    agents_copy: Path, deployer: Deployer
+) -> None:
+    shared = {"name": "ticketing", "url": "https://tickets.example.com/mcp", "bearer_secret": "ticket-api-token"}
+    own = {**shared, "url": "https://tickets.globex.example/mcp"}
+
+    def declare(data: dict[str, Any]) -> None:
+        data["spec"]["mcp"].update(servers=[shared], server_overrides=[{"organization_id": "globex", "servers": [own]}])
+
+    edit(agents_copy / "manifests" / "manifest.instance-template.yaml", declare)
+    edit(
+        agents_copy / "specs" / "workers" / "ticket-agent.yaml",
+        lambda d: d["spec"]["tools"].append("ticketing.create_ticket"),
+    )
+    config = FoundryConfig(
+        repo_root=agents_copy.parent, agents_dir=agents_copy, deployer=deployer, clients=boto3_clients, probe=None
+    )
+    result = await call(build_server(config), "foundry.get_agent_config", {"agent_id": "ticket-agent"})
+    bound = [b for spec in result.structured_content["specs"] for b in spec["bound_to"]]
+    assert bound
+    for binding in bound:
+        (tool,) = binding["external_tools"]
+        url = own["url"] if binding["instance"].startswith("globex/") else shared["url"]
+        assert tool == {
+            "tool": "ticketing.create_ticket",
+            "server": "ticketing",
+            "url": url,
+            "bearer_secret": "ticket-api-token",
+        }
+    assert any(b["instance"].startswith("globex/") for b in bound)

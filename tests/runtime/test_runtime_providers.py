@@ -7,7 +7,15 @@ import pytest
 from botocore.stub import Stubber
 
 from runtime.config import OfflineModelSettings
-from runtime.providers import BedrockProvider, ModelRequest, OfflineProvider, ProviderError
+from runtime.providers import (
+    BedrockProvider,
+    ModelRequest,
+    OfflineProvider,
+    ProviderError,
+    ToolCall,
+    ToolSpec,
+    ToolStep,
+)
 
 REQUEST = ModelRequest(
     agent_id="pm-agent",
@@ -92,3 +100,56 @@ async def test_the_offline_provider_fails_for_the_agents_it_is_told_to_fail() ->
     provider = OfflineProvider(OfflineModelSettings(fail_agents=frozenset({"pm-agent"})))
     with pytest.raises(ProviderError, match="pm-agent"):
         await provider.generate(REQUEST)
+
+
+# --- tools: the offline provider is tool-aware, deterministically ------------------------------------------------
+
+TICKET_TOOLS = (
+    ToolSpec(
+        "ticketing.create_ticket",
+        "Open a new ticket for a bug or outage.",
+        {"properties": {"summary": {"type": "string"}}},
+    ),
+    ToolSpec("ticketing.close_ticket", "Close a ticket that is resolved.", {"properties": {"id": {"type": "string"}}}),
+    ToolSpec(
+        "search.lookup", "Find documents.", {"properties": {"limit": {"type": "integer"}, "q": {"type": "string"}}}
+    ),
+)
+
+
+def _with_tools(
+    text: str, tools: tuple[ToolSpec, ...] = TICKET_TOOLS, steps: tuple[ToolStep, ...] = ()
+) -> ModelRequest:
+    return ModelRequest(
+        "ticket-agent", "sys", f"Request: {text}", 100, 0.0, tools=tools, steps=steps, request_text=text
+    )
+
+
+async def test_offline_calls_the_best_matching_tool_with_the_request_as_its_first_string_argument() -> None:
+    reply = await OfflineProvider().generate(_with_tools("the checkout outage needs a new ticket"))
+    (call,) = reply.tool_calls
+    assert (call.name, call.arguments) == (
+        "ticketing.create_ticket",
+        {"summary": "the checkout outage needs a new ticket"},
+    )
+    lookup = await OfflineProvider().generate(_with_tools("lookup the documents"))
+    assert lookup.tool_calls[0].arguments == {"q": "lookup the documents"}  # the first *string* property
+
+
+async def test_offline_breaks_a_tie_by_the_specs_order_of_tools() -> None:
+    reply = await OfflineProvider().generate(_with_tools("about a ticket"))  # 'ticket' matches both ticketing tools
+    assert reply.tool_calls[0].name == "ticketing.create_ticket"
+    reordered = await OfflineProvider().generate(_with_tools("about a ticket", tools=TICKET_TOOLS[::-1]))
+    assert reordered.tool_calls[0].name == "ticketing.close_ticket"
+
+
+async def test_offline_without_a_matching_tool_answers_as_without_tools() -> None:
+    plain = await OfflineProvider().generate(_with_tools("plan the roadmap", tools=()))
+    reply = await OfflineProvider().generate(_with_tools("plan the roadmap"))
+    assert reply.tool_calls == () and reply.text == plain.text
+
+
+async def test_offline_answers_with_the_tools_result_once_it_has_one() -> None:
+    call = ToolCall("c1", "ticketing.create_ticket", {"summary": "x"})
+    reply = await OfflineProvider().generate(_with_tools("new ticket", steps=(ToolStep((call,), ("TCK-7 opened",)),)))
+    assert reply.tool_calls == () and "TCK-7 opened" in reply.text

@@ -1,0 +1,216 @@
+"""External MCP servers, reached only from the instance's backend (the manifests' `spec.mcp.servers`).
+
+Each server's tools are listed on first use and cached, and re-exposed namespaced (`ticketing.create_ticket`).
+Every call opens a streamable-HTTP session with the SDK's client, sends the instance's secret as a bearer token,
+and runs under the server's time limit; a result larger than its size limit is refused. A server that cannot be
+reached fails its own tools with an error naming it, and nothing else.
+
+The token is read from the task's secrets when a call is made, put only in the Authorization header, and never
+logged or returned: errors name the secret, never its value.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import httpx2
+import mcp_types as types
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+
+from instance_contract.schema import ExternalMcpServer
+from runtime.config import Secrets, secret_env_name
+
+T = TypeVar("T")
+
+
+class ExternalToolError(RuntimeError):
+    """An external tool could not be listed or called; the message names server and tool, never a secret."""
+
+
+@dataclass(frozen=True)
+class ExternalTool:
+    """One tool of an external server, as agents see it."""
+
+    name: str
+    """`<server>.<tool>`."""
+    server: str
+    tool: str
+    description: str
+    input_schema: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ExternalResult:
+    text: str
+    data: dict[str, Any] | None
+
+
+def split_tool_name(name: str) -> tuple[str, str] | None:
+    """'ticketing.create_ticket' -> ('ticketing', 'create_ticket'); a backend tool name -> None."""
+    server, dot, tool = name.partition(".")
+    return (server, tool) if dot and server and tool else None
+
+
+class ExternalServers:
+    """The instance's external MCP servers. One per process; safe to share between concurrent requests."""
+
+    def __init__(self, servers: list[ExternalMcpServer], secrets: Secrets) -> None:
+        self._servers = {server.name: server for server in servers}
+        self._secrets = secrets
+        self._tools: dict[str, list[ExternalTool]] = {}
+        self._locks = {name: asyncio.Lock() for name in self._servers}
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(self._servers)
+
+    def owns(self, name: str) -> bool:
+        parts = split_tool_name(name)
+        return parts is not None and parts[0] in self._servers
+
+    async def tools(self, server_name: str) -> list[ExternalTool]:
+        """The server's tools, listed once and cached; raises ExternalToolError if it cannot be listed."""
+        cached = self._tools.get(server_name)
+        if cached is not None:
+            return cached
+        server = self._server(server_name)
+        async with self._locks[server_name]:
+            if server_name not in self._tools:
+                listed = await self._run(server, "listing tools", lambda refused: self._list(server, refused))
+                self._tools[server_name] = listed
+        return self._tools[server_name]
+
+    async def all_tools(self) -> list[ExternalTool]:
+        """Every reachable server's tools; an unreachable server contributes none (its calls fail on their own)."""
+        found: list[ExternalTool] = []
+        for name in self.names:
+            try:
+                found.extend(await self.tools(name))
+            except ExternalToolError:
+                continue
+        return found
+
+    async def call(self, name: str, arguments: dict[str, Any]) -> ExternalResult:
+        parts = split_tool_name(name)
+        if parts is None or parts[0] not in self._servers:
+            raise ExternalToolError(f"{name!r} is not a tool of a declared MCP server ({', '.join(self.names)})")
+        server = self._servers[parts[0]]
+        result = await self._run(
+            server, f"calling {parts[1]}", lambda refused: self._call(server, parts[1], arguments, refused)
+        )
+        content = [block.model_dump(mode="json", by_alias=True) for block in result.content]
+        size = len(json.dumps([content, result.structured_content], ensure_ascii=False).encode("utf-8"))
+        if size > server.max_response_bytes:
+            raise ExternalToolError(
+                f"MCP server {server.name!r} answered {name} with {size} bytes; the limit is "
+                f"{server.max_response_bytes} (max_response_bytes)"
+            )
+        text = " ".join(getattr(block, "text", "") for block in result.content).strip()
+        if result.is_error:
+            raise ExternalToolError(f"tool {name} of MCP server {server.name!r} failed: {text or 'no detail'}")
+        data = result.structured_content if isinstance(result.structured_content, dict) else None
+        return ExternalResult(text=text or json.dumps(data, sort_keys=True), data=data)
+
+    def _server(self, name: str) -> ExternalMcpServer:
+        server = self._servers.get(name)
+        if server is None:
+            raise ExternalToolError(f"no MCP server {name!r} is declared ({', '.join(self.names) or 'none'})")
+        return server
+
+    def _headers(self, server: ExternalMcpServer) -> dict[str, str]:
+        if server.bearer_secret is None:
+            return {}
+        token = self._secrets.get(server.bearer_secret)
+        if not token:
+            raise ExternalToolError(
+                f"MCP server {server.name!r} needs secret {server.bearer_secret!r}, which has no value in this task "
+                f"({secret_env_name(server.bearer_secret)} is not set)"
+            )
+        return {"Authorization": f"Bearer {token}"}
+
+    def _client(self, server: ExternalMcpServer, http: httpx2.AsyncClient) -> Client:
+        return Client(streamable_http_client(server.url, http_client=http), read_timeout_seconds=server.timeout_seconds)
+
+    def _http(self, server: ExternalMcpServer, refused: list[int]) -> httpx2.AsyncClient:
+        """An HTTP client sending the bearer token; it notes a 401/403, which the SDK's client reports only as a
+        generic error response."""
+
+        async def note_refusal(response: httpx2.Response) -> None:
+            if response.status_code in (401, 403):
+                refused.append(response.status_code)
+
+        return httpx2.AsyncClient(
+            headers=self._headers(server),
+            timeout=server.timeout_seconds,
+            event_hooks={"response": [note_refusal]},
+        )
+
+    async def _list(self, server: ExternalMcpServer, refused: list[int]) -> list[ExternalTool]:
+        async with self._http(server, refused) as http, self._client(server, http) as client:
+            listed = await client.list_tools()
+        return [
+            ExternalTool(
+                name=f"{server.name}.{tool.name}",
+                server=server.name,
+                tool=tool.name,
+                description=tool.description or "",
+                input_schema=dict(tool.input_schema or {}),
+            )
+            for tool in listed.tools
+        ]
+
+    async def _call(
+        self, server: ExternalMcpServer, tool: str, arguments: dict[str, Any], refused: list[int]
+    ) -> types.CallToolResult:
+        async with self._http(server, refused) as http, self._client(server, http) as client:
+            return await client.call_tool(tool, arguments)
+
+    async def _run(self, server: ExternalMcpServer, doing: str, work: Callable[[list[int]], Awaitable[T]]) -> T:
+        refused: list[int] = []
+        try:
+            async with asyncio.timeout(server.timeout_seconds):
+                return await work(refused)
+        except ExternalToolError:
+            raise
+        except TimeoutError:
+            raise ExternalToolError(
+                f"MCP server {server.name!r} did not answer within {server.timeout_seconds:g} s ({doing})"
+            ) from None
+        except Exception as exc:  # connection refused, HTTP errors, protocol errors: all one server's failure
+            if refused:
+                raise ExternalToolError(
+                    f"MCP server {server.name!r} refused the instance's token (HTTP {refused[0]}) {doing}; check the "
+                    f"value of secret {server.bearer_secret!r}"
+                    if server.bearer_secret
+                    else f"MCP server {server.name!r} needs a token (HTTP {refused[0]}); give it a bearer_secret"
+                ) from None
+            detail = _describe(exc)
+            raise ExternalToolError(f"MCP server {server.name!r} ({server.url}) failed {doing}: {detail}") from None
+
+
+def _describe(exc: BaseException) -> str:
+    """The innermost useful cause, with the HTTP status if there is one (401: the token was refused)."""
+    leaves: list[BaseException] = []
+
+    def walk(e: BaseException) -> None:
+        if isinstance(e, BaseExceptionGroup):
+            for inner in e.exceptions:
+                walk(inner)
+        else:
+            leaves.append(e)
+
+    walk(exc)
+    for leaf in leaves:
+        response = getattr(leaf, "response", None)
+        status = getattr(response, "status_code", None)
+        if status in (401, 403):
+            return f"HTTP {status}: the server refused the instance's token (check the bearer secret's value)"
+        if status is not None:
+            return f"HTTP {status}"
+    first = leaves[0] if leaves else exc
+    return f"{type(first).__name__}: {str(first)[:300]}" if str(first) else type(first).__name__

@@ -1,0 +1,107 @@
+"""A real external MCP server for the tests: the SDK's MCPServer over streamable HTTP on 127.0.0.1 (a free port,
+served by uvicorn in a thread), requiring a bearer token through the SDK's own auth (a TokenVerifier).
+
+It records the tokens it was shown and the tickets it created, so a test can check what the instance sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import uvicorn
+from mcp.server.auth.provider import AccessToken
+from mcp.server.auth.settings import AuthSettings
+from mcp.server.mcpserver import MCPServer
+from pydantic import BaseModel
+
+TOOL_DESCRIPTIONS = {
+    "create_ticket": "Open a new ticket in the tracker for a bug, incident or outage.",
+    "export_report": "Export a large quarterly report.",
+    "slow_lookup": "Look up archived records slowly.",
+}
+
+
+class Ticket(BaseModel):
+    id: str
+    summary: str
+
+
+@dataclass
+class TicketingServer:
+    url: str
+    expected_token: str
+    tokens_seen: list[str] = field(default_factory=list)
+    tickets: list[Ticket] = field(default_factory=list)
+
+
+class _Verifier:
+    def __init__(self, state: TicketingServer) -> None:
+        self.state = state
+
+    async def verify_token(self, token: str) -> AccessToken | None:
+        self.state.tokens_seen.append(token)
+        if token != self.state.expected_token:
+            return None
+        return AccessToken(token=token, client_id="agent-instance", scopes=["tickets"])
+
+
+def _build(state: TicketingServer, port: int, report_bytes: int) -> MCPServer:
+    base = f"http://127.0.0.1:{port}"
+    server = MCPServer(
+        "ticketing",
+        token_verifier=_Verifier(state),
+        auth=AuthSettings(
+            issuer_url=f"{base}/issuer",
+            resource_server_url=f"{base}/mcp",
+            required_scopes=["tickets"],
+            validate_token_resource=False,
+        ),
+        log_level="WARNING",
+    )
+
+    @server.tool(description=TOOL_DESCRIPTIONS["create_ticket"])
+    async def create_ticket(summary: str, severity: str = "medium") -> Ticket:
+        ticket = Ticket(id=f"TCK-{len(state.tickets) + 1}", summary=summary)
+        state.tickets.append(ticket)
+        return ticket
+
+    @server.tool(description=TOOL_DESCRIPTIONS["export_report"])
+    async def export_report(quarter: str) -> str:
+        return "x" * report_bytes
+
+    @server.tool(description=TOOL_DESCRIPTIONS["slow_lookup"])
+    async def slow_lookup(query: str) -> str:
+        await asyncio.sleep(5)
+        return "too late"
+
+    return server
+
+
+@contextmanager
+def serve_ticketing(expected_token: str, *, report_bytes: int = 20_000) -> Iterator[TicketingServer]:
+    """Starts the server on a free port; stops it (and its thread) on exit."""
+    import socket
+
+    with socket.socket() as probe:  # the auth settings need the URL before the server binds; the port is free now
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    state = TicketingServer(url=f"http://127.0.0.1:{port}/mcp", expected_token=expected_token)
+    app = _build(state, port, report_bytes).streamable_http_app()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, name="ticketing-mcp", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the ticketing MCP server did not start")
+        time.sleep(0.02)
+    try:
+        yield state
+    finally:
+        server.should_exit = True
+        thread.join(timeout=20)
