@@ -465,12 +465,8 @@ class Deployer:
             templates = await asyncio.to_thread(stack_templates, paths.assembly)
             platform_template, instance_template = templates[platform], templates[selected_stacks(instance)[0]]
         except (OSError, ValueError, KeyError) as exc:
-            return PlatformCheck(
-                stack=platform,
-                status=None,
-                ready=False,
-                problems=[f"the synthesized assembly {paths.assembly} lacks a template: {exc}"],
-                deploy_command=platform_deploy_command(instance.environment, platform),
+            return _unchecked_platform(
+                instance.environment, platform, f"the synthesized assembly {paths.assembly} lacks a template: {exc}"
             )
         try:
             async with asyncio.timeout(AWS_READ_TIMEOUT_SECONDS):
@@ -483,12 +479,10 @@ class Deployer:
                     instance_template=instance_template,
                 )
         except (ClientError, BotoCoreError, TimeoutError) as exc:
-            return PlatformCheck(
-                stack=platform,
-                status=None,
-                ready=False,
-                problems=[f"the platform stack {platform} could not be read from AWS: {exc or type(exc).__name__}"],
-                deploy_command=platform_deploy_command(instance.environment, platform),
+            return _unchecked_platform(
+                instance.environment,
+                platform,
+                f"the platform stack {platform} could not be read from AWS: {exc or type(exc).__name__}",
             )
 
     async def _run_locked(
@@ -742,3 +736,14 @@ def stack_events_failure(clients: Callable[[str, str], Any]) -> FailureLookup:
         return await asyncio.to_thread(lookup, stack_name, region, since)
 
     return run
+
+
+def _unchecked_platform(environment: str, platform: str, problem: str) -> PlatformCheck:
+    """A platform that could not be checked is reported not ready, never ready, with the command that deploys it."""
+    return PlatformCheck(
+        stack=platform,
+        status=None,
+        ready=False,
+        problems=[problem],
+        deploy_command=platform_deploy_command(environment, platform),
+    )

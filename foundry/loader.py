@@ -30,6 +30,10 @@ class Loaded(Generic[ModelT]):
     model: ModelT
     doc: YamlDocument
 
+    def problem_at(self, loc: LinePath, message: str) -> Problem:
+        """A problem with the field at `loc` of this document: its file, dotted field name and line."""
+        return Problem(file=self.file, field=dotted(loc), line=self.doc.line_of(loc), message=message)
+
 
 @dataclass(frozen=True)
 class AgentsTree:

@@ -140,15 +140,11 @@ def _mcp_problems(
         if server.bearer_secret is not None and server.bearer_secret not in secrets:
             field_loc: LinePath = (*loc, "bearer_secret")
             problems.append(
-                Problem(
-                    file=tree.template.file,
-                    field=dotted(field_loc),
-                    line=tree.template.doc.line_of(field_loc),
-                    message=(
-                        f"server {server.name!r} needs secret {server.bearer_secret!r}, which {where} does not have "
-                        f"(its secrets: {', '.join(sorted(secrets)) or 'none'}); add it to the template's secrets "
-                        "or to the spec of an agent that uses the server"
-                    ),
+                tree.template.problem_at(
+                    field_loc,
+                    f"server {server.name!r} needs secret {server.bearer_secret!r}, which {where} does not have "
+                    f"(its secrets: {', '.join(sorted(secrets)) or 'none'}); add it to the template's secrets "
+                    "or to the spec of an agent that uses the server",
                 )
             )
     declared = {server.name for server, _ in servers}
@@ -158,15 +154,11 @@ def _mcp_problems(
             if server_name is not None and server_name not in declared:
                 tool_loc: LinePath = ("spec", "tools", i)
                 problems.append(
-                    Problem(
-                        file=spec.file,
-                        field=dotted(tool_loc),
-                        line=spec.doc.line_of(tool_loc),
-                        message=(
-                            f"{tool!r} is a tool of MCP server {server_name!r}, which {where} does not declare "
-                            f"(its servers: {', '.join(sorted(declared)) or 'none'}); declare it in the template's "
-                            f"spec.mcp.servers ({tree.template.file}) or remove the tool"
-                        ),
+                    spec.problem_at(
+                        tool_loc,
+                        f"{tool!r} is a tool of MCP server {server_name!r}, which {where} does not declare "
+                        f"(its servers: {', '.join(sorted(declared)) or 'none'}); declare it in the template's "
+                        f"spec.mcp.servers ({tree.template.file}) or remove the tool",
                     )
                 )
     return problems
@@ -274,16 +266,12 @@ def _limit_problems(tree: AgentsTree) -> list[Problem]:
     limits = tree.template.model.spec.limits
     loc: LinePath = ("spec", "limits", "request_timeout_seconds")
     return [
-        Problem(
-            file=tree.template.file,
-            field=dotted(loc),
-            line=tree.template.doc.line_of(loc),
-            message=(
-                f"{limits.request_timeout_seconds:g} s is not below the load balancer's idle timeout in environment "
-                f"{env!r} ({settings.load_balancer.idle_timeout_seconds} s, {tree.platform.file}); callers would get "
-                "the load balancer's 504 instead of the request's structured timeout error. Lower it, or raise "
-                "load_balancer.idle_timeout_seconds"
-            ),
+        tree.template.problem_at(
+            loc,
+            f"{limits.request_timeout_seconds:g} s is not below the load balancer's idle timeout in environment "
+            f"{env!r} ({settings.load_balancer.idle_timeout_seconds} s, {tree.platform.file}); callers would get "
+            "the load balancer's 504 instead of the request's structured timeout error. Lower it, or raise "
+            "load_balancer.idle_timeout_seconds",
         )
         for env, settings in sorted(tree.platform.model.spec.environments.items())
         if env in tree.environments and limits.request_timeout_seconds >= settings.load_balancer.idle_timeout_seconds
