@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import jsii
-from aws_cdk import Annotations, Aws, Duration
+from aws_cdk import Annotations
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_ecr_assets as ecr_assets
@@ -33,6 +33,7 @@ from aws_cdk import aws_s3_assets as s3_assets
 from aws_cdk import aws_secretsmanager as secretsmanager
 
 from constructs import Construct
+from constructs import af_shared_values as shared
 from constructs.af_instance_state import AfInstanceState
 from constructs.af_nag import acknowledge
 from foundry.bedrock_models import BedrockModel
@@ -54,6 +55,7 @@ HEALTH_CHECK_GRACE_SECONDS = 60
 HEALTH_CHECK_COMMAND = ["CMD", "python", "-m", "runtime", "healthcheck"]
 """The container's own health check: exits 0 when the runtime's local /healthz answers."""
 SCRATCH_VOLUME = "tmp"
+ECS_TASKS = "ecs-tasks.amazonaws.com"
 SCRATCH_PATH = "/tmp"  # noqa: S108 - the container's own task-local volume, not a shared host directory
 """The only writable path of the container (task-local storage); the root filesystem is read-only."""
 
@@ -245,14 +247,14 @@ class AgentInstance(Construct):
             self,
             "ExecutionRole",
             description=f"Starts the tasks of {who}",
-            assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
+            assumed_by=shared.service_principal(ECS_TASKS),
         )
         self.task_role = iam.Role(
             self,
             "TaskRole",
             description=f"The runtime of {who}",
-            assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com").with_conditions(
-                {"StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID}}
+            assumed_by=shared.service_principal(ECS_TASKS).with_conditions(
+                {"StringEquals": {"aws:SourceAccount": shared.account_id()}}
             ),
         )
         # Not Asset.grant_read: that grants the whole assets bucket. This instance reads its own object only.
@@ -267,7 +269,7 @@ class AgentInstance(Construct):
             self.task_role.add_to_policy(
                 iam.PolicyStatement(
                     actions=["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"],
-                    resources=[model.arn(Aws.PARTITION) for model in props.bedrock_models],
+                    resources=[model.arn(shared.partition()) for model in props.bedrock_models],
                 )
             )
 
@@ -279,10 +281,7 @@ class AgentInstance(Construct):
             memory_limit_mib=deploy.memory,
             execution_role=self.execution_role,
             task_role=self.task_role,
-            runtime_platform=ecs.RuntimePlatform(
-                cpu_architecture=ecs.CpuArchitecture.X86_64,
-                operating_system_family=ecs.OperatingSystemFamily.LINUX,
-            ),
+            runtime_platform=shared.linux_x86_64(),
             volumes=[ecs.Volume(name=SCRATCH_VOLUME)],
         )
         acknowledge(self.task_definition, "AwsSolutions-ECS2", ECS2_REASON)
@@ -316,10 +315,10 @@ class AgentInstance(Construct):
             readonly_root_filesystem=True,
             health_check=ecs.HealthCheck(
                 command=HEALTH_CHECK_COMMAND,
-                interval=Duration.seconds(15),
-                timeout=Duration.seconds(5),
+                interval=shared.seconds(15),
+                timeout=shared.seconds(5),
                 retries=3,
-                start_period=Duration.seconds(30),
+                start_period=shared.seconds(30),
             ),
         )
         if pulls_itself:
@@ -338,7 +337,7 @@ class AgentInstance(Construct):
             description="Runtime tasks - only the ALB shard of the instance, on the container port",
             allow_all_outbound=False,
         )
-        self.security_group.add_egress_rule(ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "AWS APIs (HTTPS)")
+        self.security_group.add_egress_rule(shared.any_ipv4(), shared.tcp_port(443), "AWS APIs (HTTPS)")
 
         self.service = ecs.FargateService(
             self,
@@ -349,7 +348,7 @@ class AgentInstance(Construct):
             min_healthy_percent=100,
             max_healthy_percent=200,
             circuit_breaker=ecs.DeploymentCircuitBreaker(enable=True, rollback=True),
-            health_check_grace_period=Duration.seconds(HEALTH_CHECK_GRACE_SECONDS),
+            health_check_grace_period=shared.seconds(HEALTH_CHECK_GRACE_SECONDS),
             assign_public_ip=False,
             vpc_subnets=ec2.SubnetSelection(subnets=vpc.private_subnets),
             security_groups=[self.security_group],
@@ -361,8 +360,8 @@ class AgentInstance(Construct):
             "CpuScaling",
             policy_name="cpu-target",
             target_utilization_percent=deploy.cpu_target_percent,
-            scale_in_cooldown=Duration.seconds(120),
-            scale_out_cooldown=Duration.seconds(60),
+            scale_in_cooldown=shared.seconds(120),
+            scale_out_cooldown=shared.seconds(60),
         )
 
         self.target_group = elbv2.ApplicationTargetGroup(
@@ -376,12 +375,12 @@ class AgentInstance(Construct):
                 enabled=True,
                 protocol=elbv2.Protocol.HTTP,
                 path=READY_PATH,
-                interval=Duration.seconds(15),
+                interval=shared.seconds(15),
                 healthy_threshold_count=2,
                 unhealthy_threshold_count=3,
                 healthy_http_codes="200",
             ),
-            deregistration_delay=Duration.seconds(30),
+            deregistration_delay=shared.seconds(30),
         )
         shard = platform.shard
         shard_security_group = ec2.SecurityGroup.from_security_group_id(
@@ -397,7 +396,7 @@ class AgentInstance(Construct):
             priority=props.listener_priority,
             conditions=[
                 elbv2.ListenerCondition.host_headers([identity.hostname]),
-                elbv2.ListenerCondition.path_patterns(list(FORWARDED_PATHS)),
+                shared.path_patterns(FORWARDED_PATHS),
             ],
             target_groups=[self.target_group],
         )
@@ -440,10 +439,10 @@ class AgentInstance(Construct):
             ecr.Repository.from_repository_attributes(
                 self,
                 "RuntimeRepository",
-                repository_arn=f"arn:{Aws.PARTITION}:ecr:{region}:{account}:repository/{name}",
+                repository_arn=f"arn:{shared.partition()}:ecr:{region}:{account}:repository/{name}",
                 repository_name=name,
             ).grant_pull(self.execution_role)
-        return ecs.ContainerImage.from_registry(image.uri), repository is not None
+        return shared.registry_image(image.uri), repository is not None
 
 
 _RETENTION_DAYS = {

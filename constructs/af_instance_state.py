@@ -58,8 +58,9 @@ class AfInstanceState(Construct):
             time_to_live_attribute=DYNAMODB_TTL_ATTRIBUTE,
             removal_policy=removal_policy,
         )
+        table_tags = Tags.of(self.table)
         for key, value in sorted(tags.items()):
-            Tags.of(self.table).add(key, value)
+            table_tags.add(key, value)
         if not point_in_time_recovery:
             acknowledge(self.table, "AwsSolutions-DDB3", DDB3_REASON)
 

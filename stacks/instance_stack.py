@@ -33,25 +33,28 @@ from foundry.resolve import ResolvedInstance
 from foundry.schema import EnvironmentSettings
 
 INSTANCE_ID = "Instance"
+"""The AgentInstance's construct id: never change it (every id in DEPLOYED_LOGICAL_IDS is derived from it)."""
 SSM_PARAMETER_DESCRIPTION = "SSM parameter written by the platform stack"
 
 DEPLOYED_LOGICAL_IDS: dict[str, str] = {
-    "log_group": "RuntimeLogs040130CF",
-    "execution_role": "RuntimeExecutionRole329B38D7",
-    "task_role": "RuntimeTaskRoleAB7E1F72",
-    "task_definition": "RuntimeTaskDefinitionBB2F76AB",
-    "security_group": "RuntimeSecurityGroup3DBEE987",
-    "service": "RuntimeService408BD8AA",
-    "target_group": "RoutingTargetGroup2EF40F3D",
-    "listener_rule": "RoutingListenerRuleA90D739E",
-    "record": "RoutingAlias1109FB39",
+    "InstanceLogs52A563C0": "RuntimeLogs040130CF",
+    "InstanceExecutionRole320B63D9": "RuntimeExecutionRole329B38D7",
+    "InstanceTaskRoleD6081E1B": "RuntimeTaskRoleAB7E1F72",
+    "InstanceTaskDefinitionB341C80F": "RuntimeTaskDefinitionBB2F76AB",
+    "InstanceSecurityGroupB4E5FA83": "RuntimeSecurityGroup3DBEE987",
+    "InstanceService247DE1FC": "RuntimeService408BD8AA",
+    "InstanceServiceTaskCountTarget8C724E19": "RuntimeScalableTarget5157159D",
+    "InstanceServiceTaskCountTargetCpuScaling7AA54DAE": "RuntimeCpuScaling5B686642",
+    "InstanceTargetGroupE138C9A1": "RoutingTargetGroup2EF40F3D",
+    "InstanceListenerRuleBF3036FD": "RoutingListenerRuleA90D739E",
+    "InstanceAlias3B11AB05": "RoutingAlias1109FB39",
 }
-"""AgentInstance attribute -> the logical id its resource had in deployed stacks (before the construct existed).
-A new logical id makes CloudFormation create a new resource and delete the old one: a secret would lose its
-value, the log group its logs, a second listener rule or record would collide with the first, and a second
-scalable target would be deregistered by the old one's deletion. So every deployed resource keeps its id."""
-DEPLOYED_SCALABLE_TARGET_ID = "RuntimeScalableTarget5157159D"
-DEPLOYED_CPU_SCALING_ID = "RuntimeCpuScaling5B686642"
+"""The logical id CDK gives a resource of the `Instance` construct -> the id that resource had in deployed stacks
+(before the construct existed). A new logical id makes CloudFormation create a new resource and delete the old one:
+a secret would lose its value, the log group its logs, a second listener rule or record would collide with the
+first, and a second scalable target would be deregistered by the old one's deletion. So every deployed resource
+keeps its id, through `Stack.rename_logical_id`: one call per resource, and CDK fails the synth if a generated id
+on the left no longer exists (a construct moved), so a rename can never silently stop applying."""
 
 _NON_ALPHANUMERIC = re.compile(r"[^A-Za-z0-9]")
 
@@ -64,12 +67,9 @@ def deployed_secret_logical_id(name: str) -> str:
     return "".join(_NON_ALPHANUMERIC.sub("", part) for part in path) + digest
 
 
-def keep_deployed_logical_ids(instance: AgentInstance) -> None:
-    for attribute, logical_id in DEPLOYED_LOGICAL_IDS.items():
-        _default_child(getattr(instance, attribute)).override_logical_id(logical_id)
-    scalable_target = instance.scaling.node.find_child("Target")  # ScalableTaskCount's ScalableTarget
-    _default_child(scalable_target).override_logical_id(DEPLOYED_SCALABLE_TARGET_ID)
-    _default_child(scalable_target.node.find_child("CpuScaling")).override_logical_id(DEPLOYED_CPU_SCALING_ID)
+def keep_deployed_logical_ids(stack: Stack, instance: AgentInstance) -> None:
+    for generated, deployed in DEPLOYED_LOGICAL_IDS.items():
+        stack.rename_logical_id(generated, deployed)
     for name, secret in instance.secrets.items():
         _default_child(secret).override_logical_id(deployed_secret_logical_id(name))
 
@@ -157,7 +157,7 @@ class InstanceStack(Stack):
                 auth_environment=self._auth_environment(settings, env_name, key.organization_id, spec.hostname),
             ),
         )
-        keep_deployed_logical_ids(self.instance)
+        keep_deployed_logical_ids(self, self.instance)
         scheme = "http" if settings.load_balancer.plain_http else "https"
         outputs = {
             "Hostname": spec.hostname,

@@ -16,6 +16,7 @@ from foundry import naming
 from foundry.fleet import load_fleet
 from foundry.problems import ManifestError
 from foundry.schema import InstanceKey
+from stacks import instance_stack
 from tests.cdk.cdk_harness import PREBUILT_IMAGE, Synthesized, synth
 
 REPO_AGENTS = Path(__file__).resolve().parents[2] / "agents"
@@ -99,6 +100,16 @@ def test_secrets_and_the_service_keep_their_logical_ids(app: Synthesized) -> Non
         assert list(app.resources(name, "AWS::ECS::Service")) == ["RuntimeService408BD8AA"]
         assert list(app.resources(name, "AWS::ECS::TaskDefinition")) == ["RuntimeTaskDefinitionBB2F76AB"]
         assert list(app.resources(name, "AWS::ElasticLoadBalancingV2::TargetGroup")) == ["RoutingTargetGroup2EF40F3D"]
+
+
+def test_an_instance_construct_moved_in_the_tree_fails_the_synth_instead_of_losing_its_deployed_ids(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The deployed ids are kept by renaming CDK's ids of the `Instance` construct's resources; CDK refuses a rename
+    whose id no longer exists, so moving the construct cannot silently give a live resource a new id."""
+    monkeypatch.setattr(instance_stack, "INSTANCE_ID", "Moved")
+    with pytest.raises(RuntimeError, match="InstanceService247DE1FC"):
+        synth(tmp_path / "cdk.out", instance="default-org/default-domain/dev", runtimeImage=PREBUILT_IMAGE)
 
 
 def test_the_task_runs_the_runtime_image_asset_with_the_contract_environment(app: Synthesized) -> None:
