@@ -139,8 +139,12 @@ async def test_two_processes_answer_alternating_turns_and_a_later_process_contin
 async def test_six_concurrent_turns_through_two_processes_all_end_up_in_the_history(
     built: BuiltBundle, store: Store, runtime_factory: list[RuntimeProcess]
 ) -> None:
-    # a slow model keeps every turn in flight while the others arrive: they must queue, not overwrite
-    runtimes = [_serve(built, store, runtime_factory, OFFLINE_MODEL_LATENCY_MS="150") for _ in range(2)]
+    # a slow model keeps every turn in flight while the others arrive: they must queue, not overwrite. The last
+    # one waits for five turns; a wait of 120 s keeps a loaded machine from turning the queue into thread_busy.
+    runtimes = [
+        _serve(built, store, runtime_factory, OFFLINE_MODEL_LATENCY_MS="150", THREAD_WAIT_SECONDS="120")
+        for _ in range(2)
+    ]
     bodies = await asyncio.gather(*(_invoke(runtimes[i % 2], f"plan task-{i}", "busy") for i in range(6)))
     assert all(body["ok"] for body in bodies)
     for runtime in runtimes:
