@@ -30,9 +30,10 @@ class Loaded(Generic[ModelT]):
     model: ModelT
     doc: YamlDocument
 
-    def problem_at(self, loc: LinePath, message: str) -> Problem:
-        """A problem with the field at `loc` of this document: its file, dotted field name and line."""
-        return Problem(file=self.file, field=dotted(loc), line=self.doc.line_of(loc), message=message)
+    def problem_at(self, loc: LinePath, message: str, *, entry: str | None = None) -> Problem:
+        """A problem with the field at `loc` of this document: its file, dotted field name and line (and the entry
+        it belongs to, when the file is a list of them)."""
+        return Problem(file=self.file, entry=entry, field=dotted(loc), line=self.doc.line_of(loc), message=message)
 
 
 @dataclass(frozen=True)
@@ -242,14 +243,9 @@ def read_tree(root: Path) -> tuple[AgentsTree | None, list[Problem]]:
                 continue
             why = spec_path_problem(root, entry.yaml_path)
             if why is not None:
-                loc: LinePath = ("spec", "entries", index, "yaml_path")
                 problems.append(
-                    Problem(
-                        file=manifest.file,
-                        entry=f"entry {index} ({entry.agent_id})",
-                        field=dotted(loc),
-                        line=manifest.doc.line_of(loc),
-                        message=why,
+                    manifest.problem_at(
+                        ("spec", "entries", index, "yaml_path"), why, entry=f"entry {index} ({entry.agent_id})"
                     )
                 )
                 continue

@@ -155,23 +155,19 @@ def load_placement(agents_dir: Path, environment: str) -> Placement:
     spec = loaded.model.spec
     if spec.environment != environment:
         problems.append(
-            Problem(
-                file=loaded.file,
-                field="spec.environment",
-                line=loaded.doc.line_of(("spec", "environment")),
-                message=f"found {spec.environment!r} but this file places the {environment!r} environment",
+            loaded.problem_at(
+                ("spec", "environment"),
+                f"found {spec.environment!r} but this file places the {environment!r} environment",
             )
         )
     placement: Placement = {}
     for index, entry in enumerate(spec.slots):
         if entry.instance in placement:
             problems.append(
-                Problem(
-                    file=loaded.file,
+                loaded.problem_at(
+                    ("spec", "slots", index, "instance"),
+                    f"{entry.instance} is placed twice; keep one slot",
                     entry=f"slot {index} ({entry.instance})",
-                    field=f"spec.slots[{index}].instance",
-                    line=loaded.doc.line_of(("spec", "slots", index, "instance")),
-                    message=f"{entry.instance} is placed twice; keep one slot",
                 )
             )
             continue
