@@ -27,6 +27,7 @@ from foundry.schema import (
     InstanceSpec,
     ManifestEntry,
     McpToolConfig,
+    OverrideScope,
     TemplateDeploy,
     TemplateMcp,
 )
@@ -77,15 +78,9 @@ def _entry_problem(source: Loaded[AgentManifest], index: int, field: str | None,
 def deploy_for(deploy: TemplateDeploy, environment: str, key: InstanceKey) -> DeploySettings:
     """Defaults, then every matching override in file order (later ones win)."""
     values = deploy.defaults.model_dump()
+    scope = set(OverrideScope.model_fields)
     for override in deploy.overrides:
-        matches = (
-            override.environment in (None, environment)
-            and override.organization_id in (None, key.organization_id)
-            and override.domain_id in (None, key.domain_id)
-            and override.instance_id in (None, key.instance_id)
-        )
-        if matches:
-            scope = {"environment", "organization_id", "domain_id", "instance_id"}
+        if override.applies_to(environment, key):
             values.update({k: v for k, v in override.model_dump(exclude=scope).items() if v is not None})
     return DeploySettings.model_validate(values)
 
@@ -97,13 +92,7 @@ def mcp_servers_for(mcp: TemplateMcp, environment: str, key: InstanceKey) -> lis
         server.name: (server, ("spec", "mcp", "servers", i)) for i, server in enumerate(mcp.servers)
     }
     for o, override in enumerate(mcp.server_overrides):
-        matches = (
-            override.environment in (None, environment)
-            and override.organization_id in (None, key.organization_id)
-            and override.domain_id in (None, key.domain_id)
-            and override.instance_id in (None, key.instance_id)
-        )
-        if matches:
+        if override.applies_to(environment, key):
             for i, server in enumerate(override.servers):
                 chosen[server.name] = (server, ("spec", "mcp", "server_overrides", o, "servers", i))
     return list(chosen.values())

@@ -178,13 +178,26 @@ class CustomAgentRef(Strict):
     agent_id: DnsId
 
 
-class DeployOverride(Strict):
-    """Sizing for the instances that match; fields left out keep the default."""
+class OverrideScope(Strict):
+    """Which instances an override applies to: each field left out matches every value."""
 
     environment: DnsId | None = None
     organization_id: DnsId | None = None
     domain_id: DnsId | None = None
     instance_id: DnsId | None = None
+
+    def applies_to(self, environment: str, key: InstanceKey) -> bool:
+        return (
+            self.environment in (None, environment)
+            and self.organization_id in (None, key.organization_id)
+            and self.domain_id in (None, key.domain_id)
+            and self.instance_id in (None, key.instance_id)
+        )
+
+
+class DeployOverride(OverrideScope):
+    """Sizing for the instances that match; fields left out keep the default."""
+
     cpu: Literal[256, 512, 1024, 2048, 4096] | None = None
     memory: Annotated[int, Field(ge=512, le=30720)] | None = None
     min_tasks: Annotated[int, Field(ge=1, le=100)] | None = None
@@ -201,14 +214,10 @@ class TemplateDeploy(Strict):
     overrides: list[DeployOverride] = Field(default_factory=list)
 
 
-class McpServerOverride(Strict):
+class McpServerOverride(OverrideScope):
     """External MCP servers for the instances that match (each tenant may have its own ticketing system): a
     server here replaces the template's server of the same name, or adds one."""
 
-    environment: DnsId | None = None
-    organization_id: DnsId | None = None
-    domain_id: DnsId | None = None
-    instance_id: DnsId | None = None
     servers: list[ExternalMcpServer] = Field(min_length=1)
 
     @field_validator("servers")
@@ -543,6 +552,7 @@ __all__ = [
     "McpToolConfig",
     "ModelSettings",
     "NonEmpty",
+    "OverrideScope",
     "PlatformSettings",
     "PlatformSpec",
     "RequestLimits",
