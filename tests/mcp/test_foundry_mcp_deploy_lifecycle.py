@@ -106,7 +106,10 @@ def at_work(local_aws: LocalAws, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cl
             elbv2.delete_rule(RuleArn=rule["RuleArn"])
 
 
-def make_deployer(local_aws: LocalAws, runner: ProcessRunner, work_root: Path, cdk: Path | None) -> Deployer:
+@pytest.fixture
+def deployer(local_aws: LocalAws, runner: ProcessRunner, platform: None, wrapped_cdk: Path, tmp_path: Path) -> Deployer:
+    """A deployer of its own for each test, on the deployed platform, running the wrapped CLI."""
+
     def clients(service: str, region: str) -> Any:
         return local_aws.client(service, region)
 
@@ -116,9 +119,9 @@ def make_deployer(local_aws: LocalAws, runner: ProcessRunner, work_root: Path, c
         locks=InstanceLocks(),
         method="direct",
         failure_lookup=stack_events_failure(clients),
-        work_root=work_root,
+        work_root=tmp_path,
         clients=clients,
-        cdk_cli=cdk,
+        cdk_cli=wrapped_cdk,
         watch_poll_seconds=WATCH_POLL_SECONDS,
     )
 
@@ -150,14 +153,9 @@ def platform_fingerprint(local_aws: LocalAws) -> tuple[str, int]:
 
 
 async def test_two_instances_of_one_environment_deploy_at_the_same_time_and_leave_the_platform_alone(
-    local_aws: LocalAws,
-    runner: ProcessRunner,
-    platform: None,
-    wrapped_cdk: Path,
-    at_work: CloudFormationAtWork,
-    tmp_path: Path,
+    local_aws: LocalAws, deployer: Deployer, at_work: CloudFormationAtWork
 ) -> None:
-    server = make_server(local_aws, make_deployer(local_aws, runner, tmp_path, cdk=wrapped_cdk))
+    server = make_server(local_aws, deployer)
     before = platform_fingerprint(local_aws)
 
     async def deploy(selector: str) -> Any:
@@ -179,14 +177,9 @@ async def test_two_instances_of_one_environment_deploy_at_the_same_time_and_leav
 
 
 async def test_a_missing_platform_parameter_refuses_the_deploy_naming_it_and_the_platform_stack(
-    local_aws: LocalAws,
-    runner: ProcessRunner,
-    platform: None,
-    wrapped_cdk: Path,
-    at_work: CloudFormationAtWork,
-    tmp_path: Path,
+    local_aws: LocalAws, deployer: Deployer, at_work: CloudFormationAtWork
 ) -> None:
-    server = make_server(local_aws, make_deployer(local_aws, runner, tmp_path, cdk=wrapped_cdk))
+    server = make_server(local_aws, deployer)
     ssm = local_aws.client("ssm")
     name = LISTENER_PARAMETER
     value = ssm.get_parameter(Name=name)["Parameter"]["Value"]
@@ -205,14 +198,8 @@ async def test_a_missing_platform_parameter_refuses_the_deploy_naming_it_and_the
 
 
 async def test_a_timed_out_deploy_reports_the_stack_cloudformation_still_works_on_and_keeps_the_lock_until_it_ends(
-    local_aws: LocalAws,
-    runner: ProcessRunner,
-    platform: None,
-    wrapped_cdk: Path,
-    at_work: CloudFormationAtWork,
-    tmp_path: Path,
+    local_aws: LocalAws, deployer: Deployer, at_work: CloudFormationAtWork
 ) -> None:
-    deployer = make_deployer(local_aws, runner, tmp_path, cdk=wrapped_cdk)
     instance = load_fleet(DEFAULT_AGENTS_DIR, environment="dev", instance=ACME).instances[0]
     request = DeployRequest(
         instance=instance, agents_dir=DEFAULT_AGENTS_DIR, runtime_image=IMAGE, timeout_seconds=40, region="us-east-1"
@@ -254,14 +241,8 @@ async def test_a_timed_out_deploy_reports_the_stack_cloudformation_still_works_o
 
 
 async def test_a_cancelled_deploy_keeps_the_instance_locked_while_cloudformation_works_and_status_tells_the_end(
-    local_aws: LocalAws,
-    runner: ProcessRunner,
-    platform: None,
-    wrapped_cdk: Path,
-    at_work: CloudFormationAtWork,
-    tmp_path: Path,
+    local_aws: LocalAws, deployer: Deployer, at_work: CloudFormationAtWork
 ) -> None:
-    deployer = make_deployer(local_aws, runner, tmp_path, cdk=wrapped_cdk)
     server = make_server(local_aws, deployer)
     at_work.hold(DEFAULT_STACK)
     creating = anyio.Event()
