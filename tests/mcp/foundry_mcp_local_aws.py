@@ -16,9 +16,13 @@ from typing import Any
 import boto3
 import httpx
 import pytest
+from mcp.server.mcpserver import MCPServer
 
+from foundry.deploy import WATCH_POLL_SECONDS, Deployer, InstanceLocks, stack_events_failure
+from foundry.fleet import DEFAULT_AGENTS_DIR
 from foundry.local_aws import MOTO_SERVER_MODULE, REPO_ROOT
-from foundry.process import ProcessResult, ProcessRunner
+from foundry.mcp_server import FoundryConfig, build_server
+from foundry.process import ProcessResult, ProcessRunner, tool_environment
 from tests.mcp.foundry_mcp_process_helpers import free_port, started
 
 DEV_ACCOUNT = "111111111111"  # agents/platform.yaml: dev
@@ -42,6 +46,42 @@ class LocalAws:
 
     def reset(self) -> None:
         httpx.post(f"{self.url}/moto-api/reset").raise_for_status()
+
+
+def local_runner(local_aws: LocalAws) -> ProcessRunner:
+    """Runs cdk and the other tools as the server would, pointed at the local AWS."""
+    return ProcessRunner(cwd=REPO_ROOT, env=tool_environment(REPO_ROOT, {**os.environ, **local_aws.env}))
+
+
+def local_deployer(
+    local_aws: LocalAws,
+    runner: ProcessRunner,
+    work_root: Path,
+    *,
+    cdk_cli: Path | None = None,
+    watch_poll_seconds: float = WATCH_POLL_SECONDS,
+) -> Deployer:
+    """The server's deployer against the local AWS: `--method=direct` (moto has no change sets) and stack events
+    for a failure's resource."""
+    return Deployer(
+        repo_root=REPO_ROOT,
+        runner=runner,
+        locks=InstanceLocks(),
+        method="direct",
+        failure_lookup=stack_events_failure(local_aws.client),
+        work_root=work_root,
+        clients=local_aws.client,
+        cdk_cli=cdk_cli,
+        watch_poll_seconds=watch_poll_seconds,
+    )
+
+
+def local_foundry_server(local_aws: LocalAws, deployer: Deployer) -> MCPServer:
+    """The Foundry MCP server over the repository's agents, deploying with `deployer` to the local AWS."""
+    config = FoundryConfig(
+        repo_root=REPO_ROOT, agents_dir=DEFAULT_AGENTS_DIR, deployer=deployer, clients=local_aws.client, probe=None
+    )
+    return build_server(config)
 
 
 def _aws_env(port: int) -> dict[str, str]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,12 +19,18 @@ import pytest
 from mcp import Client
 from mcp.server.mcpserver import MCPServer
 
-from foundry.deploy import Deployer, InstanceLocks, stack_events_failure
-from foundry.fleet import DEFAULT_AGENTS_DIR
-from foundry.mcp_server import FoundryConfig, build_server
+from foundry.deploy import Deployer
 from foundry.naming import INSTANCE_STACK_OUTPUTS
-from foundry.process import ProcessRunner, tool_environment
-from tests.mcp.foundry_mcp_local_aws import LocalAws, bootstrap, deploy_platform, moto_server
+from foundry.process import ProcessRunner
+from tests.mcp.foundry_mcp_local_aws import (
+    LocalAws,
+    bootstrap,
+    deploy_platform,
+    local_deployer,
+    local_foundry_server,
+    local_runner,
+    moto_server,
+)
 from tests.mcp.foundry_mcp_notifications import Notifications
 from tests.mcp.foundry_mcp_process_helpers import REPO_ROOT
 
@@ -43,7 +48,7 @@ def local_aws() -> Iterator[LocalAws]:
 
 @pytest.fixture(scope="module")
 def module_runner(local_aws: LocalAws) -> ProcessRunner:
-    return ProcessRunner(cwd=REPO_ROOT, env=tool_environment(REPO_ROOT, {**os.environ, **local_aws.env}))
+    return local_runner(local_aws)
 
 
 @pytest.fixture(scope="module")
@@ -59,22 +64,8 @@ def work_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def make_server(local_aws: LocalAws, runner: ProcessRunner, work_root: Path) -> tuple[MCPServer, Deployer]:
-    def clients(service: str, region: str) -> Any:
-        return local_aws.client(service, region)
-
-    deployer = Deployer(
-        repo_root=REPO_ROOT,
-        runner=runner,
-        locks=InstanceLocks(),
-        method="direct",
-        failure_lookup=stack_events_failure(clients),
-        work_root=work_root,
-        clients=clients,
-    )
-    config = FoundryConfig(
-        repo_root=REPO_ROOT, agents_dir=DEFAULT_AGENTS_DIR, deployer=deployer, clients=clients, probe=None
-    )
-    return build_server(config), deployer
+    deployer = local_deployer(local_aws, runner, work_root)
+    return local_foundry_server(local_aws, deployer), deployer
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ deploy.)
 from __future__ import annotations
 
 import asyncio
-import os
 import stat
 import sys
 from collections.abc import Iterator
@@ -24,12 +23,10 @@ from typing import Any
 import anyio
 import pytest
 from mcp import Client
-from mcp.server.mcpserver import MCPServer
 
-from foundry.deploy import Deployer, DeployInProgressError, DeployRequest, InstanceLocks, stack_events_failure
+from foundry.deploy import Deployer, DeployInProgressError, DeployRequest
 from foundry.fleet import DEFAULT_AGENTS_DIR, load_fleet
-from foundry.mcp_server import FoundryConfig, build_server
-from foundry.process import ProcessRunner, tool_environment
+from foundry.process import ProcessRunner
 from tests.mcp.foundry_mcp_local_aws import (
     CDK,
     CloudFormationAtWork,
@@ -37,9 +34,11 @@ from tests.mcp.foundry_mcp_local_aws import (
     bootstrap,
     deploy_platform,
     in_process_moto_server,
+    local_deployer,
+    local_foundry_server,
+    local_runner,
     run_cdk,
 )
-from tests.mcp.foundry_mcp_process_helpers import REPO_ROOT
 
 pytestmark = pytest.mark.slow
 
@@ -60,7 +59,7 @@ def local_aws() -> Iterator[LocalAws]:
 
 @pytest.fixture(scope="module")
 def runner(local_aws: LocalAws) -> ProcessRunner:
-    return ProcessRunner(cwd=REPO_ROOT, env=tool_environment(REPO_ROOT, {**os.environ, **local_aws.env}))
+    return local_runner(local_aws)
 
 
 @pytest.fixture(scope="module")
@@ -109,32 +108,7 @@ def at_work(local_aws: LocalAws, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cl
 @pytest.fixture
 def deployer(local_aws: LocalAws, runner: ProcessRunner, platform: None, wrapped_cdk: Path, tmp_path: Path) -> Deployer:
     """A deployer of its own for each test, on the deployed platform, running the wrapped CLI."""
-
-    def clients(service: str, region: str) -> Any:
-        return local_aws.client(service, region)
-
-    return Deployer(
-        repo_root=REPO_ROOT,
-        runner=runner,
-        locks=InstanceLocks(),
-        method="direct",
-        failure_lookup=stack_events_failure(clients),
-        work_root=tmp_path,
-        clients=clients,
-        cdk_cli=wrapped_cdk,
-        watch_poll_seconds=WATCH_POLL_SECONDS,
-    )
-
-
-def make_server(local_aws: LocalAws, deployer: Deployer) -> MCPServer:
-    config = FoundryConfig(
-        repo_root=REPO_ROOT,
-        agents_dir=DEFAULT_AGENTS_DIR,
-        deployer=deployer,
-        clients=lambda service, region: local_aws.client(service, region),
-        probe=None,
-    )
-    return build_server(config)
+    return local_deployer(local_aws, runner, tmp_path, cdk_cli=wrapped_cdk, watch_poll_seconds=WATCH_POLL_SECONDS)
 
 
 def deploy_arguments(selector: str) -> dict[str, Any]:
@@ -155,7 +129,7 @@ def platform_fingerprint(local_aws: LocalAws) -> tuple[str, int]:
 async def test_two_instances_of_one_environment_deploy_at_the_same_time_and_leave_the_platform_alone(
     local_aws: LocalAws, deployer: Deployer, at_work: CloudFormationAtWork
 ) -> None:
-    server = make_server(local_aws, deployer)
+    server = local_foundry_server(local_aws, deployer)
     before = platform_fingerprint(local_aws)
 
     async def deploy(selector: str) -> Any:
@@ -179,7 +153,7 @@ async def test_two_instances_of_one_environment_deploy_at_the_same_time_and_leav
 async def test_a_missing_platform_parameter_refuses_the_deploy_naming_it_and_the_platform_stack(
     local_aws: LocalAws, deployer: Deployer, at_work: CloudFormationAtWork
 ) -> None:
-    server = make_server(local_aws, deployer)
+    server = local_foundry_server(local_aws, deployer)
     ssm = local_aws.client("ssm")
     name = LISTENER_PARAMETER
     value = ssm.get_parameter(Name=name)["Parameter"]["Value"]
@@ -243,7 +217,7 @@ async def test_a_timed_out_deploy_reports_the_stack_cloudformation_still_works_o
 async def test_a_cancelled_deploy_keeps_the_instance_locked_while_cloudformation_works_and_status_tells_the_end(
     local_aws: LocalAws, deployer: Deployer, at_work: CloudFormationAtWork
 ) -> None:
-    server = make_server(local_aws, deployer)
+    server = local_foundry_server(local_aws, deployer)
     at_work.hold(DEFAULT_STACK)
     creating = anyio.Event()
 

@@ -9,7 +9,6 @@ gets as far as publishing assets, so nothing but the synth may run.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,18 +18,13 @@ from mcp import Client
 from mcp.server.mcpserver import MCPServer
 
 from constructs.af_platform_contract import parameter_prefix
-from foundry.deploy import Deployer, InstanceLocks
-from foundry.fleet import DEFAULT_AGENTS_DIR
-from foundry.mcp_server import FoundryConfig, build_server
 from foundry.platform_gate import (
     assess_platform,
     contract_parameters,
     contract_prefix,
     template_differences,
 )
-from foundry.process import ProcessRunner, tool_environment
-from tests.mcp.foundry_mcp_local_aws import LocalAws, moto_server
-from tests.mcp.foundry_mcp_process_helpers import REPO_ROOT
+from tests.mcp.foundry_mcp_local_aws import LocalAws, local_deployer, local_foundry_server, local_runner, moto_server
 
 IMAGE = "111111111111.dkr.ecr.us-east-1.amazonaws.com/agent-runtime:1.0.0"
 ACME = {"environment": "dev", "instance": "acme/retail/dev", "runtime_image": IMAGE}
@@ -128,22 +122,7 @@ def local_aws() -> Iterator[LocalAws]:
 
 @pytest.fixture
 def server(local_aws: LocalAws, tmp_path: Path) -> MCPServer:
-    def clients(service: str, region: str) -> Any:
-        return local_aws.client(service, region)
-
-    runner = ProcessRunner(cwd=REPO_ROOT, env=tool_environment(REPO_ROOT, {**os.environ, **local_aws.env}))
-    deployer = Deployer(
-        repo_root=REPO_ROOT,
-        runner=runner,
-        locks=InstanceLocks(),
-        method="direct",
-        work_root=tmp_path / "deploys",
-        clients=clients,
-    )
-    config = FoundryConfig(
-        repo_root=REPO_ROOT, agents_dir=DEFAULT_AGENTS_DIR, deployer=deployer, clients=clients, probe=None
-    )
-    return build_server(config)
+    return local_foundry_server(local_aws, local_deployer(local_aws, local_runner(local_aws), tmp_path / "deploys"))
 
 
 def stack_names(local_aws: LocalAws) -> list[str]:
