@@ -10,7 +10,7 @@ import sys
 
 from aws_cdk import App
 
-from foundry.problems import ManifestError
+from foundry.manifests.problems import ManifestError
 from stacks.fleet_app import FleetSelection, build_fleet
 
 

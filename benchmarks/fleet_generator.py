@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from foundry import placement
+from foundry.fleet import placement
 
 EXAMPLE_AGENTS = Path(__file__).resolve().parent.parent / "agents"
 INSTANCES_PER_ENVIRONMENT = 200

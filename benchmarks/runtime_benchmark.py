@@ -40,8 +40,8 @@ from mcp.client.streamable_http import streamable_http_client
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from foundry.bundle import build_bundle  # noqa: E402
-from foundry.fleet import load_fleet  # noqa: E402
+from foundry.bundles.archive import build_bundle  # noqa: E402
+from foundry.fleet.load import load_fleet  # noqa: E402
 from oauth_resource.dev_issuer import RunningIssuer, serve_issuer  # noqa: E402
 from oauth_resource.jwks import KeySet  # noqa: E402
 from oauth_resource.verifier import JwtVerifier, TokenRules  # noqa: E402

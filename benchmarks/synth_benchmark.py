@@ -72,9 +72,10 @@ def tree_rss_bytes(pid: int) -> int:
 
 
 def load_seconds(agents: Path, selection: dict[str, str]) -> float:
-    """Wall time of `foundry.fleet.load_fleet` alone, in a fresh process (imports excluded)."""
+    """Wall time of `foundry.fleet.load.load_fleet` alone, in a fresh process (imports excluded)."""
     code = (
-        "import sys, time; from pathlib import Path; from foundry.fleet import load_fleet; t = time.perf_counter(); "
+        "import sys, time; from pathlib import Path; from foundry.fleet.load import load_fleet; "
+        "t = time.perf_counter(); "
         f"load_fleet(Path({str(agents)!r}), instance={selection.get('instance')!r}); "
         "print(time.perf_counter() - t)"
     )

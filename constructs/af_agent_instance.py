@@ -36,8 +36,8 @@ from constructs import Construct
 from constructs import af_shared_values as shared
 from constructs.af_instance_state import AfInstanceState
 from constructs.af_nag import acknowledge
-from foundry.bedrock_models import BedrockModel
-from foundry.schema import DeploySettings
+from foundry.manifests.bedrock_models import BedrockModel
+from foundry.manifests.schema import DeploySettings
 
 CONTAINER_NAME = "runtime"
 CONTAINER_PORT = 8080
@@ -148,7 +148,7 @@ class AgentInstanceProps:
     listener_priority: int
     log_retention_days: int
     bedrock_models: Sequence[BedrockModel] = ()
-    """Exactly the foundation models the task role may invoke (foundry.bedrock_models)."""
+    """Exactly the foundation models the task role may invoke (foundry.manifests.bedrock_models)."""
     family: str
     """The task definition family (the stack name)."""
     region: str
@@ -156,7 +156,7 @@ class AgentInstanceProps:
     thread_state_point_in_time_recovery: bool = True
     """Continuous backups of the instance's thread-state table (the environment's setting)."""
     auth_environment: Mapping[str, str] = field(default_factory=lambda: {"AUTH_MODE": "none"})
-    """The runtime's AUTH_* variables (foundry.instance_auth): who may call the instance. Values or tokens."""
+    """The runtime's AUTH_* variables (foundry.manifests.instance_auth): who may call the instance. Values or tokens."""
 
 
 @jsii.implements(route53_targets.IAliasRecordTargetProps)

@@ -12,18 +12,18 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from foundry.atomic_files import write_atomically
-from foundry.bundle import build_bundle
-from foundry.fleet import DEFAULT_AGENTS_DIR, Fleet, load_fleet
-from foundry.json_schemas import write_schemas
-from foundry.naming import bundle_file
-from foundry.place_command import cmd_place, print_place
-from foundry.plan_command import add_plan_parser, run_plan
-from foundry.problems import ManifestError
-from foundry.render import instance_yaml
-from foundry.resolve import ResolvedInstance
-from foundry.rollout_command import add_rollout_parser, run_rollout
-from foundry.serve_cli import add_serve_parser, run_serve
+from foundry.bundles.archive import build_bundle
+from foundry.bundles.render import instance_yaml
+from foundry.files.atomic import write_atomically
+from foundry.fleet.load import DEFAULT_AGENTS_DIR, Fleet, load_fleet
+from foundry.fleet.place_command import cmd_place, print_place
+from foundry.manifests.json_schemas import write_schemas
+from foundry.manifests.naming import bundle_file
+from foundry.manifests.problems import ManifestError
+from foundry.manifests.resolve import ResolvedInstance
+from foundry.mcp.serve_cli import add_serve_parser, run_serve
+from foundry.plan.command import add_plan_parser, run_plan
+from foundry.rollout.command import add_rollout_parser, run_rollout
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 

@@ -16,12 +16,13 @@ from aws_cdk import App, Stack, Validations
 from cdk_nag import AwsSolutionsChecks
 
 from constructs.af_agent_instance import ImageFromAsset, ImageFromUri, RuntimeImage
-from foundry import naming, placement
-from foundry.atomic_files import write_content_addressed
-from foundry.bundle import build_bundle
-from foundry.fleet import load_fleet
-from foundry.resolve import ResolvedInstance
-from foundry.schema import EnvironmentSettings
+from foundry.bundles.archive import build_bundle
+from foundry.files.atomic import write_content_addressed
+from foundry.fleet import placement
+from foundry.fleet.load import load_fleet
+from foundry.manifests import naming
+from foundry.manifests.resolve import ResolvedInstance
+from foundry.manifests.schema import EnvironmentSettings
 from stacks.instance_stack import BundleFile, InstanceStack
 from stacks.platform_stack import PlatformStack
 

@@ -25,12 +25,12 @@ from constructs.af_agent_instance import (
     secret_construct_id,
 )
 from constructs.af_platform_network import availability_zones
-from foundry import naming
-from foundry.bedrock_models import bedrock_models
-from foundry.instance_auth import PLATFORM_ISSUER, resolve_instance_auth
-from foundry.placement import Slot
-from foundry.resolve import ResolvedInstance
-from foundry.schema import EnvironmentSettings
+from foundry.fleet.placement import Slot
+from foundry.manifests import naming
+from foundry.manifests.bedrock_models import bedrock_models
+from foundry.manifests.instance_auth import PLATFORM_ISSUER, resolve_instance_auth
+from foundry.manifests.resolve import ResolvedInstance
+from foundry.manifests.schema import EnvironmentSettings
 
 INSTANCE_ID = "Instance"
 """The AgentInstance's construct id: never change it (every id in DEPLOYED_LOGICAL_IDS is derived from it)."""

@@ -16,11 +16,11 @@ from aws_cdk.assertions import Match, Template
 
 from constructs import IConstruct
 from constructs.af_agent_instance import ImageFromUri, log_retention
-from foundry import placement
-from foundry.bundle import build_bundle
-from foundry.fleet import load_fleet
-from foundry.resolve import ResolvedInstance
-from foundry.schema import ModelSettings
+from foundry.bundles.archive import build_bundle
+from foundry.fleet import placement
+from foundry.fleet.load import load_fleet
+from foundry.manifests.resolve import ResolvedInstance
+from foundry.manifests.schema import ModelSettings
 from stacks.fleet_app import REPO_ROOT
 from stacks.instance_stack import BundleFile, InstanceStack
 from tests.cdk.cdk_harness import PREBUILT_IMAGE

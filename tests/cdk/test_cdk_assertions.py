@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from aws_cdk.assertions import Capture, Match, Template
 
-from foundry import naming
-from foundry.fleet import load_fleet
+from foundry.fleet.load import load_fleet
+from foundry.manifests import naming
 from tests.cdk.cdk_harness import Synthesized, synth
 
 REPO_AGENTS = Path(__file__).resolve().parents[2] / "agents"

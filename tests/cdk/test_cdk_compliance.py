@@ -14,7 +14,7 @@ from cfnlint.api import ManualArgs, lint
 from syrupy.assertion import SnapshotAssertion
 from syrupy.extensions.json import JSONSnapshotExtension
 
-from foundry.fleet import load_fleet
+from foundry.fleet.load import load_fleet
 from stacks.fleet_app import FleetSelection, build_fleet
 from tests.cdk.cdk_harness import CDK_CONTEXT, Synthesized, synth
 

@@ -12,10 +12,11 @@ import pytest
 
 from constructs.af_agent_instance import FORWARDED_PATHS
 from constructs.af_platform_network import availability_zones
-from foundry import naming
-from foundry.fleet import load_fleet
-from foundry.problems import ManifestError
-from foundry.schema import InstanceKey
+from foundry.fleet import placement
+from foundry.fleet.load import load_fleet
+from foundry.manifests import naming
+from foundry.manifests.problems import ManifestError
+from foundry.manifests.schema import InstanceKey
 from stacks import instance_stack
 from tests.cdk.cdk_harness import PREBUILT_IMAGE, Synthesized, synth
 
@@ -175,9 +176,7 @@ def test_the_service_runs_privately_with_circuit_breaker_rollback_and_a_grace_pe
 def test_the_hostname_routes_through_its_shard_listener_at_its_placed_priority(app: Synthesized) -> None:
     for name in INSTANCE_STACKS:
         instance = BY_STACK[name]
-        slot = __import__("foundry.placement").placement.load_placement(REPO_AGENTS, instance.environment)[
-            instance.key.selector
-        ]
+        slot = placement.load_placement(REPO_AGENTS, instance.environment)[instance.key.selector]
         rule = app.only(name, "AWS::ElasticLoadBalancingV2::ListenerRule")["Properties"]
         assert rule["Priority"] == slot.priority
         assert rule["ListenerArn"] == {"Ref": "ShardListenerArn"}

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from benchmarks.fleet_generator import environment_of, generate_fleet, instance_key
-from foundry import placement
+from foundry.fleet import placement
 from tests.cdk.cdk_harness import PREBUILT_IMAGE, Synthesized, synth
 
 COUNT = 1000

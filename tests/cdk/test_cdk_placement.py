@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from foundry import placement
 from foundry.cli import main
-from foundry.placement import Slot
-from foundry.problems import ManifestError
+from foundry.fleet import placement
+from foundry.fleet.placement import Slot
+from foundry.manifests.problems import ManifestError
 
 
 def names(count: int, prefix: str = "org/dom/i") -> list[str]:

@@ -12,7 +12,7 @@ import boto3
 import pytest
 from mcp import Client
 
-from foundry.local_aws import (
+from foundry.local.aws import (
     LocalAws,
     LocalAwsError,
     ServerState,
@@ -82,7 +82,7 @@ async def test_dev_environment_deploys_to_the_local_aws_and_reads_back_honestly(
         "AWS::ApplicationAutoScaling::ScalableTarget",
         "AWS::ApplicationAutoScaling::ScalingPolicy",
     } <= instance_gaps
-    # foundry/local_moto.py models secrets (the execution role's grant names them), so they exist in moto.
+    # foundry/local/moto.py models secrets (the execution role's grant names them), so they exist in moto.
     assert "AWS::SecretsManager::Secret" not in instance_gaps
     assert "AWS::ECS::Service" not in instance_gaps
     assert "AWS::S3::BucketPolicy" in {r["type"] for r in result["not_modelled"]["af-dev-platform"]}
@@ -102,8 +102,8 @@ async def test_dev_environment_deploys_to_the_local_aws_and_reads_back_honestly(
             monkeypatch.setenv(key, value)
     for key in [k for k in os.environ if k.startswith("AWS_") and k not in aws_environment(state)]:
         monkeypatch.delenv(key)
-    from foundry.mcp_server import build_server
-    from foundry.serve import make_config
+    from foundry.mcp.serve import make_config
+    from foundry.mcp.server import build_server
 
     config = make_config(REPO_ROOT / "agents", "direct")
     config.deployer.work_root = local_aws.state_dir / "foundry-deploys"

@@ -180,7 +180,7 @@ def test_base_revision_is_read_by_its_own_code(git_repo, capsys):
     """A bundle at the base revision is what that revision's bundle builder made, not today's."""
     for package in ("foundry", "instance_contract"):  # foundry imports the shared models from instance_contract
         shutil.copytree(REPO_ROOT / package, git_repo.root / package, ignore=shutil.ignore_patterns("__pycache__"))
-    render = git_repo.root / "foundry/render.py"
+    render = git_repo.root / "foundry/bundles/render.py"
     original = render.read_text()
     render.write_text(original.replace('HEADER = "# Generated', 'HEADER = "# Old header. Generated'))
     git_repo.commit("vendored foundry with an older header")
@@ -188,7 +188,7 @@ def test_base_revision_is_read_by_its_own_code(git_repo, capsys):
     code, plan = run_plan(git_repo, capsys)
     assert code == 1
     assert "bundle file instance.yaml changed" in reasons_of(plan, "dev", "acme/retail/dev")
-    assert plan["cdk_code_changed"] == ["foundry/render.py"]
+    assert plan["cdk_code_changed"] == ["foundry/bundles/render.py"]
 
 
 def test_unknown_base_revision_is_an_error_with_exit_code_two(git_repo, capsys):

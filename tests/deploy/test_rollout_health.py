@@ -1,4 +1,4 @@
-"""The gate's reading of `foundry.instance_status`, the `--exclusively` guard on rollout deploys, the live view."""
+"""The gate's reading of `foundry.aws.instance_status`, the `--exclusively` guard on rollout deploys, the live view."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ from pathlib import Path
 
 from rich.console import Console
 
-from foundry.instance_status import DeploymentState, InstanceStatus, ServiceState, StackState, assess
-from foundry.process import tool_environment
-from foundry.rollout import Scheduler, new_rollout
-from foundry.rollout_aws import ExclusiveDeployRunner, classify
-from foundry.rollout_report import LiveView
-from foundry.rollout_sim import SimulatedFleet
-from foundry.schema import RolloutPolicy
+from foundry.aws.instance_status import DeploymentState, InstanceStatus, ServiceState, StackState, assess
+from foundry.cdk.process import tool_environment
+from foundry.manifests.schema import RolloutPolicy
+from foundry.rollout.aws_fleet import ExclusiveDeployRunner, classify
+from foundry.rollout.report import LiveView
+from foundry.rollout.scheduler import Scheduler, new_rollout
+from foundry.rollout.simulator import SimulatedFleet
 
 TASK = "arn:aws:ecs:us-east-1:111111111111:task-definition/af-dev-x:2"
 

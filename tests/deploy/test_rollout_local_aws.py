@@ -2,7 +2,7 @@
 
 moto keeps ECS services, target groups and DNS as records and runs no container, so the rollout runs with
 `--health records`: the gate reads the stack (complete, no rollback) and the ECS service (ACTIVE) through
-`foundry.instance_status`, and says in the report what it could not read there (tasks, targets, the probe).
+`foundry.aws.instance_status`, and says in the report what it could not read there (tasks, targets, the probe).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import boto3
 import pytest
 import yaml
 
-from foundry.local_aws import LocalAws, ServerState, _aws_env, aws_environment, default_runtime_image
-from foundry.process import tool_environment
+from foundry.cdk.process import tool_environment
+from foundry.local.aws import LocalAws, ServerState, _aws_env, aws_environment, default_runtime_image
 from tests.deploy.git_repos import REPO_ROOT
 
 TIMEOUT_S = 900

@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 
 from foundry.cli import main
-from foundry.rollout import Rollout, Scheduler, new_rollout
-from foundry.rollout_sim import SimulatedFleet, run_in_virtual_time, simulated_selectors
-from foundry.rollout_state import RolloutStore, resume_or_start
-from foundry.rollout_waves import plan_waves
-from foundry.schema import RolloutPolicy
+from foundry.manifests.schema import RolloutPolicy
+from foundry.rollout.scheduler import Rollout, Scheduler, new_rollout
+from foundry.rollout.simulator import SimulatedFleet, run_in_virtual_time, simulated_selectors
+from foundry.rollout.state import RolloutStore, resume_or_start
+from foundry.rollout.waves import plan_waves
 
 FLEET = simulated_selectors(1000)
 POLICY = RolloutPolicy.model_validate(

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from foundry.rollout_waves import plan_waves
-from foundry.schema import PlatformSpec, RolloutPolicy
+from foundry.manifests.schema import PlatformSpec, RolloutPolicy
+from foundry.rollout.waves import plan_waves
 
 FLEET = [f"org/dom/i{n:04d}" for n in range(1000)]
 

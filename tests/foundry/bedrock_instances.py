@@ -6,9 +6,9 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from foundry.fleet import load_fleet
-from foundry.resolve import ResolvedInstance
-from foundry.schema import ModelSettings
+from foundry.fleet.load import load_fleet
+from foundry.manifests.resolve import ResolvedInstance
+from foundry.manifests.schema import ModelSettings
 
 REPO_AGENTS = Path(__file__).resolve().parents[2] / "agents"
 

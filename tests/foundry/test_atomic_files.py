@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from foundry.atomic_files import write_atomically, write_content_addressed
+from foundry.files.atomic import write_atomically, write_content_addressed
 
 
 def test_a_content_addressed_file_is_named_by_its_sha256_and_written_once(tmp_path: Path) -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from foundry.fleet import load_fleet
-from foundry.problems import ManifestError, Problem
+from foundry.fleet.load import load_fleet
+from foundry.manifests.problems import ManifestError, Problem
 from tests.foundry.manifest_edits import (
     Doc,
     add_instance,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from foundry.bedrock_models import BedrockModel, bedrock_models
-from foundry.schema import ModelSettings
+from foundry.manifests.bedrock_models import BedrockModel, bedrock_models
+from foundry.manifests.schema import ModelSettings
 from tests.foundry.bedrock_instances import example_instance, with_agent_model, with_instance_model
 
 CLAUDE = "anthropic.claude-3-5-sonnet-20240620-v1:0"

@@ -9,8 +9,8 @@ import tarfile
 
 import pytest
 
-from foundry.bundle import INDEX_FILE, Bundle, BundleError, _archive, build_bundle, read_bundle
-from foundry.fleet import load_fleet
+from foundry.bundles.archive import INDEX_FILE, Bundle, BundleError, _archive, build_bundle, read_bundle
+from foundry.fleet.load import load_fleet
 from tests.conftest import AGENTS_DIR
 
 

@@ -11,10 +11,11 @@ from typing import Any
 
 import pytest
 
-from foundry import fleet_cache
-from foundry.bundle import build_bundle
-from foundry.fleet import load_fleet
-from foundry.problems import ManifestError
+from foundry.bundles.archive import build_bundle
+from foundry.files.repo import PACKAGE_DIR
+from foundry.fleet import cache as fleet_cache
+from foundry.fleet.load import load_fleet
+from foundry.manifests.problems import ManifestError
 from tests.foundry.manifest_edits import edit, entries
 
 
@@ -75,12 +76,12 @@ def test_the_key_changes_with_the_code_and_the_location(
     shutil.copytree(agents_copy, moved)
     assert fleet_cache.cache_key(moved) != key
     code = tmp_path / "code"
-    shutil.copytree(Path(fleet_cache.__file__).parent, code, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(fleet_cache._PACKAGE_DIR, code, ignore=shutil.ignore_patterns("__pycache__"))
     monkeypatch.setattr(fleet_cache, "_PACKAGE_DIR", code)
     assert fleet_cache.cache_key(agents_copy) == key
-    (code / "resolve.py").write_text((code / "resolve.py").read_text() + "\n# a rule changed\n")
+    (code / "manifests/resolve.py").write_text((code / "manifests/resolve.py").read_text() + "\n# a rule changed\n")
     assert fleet_cache.cache_key(agents_copy) != key
-    monkeypatch.setattr(fleet_cache, "_PACKAGE_DIR", Path(fleet_cache.__file__).parent)
+    monkeypatch.setattr(fleet_cache, "_PACKAGE_DIR", PACKAGE_DIR)
     contract = tmp_path / "contract"
     shutil.copytree(fleet_cache._CONTRACT_DIR, contract, ignore=shutil.ignore_patterns("__pycache__"))
     monkeypatch.setattr(fleet_cache, "_CONTRACT_DIR", contract)

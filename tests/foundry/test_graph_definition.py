@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from foundry.fleet import load_fleet
-from foundry.graph_definition import graph_definition
+from foundry.bundles.graph_definition import graph_definition
+from foundry.fleet.load import load_fleet
 from tests.conftest import AGENTS_DIR
 
 

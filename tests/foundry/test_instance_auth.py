@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from foundry.instance_auth import resolve_instance_auth
-from foundry.schema import EnvironmentSettings
+from foundry.manifests.instance_auth import resolve_instance_auth
+from foundry.manifests.schema import EnvironmentSettings
 
 HOST = "acme-retail-dev.dev.agentfoundry.internal"
 

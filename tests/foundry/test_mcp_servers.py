@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from foundry.bundle import build_bundle
-from foundry.fleet import load_fleet
-from foundry.resolve import ResolvedInstance
+from foundry.bundles.archive import build_bundle
+from foundry.fleet.load import load_fleet
+from foundry.manifests.resolve import ResolvedInstance
 from instance_contract.bundle_format import MCP_FILE
 from tests.foundry.manifest_edits import Doc, edit
 

@@ -9,9 +9,9 @@ import pytest
 from syrupy.assertion import SnapshotAssertion
 from syrupy.extensions.single_file import SingleFileSnapshotExtension, WriteMode
 
-from foundry.bundle import GRAPH_FILE, INSTANCE_FILE, MCP_FILE, build_bundle
-from foundry.fleet import load_fleet
-from foundry.resolve import ResolvedInstance
+from foundry.bundles.archive import GRAPH_FILE, INSTANCE_FILE, MCP_FILE, build_bundle
+from foundry.fleet.load import load_fleet
+from foundry.manifests.resolve import ResolvedInstance
 from tests.conftest import AGENTS_DIR
 from tests.foundry.manifest_edits import edit, entries, env_manifest
 

@@ -10,12 +10,12 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from foundry.fleet import load_fleet
-from foundry.json_schemas import schemas
-from foundry.loader import validate_document
-from foundry.problems import ManifestError, Problem
-from foundry.safe_yaml import parse_yaml
-from foundry.schema import DEFAULT_DEPLOY, AgentInstanceTemplate, AgentManifest, RequestLimits
+from foundry.files.safe_yaml import parse_yaml
+from foundry.fleet.load import load_fleet
+from foundry.manifests.json_schemas import schemas
+from foundry.manifests.loader import validate_document
+from foundry.manifests.problems import ManifestError, Problem
+from foundry.manifests.schema import DEFAULT_DEPLOY, AgentInstanceTemplate, AgentManifest, RequestLimits
 from tests.conftest import AGENTS_DIR, REPO_ROOT
 
 DESIGN_DOCUMENT = b"""\
@@ -95,7 +95,10 @@ def test_json_schema_rejects_what_the_model_rejects() -> None:
 
 
 def test_the_schema_module_imports_without_aws_cdk() -> None:
-    code = "import sys, foundry.schema, foundry.bundle; print(any(m.startswith('aws_cdk') for m in sys.modules))"
+    code = (
+        "import sys, foundry.manifests.schema, foundry.bundles.archive; "
+        "print(any(m.startswith('aws_cdk') for m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from foundry import secret_scan
-from foundry.secret_scan import find_secret_values
+from foundry.manifests import secret_scan
+from foundry.manifests.secret_scan import find_secret_values
 
 FLAGGED = {
     "AKIAIOSFODNN7EXAMPLE": "AWS access key",

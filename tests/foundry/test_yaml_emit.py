@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from foundry.yaml_emit import dump_yaml
+from foundry.files.yaml_emit import dump_yaml
 
 TRICKY = [
     "yes", "No", "on", "null", "~", "true", "1.0", "1.0.0", "0x1f", "1e3", "12:30", "2025-11-16", "-dash",

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from mcp.server.mcpserver import MCPServer
 
-from foundry.deploy import Deployer, InstanceLocks
-from foundry.fleet import DEFAULT_AGENTS_DIR
-from foundry.instance_status import boto3_clients
-from foundry.mcp_server import FoundryConfig, build_server
-from foundry.process import ProcessRunner, tool_environment
+from foundry.aws.instance_status import boto3_clients
+from foundry.cdk.process import ProcessRunner, tool_environment
+from foundry.deploy.deployer import Deployer, InstanceLocks
+from foundry.fleet.load import DEFAULT_AGENTS_DIR
+from foundry.mcp.server import FoundryConfig, build_server
 from tests.mcp.foundry_mcp_process_helpers import REPO_ROOT
 
 

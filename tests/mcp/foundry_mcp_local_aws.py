@@ -18,11 +18,12 @@ import httpx
 import pytest
 from mcp.server.mcpserver import MCPServer
 
-from foundry.deploy import WATCH_POLL_SECONDS, Deployer, InstanceLocks, stack_events_failure
-from foundry.fleet import DEFAULT_AGENTS_DIR
-from foundry.local_aws import MOTO_SERVER_MODULE, REPO_ROOT
-from foundry.mcp_server import FoundryConfig, build_server
-from foundry.process import ProcessResult, ProcessRunner, tool_environment
+from foundry.cdk.process import ProcessResult, ProcessRunner, tool_environment
+from foundry.deploy.deployer import WATCH_POLL_SECONDS, Deployer, InstanceLocks, stack_events_failure
+from foundry.files.repo import REPO_ROOT
+from foundry.fleet.load import DEFAULT_AGENTS_DIR
+from foundry.local.aws import MOTO_SERVER_MODULE
+from foundry.mcp.server import FoundryConfig, build_server
 from tests.mcp.foundry_mcp_process_helpers import free_port, started
 
 DEV_ACCOUNT = "111111111111"  # agents/platform.yaml: dev
@@ -107,7 +108,7 @@ def moto_server(*, ecs_running_tasks: int = 0) -> Iterator[LocalAws]:
         # moto runs no containers; this is the running count it reports for every new ECS service
         "MOTO_ECS_SERVICE_RUNNING": str(ecs_running_tasks),
     }
-    # moto's server plus the CloudFormation types the instance stacks need that moto lacks (foundry/local_moto.py)
+    # moto's server plus the CloudFormation types the instance stacks need that moto lacks (foundry/local/moto.py)
     argv = [sys.executable, "-m", MOTO_SERVER_MODULE, "-H", "127.0.0.1", "-p", str(port)]
     with started(argv, env=server_env, ready_marker="Running on", url=url):
         yield LocalAws(url=url, env=aws_env)
@@ -160,7 +161,7 @@ def in_process_moto_server() -> Iterator[LocalAws]:
     CloudFormation is still working on, see `CloudFormationAtWork`): the same HTTP API as `moto_server`."""
     from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
-    import foundry.local_moto_models  # noqa: F401 - the same CloudFormation additions as the local AWS's server
+    import foundry.local.moto_models  # noqa: F401 - the same CloudFormation additions as the local AWS's server
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"

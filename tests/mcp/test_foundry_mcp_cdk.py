@@ -19,9 +19,9 @@ import pytest
 from mcp import Client
 from mcp.server.mcpserver import MCPServer
 
-from foundry.deploy import Deployer
-from foundry.naming import INSTANCE_STACK_OUTPUTS
-from foundry.process import ProcessRunner
+from foundry.cdk.process import ProcessRunner
+from foundry.deploy.deployer import Deployer
+from foundry.manifests.naming import INSTANCE_STACK_OUTPUTS
 from tests.mcp.foundry_mcp_local_aws import (
     LocalAws,
     bootstrap,

@@ -12,8 +12,8 @@ import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from foundry.fleet import DEFAULT_AGENTS_DIR
-from foundry.serve import make_config
+from foundry.fleet.load import DEFAULT_AGENTS_DIR
+from foundry.mcp.serve import make_config
 from tests.mcp.foundry_mcp_process_helpers import http_server
 
 ENV_TOKEN = "env-token-0123456789abcdef"

@@ -24,9 +24,9 @@ import anyio
 import pytest
 from mcp import Client
 
-from foundry.deploy import Deployer, DeployInProgressError, DeployRequest
-from foundry.fleet import DEFAULT_AGENTS_DIR, load_fleet
-from foundry.process import ProcessRunner
+from foundry.cdk.process import ProcessRunner
+from foundry.deploy.deployer import Deployer, DeployInProgressError, DeployRequest
+from foundry.fleet.load import DEFAULT_AGENTS_DIR, load_fleet
 from tests.mcp.foundry_mcp_local_aws import (
     CDK,
     CloudFormationAtWork,

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from foundry.deploy import (
+from foundry.cdk.process import ProcessRunner
+from foundry.deploy.deployer import (
     Deployer,
     DeployInProgressError,
     DeployRequest,
@@ -18,8 +19,7 @@ from foundry.deploy import (
     parse_event_line,
     work_paths,
 )
-from foundry.fleet import load_fleet
-from foundry.process import ProcessRunner
+from foundry.fleet.load import load_fleet
 from tests.mcp.foundry_mcp_process_helpers import REPO_ROOT
 
 CDK = str(REPO_ROOT / "node_modules" / ".bin" / "cdk")

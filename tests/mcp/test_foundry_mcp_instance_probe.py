@@ -20,10 +20,10 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.server.mcpserver import MCPServer
 
-from foundry.deploy import Deployer
-from foundry.fleet import DEFAULT_AGENTS_DIR
-from foundry.instance_status import probe_instance_mcp
-from foundry.mcp_server import FoundryConfig, build_server
+from foundry.aws.instance_status import probe_instance_mcp
+from foundry.deploy.deployer import Deployer
+from foundry.fleet.load import DEFAULT_AGENTS_DIR
+from foundry.mcp.server import FoundryConfig, build_server
 from oauth_resource.dev_issuer import serve_issuer
 from tests.mcp.foundry_mcp_local_aws import LocalAws, moto_server
 from tests.mcp.foundry_mcp_notifications import Notifications

@@ -18,7 +18,7 @@ from mcp import Client
 from mcp.server.mcpserver import MCPServer
 
 from constructs.af_platform_contract import parameter_prefix
-from foundry.platform_gate import (
+from foundry.deploy.platform_gate import (
     assess_platform,
     contract_parameters,
     contract_prefix,

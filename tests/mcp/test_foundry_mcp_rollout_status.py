@@ -9,7 +9,7 @@ from typing import Any
 from mcp import Client
 
 from foundry.cli import main
-from foundry.mcp_server import FoundryConfig, build_server
+from foundry.mcp.server import FoundryConfig, build_server
 
 
 async def call(config: FoundryConfig, arguments: dict[str, Any]) -> Any:

@@ -8,8 +8,8 @@ import boto3
 from botocore.config import Config
 from botocore.stub import Stubber
 
-from foundry.fleet import load_fleet
-from foundry.instance_status import instance_status
+from foundry.aws.instance_status import instance_status
+from foundry.fleet.load import load_fleet
 from tests.mcp.foundry_mcp_process_helpers import REPO_ROOT, free_port
 
 STACK = "af-dev-acme-retail-dev"

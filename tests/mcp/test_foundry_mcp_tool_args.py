@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from foundry.fleet import Fleet, load_fleet
-from foundry.image_reference import IMAGE_FORM
-from foundry.tool_args import (
+from foundry.deploy.image_reference import IMAGE_FORM
+from foundry.fleet.load import Fleet, load_fleet
+from foundry.mcp.tool_args import (
     DIRECTORY_FORM,
     SELECTOR_FORM,
     ToolArgumentError,

@@ -9,11 +9,11 @@ import pytest
 from mcp import Client
 from mcp.server.mcpserver import MCPServer
 
-from foundry.bundle import build_bundle
-from foundry.deploy import Deployer
-from foundry.fleet import load_fleet
-from foundry.instance_status import boto3_clients
-from foundry.mcp_server import FoundryConfig, build_server
+from foundry.aws.instance_status import boto3_clients
+from foundry.bundles.archive import build_bundle
+from foundry.deploy.deployer import Deployer
+from foundry.fleet.load import load_fleet
+from foundry.mcp.server import FoundryConfig, build_server
 from tests.foundry.manifest_edits import edit
 from tests.mcp.foundry_mcp_process_helpers import REPO_ROOT
 

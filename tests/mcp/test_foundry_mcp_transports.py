@@ -14,7 +14,7 @@ from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
-from foundry.instance_status import exception_leaves
+from foundry.aws.instance_status import exception_leaves
 from tests.mcp.foundry_mcp_process_helpers import REPO_ROOT, ServerProcess, http_server
 
 TOKEN = "test-token-0123456789abcdef"

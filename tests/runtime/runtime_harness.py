@@ -19,9 +19,9 @@ import httpx2
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from foundry.bundle import build_bundle
-from foundry.fleet import load_fleet
-from foundry.resolve import ResolvedInstance
+from foundry.bundles.archive import build_bundle
+from foundry.fleet.load import load_fleet
+from foundry.manifests.resolve import ResolvedInstance
 from oauth_resource.dev_issuer import DevIssuer
 from runtime.auth import INSTANCE_SCOPES, default_audience
 

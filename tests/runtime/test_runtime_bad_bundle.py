@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from foundry.bundle import INDEX_FILE, index_document, read_bundle
-from foundry.render import canonical_json
+from foundry.bundles.archive import INDEX_FILE, index_document, read_bundle
+from foundry.bundles.render import canonical_json
 from tests.runtime.runtime_harness import REPO_ROOT, BuiltBundle, runtime_env
 
 pytestmark = pytest.mark.slow

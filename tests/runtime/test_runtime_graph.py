@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from syrupy.assertion import SnapshotAssertion
 
-from foundry.schema import GovernancePolicy, RequestLimits
+from foundry.manifests.schema import GovernancePolicy, RequestLimits
 from runtime.agents.coherence import IncoherentOutputError, merge_outputs
 from runtime.agents.governance import InputPolicy, check_input
 from runtime.agents.supervisor import Route, select_workers

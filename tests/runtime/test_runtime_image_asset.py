@@ -25,12 +25,12 @@ RUNTIME_DOCKERFILE = "runtime/Dockerfile"
 """As stacks/fleet_app.py passes it (relative to the build context, the repository root)."""
 
 CONTROL_PLANE_EDITS = [
-    "foundry/mcp_server.py",  # the Foundry MCP server
-    "foundry/deploy.py",  # the deployer
-    "foundry/plan.py",  # the change plan
+    "foundry/mcp/server.py",  # the Foundry MCP server
+    "foundry/deploy/deployer.py",  # the deployer
+    "foundry/plan/changes.py",  # the change plan
     "foundry/cli.py",  # the CLI
-    "foundry/schema.py",
-    "foundry/bundle.py",
+    "foundry/manifests/schema.py",
+    "foundry/bundles/archive.py",
     "app.py",
     "stacks/instance_stack.py",
     "constructs/af_agent_instance.py",

@@ -1,0 +1,72 @@
+"""Which caller authentication one instance gets: the runtime's AUTH_* settings, from its environment's `auth` block
+in agents/platform.yaml. Pure: no AWS, no CDK; the instance stack turns the result into container environment
+variables (the platform Cognito pool's issuer URL and app client id are deploy-time values it reads from SSM).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from foundry.manifests.schema import EnvironmentSettings, TokenIssuer
+
+INSTANCE_SCOPES = ("agentfoundry/invoke", "agentfoundry/read")
+PLATFORM_ISSUER: Literal["platform"] = "platform"
+"""`issuer_source` of an instance whose tokens come from its platform stack's Cognito user pool."""
+
+IssuerSource = Literal["organization", "environment", "platform", "none"]
+
+
+@dataclass(frozen=True)
+class InstanceAuth:
+    """What the runtime's AUTH_* variables must say for one instance."""
+
+    mode: Literal["jwt", "none"]
+    issuer_source: IssuerSource
+    issuer: str | None
+    """None when the platform's Cognito user pool issues the tokens (a deploy-time value) or mode is none."""
+    audience: str | None
+    """None: the platform pool's app client id (a deploy-time value), or mode none."""
+    audience_claim: Literal["aud", "client_id"]
+    jwks_uri: str | None
+    org_claim: str
+
+    def runtime_environment(
+        self, *, platform_issuer: str | None = None, platform_client_id: str | None = None
+    ) -> dict[str, str]:
+        """The container's AUTH_* variables, sorted; the platform values are needed (and used) only when the
+        platform pool is the issuer. Variables left out take the runtime's defaults."""
+        if self.mode == "none":
+            return {"AUTH_MODE": "none"}
+        issuer, audience = self.issuer, self.audience
+        if self.issuer_source == PLATFORM_ISSUER:
+            if platform_issuer is None or platform_client_id is None:
+                raise ValueError("this instance's issuer is the platform's Cognito pool: pass its issuer and client id")
+            issuer, audience = platform_issuer, platform_client_id
+        if issuer is None:
+            raise ValueError(f"an instance whose tokens come from its {self.issuer_source} issuer needs its issuer URL")
+        env = {"AUTH_ISSUER": issuer, "AUTH_ORG_CLAIM": self.org_claim}
+        if audience is not None:
+            env["AUTH_AUDIENCE"] = audience
+        if self.audience_claim != "aud":
+            env["AUTH_AUDIENCE_CLAIM"] = self.audience_claim
+        if self.jwks_uri is not None:
+            env["AUTH_JWKS_URI"] = self.jwks_uri
+        return dict(sorted(env.items()))
+
+
+def resolve_instance_auth(settings: EnvironmentSettings, *, organization_id: str, hostname: str) -> InstanceAuth:
+    """The organization's own issuer if it names one, else the environment's, else the platform's Cognito pool."""
+    auth = settings.auth
+    if auth.mode == "none":
+        return InstanceAuth("none", "none", None, None, "aud", None, "org")
+    chosen: TokenIssuer | None = auth.organizations.get(organization_id)
+    source: IssuerSource = "organization"
+    if chosen is None:
+        chosen, source = auth.issuer, "environment"
+    if chosen is None:
+        return InstanceAuth("jwt", PLATFORM_ISSUER, None, None, "client_id", None, "org")
+    audience = chosen.audience or f"https://{hostname}/mcp"
+    return InstanceAuth(
+        "jwt", source, chosen.issuer, audience, chosen.audience_claim, chosen.jwks_uri, chosen.org_claim
+    )

@@ -1,0 +1,375 @@
+"""`python -m foundry rollout`: deploy an environment's changed instances in waves, each baked healthy first.
+
+    rollout --environment ENV [--base REV | --plan PLAN.json]   what the change plan names (neither: every instance)
+    rollout ... --simulate [--simulate-fail ORG/DOMAIN/INSTANCE]  the same scheduler in virtual time; changes nothing
+
+Exit codes: 0 every instance deployed and baked, 1 the rollout halted at a failing gate (the report says where;
+run the same command again to resume), 2 error (bad arguments, invalid manifests, another change's rollout is
+unfinished).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from rich.console import Console
+
+from foundry.files.repo import REPO_ROOT
+from foundry.fleet.load import DEFAULT_AGENTS_DIR, load_fleet
+from foundry.manifests.naming import parse_selector
+from foundry.manifests.problems import ManifestError
+from foundry.manifests.resolve import ResolvedInstance
+from foundry.manifests.schema import PROD_ENVIRONMENTS, RolloutPolicy
+from foundry.mcp.tool_args import ToolArgumentError, check_runtime_image
+from foundry.plan.command import PlanError, make_plan
+from foundry.plan.git_revision import GitError
+from foundry.rollout.aws_fleet import RECORDS_SKIPPED
+from foundry.rollout.report import LiveView, duration_text, markdown, report, summary_text
+from foundry.rollout.scheduler import FleetOperations, Rollout, Scheduler, new_rollout
+from foundry.rollout.simulator import DEFAULT_DEPLOY_SECONDS, DEFAULT_JITTER, SimulatedFleet, run_in_virtual_time
+from foundry.rollout.state import (
+    DEFAULT_STATE_DIR,
+    SIMULATED_SUBDIR,
+    RolloutConflictError,
+    RolloutStore,
+    change_id,
+    resume_or_start,
+)
+from foundry.rollout.waves import plan_waves
+
+EXIT_COMPLETE, EXIT_HALTED, EXIT_ERROR = 0, 1, 2
+POLICY_OVERRIDES = ("canary_count", "growth_factor", "max_wave_size", "concurrency", "bake_seconds")
+NO_PROBE_REASON = "--no-instance-probe: the instance's own status tool was not called"
+
+
+class RolloutError(Exception):
+    """The rollout cannot start; the message says why and what to do."""
+
+
+def add_rollout_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "rollout",
+        help="deploy an environment's changed instances in waves (canary first), each wave baked healthy",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--environment", required=True, metavar="ENV")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--base", metavar="GIT_REV", help="deploy what changed since this revision")
+    source.add_argument("--plan", type=Path, metavar="PLAN.json", help="deploy what `plan --json` wrote")
+    p.add_argument("--agents-dir", type=Path, default=DEFAULT_AGENTS_DIR, help="default: agents/")
+    p.add_argument("--json", action="store_true", help="the report as JSON on stdout")
+    p.add_argument("--markdown", action="store_true", help="the report as markdown on stdout (a CI job summary)")
+    p.add_argument("--abandon", action="store_true", help="start even if another change's rollout is unfinished")
+    p.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR, help="default: build/rollouts/")
+    p.add_argument("--runtime-image", metavar="URI", help="a prebuilt runtime image instead of building one")
+    p.add_argument(
+        "--no-instance-probe",
+        action="store_true",
+        help="judge health without calling each instance's own status tool (the local AWS runs no container)",
+    )
+    p.add_argument(
+        "--health",
+        choices=["full", "records"],
+        default="full",
+        help="full (default): what foundry.get_instance_status reads plus the instance probe; records: for an "
+        "emulated AWS (moto) where no container runs: stack complete and ECS service ACTIVE only",
+    )
+    p.add_argument("--cdk-method", choices=["change-set", "direct"], default="change-set", help="cdk deploy --method")
+    policy = p.add_argument_group("policy overrides for this run (default: the environment's rollout policy)")
+    policy.add_argument("--canary-count", type=int, metavar="N")
+    policy.add_argument("--growth-factor", type=float, metavar="F")
+    policy.add_argument("--max-wave-size", type=int, metavar="N")
+    policy.add_argument("--concurrency", type=int, metavar="N")
+    policy.add_argument("--bake-seconds", type=int, metavar="S")
+    sim = p.add_argument_group("simulation (virtual time; changes nothing in AWS)")
+    sim.add_argument("--simulate", action="store_true", help="run the scheduler against a simulated AWS")
+    sim.add_argument("--simulate-deploy-seconds", type=float, default=DEFAULT_DEPLOY_SECONDS, metavar="S")
+    sim.add_argument("--simulate-jitter", type=float, default=DEFAULT_JITTER, metavar="FRACTION")
+    sim.add_argument("--simulate-fail", action="append", default=[], metavar="ORG/DOMAIN/INSTANCE")
+    sim.add_argument("--simulate-unhealthy", action="append", default=[], metavar="ORG/DOMAIN/INSTANCE")
+    sim.add_argument(
+        "--simulate-instances", type=int, metavar="N", help="simulate N synthetic instances (sim/fleet/iNNNN)"
+    )
+
+
+# --- what to deploy --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Targets:
+    selectors: list[str]
+    stacks: dict[str, str]
+    fingerprints: dict[str, str]
+    change: str
+    notes: list[str]
+    resolved: dict[str, ResolvedInstance]
+
+
+def _fingerprint(instance: ResolvedInstance) -> str:
+    digest = hashlib.sha256(instance.manifest.model_dump_json().encode())
+    for path, data in sorted(instance.spec_files.items()):
+        digest.update(path.encode() + b"\0" + data)
+    return digest.hexdigest()[:16]
+
+
+def _plan_section(plan: Mapping[str, Any], environment: str, source: str) -> tuple[list[str], list[str], str]:
+    """(instances to deploy, notes, change label) for `environment` from a plan document."""
+    if not isinstance(plan.get("environments"), list):
+        raise RolloutError(f"{source} is not a change plan (`python -m foundry plan --json`): no 'environments' list")
+    label = f"plan {plan.get('base', '?')} -> {plan.get('head', '?')}"
+    for section in plan["environments"]:
+        if section.get("environment") != environment:
+            continue
+        names = [i["instance"] for i in section.get("instances", []) if i.get("kind") in ("added", "changed")]
+        notes = []
+        platform = section.get("platform", {})
+        if platform.get("kind") in ("added", "changed"):
+            notes.append(
+                f"the plan also changes the platform stack {platform.get('stack')}: it must be deployed before "
+                "the instances (the deploy workflow does so); a rollout deploys instance stacks only"
+            )
+        if section.get("removed_stacks"):
+            notes.append(f"removed instances are not touched: {' '.join(section['removed_stacks'])}")
+        return names, notes, label
+    return [], [f"the plan has no changes for {environment}"], label
+
+
+def select_targets(args: argparse.Namespace) -> Targets:
+    if args.simulate and args.simulate_instances is not None:
+        if args.simulate_instances < 1:
+            raise RolloutError("--simulate-instances must be at least 1")
+        from foundry.rollout.simulator import simulated_selectors
+
+        names = simulated_selectors(args.simulate_instances)
+        return Targets(
+            selectors=names,
+            stacks={n: f"af-{args.environment}-{n.replace('/', '-')}" for n in names},
+            fingerprints=dict.fromkeys(names, "synthetic"),
+            change=f"{len(names)} synthetic instances",
+            notes=[],
+            resolved={},
+        )
+    fleet = load_fleet(args.agents_dir, environment=args.environment)
+    by_selector = {i.key.selector: i for i in fleet.instances}
+    notes: list[str] = []
+    if args.plan is not None:
+        try:
+            document = json.loads(args.plan.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise RolloutError(f"cannot read the plan {args.plan}: {exc}") from exc
+        names, notes, change = _plan_section(document, args.environment, str(args.plan))
+    elif args.base is not None:
+        plan = make_plan(args.agents_dir, args.base, environment=args.environment).as_dict()
+        names, notes, change = _plan_section(plan, args.environment, f"the plan since {args.base}")
+    else:
+        names, change = sorted(by_selector), "every instance"
+    missing = [n for n in names if n not in by_selector]
+    if missing:
+        raise RolloutError(
+            f"the plan names instances that {args.agents_dir} does not define in {args.environment}: "
+            f"{', '.join(missing)}; make the plan from this working tree"
+        )
+    chosen = {n: by_selector[n] for n in sorted(names)}
+    return Targets(
+        selectors=sorted(chosen),
+        stacks={n: i.manifest.spec.stack_name for n, i in chosen.items()},
+        fingerprints={n: _fingerprint(i) for n, i in chosen.items()},
+        change=change,
+        notes=notes,
+        resolved=chosen,
+    )
+
+
+def effective_policy(args: argparse.Namespace, base: RolloutPolicy) -> RolloutPolicy:
+    """The environment's policy with this run's overrides, validated like the file (prod keeps its canary)."""
+    data = base.model_dump(mode="json")
+    if args.canary_count is not None:
+        data["canary"] = {
+            "instances": data["canary"]["instances"] if args.canary_count else [],
+            "count": args.canary_count,
+        }
+    for name in POLICY_OVERRIDES[1:]:
+        value = getattr(args, name)
+        if value is not None:
+            data[name] = value
+    try:
+        policy = RolloutPolicy.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"--{'.'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}" for e in exc.errors())
+        raise RolloutError(f"invalid policy override: {problems}") from exc
+    if args.environment in PROD_ENVIRONMENTS and not policy.canary.enabled:
+        raise RolloutError(f"{args.environment} is a production environment: a rollout there needs a canary wave")
+    return policy
+
+
+# --- running ----------------------------------------------------------------------------------------------------
+
+
+def run_rollout(args: argparse.Namespace) -> int:
+    err = Console(stderr=True)
+    try:
+        return _run(args, err)
+    except (RolloutError, RolloutConflictError, PlanError, GitError, ValueError) as exc:
+        return _error(args, str(exc))
+    except ManifestError as exc:
+        return _error(args, f"the manifests are invalid:\n{exc}")
+
+
+def _error(args: argparse.Namespace, message: str) -> int:
+    if args.json:
+        print(json.dumps({"ok": False, "error": message}, indent=2))
+    else:
+        print(f"error: {message}", file=sys.stderr)
+    return EXIT_ERROR
+
+
+def _run(args: argparse.Namespace, err: Console) -> int:
+    for name in [*args.simulate_fail, *args.simulate_unhealthy]:
+        parse_selector(name)
+    if (args.simulate_fail or args.simulate_unhealthy or args.simulate_instances) and not args.simulate:
+        raise RolloutError("--simulate-fail, --simulate-unhealthy and --simulate-instances need --simulate")
+    fleet = load_fleet(args.agents_dir, environment=args.environment)
+    settings = fleet.tree.platform.model.spec.environments[args.environment]
+    policy = effective_policy(args, settings.rollout)
+    if args.runtime_image is not None:
+        # The same rule as the Foundry MCP server's deploy: the image runs with every tenant's task role and secrets.
+        try:
+            check_runtime_image(args.runtime_image, args.environment, settings)
+        except ToolArgumentError as exc:
+            raise RolloutError("--runtime-image" + str(exc).removeprefix("runtime_image")) from exc
+    targets = select_targets(args)
+    unknown = sorted(set(args.simulate_fail + args.simulate_unhealthy) - set(targets.selectors))
+    if unknown:
+        raise RolloutError(
+            f"--simulate-fail/--simulate-unhealthy name instances this rollout does not deploy: {unknown}"
+        )
+    store = RolloutStore(args.state_dir / SIMULATED_SUBDIR if args.simulate else args.state_dir)
+    fresh = new_rollout(
+        environment=args.environment,
+        change_id=change_id(args.environment, targets.fingerprints, args.runtime_image),
+        change=targets.change,
+        policy=policy,
+        waves=plan_waves(targets.selectors, policy),
+        stacks=targets.stacks,
+        simulated=args.simulate,
+    )
+    fresh.notes.extend(targets.notes)
+    if args.health == "records" and not args.simulate:
+        fresh.notes.append(RECORDS_SKIPPED)
+    elif args.no_instance_probe and not args.simulate:
+        fresh.notes.append(f"health without the instance probe ({NO_PROBE_REASON})")
+    with store.hold(args.environment):
+        return _start(args, err, store, fresh, policy, fleet, targets)
+
+
+def _start(
+    args: argparse.Namespace,
+    err: Console,
+    store: RolloutStore,
+    fresh: Rollout,
+    policy: RolloutPolicy,
+    fleet: Any,
+    targets: Targets,
+) -> int:
+    rollout, how = resume_or_start(store, fresh, abandon=args.abandon)
+    quiet = args.json or args.markdown
+    if not quiet:
+        err.print(f"{how}: {rollout.environment}, {rollout.change} ({rollout.change_id}), {len(rollout.waves)} waves")
+    if rollout.finished:
+        return _finish(args, rollout)
+    if not rollout.instances:
+        rollout.status = "complete"
+        store.save(rollout)
+        return _finish(args, rollout)
+
+    def checkpoint(current: Rollout, boundary: bool) -> None:
+        if boundary or not args.simulate:
+            store.save(current)
+
+    if args.simulate:
+        fleet_ops = SimulatedFleet(
+            deploy_seconds=args.simulate_deploy_seconds,
+            jitter=args.simulate_jitter,
+            fail=frozenset(args.simulate_fail),
+            unhealthy=frozenset(args.simulate_unhealthy),
+        )
+        scheduler = Scheduler(policy=policy, ops=fleet_ops, checkpoint=checkpoint)
+
+        async def simulate() -> Rollout:
+            return await scheduler.run(rollout)
+
+        run_in_virtual_time(simulate)
+    else:
+        scheduler = Scheduler(policy=policy, ops=_aws_fleet(args, fleet, targets, policy), checkpoint=checkpoint)
+        if not quiet and err.is_terminal:
+            with LiveView(scheduler, rollout, err):
+                asyncio.run(scheduler.run(rollout))
+        else:
+            scheduler.on_change = _plain_progress(err) if not quiet else None
+            asyncio.run(scheduler.run(rollout))
+    return _finish(args, rollout)
+
+
+def _plain_progress(err: Console) -> Any:
+    """Without a terminal (CI logs): one line per finished instance and per wave phase."""
+    seen: dict[str, str] = {}
+
+    def on_change(rollout: Rollout) -> None:
+        for selector, progress in rollout.instances.items():
+            if seen.get(selector) != progress.state and progress.state not in ("not_started", "baking"):
+                seen[selector] = progress.state
+                err.print(
+                    f"[{duration_text(rollout.elapsed_seconds)}] wave {progress.wave} {selector}: {progress.state}"
+                )
+
+    return on_change
+
+
+def _aws_fleet(args: argparse.Namespace, fleet: Any, targets: Targets, policy: RolloutPolicy) -> FleetOperations:
+    from foundry.aws.instance_status import boto3_clients, probe_instance_mcp
+    from foundry.cdk.process import tool_environment
+    from foundry.deploy.deployer import Deployer, InstanceLocks, stack_events_failure
+    from foundry.rollout.aws_fleet import AwsFleet, ExclusiveDeployRunner
+
+    repo_root = REPO_ROOT
+    runner = ExclusiveDeployRunner(cwd=repo_root, env=tool_environment(repo_root))
+    deployer = Deployer(
+        repo_root=repo_root,
+        runner=runner,
+        locks=InstanceLocks(),
+        method=args.cdk_method,
+        failure_lookup=stack_events_failure(boto3_clients),
+        clients=boto3_clients,
+    )
+    return AwsFleet(
+        instances=targets.resolved,
+        deployer=deployer,
+        agents_dir=args.agents_dir.resolve(),
+        region=fleet.tree.platform.model.spec.environments[args.environment].region,
+        clients=boto3_clients,
+        probe=None if args.no_instance_probe or args.health == "records" else probe_instance_mcp,
+        probe_skipped=NO_PROBE_REASON if args.no_instance_probe else None,
+        scope=args.health,
+        runtime_image=args.runtime_image,
+        timeout_seconds=policy.deploy_timeout_seconds,
+    )
+
+
+def _finish(args: argparse.Namespace, rollout: Rollout) -> int:
+    if args.json:
+        print(json.dumps(report(rollout), indent=2))
+    elif args.markdown:
+        sys.stdout.write(markdown(rollout))
+    else:
+        sys.stdout.write(summary_text(rollout))
+    return EXIT_COMPLETE if rollout.status == "complete" else EXIT_HALTED
