@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
+import subprocess
+import tarfile
 from typing import Any
 
 import pytest
@@ -189,6 +192,37 @@ def test_base_revision_is_read_by_its_own_code(git_repo, capsys):
     assert code == 1
     assert "bundle file instance.yaml changed" in reasons_of(plan, "dev", "acme/retail/dev")
     assert plan["cdk_code_changed"] == ["foundry/bundles/render.py"]
+
+
+FLAT_LAYOUT_REVISION = "637f4ab"
+"""The last commit of this repository whose `foundry/` was one flat folder (before its subpackages)."""
+
+
+def test_a_base_revision_from_before_the_subpackages_is_read_by_its_own_flat_code(git_repo, capsys):
+    """`plan --base origin/main` keeps working across the change that moved foundry/ into subpackages: the base's
+    own code (foundry/bundle.py, foundry/fleet.py, ...) builds the base's bundles."""
+    try:
+        git(REPO_ROOT, "cat-file", "-e", f"{FLAT_LAYOUT_REVISION}^{{commit}}")
+    except subprocess.CalledProcessError:
+        pytest.skip(f"this clone lacks {FLAT_LAYOUT_REVISION} (a shallow clone); a full clone runs this test")
+    shutil.rmtree(git_repo.agents)
+    archive = subprocess.run(
+        ["git", "archive", FLAT_LAYOUT_REVISION, "foundry", "instance_contract", "agents"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(git_repo.root, filter="data")
+    assert (git_repo.root / "foundry/bundle.py").is_file(), "the base revision has the flat layout"
+    base = git_repo.commit("the fleet and its flat foundry/")
+    shutil.rmtree(git_repo.agents)
+    shutil.copytree(REPO_ROOT / "agents", git_repo.agents, ignore=shutil.ignore_patterns("schemas"))
+    code, plan = run_plan(git_repo, capsys, "--base", base)
+    assert code in (0, 1), plan
+    assert plan["ok"] is True
+    assert "acme/retail/dev" in kinds(plan, "dev")
 
 
 def test_unknown_base_revision_is_an_error_with_exit_code_two(git_repo, capsys):
