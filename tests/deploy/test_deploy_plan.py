@@ -194,7 +194,7 @@ def test_base_revision_is_read_by_its_own_code(git_repo, capsys):
     assert plan["cdk_code_changed"] == ["foundry/bundles/render.py"]
 
 
-FLAT_LAYOUT_REVISION = "637f4ab"
+FLAT_LAYOUT_REVISION = "637f4ab1860211e7c10489ba060bde25a9e7f924"
 """The last commit of this repository whose `foundry/` was one flat folder (before its subpackages)."""
 
 
