@@ -30,8 +30,9 @@ from foundry.files.repo import PACKAGE_DIR
 from foundry.files.safe_yaml import YamlDocument
 from foundry.fleet.model import Fleet
 from foundry.manifests.loader import AgentsTree, Loaded
+from foundry.manifests.platform_settings import PlatformSettings
 from foundry.manifests.resolve import ResolvedInstance
-from foundry.manifests.schema import AgentInstance, AgentInstanceTemplate, AgentManifest, AgentSpec, PlatformSettings
+from foundry.manifests.schema import AgentInstance, AgentInstanceTemplate, AgentManifest, AgentSpec
 
 KEEP_ENTRIES = 16
 FORMAT = "agent-foundry/fleet-cache/1"
