@@ -8,7 +8,7 @@ from aws_cdk import aws_ssm as ssm
 
 from constructs import Construct
 from constructs.af_platform_contract import NetworkParameters
-from foundry.manifests.schema import VpcSettings
+from foundry.manifests.platform_settings import VpcSettings
 
 
 def availability_zones(settings: VpcSettings, region: str) -> list[str]:

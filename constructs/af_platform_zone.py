@@ -7,7 +7,7 @@ from aws_cdk import aws_route53 as route53
 from aws_cdk import aws_ssm as ssm
 
 from constructs import Construct
-from foundry.manifests.schema import ZoneSettings
+from foundry.manifests.platform_settings import ZoneSettings
 
 
 class AfZone(Construct):

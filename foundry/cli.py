@@ -15,7 +15,8 @@ from typing import Any
 from foundry.bundles.archive import build_bundle
 from foundry.bundles.render import instance_yaml
 from foundry.files.atomic import write_atomically
-from foundry.fleet.load import DEFAULT_AGENTS_DIR, Fleet, load_fleet
+from foundry.fleet.load import DEFAULT_AGENTS_DIR, load_fleet
+from foundry.fleet.model import Fleet
 from foundry.fleet.place_command import cmd_place, print_place
 from foundry.manifests.json_schemas import write_schemas
 from foundry.manifests.naming import bundle_file

@@ -21,8 +21,8 @@ from foundry.files.atomic import write_content_addressed
 from foundry.fleet import placement
 from foundry.fleet.load import load_fleet
 from foundry.manifests import naming
+from foundry.manifests.platform_settings import EnvironmentSettings
 from foundry.manifests.resolve import ResolvedInstance
-from foundry.manifests.schema import EnvironmentSettings
 from stacks.instance_stack import BundleFile, InstanceStack
 from stacks.platform_stack import PlatformStack
 

@@ -29,8 +29,8 @@ from foundry.fleet.placement import Slot
 from foundry.manifests import naming
 from foundry.manifests.bedrock_models import bedrock_models
 from foundry.manifests.instance_auth import PLATFORM_ISSUER, resolve_instance_auth
+from foundry.manifests.platform_settings import EnvironmentSettings
 from foundry.manifests.resolve import ResolvedInstance
-from foundry.manifests.schema import EnvironmentSettings
 
 INSTANCE_ID = "Instance"
 """The AgentInstance's construct id: never change it (every id in DEPLOYED_LOGICAL_IDS is derived from it)."""

@@ -17,7 +17,7 @@ from constructs.af_nag import acknowledge
 from constructs.af_platform_identity import AfPlatformIdentity
 from constructs.af_platform_network import AfNetwork, availability_zones
 from constructs.af_platform_zone import AfZone
-from foundry.manifests.schema import EnvironmentSettings
+from foundry.manifests.platform_settings import EnvironmentSettings
 
 
 class PlatformStack(Stack):

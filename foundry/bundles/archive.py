@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from foundry.bundles.graph_definition import graph_definition, mcp_tool_config
-from foundry.bundles.render import canonical_json, instance_yaml
+from foundry.bundles.render import instance_yaml
+from foundry.files.json_emit import canonical_json
 from foundry.manifests.resolve import ResolvedInstance
 from instance_contract.bundle_format import (
     GRAPH_FILE,

@@ -1,4 +1,5 @@
-"""File formats the Foundry reads and writes: strict YAML in, deterministic YAML out, atomic writes.
+"""File formats the Foundry reads and writes: strict YAML in, deterministic YAML and JSON out, atomic
+writes.
 
 The floor of the package: imports nothing of `foundry`.
 """

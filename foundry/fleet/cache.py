@@ -19,7 +19,7 @@ import hashlib
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import pydantic
 import yaml
@@ -28,12 +28,11 @@ from pydantic import BaseModel, ConfigDict
 from foundry.files.atomic import write_atomically
 from foundry.files.repo import PACKAGE_DIR
 from foundry.files.safe_yaml import YamlDocument
+from foundry.fleet.model import Fleet
 from foundry.manifests.loader import AgentsTree, Loaded
+from foundry.manifests.platform_settings import PlatformSettings
 from foundry.manifests.resolve import ResolvedInstance
-from foundry.manifests.schema import AgentInstance, AgentInstanceTemplate, AgentManifest, AgentSpec, PlatformSettings
-
-if TYPE_CHECKING:
-    from foundry.fleet.load import Fleet
+from foundry.manifests.schema import AgentInstance, AgentInstanceTemplate, AgentManifest, AgentSpec
 
 KEEP_ENTRIES = 16
 FORMAT = "agent-foundry/fleet-cache/1"
@@ -134,8 +133,6 @@ def _to_data(key: str, fleet: Fleet) -> _CachedFleet:
 
 
 def _from_data(data: _CachedFleet) -> Fleet:
-    from foundry.fleet.load import Fleet  # foundry.fleet.load imports this module
-
     raw = {path: base64.b64decode(spec.raw, validate=True) for path, spec in data.specs.items()}
     specs = {path: spec.model for path, spec in data.specs.items()}
     tree = AgentsTree(

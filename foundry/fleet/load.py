@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 from foundry.files.repo import BUILD_DIR, REPO_ROOT
 from foundry.fleet import cache as fleet_cache
-from foundry.manifests.loader import AgentsTree, read_tree
+from foundry.fleet.model import Fleet
+from foundry.manifests.loader import read_tree
 from foundry.manifests.naming import parse_selector
 from foundry.manifests.problems import ManifestError, Problem, raise_if_any
 from foundry.manifests.resolve import ResolvedInstance, resolve
 
 DEFAULT_AGENTS_DIR = REPO_ROOT / "agents"
 DEFAULT_CACHE_DIR = BUILD_DIR / "cache"
-
-
-@dataclass(frozen=True)
-class Fleet:
-    tree: AgentsTree
-    instances: list[ResolvedInstance]
-    """Sorted by (environment, organization, domain, instance)."""
 
 
 def load_fleet(

@@ -9,7 +9,7 @@ from typing import Any
 
 from foundry.files.atomic import write_atomically
 from foundry.fleet import placement
-from foundry.fleet.load import Fleet
+from foundry.fleet.model import Fleet
 
 
 def cmd_place(fleet: Fleet, args: argparse.Namespace) -> dict[str, Any]:

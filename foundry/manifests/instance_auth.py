@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from foundry.manifests.schema import EnvironmentSettings, TokenIssuer
+from foundry.manifests.platform_settings import EnvironmentSettings, TokenIssuer
 
 INSTANCE_SCOPES = ("agentfoundry/invoke", "agentfoundry/read")
 PLATFORM_ISSUER: Literal["platform"] = "platform"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from foundry.bundles.render import canonical_json
+from foundry.files.json_emit import canonical_json
 from foundry.manifests.schema import KINDS
 
 

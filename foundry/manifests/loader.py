@@ -18,8 +18,9 @@ from foundry.files.safe_yaml import (
     dotted,
     read_yaml,
 )
+from foundry.manifests.platform_settings import PlatformSettings
 from foundry.manifests.problems import ManifestError, Problem, raise_if_any
-from foundry.manifests.schema import RFC3339_PATTERN, AgentInstanceTemplate, AgentManifest, AgentSpec, PlatformSettings
+from foundry.manifests.schema import RFC3339_PATTERN, AgentInstanceTemplate, AgentManifest, AgentSpec
 from foundry.manifests.secret_scan import find_secret_values
 
 MANIFESTS_DIR = "manifests"

@@ -1,6 +1,7 @@
-"""The files people write in `agents/`: environment manifests, the instance template and platform settings.
+"""The files people write in `agents/`: environment manifests and the instance template; `KINDS` names every kind.
 
-The models the runtime also reads (agent specs, the resolved instance manifest and their value types) live in the
+The per-environment platform settings (agents/platform.yaml) are in `foundry.manifests.platform_settings`. The
+models the runtime also reads (agent specs, the resolved instance manifest and their value types) live in the
 shared `instance_contract` package and are re-exported here, so control-plane code has one place to import from.
 This module depends on pydantic alone (never aws-cdk-lib). Unknown keys are rejected everywhere.
 """
@@ -12,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, StringConstraints, field_validator, model_validator
 
+from foundry.manifests.platform_settings import PlatformSettings
 from instance_contract.schema import (
     API_VERSION,
     DNS_LABEL_PATTERN,
@@ -45,13 +47,6 @@ from instance_contract.schema import (
     WorkerRouting,
     unique_server_names,
 )
-
-IMAGE_REPOSITORY_PATTERN = (
-    r"^[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?)*(:\d{1,5})?/"
-    r"(\*|[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*(/[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*)*(/\*)?)$"
-)
-ImageRepositoryPattern = Annotated[str, StringConstraints(pattern=IMAGE_REPOSITORY_PATTERN, max_length=512)]
-"""REGISTRY/REPOSITORY, REGISTRY/NAMESPACE/* or REGISTRY/* (foundry/deploy/image_reference.py matches them)."""
 
 # --- Environment manifest (kind: AgentManifest) -----------------------------------------------------------
 
@@ -267,243 +262,6 @@ class AgentInstanceTemplate(Strict):
     spec: TemplateSpec
 
 
-# --- Per-environment platform settings (kind: PlatformSettings) --------------------------------------------
-
-# Fleet rollouts: the `rollout` block of each environment (`python -m foundry rollout`).
-
-ROLLOUT_MAX_CONCURRENCY = 25
-"""Instance stacks deployed at once, at most. Each stack deploy is one CloudFormation stack operation (about 30
-resources in flight against the account's ConcurrentResourcesLimit of 2,500), one Route 53 change batch (the
-account's request bucket refills at 10 requests/s) and one ECS deployment launching the instance's tasks (Fargate
-launches 20 tasks/s sustained, 100 in a burst, per account and region): 25 at once keeps every one of them well
-inside its limit, with room for other work in the account. docs/deploy.md explains the numbers."""
-PROD_ENVIRONMENTS = frozenset({"prod", "production"})
-"""Environments whose rollout must start with a canary wave."""
-
-InstanceSelector = Annotated[
-    str,
-    StringConstraints(
-        pattern=r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?/[a-z0-9]([a-z0-9-]*[a-z0-9])?/[a-z0-9]([a-z0-9-]*[a-z0-9])?$"
-    ),
-]
-
-
-class CanarySelection(Strict):
-    """The first wave: the named instances (those the rollout deploys), else the first `count` in sorted order."""
-
-    instances: list[InstanceSelector] = Field(default_factory=list)
-    count: Annotated[int, Field(ge=0, le=100)] = 1
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self.instances) or self.count > 0
-
-
-class RolloutPolicy(Strict):
-    """How `python -m foundry rollout` deploys an environment's instances: waves growing by `growth_factor`
-    after the canary, `concurrency` stacks at a time, each wave healthy for `bake_seconds` before the next."""
-
-    canary: CanarySelection = Field(default_factory=CanarySelection)
-    growth_factor: Annotated[float, Field(ge=1.5, le=10)] = 2.0
-    max_wave_size: Annotated[int, Field(ge=1)] | None = None
-    concurrency: Annotated[int, Field(ge=1, le=ROLLOUT_MAX_CONCURRENCY)] = 10
-    bake_seconds: Annotated[int, Field(ge=0, le=86_400)] = 900
-    health_interval_seconds: Annotated[int, Field(ge=5, le=600)] = 30
-    settle_seconds: Annotated[int, Field(ge=0, le=7_200)] = 600
-    """How long a freshly deployed instance may take to read healthy the first time (ECS tasks starting, targets
-    registering) before the gate counts it as failed."""
-    deploy_timeout_seconds: Annotated[int, Field(ge=60, le=14_400)] = 3600
-
-
-class VpcSettings(Strict):
-    """Create a VPC (cidr) or import an existing one by id; never both."""
-
-    vpc_id: Annotated[str, StringConstraints(pattern=r"^vpc-[0-9a-f]{8,17}$")] | None = None
-    cidr: Annotated[str, StringConstraints(pattern=r"^\d{1,3}(\.\d{1,3}){3}/\d{1,2}$")] | None = None
-    max_azs: Annotated[int, Field(ge=2, le=3)] = 2
-    nat_gateways: Annotated[int, Field(ge=0, le=3)] = 1
-    private_subnet_ids: list[Annotated[str, StringConstraints(pattern=r"^subnet-[0-9a-f]{8,17}$")]] = Field(
-        default_factory=list
-    )
-    availability_zones: list[Annotated[str, StringConstraints(pattern=r"^[a-z]{2}(-[a-z]+)+-\d[a-z]$")]] = Field(
-        default_factory=list
-    )
-    public_subnet_ids: list[Annotated[str, StringConstraints(pattern=r"^subnet-[0-9a-f]{8,17}$")]] = Field(
-        default_factory=list
-    )
-    """Only for an imported VPC with an internet-facing load balancer, which must sit in public subnets."""
-
-    @model_validator(mode="after")
-    def _check(self) -> VpcSettings:
-        if (self.vpc_id is None) == (self.cidr is None):
-            raise ValueError("give exactly one of vpc_id (import) or cidr (create)")
-        if self.vpc_id and (not self.private_subnet_ids or not self.availability_zones):
-            raise ValueError("an imported vpc_id needs private_subnet_ids and availability_zones (no look-ups)")
-        if self.cidr and self.public_subnet_ids:
-            raise ValueError("public_subnet_ids is only for an imported vpc_id; a created VPC makes its own")
-        for label, ids in (
-            ("private_subnet_ids", self.private_subnet_ids),
-            ("public_subnet_ids", self.public_subnet_ids),
-        ):
-            if ids and len(ids) != len(self.availability_zones):
-                raise ValueError(
-                    f"{label} lists {len(ids)} subnets for {len(self.availability_zones)} availability_zones; "
-                    "give one subnet per availability zone, in the same order"
-                )
-        return self
-
-
-class ZoneSettings(Strict):
-    """The hosted zone that holds instance hostnames: created here, or imported by id."""
-
-    name: Annotated[str, StringConstraints(pattern=r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")]
-    private: bool
-    hosted_zone_id: Annotated[str, StringConstraints(pattern=r"^Z[0-9A-Z]{4,32}$")] | None = None
-
-
-class LoadBalancerSettings(Strict):
-    internet_facing: bool
-    certificate_arn: Annotated[str, StringConstraints(pattern=r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:")] | None = None
-    plain_http: bool = False
-    """Only for an internal dev environment without a certificate: serve HTTP on port 80, no TLS."""
-    instances_per_shard: Annotated[int, Field(ge=1, le=100)] = 100
-    idle_timeout_seconds: Annotated[int, Field(ge=1, le=4000)] = 60
-
-    @model_validator(mode="after")
-    def _check(self) -> LoadBalancerSettings:
-        if self.plain_http:
-            if self.internet_facing:
-                raise ValueError("plain_http is allowed only on an internal load balancer")
-            if self.certificate_arn:
-                raise ValueError("plain_http and certificate_arn exclude each other")
-        elif not self.certificate_arn:
-            raise ValueError("certificate_arn (a wildcard certificate for the zone) is required unless plain_http")
-        return self
-
-
-class ThreadStateSettings(Strict):
-    """Each instance's thread-state table (constructs/af_instance_state.py) in this environment."""
-
-    point_in_time_recovery: bool | None = None
-    """Continuous backups (restore to any second of the last 35 days). Unset: on, except in an environment whose
-    load balancer is plain_http (the schema allows that only for an internal dev environment)."""
-
-
-# --- Caller authentication of instances (issue 14): who may call an instance's /mcp ----------------------------
-
-ClaimName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_:./-]{1,256}$")]
-"""A JWT claim name; Auth0's namespaced custom claims are URLs (https://example.com/org)."""
-HttpsUrl = Annotated[
-    str, StringConstraints(pattern=r"^https://[A-Za-z0-9.-]+(:\d{1,5})?(/[^\s?#]*)?$", max_length=2048)
-]
-
-
-class TokenIssuer(Strict):
-    """An issuer whose access tokens (JWTs) callers present: Amazon Cognito, Microsoft Entra ID, Okta, Auth0 or any
-    issuer with OpenID Connect discovery or RFC 8414 metadata."""
-
-    issuer: HttpsUrl
-    """The `iss` of its tokens, exactly (Entra ID: https://login.microsoftonline.com/<tenant>/v2.0)."""
-    jwks_uri: HttpsUrl | None = None
-    """Left out: read from the issuer's discovery document."""
-    org_claim: ClaimName = "org"
-    """The claim that names the caller's organization; it must equal the instance's organization id."""
-    audience: NonEmpty | None = None
-    """The audience tokens are issued for; left out: https://<instance hostname>/mcp."""
-    audience_claim: Literal["aud", "client_id"] = "aud"
-    """`client_id` for Amazon Cognito, whose access tokens carry no `aud` (then `audience` is the app client id)."""
-
-    @model_validator(mode="after")
-    def _check(self) -> TokenIssuer:
-        if self.audience_claim == "client_id" and self.audience is None:
-            raise ValueError("audience_claim: client_id needs audience (the app client id tokens are issued to)")
-        return self
-
-
-class InstanceAuthSettings(Strict):
-    """How an environment's instances check their callers (the runtime's AUTH_* variables)."""
-
-    mode: Literal["jwt", "none"] = "jwt"
-    """`none` turns caller authentication off: only for an environment whose load balancer is internal."""
-    issuer: TokenIssuer | None = None
-    """Left out (mode jwt): the environment's platform stack provides one, an Amazon Cognito user pool."""
-    organizations: dict[DnsId, TokenIssuer] = Field(default_factory=dict)
-    """A tenant's own identity provider, by organization id; it replaces `issuer` for that organization's instances."""
-
-    @model_validator(mode="after")
-    def _check(self) -> InstanceAuthSettings:
-        if self.mode == "none" and (self.issuer is not None or self.organizations):
-            raise ValueError("mode: none checks no tokens: leave out issuer and organizations, or use mode: jwt")
-        return self
-
-
-class EnvironmentSettings(Strict):
-    account: Annotated[str, StringConstraints(pattern=r"^\d{12}$")]
-    region: Annotated[str, StringConstraints(pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")]
-    vpc: VpcSettings
-    zone: ZoneSettings
-    load_balancer: LoadBalancerSettings
-    rollout: RolloutPolicy = Field(default_factory=RolloutPolicy)
-    log_retention_days: Literal[1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1827, 3653] = 30
-    runtime_image: NonEmpty | None = None
-    """A prebuilt runtime image URI; left out, the image is built from runtime/Dockerfile as a CDK asset."""
-    thread_state: ThreadStateSettings = Field(default_factory=lambda: ThreadStateSettings())
-
-    @property
-    def state_point_in_time_recovery(self) -> bool:
-        """What the instance stacks pass to AfInstanceState: the setting, or the environment's default."""
-        if self.thread_state.point_in_time_recovery is not None:
-            return self.thread_state.point_in_time_recovery
-        return not self.load_balancer.plain_http
-
-    # --- caller authentication (issue 14) ---
-    auth: InstanceAuthSettings = Field(default_factory=InstanceAuthSettings)
-    """Who may call the instances: token issuers (per environment, optionally per organization) or mode none."""
-
-    allowed_image_repositories: list[ImageRepositoryPattern] | None = Field(default=None, min_length=1)
-    """The repositories a deploy through the Foundry MCP server may run (its `runtime_image` argument):
-    `REGISTRY/REPOSITORY`, `REGISTRY/NAMESPACE/*` or `REGISTRY/*`. Left out: the environment's own ECR registry,
-    `<account>.dkr.ecr.<region>.amazonaws.com/*`. The image runs with the instance's task role and secrets."""
-
-    @model_validator(mode="after")
-    def _check(self) -> EnvironmentSettings:
-        if self.vpc.vpc_id and self.load_balancer.internet_facing and not self.vpc.public_subnet_ids:
-            raise ValueError(
-                "an internet-facing load balancer in an imported VPC needs vpc.public_subnet_ids "
-                "(one per availability zone)"
-            )
-        if self.auth.mode == "none" and self.load_balancer.internet_facing:
-            raise ValueError(
-                "auth.mode: none is allowed only for an environment whose load balancer is internal "
-                "(load_balancer.internet_facing: false); this one faces the internet: name a token issuer under "
-                "auth.issuer, or leave auth out to use the platform's Cognito user pool"
-            )
-        return self
-
-
-class PlatformSpec(Strict):
-    environments: dict[DnsId, EnvironmentSettings]
-
-    @field_validator("environments")
-    @classmethod
-    def _prod_rolls_out_behind_a_canary(
-        cls, environments: dict[str, EnvironmentSettings]
-    ) -> dict[str, EnvironmentSettings]:
-        for name, settings in environments.items():
-            if name in PROD_ENVIRONMENTS and not settings.rollout.canary.enabled:
-                raise ValueError(
-                    f"environment {name}: rollout.canary names no instance and has count 0; a production rollout "
-                    "must start with a canary wave (set rollout.canary.count >= 1 or list rollout.canary.instances)"
-                )
-        return environments
-
-
-class PlatformSettings(Strict):
-    apiVersion: Literal["agent-foundry/v1"]  # noqa: N815
-    kind: Literal["PlatformSettings"]
-    spec: PlatformSpec
-
-
 KINDS: dict[str, type[Strict]] = {
     "AgentManifest": AgentManifest,
     "AgentInstanceTemplate": AgentInstanceTemplate,
@@ -535,16 +293,13 @@ __all__ = [
     "DeployOverride",
     "DeploySettings",
     "DnsId",
-    "EnvironmentSettings",
     "ExternalMcpServer",
     "GovernancePolicy",
     "InstanceAgent",
-    "InstanceAuthSettings",
     "InstanceIdentity",
     "InstanceKey",
     "InstanceMetadata",
     "InstanceSpec",
-    "LoadBalancerSettings",
     "ManifestEntry",
     "ManifestMetadata",
     "ManifestSpec",
@@ -553,8 +308,6 @@ __all__ = [
     "ModelSettings",
     "NonEmpty",
     "OverrideScope",
-    "PlatformSettings",
-    "PlatformSpec",
     "RequestLimits",
     "Rfc3339Timestamp",
     "SecretName",
@@ -566,9 +319,5 @@ __all__ = [
     "TemplateMcp",
     "TemplateMetadata",
     "TemplateSpec",
-    "ThreadStateSettings",
-    "TokenIssuer",
-    "VpcSettings",
     "WorkerRouting",
-    "ZoneSettings",
 ]

@@ -26,7 +26,8 @@ from mcp_types import ToolAnnotations
 from foundry.aws.instance_status import ClientFactory, InstanceProbe, instance_status
 from foundry.bundles.archive import build_bundle
 from foundry.deploy.deployer import DEFAULT_TIMEOUT_SECONDS, Deployer, DeployInProgressError, DeployRequest, StackEvent
-from foundry.fleet.load import Fleet, load_fleet
+from foundry.fleet.load import load_fleet
+from foundry.fleet.model import Fleet
 from foundry.manifests.problems import ManifestError
 from foundry.manifests.resolve import ResolvedInstance
 from foundry.mcp.rollout_tool import register_rollout_status

@@ -18,10 +18,11 @@ from foundry.deploy.image_reference import (
     parse_image_reference,
     parse_repository_pattern,
 )
-from foundry.fleet.load import Fleet
+from foundry.fleet.model import Fleet
 from foundry.manifests.naming import parse_selector
+from foundry.manifests.platform_settings import EnvironmentSettings
 from foundry.manifests.resolve import ResolvedInstance
-from foundry.manifests.schema import DNS_LABEL_PATTERN, EnvironmentSettings, InstanceKey
+from foundry.manifests.schema import DNS_LABEL_PATTERN, InstanceKey
 
 SHELL_METACHARACTERS = frozenset(";&|$`<>(){}[]*?!~'\"\\#%^")
 _DNS_ID = re.compile(DNS_LABEL_PATTERN)

@@ -11,13 +11,11 @@ code changed, the fast path cannot know a template's fate and says so; `--templa
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Any
 
 from foundry.manifests.naming import platform_stack_name
-
-ChangeKind = Literal["added", "changed", "removed", "unchanged"]
-KINDS: tuple[ChangeKind, ...] = ("added", "changed", "removed", "unchanged")
+from foundry.plan.model import ChangeKind, EnvironmentPlan, FleetState, InstanceChange, InstanceState, Plan
 
 CDK_CODE_PATHS = ("app.py", "cdk.json", "stacks/", "constructs/", "runtime/", "foundry/")
 """Paths whose change may alter any synthesized template (the app, its constructs, the runtime image, the bundle
@@ -28,142 +26,6 @@ MAX_FIELDS_SHOWN = 6
 DEPLOY_ONLY_SETTINGS = ("rollout",)
 """Environment settings that steer how a change is deployed (`foundry rollout`), not what is deployed: no
 template reads them, so changing them changes no stack."""
-
-
-@dataclass(frozen=True)
-class InstanceState:
-    """What the fast path compares: an instance's resolved manifest and the sha256 of every bundle file."""
-
-    environment: str
-    selector: str
-    stack_name: str
-    manifest_file: str
-    manifest: Mapping[str, Any]
-    bundle: Mapping[str, str]
-    """Bundle archive path -> sha256 hex."""
-    content_hash: str
-    slot: tuple[int, int] | None = None
-    """(ALB shard, listener-rule priority) from agents/placement/<env>.yaml, if placed."""
-
-
-@dataclass(frozen=True)
-class FleetState:
-    instances: Mapping[tuple[str, str], InstanceState]
-    """Keyed by (environment, 'org/domain/instance')."""
-    environments: Mapping[str, Mapping[str, Any]]
-    """Each environment's platform settings (agents/platform.yaml), as plain data."""
-    manifest_files: Mapping[str, str]
-    """Environment -> the environment manifest file that lists its instances."""
-
-
-@dataclass(frozen=True)
-class InstanceChange:
-    environment: str
-    instance: str
-    stack_name: str
-    kind: ChangeKind
-    reasons: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class EnvironmentPlan:
-    environment: str
-    platform_stack: str
-    platform_kind: ChangeKind
-    platform_reasons: tuple[str, ...]
-    instances: tuple[InstanceChange, ...]
-
-    @property
-    def deploy_stacks(self) -> list[str]:
-        """Stacks to deploy for this environment, platform first (instance stacks import its outputs)."""
-        head = [self.platform_stack] if self.platform_kind in ("added", "changed") else []
-        return head + [i.stack_name for i in self.instances if i.kind in ("added", "changed")]
-
-    @property
-    def removed_stacks(self) -> list[str]:
-        stacks = [i.stack_name for i in self.instances if i.kind == "removed"]
-        return stacks + ([self.platform_stack] if self.platform_kind == "removed" else [])
-
-    def count(self, kind: ChangeKind) -> int:
-        return sum(1 for i in self.instances if i.kind == kind)
-
-
-@dataclass(frozen=True)
-class Plan:
-    base: str
-    head: str
-    mode: Literal["fast", "templates"]
-    environments: tuple[EnvironmentPlan, ...]
-    cdk_code_changed: tuple[str, ...] = field(default=())
-    """Changed files under CDK_CODE_PATHS; non-empty means the fast path could not rule out template changes."""
-
-    @property
-    def has_changes(self) -> bool:
-        return any(e.deploy_stacks or e.removed_stacks for e in self.environments)
-
-    @property
-    def recommend_templates(self) -> bool:
-        return self.mode == "fast" and bool(self.cdk_code_changed)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "base": self.base,
-            "head": self.head,
-            "mode": self.mode,
-            "has_changes": self.has_changes,
-            "cdk_code_changed": list(self.cdk_code_changed),
-            "recommend_templates": self.recommend_templates,
-            "environments": [
-                {
-                    "environment": e.environment,
-                    "deploy_stacks": e.deploy_stacks,
-                    "removed_stacks": e.removed_stacks,
-                    "counts": {kind: e.count(kind) for kind in KINDS},
-                    "platform": {
-                        "stack": e.platform_stack,
-                        "kind": e.platform_kind,
-                        "reasons": list(e.platform_reasons),
-                    },
-                    "instances": [
-                        {
-                            "instance": i.instance,
-                            "stack": i.stack_name,
-                            "kind": i.kind,
-                            "reasons": list(i.reasons),
-                        }
-                        for i in e.instances
-                    ],
-                }
-                for e in self.environments
-            ],
-        }
-
-
-# --- snapshot -> state --------------------------------------------------------------------------------------------
-
-
-def fleet_state(snapshot: Mapping[str, Any], agents_label: str = "agents") -> FleetState:
-    """From a `foundry.plan.snapshot` document. `agents_label` prefixes file names in reasons, so a reason
-    reads the same for both revisions."""
-    manifest_files = {env: f"{agents_label}/manifests/manifest.{env}.yaml" for env in snapshot["environments"]}
-    instances = {}
-    for item in snapshot["instances"]:
-        env = item["environment"]
-        slot = item.get("slot")
-        instances[(env, item["selector"])] = InstanceState(
-            environment=env,
-            selector=item["selector"],
-            stack_name=item["stack_name"],
-            manifest_file=manifest_files.get(env, f"{agents_label}/manifests/manifest.{env}.yaml"),
-            manifest=item["manifest"],
-            bundle=item["bundle"],
-            content_hash=item["content_hash"],
-            slot=(int(slot[0]), int(slot[1])) if slot else None,
-        )
-    return FleetState(instances=instances, environments=snapshot["environments"], manifest_files=manifest_files)
-
-
-EMPTY_FLEET = FleetState(instances={}, environments={}, manifest_files={})
 
 
 # --- the fast path --------------------------------------------------------------------------------------------
@@ -185,61 +47,93 @@ def plan_fleets(
     """Compares two fleets. `changed_paths` (repository-relative, from git) only matters for CDK code changes."""
     code_changed = cdk_code_paths(changed_paths)
     code_reason = _code_reason(code_changed) if code_changed else None
-    plans = []
-    for env in sorted(set(base.environments) | set(head.environments)):
-        old_env, new_env = (
-            _template_settings(base.environments.get(env)),
-            _template_settings(head.environments.get(env)),
-        )
-        platform_fields = _changed_fields(old_env or {}, new_env or {}, f"spec.environments.{env}")
-        platform_file = f"{agents_label}/platform.yaml"
-        if old_env is None:
-            platform_kind: ChangeKind = "added"
-            platform_reasons: list[str] = [f"new environment {env} ({head.manifest_files.get(env, platform_file)})"]
-        elif new_env is None:
-            platform_kind = "removed"
-            platform_reasons = [f"environment {env} is gone ({base.manifest_files.get(env, platform_file)})"]
-        else:
-            platform_reasons = [f"{platform_file}: {_fields_text(platform_fields)}"] if platform_fields else []
-            old_shards, new_shards = _shards(base, env), _shards(head, env)
-            if old_shards != new_shards:
-                platform_reasons.append(
-                    f"{agents_label}/placement/{env}.yaml: load balancer shards {old_shards} -> {new_shards}"
-                )
-            platform_kind = "changed" if platform_reasons else "unchanged"
-        if code_reason and platform_kind == "unchanged":
-            platform_kind, platform_reasons = "changed", [code_reason]
-
-        instances = []
-        keys = sorted(k for k in set(base.instances) | set(head.instances) if k[0] == env)
-        for key in keys:
-            old, new = base.instances.get(key), head.instances.get(key)
-            if old is None and new is not None:
-                instances.append(
-                    InstanceChange(env, new.selector, new.stack_name, "added", (f"new in {new.manifest_file}",))
-                )
-            elif old is not None and new is None:
-                instances.append(
-                    InstanceChange(env, old.selector, old.stack_name, "removed", (f"no longer in {old.manifest_file}",))
-                )
-            elif old is not None and new is not None:
-                reasons = _instance_reasons(old, new, agents_label)
-                if platform_kind == "changed" and platform_fields:
-                    reasons.append(f"{platform_file}: environment {env} settings changed; its template may change")
-                if code_reason and not reasons:
-                    reasons.append(code_reason)
-                kind: ChangeKind = "changed" if reasons else "unchanged"
-                instances.append(InstanceChange(env, new.selector, new.stack_name, kind, tuple(reasons)))
-        plans.append(
-            EnvironmentPlan(
-                environment=env,
-                platform_stack=platform_stack_name(env),
-                platform_kind=platform_kind,
-                platform_reasons=tuple(platform_reasons),
-                instances=tuple(instances),
-            )
-        )
+    plans = [
+        _plan_environment(base, head, env, code_reason=code_reason, agents_label=agents_label)
+        for env in sorted(set(base.environments) | set(head.environments))
+    ]
     return Plan(base=base_label, head=head_label, mode="fast", environments=tuple(plans), cdk_code_changed=code_changed)
+
+
+@dataclass(frozen=True)
+class _PlatformChange:
+    """How an environment's platform stack changes, and which of its settings (that templates read) did."""
+
+    kind: ChangeKind
+    reasons: list[str]
+    fields: list[tuple[str, Any, Any]]
+
+
+def _plan_environment(
+    base: FleetState, head: FleetState, env: str, *, code_reason: str | None, agents_label: str
+) -> EnvironmentPlan:
+    """One environment: its platform stack, then each instance in sorted order."""
+    platform = _platform_change(base, head, env, code_reason=code_reason, agents_label=agents_label)
+    instances = []
+    for key in sorted(k for k in set(base.instances) | set(head.instances) if k[0] == env):
+        old, new = base.instances.get(key), head.instances.get(key)
+        if old is None and new is not None:
+            instances.append(
+                InstanceChange(env, new.selector, new.stack_name, "added", (f"new in {new.manifest_file}",))
+            )
+        elif old is not None and new is None:
+            instances.append(
+                InstanceChange(env, old.selector, old.stack_name, "removed", (f"no longer in {old.manifest_file}",))
+            )
+        elif old is not None and new is not None:
+            instances.append(
+                _compare_instance(env, old, new, platform, code_reason=code_reason, agents_label=agents_label)
+            )
+    return EnvironmentPlan(
+        environment=env,
+        platform_stack=platform_stack_name(env),
+        platform_kind=platform.kind,
+        platform_reasons=tuple(platform.reasons),
+        instances=tuple(instances),
+    )
+
+
+def _platform_change(
+    base: FleetState, head: FleetState, env: str, *, code_reason: str | None, agents_label: str
+) -> _PlatformChange:
+    """An environment added or removed, its settings changed (those a template reads), or its load balancer
+    shards; else, when CDK code changed, a change the fast path cannot rule out."""
+    old_env, new_env = _template_settings(base.environments.get(env)), _template_settings(head.environments.get(env))
+    fields = _changed_fields(old_env or {}, new_env or {}, f"spec.environments.{env}")
+    platform_file = f"{agents_label}/platform.yaml"
+    kind: ChangeKind
+    if old_env is None:
+        kind, reasons = "added", [f"new environment {env} ({head.manifest_files.get(env, platform_file)})"]
+    elif new_env is None:
+        kind, reasons = "removed", [f"environment {env} is gone ({base.manifest_files.get(env, platform_file)})"]
+    else:
+        reasons = [f"{platform_file}: {_fields_text(fields)}"] if fields else []
+        old_shards, new_shards = _shards(base, env), _shards(head, env)
+        if old_shards != new_shards:
+            reasons.append(f"{agents_label}/placement/{env}.yaml: load balancer shards {old_shards} -> {new_shards}")
+        kind = "changed" if reasons else "unchanged"
+    if code_reason and kind == "unchanged":
+        kind, reasons = "changed", [code_reason]
+    return _PlatformChange(kind=kind, reasons=reasons, fields=fields)
+
+
+def _compare_instance(
+    env: str,
+    old: InstanceState,
+    new: InstanceState,
+    platform: _PlatformChange,
+    *,
+    code_reason: str | None,
+    agents_label: str,
+) -> InstanceChange:
+    """An instance in both revisions: changed when its own inputs or its environment's settings did (or, with
+    nothing else to say, when CDK code changed)."""
+    reasons = _instance_reasons(old, new, agents_label)
+    if platform.kind == "changed" and platform.fields:
+        reasons.append(f"{agents_label}/platform.yaml: environment {env} settings changed; its template may change")
+    if code_reason and not reasons:
+        reasons.append(code_reason)
+    kind: ChangeKind = "changed" if reasons else "unchanged"
+    return InstanceChange(env, new.selector, new.stack_name, kind, tuple(reasons))
 
 
 def _template_settings(settings: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
@@ -410,55 +304,3 @@ def plan_templates(
         environments=tuple(envs),
         cdk_code_changed=fast.cdk_code_changed,
     )
-
-
-# --- presentation ----------------------------------------------------------------------------------------------
-
-
-def render_table(plan: Plan, *, markdown: bool = False, show_unchanged: bool = False) -> str:
-    """A table per environment for people (plain text, or GitHub markdown for a job summary)."""
-    lines = [
-        f"{'## ' if markdown else ''}Change plan: {plan.base} -> {plan.head} ({plan.mode} mode)",
-        "",
-    ]
-    if plan.recommend_templates:
-        lines += [
-            f"{'> ' if markdown else ''}CDK code changed ({', '.join(plan.cdk_code_changed[:5])}"
-            f"{' ...' if len(plan.cdk_code_changed) > 5 else ''}): every template may change. "
-            "Run `python -m foundry plan --templates` to compare synthesized templates.",
-            "",
-        ]
-    for env in plan.environments:
-        counts = ", ".join(f"{env.count(k)} {k}" for k in KINDS)
-        lines.append(f"{'### ' if markdown else ''}{env.environment}: {counts}")
-        rows: list[tuple[str, str, str, str]] = []
-        if env.platform_kind != "unchanged" or show_unchanged:
-            rows.append((env.platform_kind, "(platform)", env.platform_stack, _why(env.platform_reasons)))
-        for i in env.instances:
-            if i.kind != "unchanged" or show_unchanged:
-                rows.append((i.kind, i.instance, i.stack_name, _why(i.reasons)))
-        if markdown:
-            if rows:
-                lines += ["", "| change | instance | stack | why |", "|---|---|---|---|"]
-                lines += [f"| {k} | `{inst}` | `{stack}` | {why.replace('|', '/')} |" for k, inst, stack, why in rows]
-            deploy = " ".join(env.deploy_stacks) or "(nothing)"
-            lines += ["", f"Deploy: `{deploy}`"]
-            if env.removed_stacks:
-                lines.append(f"Remove by hand: `{' '.join(env.removed_stacks)}`")
-        else:
-            for kind, inst, stack, why in rows:
-                lines.append(f"  {kind:<9} {inst:<36} {stack:<44} {why}")
-            lines.append(f"  deploy: {' '.join(env.deploy_stacks) or '(nothing)'}")
-            if env.removed_stacks:
-                lines.append(f"  remove by hand: {' '.join(env.removed_stacks)}")
-        lines.append("")
-    lines.append("changes: yes" if plan.has_changes else "no changes")
-    return "\n".join(lines) + "\n"
-
-
-def _why(reasons: Sequence[str]) -> str:
-    short = [
-        "template may change: CDK code changed (see above)" if r.startswith("template may change") else r
-        for r in reasons
-    ]
-    return "; ".join(short)

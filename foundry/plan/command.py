@@ -21,7 +21,7 @@ from foundry.files.repo import REPO_ROOT
 from foundry.fleet.load import DEFAULT_AGENTS_DIR
 from foundry.manifests.problems import ManifestError
 from foundry.plan import snapshot as plan_snapshot
-from foundry.plan.changes import EMPTY_FLEET, FleetState, Plan, fleet_state, plan_fleets, plan_templates, render_table
+from foundry.plan.changes import plan_fleets, plan_templates
 from foundry.plan.git_revision import (
     GitError,
     changed_paths,
@@ -31,6 +31,8 @@ from foundry.plan.git_revision import (
     repo_root,
     resolve_revision,
 )
+from foundry.plan.model import EMPTY_FLEET, FleetState, Plan, fleet_state
+from foundry.plan.render import render_table
 from foundry.plan.snapshot import snapshot
 
 EXIT_NO_CHANGES, EXIT_CHANGES, EXIT_ERROR = 0, 1, 2

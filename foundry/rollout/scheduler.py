@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal, Protocol
 
-from foundry.manifests.schema import RolloutPolicy
+from foundry.manifests.platform_settings import RolloutPolicy
 
 InstanceState = Literal["not_started", "deploying", "baking", "deployed", "failed", "rolled_back"]
 """`deploying` and `baking` are live states; a finished or halted rollout reports only the other four."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from foundry.manifests.schema import RolloutPolicy
+from foundry.manifests.platform_settings import RolloutPolicy
 
 
 def plan_waves(instances: Sequence[str], policy: RolloutPolicy) -> list[list[str]]:

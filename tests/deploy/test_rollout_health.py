@@ -9,7 +9,7 @@ from rich.console import Console
 
 from foundry.aws.instance_status import DeploymentState, InstanceStatus, ServiceState, StackState, assess
 from foundry.cdk.process import tool_environment
-from foundry.manifests.schema import RolloutPolicy
+from foundry.manifests.platform_settings import RolloutPolicy
 from foundry.rollout.aws_fleet import ExclusiveDeployRunner, classify
 from foundry.rollout.report import LiveView
 from foundry.rollout.scheduler import Scheduler, new_rollout

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from foundry.cli import main
-from foundry.manifests.schema import RolloutPolicy
+from foundry.manifests.platform_settings import RolloutPolicy
 from foundry.rollout.scheduler import Rollout, Scheduler, new_rollout
 from foundry.rollout.simulator import SimulatedFleet, run_in_virtual_time, simulated_selectors
 from foundry.rollout.state import RolloutStore, resume_or_start

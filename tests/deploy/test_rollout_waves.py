@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from foundry.manifests.schema import PlatformSpec, RolloutPolicy
+from foundry.manifests.platform_settings import PlatformSpec, RolloutPolicy
 from foundry.rollout.waves import plan_waves
 
 FLEET = [f"org/dom/i{n:04d}" for n in range(1000)]

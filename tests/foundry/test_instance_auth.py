@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from foundry.manifests.instance_auth import resolve_instance_auth
-from foundry.manifests.schema import EnvironmentSettings
+from foundry.manifests.platform_settings import EnvironmentSettings
 
 HOST = "acme-retail-dev.dev.agentfoundry.internal"
 

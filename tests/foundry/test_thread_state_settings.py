@@ -9,7 +9,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from foundry.manifests.schema import PlatformSettings
+from foundry.manifests.platform_settings import PlatformSettings
 
 PLATFORM = Path(__file__).resolve().parents[2] / "agents" / "platform.yaml"
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from foundry.deploy.image_reference import IMAGE_FORM
-from foundry.fleet.load import Fleet, load_fleet
+from foundry.fleet.load import load_fleet
+from foundry.fleet.model import Fleet
 from foundry.mcp.tool_args import (
     DIRECTORY_FORM,
     SELECTOR_FORM,

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from foundry.bundles.archive import INDEX_FILE, index_document, read_bundle
-from foundry.bundles.render import canonical_json
+from foundry.files.json_emit import canonical_json
 from tests.runtime.runtime_harness import REPO_ROOT, BuiltBundle, runtime_env
 
 pytestmark = pytest.mark.slow

@@ -1,0 +1,115 @@
+"""What one instance takes from the template's scoped settings: its deploy sizing and its external MCP servers.
+
+Both follow the same rule (`OverrideScope`): the template's defaults, then every override whose scope matches the
+instance, in file order, later ones winning. The MCP servers chosen this way are also checked against the instance's
+secrets and its agents' tools here, since both would otherwise fail only at run time. Pure.
+"""
+
+from __future__ import annotations
+
+from foundry.files.safe_yaml import LinePath
+from foundry.manifests.loader import AgentsTree, Loaded
+from foundry.manifests.problems import Problem
+from foundry.manifests.schema import (
+    AgentSpec,
+    DeploySettings,
+    ExternalMcpServer,
+    InstanceKey,
+    McpToolConfig,
+    OverrideScope,
+    TemplateDeploy,
+    TemplateMcp,
+)
+
+ServerAt = tuple[ExternalMcpServer, LinePath]
+"""An external MCP server with the template location it was declared at (for problems that point at it)."""
+
+
+def deploy_for(deploy: TemplateDeploy, environment: str, key: InstanceKey) -> DeploySettings:
+    """Defaults, then every matching override in file order (later ones win)."""
+    values = deploy.defaults.model_dump()
+    scope = set(OverrideScope.model_fields)
+    for override in deploy.overrides:
+        if override.applies_to(environment, key):
+            values.update({k: v for k, v in override.model_dump(exclude=scope).items() if v is not None})
+    return DeploySettings.model_validate(values)
+
+
+def mcp_servers_for(mcp: TemplateMcp, environment: str, key: InstanceKey) -> list[ServerAt]:
+    """The template's external MCP servers, then every matching override in file order: a server replaces the one
+    of the same name in place, or is added. Each comes with the template location it was declared at."""
+    chosen: dict[str, ServerAt] = {
+        server.name: (server, ("spec", "mcp", "servers", i)) for i, server in enumerate(mcp.servers)
+    }
+    for o, override in enumerate(mcp.server_overrides):
+        if override.applies_to(environment, key):
+            for i, server in enumerate(override.servers):
+                chosen[server.name] = (server, ("spec", "mcp", "server_overrides", o, "servers", i))
+    return list(chosen.values())
+
+
+def used_servers(servers: list[ServerAt], specs: list[Loaded[AgentSpec]]) -> list[ServerAt]:
+    """The servers some agent of the instance has a tool of: an instance without the ticket agent neither connects
+    to the ticketing server nor needs its secret."""
+    used = {tool.split(".", 1)[0] for spec in specs for tool in spec.model.spec.tools if "." in tool}
+    return [(server, loc) for server, loc in servers if server.name in used]
+
+
+def instance_mcp(mcp: TemplateMcp, servers: list[ExternalMcpServer]) -> McpToolConfig:
+    """The instance manifest's `mcp`: the template's settings with this instance's own external servers."""
+    settings = {name: getattr(mcp, name) for name in McpToolConfig.model_fields if name != "servers"}
+    return McpToolConfig(**settings, servers=servers)
+
+
+def mcp_problems(
+    tree: AgentsTree,
+    env: str,
+    key: InstanceKey,
+    servers: list[ServerAt],
+    secrets: set[str],
+    specs: list[Loaded[AgentSpec]],
+) -> list[Problem]:
+    """A server whose bearer secret the instance lacks, and an agent listing a tool of a server the instance does
+    not declare: both would fail only at run time, so they fail here."""
+    where = f"instance {env}/{key.selector}"
+    return [
+        *_missing_secret_problems(tree, where, servers, secrets),
+        *_undeclared_server_problems(tree, where, servers, specs),
+    ]
+
+
+def _missing_secret_problems(tree: AgentsTree, where: str, servers: list[ServerAt], secrets: set[str]) -> list[Problem]:
+    problems = []
+    for server, loc in servers:
+        if server.bearer_secret is not None and server.bearer_secret not in secrets:
+            field_loc: LinePath = (*loc, "bearer_secret")
+            problems.append(
+                tree.template.problem_at(
+                    field_loc,
+                    f"server {server.name!r} needs secret {server.bearer_secret!r}, which {where} does not have "
+                    f"(its secrets: {', '.join(sorted(secrets)) or 'none'}); add it to the template's secrets "
+                    "or to the spec of an agent that uses the server",
+                )
+            )
+    return problems
+
+
+def _undeclared_server_problems(
+    tree: AgentsTree, where: str, servers: list[ServerAt], specs: list[Loaded[AgentSpec]]
+) -> list[Problem]:
+    declared = {server.name for server, _ in servers}
+    problems = []
+    for spec in specs:
+        for i, tool in enumerate(spec.model.spec.tools):
+            server_name = tool.split(".", 1)[0] if "." in tool else None
+            if server_name is not None and server_name not in declared:
+                tool_loc: LinePath = ("spec", "tools", i)
+                problems.append(
+                    spec.problem_at(
+                        tool_loc,
+                        f"{tool!r} is a tool of MCP server {server_name!r}, which {where} does not declare "
+                        f"(its servers: {', '.join(sorted(declared)) or 'none'}); declare it in the template's "
+                        f"spec.mcp.servers ({tree.template.file}) or remove the tool",
+                    )
+                )
+    return problems
