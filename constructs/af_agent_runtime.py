@@ -31,7 +31,7 @@ from constructs import Construct
 from constructs import af_shared_values as shared
 from constructs.af_agent_runtime_props import (
     AgentRuntimeProps,
-    FoundationModel,
+    BedrockFoundationModel,
     ImageFromAsset,
     RuntimeIdentity,
     RuntimeImage,
@@ -175,7 +175,7 @@ class AfAgentRuntime(Construct):
         template itself (not only through stack tags), so cost allocation sees the tenant's table."""
         return AfInstanceState(self, STATE_ID, point_in_time_recovery=point_in_time_recovery, tags=identity.tags)
 
-    def _add_roles(self, who: str, bedrock_models: Sequence[FoundationModel]) -> tuple[iam.Role, iam.Role]:
+    def _add_roles(self, who: str, bedrock_models: Sequence[BedrockFoundationModel]) -> tuple[iam.Role, iam.Role]:
         """(execution role, task role). The task role reads its own bundle object, reads and writes its state, and
         invokes exactly its Bedrock models; it is trusted only from the stack's own account."""
         tasks = shared.service_principal(ECS_TASKS)

@@ -98,7 +98,7 @@ class TaskSizing:
 
 
 @dataclass(frozen=True, order=True, kw_only=True)
-class FoundationModel:
+class BedrockFoundationModel:
     """One Amazon Bedrock foundation model the task role may invoke, in the region it is called in."""
 
     region: str
@@ -121,7 +121,7 @@ class AgentRuntimeProps:
     """Secret name in the manifest -> Secrets Manager name. Values are never in code or templates."""
     listener_priority: int
     log_retention_days: int
-    bedrock_models: Sequence[FoundationModel] = ()
+    bedrock_models: Sequence[BedrockFoundationModel] = ()
     """Exactly the foundation models the task role may invoke, in the order its policy lists them."""
     family: str
     """The task definition family (the stack name)."""

@@ -19,7 +19,7 @@ from constructs import af_platform_contract as contract
 from constructs.af_agent_runtime import MCP_PATH, AfAgentRuntime
 from constructs.af_agent_runtime_props import (
     AgentRuntimeProps,
-    FoundationModel,
+    BedrockFoundationModel,
     RuntimeIdentity,
     RuntimeImage,
     RuntimePlatform,
@@ -194,7 +194,7 @@ class InstanceStack(Stack):
             listener_priority=slot.priority,
             log_retention_days=settings.log_retention_days,
             bedrock_models=[
-                FoundationModel(region=model.region, model_id=model.model_id)
+                BedrockFoundationModel(region=model.region, model_id=model.model_id)
                 for model in bedrock_models(instance, default_region=settings.region)
             ],
             family=spec.stack_name,

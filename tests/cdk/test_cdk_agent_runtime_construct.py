@@ -18,7 +18,7 @@ from aws_cdk.assertions import Match, Template
 from constructs.af_agent_runtime import CONTAINER_PORT, AfAgentRuntime
 from constructs.af_agent_runtime_props import (
     AgentRuntimeProps,
-    FoundationModel,
+    BedrockFoundationModel,
     ImageFromUri,
     RuntimeIdentity,
     RuntimePlatform,
@@ -27,8 +27,8 @@ from constructs.af_agent_runtime_props import (
 )
 from tests.conftest import REPO_ROOT
 
-HAIKU = FoundationModel(region="us-east-1", model_id="anthropic.claude-3-haiku-20240307-v1:0")
-SONNET = FoundationModel(region="eu-west-1", model_id="anthropic.claude-3-5-sonnet-20240620-v1:0")
+HAIKU = BedrockFoundationModel(region="us-east-1", model_id="anthropic.claude-3-haiku-20240307-v1:0")
+SONNET = BedrockFoundationModel(region="eu-west-1", model_id="anthropic.claude-3-5-sonnet-20240620-v1:0")
 SIZING = TaskSizing(cpu=512, memory_mib=2048, min_tasks=2, max_tasks=7, cpu_target_percent=55)
 SECRETS = {
     "ticket-api-token": "agentfoundry/test/acme/retail/dev/ticket-api-token",
