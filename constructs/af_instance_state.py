@@ -3,7 +3,7 @@
 On-demand, encrypted, the TTL attribute the runtime writes for idle threads, point-in-time recovery when the
 environment asks for it, the instance's tags, and retained when the stack is deleted (a mistaken delete loses no
 tenant's data; offboarding exports, then deletes the table: docs/runtime.md). `grant_task` gives one role read and
-write on this table only, and `task_environment` is what the task needs to find it.
+write on this table only, `grant_read` read only, and `task_environment` is what the task needs to find it.
 
 An L2 `aws_dynamodb.Table` rather than `TableV2`: the table lives in one region, and moto's CloudFormation (the
 local AWS) models `AWS::DynamoDB::Table` but not `AWS::DynamoDB::GlobalTable`.
@@ -67,6 +67,10 @@ class AfInstanceState(Construct):
     def grant_task(self, role: aws_iam.IGrantable) -> aws_iam.Grant:
         """Read and write on this table (and nothing else): items, queries, scans for export, DescribeTable."""
         return self.table.grant_read_write_data(role)
+
+    def grant_read(self, grantee: aws_iam.IGrantable) -> aws_iam.Grant:
+        """Read on this table only (items, queries, scans, DescribeTable): for an export job or a support tool."""
+        return self.table.grant_read_data(grantee)
 
     @property
     def task_environment(self) -> dict[str, str]:

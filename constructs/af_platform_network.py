@@ -1,6 +1,13 @@
-"""The environment's network: a VPC created here, or an existing one imported by ids (no look-ups at synth)."""
+"""The environment's network: a VPC created here, or an existing one imported by ids (no look-ups at synth).
+
+The construct reads its settings through `NetworkSettings`, a protocol of its own: the platform settings model
+(foundry.manifests.platform_settings.VpcSettings) fits it as is, and constructs/ imports nothing of the control plane.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
 
 from aws_cdk import Acknowledgment, Annotations, Validations
 from aws_cdk import aws_ec2 as ec2
@@ -8,10 +15,28 @@ from aws_cdk import aws_ssm as ssm
 
 from constructs import Construct
 from constructs.af_platform_contract import NetworkParameters
-from foundry.manifests.platform_settings import VpcSettings
 
 
-def availability_zones(settings: VpcSettings, region: str) -> list[str]:
+class NetworkSettings(Protocol):
+    """Create a VPC (`cidr`) or import one (`vpc_id` with its subnets and zones): exactly one of the two is set."""
+
+    @property
+    def vpc_id(self) -> str | None: ...
+    @property
+    def cidr(self) -> str | None: ...
+    @property
+    def max_azs(self) -> int: ...
+    @property
+    def nat_gateways(self) -> int: ...
+    @property
+    def availability_zones(self) -> Sequence[str]: ...
+    @property
+    def private_subnet_ids(self) -> Sequence[str]: ...
+    @property
+    def public_subnet_ids(self) -> Sequence[str]: ...
+
+
+def availability_zones(settings: NetworkSettings, region: str) -> list[str]:
     """The AZs to use: those in the settings, else the region's first `max_azs` letters (a, b, c), so that synth
     needs no AWS look-up. Name them in the settings where an account lacks one of those zones."""
     if settings.availability_zones:
@@ -25,7 +50,7 @@ class AfNetwork(Construct):
         scope: Construct,
         id_: str,
         *,
-        settings: VpcSettings,
+        settings: NetworkSettings,
         region: str,
         parameters: NetworkParameters,
     ) -> None:

@@ -1,13 +1,30 @@
-"""The hosted zone holding every instance hostname of an environment: created here, or imported by id."""
+"""The hosted zone holding every instance hostname of an environment: created here, or imported by id.
+
+The construct reads its settings through `HostedZoneSettings`, a protocol of its own: the platform settings model
+(foundry.manifests.platform_settings.ZoneSettings) fits it as is, and constructs/ imports nothing of the control plane.
+"""
 
 from __future__ import annotations
+
+from typing import Protocol
 
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_route53 as route53
 from aws_cdk import aws_ssm as ssm
 
 from constructs import Construct
-from foundry.manifests.platform_settings import ZoneSettings
+
+
+class HostedZoneSettings(Protocol):
+    """The zone's name; `hosted_zone_id` imports an existing zone, else one is created (private in the VPC or
+    public)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def private(self) -> bool: ...
+    @property
+    def hosted_zone_id(self) -> str | None: ...
 
 
 class AfZone(Construct):
@@ -16,7 +33,7 @@ class AfZone(Construct):
         scope: Construct,
         id_: str,
         *,
-        settings: ZoneSettings,
+        settings: HostedZoneSettings,
         vpc: ec2.IVpc,
         zone_id_parameter: str,
     ) -> None:

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from functools import cache
 
+import jsii
 from aws_cdk import Aws, Duration
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_route53_targets as route53_targets
 
 
 @cache
@@ -66,3 +68,21 @@ def linux_x86_64() -> ecs.RuntimePlatform:
     return ecs.RuntimePlatform(
         cpu_architecture=ecs.CpuArchitecture.X86_64, operating_system_family=ecs.OperatingSystemFamily.LINUX
     )
+
+
+@jsii.implements(route53_targets.IAliasRecordTargetProps)
+class _EvaluateTargetHealth:
+    """The record follows the health of the load balancer's targets (Route 53 answers only while it has some)."""
+
+    @property
+    def evaluate_target_health(self) -> bool:
+        return True
+
+    @property
+    def hosted_zone_id(self) -> str | None:
+        return None
+
+
+@cache
+def evaluate_target_health() -> route53_targets.IAliasRecordTargetProps:
+    return _EvaluateTargetHealth()

@@ -15,7 +15,7 @@ from pathlib import Path
 from aws_cdk import App, Stack, Validations
 from cdk_nag import AwsSolutionsChecks
 
-from constructs.af_agent_instance import ImageFromAsset, ImageFromUri, RuntimeImage
+from constructs.af_agent_runtime_props import ImageFromAsset, ImageFromUri, RuntimeImage
 from foundry.bundles.archive import build_bundle
 from foundry.files.atomic import write_content_addressed
 from foundry.fleet import placement

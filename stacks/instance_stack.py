@@ -1,7 +1,9 @@
-"""One InstanceStack per (environment, organization, domain, instance): the `AgentInstance` construct, fed with its
-platform's SSM parameters (resolved by CloudFormation at deploy time), plus the outputs the control plane reads.
+"""One InstanceStack per (environment, organization, domain, instance): the `AfAgentRuntime` construct, fed with
+its platform's SSM parameters (resolved by CloudFormation at deploy time), plus the outputs the control plane reads.
 
-The platform stack never exports anything, so each instance deploys, changes and is deleted on its own.
+The platform stack never exports anything, so each instance deploys, changes and is deleted on its own. This is
+where the control plane's values (the resolved manifest, the environment's settings, the placement slot) become
+the construct's own plain props: the construct knows nothing of `foundry`.
 """
 
 from __future__ import annotations
@@ -14,14 +16,15 @@ from aws_cdk import CfnOutput, CfnParameter, CfnResource, Environment, Fn, Stack
 
 from constructs import Construct, IConstruct
 from constructs import af_platform_contract as contract
-from constructs.af_agent_instance import (
-    MCP_PATH,
-    AgentInstance,
-    AgentInstancePlatform,
-    AgentInstanceProps,
-    InstanceIdentity,
+from constructs.af_agent_runtime import MCP_PATH, AfAgentRuntime
+from constructs.af_agent_runtime_props import (
+    AgentRuntimeProps,
+    BedrockFoundationModel,
+    RuntimeIdentity,
     RuntimeImage,
+    RuntimePlatform,
     ShardAttributes,
+    TaskSizing,
     secret_construct_id,
 )
 from constructs.af_platform_network import availability_zones
@@ -33,7 +36,7 @@ from foundry.manifests.platform_settings import EnvironmentSettings
 from foundry.manifests.resolve import ResolvedInstance
 
 INSTANCE_ID = "Instance"
-"""The AgentInstance's construct id: never change it (every id in DEPLOYED_LOGICAL_IDS is derived from it)."""
+"""The AfAgentRuntime's construct id: never change it (every id in DEPLOYED_LOGICAL_IDS is derived from it)."""
 SSM_PARAMETER_DESCRIPTION = "SSM parameter written by the platform stack"
 
 DEPLOYED_LOGICAL_IDS: dict[str, str] = {
@@ -67,7 +70,7 @@ def deployed_secret_logical_id(name: str) -> str:
     return "".join(_NON_ALPHANUMERIC.sub("", part) for part in path) + digest
 
 
-def keep_deployed_logical_ids(stack: Stack, instance: AgentInstance) -> None:
+def keep_deployed_logical_ids(stack: Stack, instance: AfAgentRuntime) -> None:
     for generated, deployed in DEPLOYED_LOGICAL_IDS.items():
         stack.rename_logical_id(generated, deployed)
     for name, secret in instance.secrets.items():
@@ -90,6 +93,8 @@ class BundleFile:
 
 
 class InstanceStack(Stack):
+    """`platform` and `instance` (the `AfAgentRuntime`) are public, for tests and for users who extend a stack."""
+
     def __init__(
         self,
         scope: Construct,
@@ -112,50 +117,9 @@ class InstanceStack(Stack):
             # Stack tags: CloudFormation puts them on the stack and every taggable resource in it.
             tags=instance_tags(env_name, key.organization_id, key.domain_id, key.instance_id, bundle.content_hash),
         )
-        network = contract.network_parameters(env_name)
-        shard = contract.shard_parameters(env_name, slot.shard)
-        zones = availability_zones(settings.vpc, settings.region)
-        private_subnets = self._ssm_list("PrivateSubnetIds", network.private_subnet_ids)
-        self.platform = AgentInstancePlatform(
-            cluster_name=contract.cluster_name(env_name),
-            vpc_id=self._ssm("VpcId", network.vpc_id),
-            availability_zones=zones,
-            private_subnet_ids=[Fn.select(index, private_subnets) for index in range(len(zones))],
-            hosted_zone_id=self._ssm("HostedZoneId", network.hosted_zone_id),
-            zone_name=settings.zone.name,
-            shard=ShardAttributes(
-                listener_arn=self._ssm("ShardListenerArn", shard.listener_arn),
-                load_balancer_arn=self._ssm("ShardLoadBalancerArn", shard.load_balancer_arn),
-                security_group_id=self._ssm("ShardSecurityGroupId", shard.security_group_id),
-                dns_name=self._ssm("ShardDnsName", shard.dns_name),
-                canonical_hosted_zone_id=self._ssm("ShardCanonicalZoneId", shard.canonical_hosted_zone_id),
-            ),
-        )
-        self.instance = AgentInstance(
-            self,
-            INSTANCE_ID,
-            props=AgentInstanceProps(
-                identity=InstanceIdentity(
-                    organization_id=key.organization_id,
-                    domain_id=key.domain_id,
-                    environment=env_name,
-                    instance_id=key.instance_id,
-                    hostname=spec.hostname,
-                ),
-                platform=self.platform,
-                image=image,
-                deploy=spec.deploy,
-                bundle_path=bundle.path,
-                bundle_hash=bundle.content_hash,
-                secrets={name: naming.secret_name(env_name, key, name) for name in spec.secrets},
-                listener_priority=slot.priority,
-                log_retention_days=settings.log_retention_days,
-                bedrock_models=bedrock_models(instance, default_region=settings.region),
-                family=spec.stack_name,
-                region=settings.region,
-                thread_state_point_in_time_recovery=settings.state_point_in_time_recovery,
-                auth_environment=self._auth_environment(settings, env_name, key.organization_id, spec.hostname),
-            ),
+        self.platform = self._platform(settings, env_name, slot.shard)
+        self.instance = AfAgentRuntime(
+            self, INSTANCE_ID, props=self._runtime_props(instance, settings, slot, image=image, bundle=bundle)
         )
         keep_deployed_logical_ids(self, self.instance)
         scheme = "http" if settings.load_balancer.plain_http else "https"
@@ -172,6 +136,72 @@ class InstanceStack(Stack):
         }
         for output_id, value in outputs.items():
             CfnOutput(self, output_id, value=value)
+
+    def _platform(self, settings: EnvironmentSettings, environment: str, shard_number: int) -> RuntimePlatform:
+        """The platform's values: the cluster name is known at synth, the rest are SSM parameters."""
+        network = contract.network_parameters(environment)
+        shard = contract.shard_parameters(environment, shard_number)
+        zones = availability_zones(settings.vpc, settings.region)
+        private_subnets = self._ssm_list("PrivateSubnetIds", network.private_subnet_ids)
+        return RuntimePlatform(
+            cluster_name=contract.cluster_name(environment),
+            vpc_id=self._ssm("VpcId", network.vpc_id),
+            availability_zones=zones,
+            private_subnet_ids=[Fn.select(index, private_subnets) for index in range(len(zones))],
+            hosted_zone_id=self._ssm("HostedZoneId", network.hosted_zone_id),
+            zone_name=settings.zone.name,
+            shard=ShardAttributes(
+                listener_arn=self._ssm("ShardListenerArn", shard.listener_arn),
+                load_balancer_arn=self._ssm("ShardLoadBalancerArn", shard.load_balancer_arn),
+                security_group_id=self._ssm("ShardSecurityGroupId", shard.security_group_id),
+                dns_name=self._ssm("ShardDnsName", shard.dns_name),
+                canonical_hosted_zone_id=self._ssm("ShardCanonicalZoneId", shard.canonical_hosted_zone_id),
+            ),
+        )
+
+    def _runtime_props(
+        self,
+        instance: ResolvedInstance,
+        settings: EnvironmentSettings,
+        slot: Slot,
+        *,
+        image: RuntimeImage,
+        bundle: BundleFile,
+    ) -> AgentRuntimeProps:
+        """The control plane's values as the construct's plain props."""
+        env_name, key, spec = instance.environment, instance.key, instance.manifest.spec
+        deploy = spec.deploy
+        return AgentRuntimeProps(
+            identity=RuntimeIdentity(
+                organization_id=key.organization_id,
+                domain_id=key.domain_id,
+                environment=env_name,
+                instance_id=key.instance_id,
+                hostname=spec.hostname,
+            ),
+            platform=self.platform,
+            image=image,
+            sizing=TaskSizing(
+                cpu=deploy.cpu,
+                memory_mib=deploy.memory,
+                min_tasks=deploy.min_tasks,
+                max_tasks=deploy.max_tasks,
+                cpu_target_percent=deploy.cpu_target_percent,
+            ),
+            bundle_path=bundle.path,
+            bundle_hash=bundle.content_hash,
+            secrets={name: naming.secret_name(env_name, key, name) for name in spec.secrets},
+            listener_priority=slot.priority,
+            log_retention_days=settings.log_retention_days,
+            bedrock_models=[
+                BedrockFoundationModel(region=model.region, model_id=model.model_id)
+                for model in bedrock_models(instance, default_region=settings.region)
+            ],
+            family=spec.stack_name,
+            region=settings.region,
+            thread_state_point_in_time_recovery=settings.state_point_in_time_recovery,
+            auth_environment=self._auth_environment(settings, env_name, key.organization_id, spec.hostname),
+        )
 
     def _auth_environment(
         self, settings: EnvironmentSettings, environment: str, organization_id: str, hostname: str

@@ -15,7 +15,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk.assertions import Match, Template
 
 from constructs import IConstruct
-from constructs.af_agent_instance import ImageFromUri, log_retention
+from constructs.af_agent_runtime_props import ImageFromUri, log_retention
 from foundry.bundles.archive import build_bundle
 from foundry.fleet import placement
 from foundry.fleet.load import load_fleet

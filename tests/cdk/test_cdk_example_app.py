@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from constructs.af_agent_instance import FORWARDED_PATHS
+from constructs.af_agent_runtime import FORWARDED_PATHS
 from constructs.af_platform_network import availability_zones
 from foundry.fleet import placement
 from foundry.fleet.load import load_fleet

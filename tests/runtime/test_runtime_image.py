@@ -85,7 +85,7 @@ class Container:
 
 
 def contract_environment(bundle: BuiltBundle) -> dict[str, str]:
-    """What the ECS task definition sets (constructs/af_agent_instance.py), with the bundle at its mount. Caller
+    """What the ECS task definition sets (constructs/af_agent_runtime.py), with the bundle at its mount. Caller
     authentication is off (AUTH_MODE=none): a container cannot reach an issuer on this host's loopback, and the
     verifier is tested against real processes in test_runtime_auth.py; its modules and PyJWT are in the image (the
     image's lock and the import test hold that)."""

@@ -33,7 +33,7 @@ CONTROL_PLANE_EDITS = [
     "foundry/bundles/archive.py",
     "app.py",
     "stacks/instance_stack.py",
-    "constructs/af_agent_instance.py",
+    "constructs/af_agent_runtime.py",
     "agents/manifests/manifest.dev.yaml",
     "tests/runtime/runtime_harness.py",
     "requirements.txt",

@@ -1,0 +1,165 @@
+"""The props of `AfAgentRuntime` (constructs/af_agent_runtime.py): plain, frozen values of the construct's own.
+
+Nothing here knows the control plane's manifests: `stacks/instance_stack.py` converts them into these values, so
+the construct can be built (and tested) from hand-made props in any stack. Platform values may be deploy-time
+tokens (SSM parameter references) as well as literals. The pure rules over these values (secret construct ids,
+ECR image URIs, log retention periods) live here too, so the stack and the construct share one spelling.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from aws_cdk import aws_logs as logs
+
+
+@dataclass(frozen=True)
+class ImageFromAsset:
+    """Build runtime/Dockerfile as a CDK image asset (the build context is `directory`, the repository root)."""
+
+    directory: str
+    dockerfile: str
+
+
+@dataclass(frozen=True)
+class ImageFromUri:
+    """A prebuilt image, e.g. pushed by a pipeline: `-c runtimeImage=URI`."""
+
+    uri: str
+
+
+RuntimeImage = ImageFromAsset | ImageFromUri
+
+
+@dataclass(frozen=True, kw_only=True)
+class RuntimeIdentity:
+    """Who the runtime is: its identity variables, its tags and the hostname its listener rule matches."""
+
+    organization_id: str
+    domain_id: str
+    environment: str
+    instance_id: str
+    hostname: str
+
+    @property
+    def selector(self) -> str:
+        return f"{self.organization_id}/{self.domain_id}/{self.instance_id}"
+
+    @property
+    def tags(self) -> dict[str, str]:
+        """The instance's tags, for resources that carry them in the template itself (not only as stack tags)."""
+        return {
+            "agentfoundry:organization": self.organization_id,
+            "agentfoundry:domain": self.domain_id,
+            "agentfoundry:environment": self.environment,
+            "agentfoundry:instance": self.instance_id,
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class ShardAttributes:
+    """The instance's ALB shard: the listener its rule joins and the load balancer its record aliases. Values
+    or deploy-time tokens (SSM parameter references)."""
+
+    listener_arn: str
+    load_balancer_arn: str
+    security_group_id: str
+    dns_name: str
+    canonical_hosted_zone_id: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class RuntimePlatform:
+    """What the runtime runs on, owned by the environment's platform stack."""
+
+    cluster_name: str
+    vpc_id: str
+    availability_zones: Sequence[str]
+    private_subnet_ids: Sequence[str]
+    """One per availability zone, in the same order (values or tokens)."""
+    hosted_zone_id: str
+    zone_name: str
+    shard: ShardAttributes
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskSizing:
+    """Fargate sizing and CPU target-tracking autoscaling. `cpu`/`memory_mib` must be a pair Fargate offers."""
+
+    cpu: int
+    """CPU units (256 = 0.25 vCPU)."""
+    memory_mib: int
+    min_tasks: int
+    max_tasks: int
+    cpu_target_percent: int
+    """The average CPU utilization autoscaling keeps the service at."""
+
+
+@dataclass(frozen=True, order=True, kw_only=True)
+class BedrockFoundationModel:
+    """One Amazon Bedrock foundation model the task role may invoke, in the region it is called in."""
+
+    region: str
+    model_id: str
+
+    def arn(self, partition: str) -> str:
+        return f"arn:{partition}:bedrock:{self.region}::foundation-model/{self.model_id}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class AgentRuntimeProps:
+    identity: RuntimeIdentity
+    platform: RuntimePlatform
+    image: RuntimeImage
+    sizing: TaskSizing
+    bundle_path: str
+    """The bundle archive on disk (staged and published as a content-addressed S3 asset)."""
+    bundle_hash: str
+    secrets: Mapping[str, str] = field(default_factory=dict)
+    """Secret name in the manifest -> Secrets Manager name. Values are never in code or templates."""
+    listener_priority: int
+    log_retention_days: int
+    bedrock_models: Sequence[BedrockFoundationModel] = ()
+    """Exactly the foundation models the task role may invoke, in the order its policy lists them."""
+    family: str
+    """The task definition family (the stack name)."""
+    region: str
+    """The region the runtime runs in (AWS_REGION, the log driver's region)."""
+    thread_state_point_in_time_recovery: bool = True
+    """Continuous backups of the instance's thread-state table (the environment's setting)."""
+    auth_environment: Mapping[str, str] = field(default_factory=lambda: {"AUTH_MODE": "none"})
+    """The runtime's AUTH_* variables: who may call the instance. Values or tokens."""
+
+
+def secret_construct_id(name: str) -> str:
+    """'api-key' -> 'ApiKey'."""
+    return "".join(part.capitalize() for part in name.split("-"))
+
+
+_ECR_IMAGE = re.compile(
+    r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/(?P<repo>[a-z0-9._/-]+)[:@]"
+)
+
+
+def ecr_repository(image_uri: str) -> tuple[str, str, str] | None:
+    """(account, region, repository) of an ECR image URI, or None for another registry."""
+    match = _ECR_IMAGE.match(image_uri)
+    return None if match is None else (match["account"], match["region"], match["repo"])
+
+
+_RETENTION_DAYS = {
+    1: "ONE_DAY", 3: "THREE_DAYS", 5: "FIVE_DAYS", 7: "ONE_WEEK", 14: "TWO_WEEKS", 30: "ONE_MONTH",
+    60: "TWO_MONTHS", 90: "THREE_MONTHS", 120: "FOUR_MONTHS", 150: "FIVE_MONTHS", 180: "SIX_MONTHS",
+    365: "ONE_YEAR", 400: "THIRTEEN_MONTHS", 545: "EIGHTEEN_MONTHS", 731: "TWO_YEARS", 1096: "THREE_YEARS",
+    1827: "FIVE_YEARS", 2192: "SIX_YEARS", 2557: "SEVEN_YEARS", 2922: "EIGHT_YEARS", 3288: "NINE_YEARS",
+    3653: "TEN_YEARS",
+}  # fmt: skip
+
+
+def log_retention(days: int) -> logs.RetentionDays:
+    """CloudWatch Logs' retention periods (the settings schema allows only these)."""
+    if days not in _RETENTION_DAYS:
+        raise ValueError(f"log retention of {days} days is not one CloudWatch Logs offers: {sorted(_RETENTION_DAYS)}")
+    return logs.RetentionDays[_RETENTION_DAYS[days]]
