@@ -1,4 +1,6 @@
-"""Fetch a bundle (local path or s3://), verify it, and parse it into the typed documents the runtime uses.
+"""Fetch a bundle (local path or s3://), verify it, and parse it into the typed documents the runtime uses (the
+instance manifest and agent specs of instance_contract.schema, the graph and tool documents of
+instance_contract.bundle_documents), checked against each other.
 
 Every failure raises BundleError with a message naming the bundle and the file or field at fault: the process
 must refuse to start rather than serve an instance it cannot vouch for.
@@ -16,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from instance_contract.bundle_documents import BACKEND_TOOLS, GraphDefinition, McpToolDocument
 from instance_contract.bundle_format import GRAPH_FILE, INSTANCE_FILE, MCP_FILE, BundleError, read_bundle
-from instance_contract.schema import AgentInstance, AgentSpec, SystemRole
+from instance_contract.schema import AgentInstance, AgentSpec
 from runtime.config import ExpectedIdentity
 
 M = TypeVar("M", bound=BaseModel)
@@ -33,9 +35,6 @@ class InstanceBundle:
     mcp: McpToolDocument
     specs: dict[str, AgentSpec]
     """Keyed by agent_id."""
-
-    def spec_of(self, role: SystemRole) -> AgentSpec:
-        return self.specs[self.graph.agent_of(role)]
 
 
 def fetch_archive(uri: str, *, region: str | None = None) -> bytes:
