@@ -113,15 +113,20 @@ class GraphDefinition(Document):
         found = self.edges_from(WORKERS, "join")
         return found[0].target if found else None
 
-    def main_path(self) -> Iterator[str]:
-        """The node names a request passes on its way on, from the entry to the finish (`workers` for the workers)."""
-        name: str | None = self.entry
-        for _ in range(len(self.nodes) + 1):  # the topology check guarantees the finish is reached within this
+    def way_on(self, start: str) -> Iterator[str]:
+        """The node names a request passes from `start` by each node's one way on (`workers` for the workers), to
+        the finish when the definition validated."""
+        name: str | None = start
+        for _ in range(len(self.nodes) + 1):  # a way on that reaches the finish is at most this long
             if name is None:
                 return
             yield name
             edge = self.successor(name) if name != WORKERS else None
             name = self.join_target() if name == WORKERS else (edge.target if edge else None)
+
+    def main_path(self) -> Iterator[str]:
+        """The way on from the entry: the path of a request that nothing rejects and nothing fails."""
+        return self.way_on(self.entry)
 
     def pipeline(self) -> list[str]:
         """The roles along the main path (the `describe` tool's `pipeline`): `io` twice, in and out."""
@@ -204,15 +209,28 @@ def _path_problems(graph: GraphDefinition, nodes: set[str]) -> Iterator[str]:
                 f"node {name!r} is on the error path (after error_handler {graph.error_handler!r}), so it goes on by "
                 f"an always edge; its {edge.kind} edge could send its own failure back to the error handler"
             )
-    if graph.finish not in graph.error_path():
-        yield f"the error path from error_handler {graph.error_handler!r} never reaches the finish {graph.finish!r}"
-    path = list(graph.main_path())
-    if path[-1] != graph.finish:
-        yield f"the path from the entry {graph.entry!r} ({' -> '.join(path)}) never reaches the finish {graph.finish!r}"
-    detours = {e.target for name in path for e in graph.edges_from(name, "on_rejection")}
-    reached = set(path) | graph.error_path() | detours
+    reached = _reachable(graph)
+    for name in [graph.entry, *sorted(reached & nodes - {graph.entry})]:
+        path = list(graph.way_on(name))
+        if path[-1] != graph.finish:
+            yield f"the way on from {name!r} ({' -> '.join(path)} ...) never reaches the finish {graph.finish!r}"
     for name in [n.name for n in graph.nodes if n.name not in reached]:
         yield f"node {name!r} is unreachable: no edge from the entry {graph.entry!r} leads to it"
+
+
+def _reachable(graph: GraphDefinition) -> set[str]:
+    """The nodes (and `workers`) some request can reach from the entry, by any edge or by a failure."""
+    seen: set[str] = set()
+    todo = [graph.entry]
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            for edge in graph.edges_from(name):
+                todo.append(edge.target)
+                if edge.kind in ("next", "fan_out"):
+                    todo.append(graph.error_handler)
+    return seen
 
 
 class BackendServerInfo(Document):

@@ -1,5 +1,5 @@
-"""The instance graph, compiled from the bundle's graph definition (instance_contract.bundle_documents), where the
-Foundry declares it as data. Today's definition (foundry.bundles.graph_definition) reads like the design's diagram:
+"""The instance graph, compiled from the bundle's graph definition (instance_contract.bundle_documents): the Foundry
+declares it as data (foundry.bundles.graph_definition), in the shape of the design's arrow diagram:
 
     io_in -> governance -> context -> supervisor => workers (Send, in parallel) -> coherence -> observability -> io_out
 

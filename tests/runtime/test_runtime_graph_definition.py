@@ -87,8 +87,7 @@ REFUSALS: dict[str, tuple[Edit, str]] = {
     ),
     "a finish the request never reaches": (
         lambda d: edge(d, "coherence", "observability").update(target="context"),
-        "the path from the entry 'io_in' (io_in -> governance -> context -> supervisor -> workers -> coherence -> "
-        "context",
+        "the way on from 'io_in' (io_in -> governance -> context -> supervisor -> workers -> coherence -> context",
     ),
     "a node no edge leads to": (
         lambda d: edge(d, "governance", "context").update(target="supervisor"),
