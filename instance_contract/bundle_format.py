@@ -1,8 +1,8 @@
 """The runtime bundle's format: file names, the content hash and the reader that checks an archive before use.
 
-The Foundry writes bundles (foundry.bundle) and every instance reads its own at start, so both import this module.
-`index.json` lists every file with its sha256; the content hash is the sha256 of that listing, and the runtime
-recomputes it before trusting a bundle.
+The Foundry writes bundles (foundry.bundles.archive) and every instance reads its own at start, so both import this
+module. `index.json` lists every file with its sha256; the content hash is the sha256 of that listing, and the
+runtime recomputes it before trusting a bundle.
 """
 
 from __future__ import annotations

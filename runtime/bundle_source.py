@@ -1,4 +1,6 @@
-"""Fetch a bundle (local path or s3://), verify it, and parse it into the typed documents the runtime uses.
+"""Fetch a bundle (local path or s3://), verify it, and parse it into the typed documents the runtime uses (the
+instance manifest and agent specs of instance_contract.schema, the graph and tool documents of
+instance_contract.bundle_documents), checked against each other.
 
 Every failure raises BundleError with a message naming the bundle and the file or field at fault: the process
 must refuse to start rather than serve an instance it cannot vouch for.
@@ -9,13 +11,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ValidationError
 
+from instance_contract.bundle_documents import BACKEND_TOOLS, GraphDefinition, McpToolDocument
 from instance_contract.bundle_format import GRAPH_FILE, INSTANCE_FILE, MCP_FILE, BundleError, read_bundle
-from instance_contract.schema import AgentInstance, AgentSpec, McpToolConfig
+from instance_contract.schema import AgentInstance, AgentSpec
 from runtime.config import ExpectedIdentity
 
 M = TypeVar("M", bound=BaseModel)
@@ -23,61 +26,15 @@ M = TypeVar("M", bound=BaseModel)
 __all__ = ["BundleError", "InstanceBundle", "fetch_archive", "load_bundle", "parse_bundle"]
 
 
-class _Doc(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class WorkerDef(_Doc):
-    agent_id: str
-    spec_path: str
-    description: str
-    keywords: list[str]
-    default: bool
-
-
-class GraphDoc(_Doc):
-    """graph.json as written by foundry.graph_definition."""
-
-    apiVersion: Literal["agent-foundry/v1"]  # noqa: N815
-    kind: Literal["GraphDefinition"]
-    instance: str
-    pipeline: list[str]
-    edges: list[list[str]]
-    error_handler: str
-    nodes: dict[str, str]
-    workers: list[WorkerDef]
-    specs: dict[str, str]
-
-
-class McpServerDoc(_Doc):
-    name: str
-    transport: Literal["in-memory"]
-
-
-class McpDoc(_Doc):
-    """mcp.json: the backend tools, the provider settings, and which agent may call which tool."""
-
-    apiVersion: Literal["agent-foundry/v1"]  # noqa: N815
-    kind: Literal["McpToolConfig"]
-    server: McpServerDoc
-    tools: list[str]
-    provider: McpToolConfig
-    agents: dict[str, list[str]]
-    secrets: list[str]
-
-
 @dataclass(frozen=True)
 class InstanceBundle:
     source: str
     content_hash: str
     instance: AgentInstance
-    graph: GraphDoc
-    mcp: McpDoc
+    graph: GraphDefinition
+    mcp: McpToolDocument
     specs: dict[str, AgentSpec]
     """Keyed by agent_id."""
-
-    def spec_of(self, role: str) -> AgentSpec:
-        return self.specs[self.graph.nodes[role]]
 
 
 def fetch_archive(uri: str, *, region: str | None = None) -> bytes:
@@ -126,8 +83,8 @@ def parse_bundle(
         if required not in files:
             raise BundleError(f"{source}: {required} is missing from the bundle")
     instance = _validate(AgentInstance, _yaml(files[INSTANCE_FILE], source, INSTANCE_FILE), source, INSTANCE_FILE)
-    graph = _validate(GraphDoc, _json(files[GRAPH_FILE], source, GRAPH_FILE), source, GRAPH_FILE)
-    mcp = _validate(McpDoc, _json(files[MCP_FILE], source, MCP_FILE), source, MCP_FILE)
+    graph = _validate(GraphDefinition, _json(files[GRAPH_FILE], source, GRAPH_FILE), source, GRAPH_FILE)
+    mcp = _validate(McpToolDocument, _json(files[MCP_FILE], source, MCP_FILE), source, MCP_FILE)
     specs: dict[str, AgentSpec] = {}
     for agent in instance.spec.agents:
         path = f"agents/{agent.spec_path}"
@@ -148,22 +105,21 @@ def parse_bundle(
 
 
 def _check_consistency(
-    source: str, instance: AgentInstance, graph: GraphDoc, mcp: McpDoc, specs: dict[str, AgentSpec]
+    source: str, instance: AgentInstance, graph: GraphDefinition, mcp: McpToolDocument, specs: dict[str, AgentSpec]
 ) -> None:
-    for role, agent_id in sorted(graph.nodes.items()):
-        if agent_id not in specs:
-            raise BundleError(
-                f"{source}: {GRAPH_FILE}: nodes.{role} names {agent_id!r}, which is not in {INSTANCE_FILE}"
-            )
-    for worker in graph.workers:
-        spec = specs.get(worker.agent_id)
-        if spec is None or spec.spec.role != "worker":
-            raise BundleError(f"{source}: {GRAPH_FILE}: worker {worker.agent_id!r} is not a worker agent of the bundle")
+    _check_graph(source, instance, graph, specs)
     for agent_id in sorted(mcp.agents):
         if agent_id not in specs:
             raise BundleError(f"{source}: {MCP_FILE}: agents.{agent_id} is not an agent of the bundle")
     if mcp.provider != instance.spec.mcp:
         raise BundleError(f"{source}: {MCP_FILE}: provider differs from {INSTANCE_FILE} spec.mcp")
+    if tuple(mcp.tools) != BACKEND_TOOLS:
+        raise BundleError(
+            f"{source}: {MCP_FILE}: tools are {', '.join(mcp.tools)}; this runtime's backend serves exactly "
+            f"{', '.join(BACKEND_TOOLS)}"
+        )
+    if mcp.secrets != instance.spec.secrets:
+        raise BundleError(f"{source}: {MCP_FILE}: secrets differ from {INSTANCE_FILE} spec.secrets")
     declared = {server.name for server in instance.spec.mcp.servers}
     for agent_id, tools in sorted(mcp.agents.items()):
         for tool in tools:
@@ -173,6 +129,24 @@ def _check_consistency(
                     f"{source}: {MCP_FILE}: agents.{agent_id} grants {tool!r}, but {INSTANCE_FILE} spec.mcp.servers "
                     f"declares no server {server!r} ({', '.join(sorted(declared)) or 'none'})"
                 )
+
+
+def _check_graph(source: str, instance: AgentInstance, graph: GraphDefinition, specs: dict[str, AgentSpec]) -> None:
+    if graph.instance != instance.metadata.name:
+        raise BundleError(
+            f"{source}: {GRAPH_FILE}: instance is {graph.instance!r}, but {INSTANCE_FILE} is {instance.metadata.name!r}"
+        )
+    for i, node in enumerate(graph.nodes):
+        spec = specs.get(node.agent_id)
+        if spec is None or spec.spec.role != node.role:
+            raise BundleError(
+                f"{source}: {GRAPH_FILE}: nodes[{i}] ({node.name}) names agent {node.agent_id!r}, which "
+                f"{INSTANCE_FILE} does not bind to role {node.role!r}"
+            )
+    for worker in graph.workers:
+        spec = specs.get(worker.agent_id)
+        if spec is None or spec.spec.role != "worker":
+            raise BundleError(f"{source}: {GRAPH_FILE}: worker {worker.agent_id!r} is not a worker agent of the bundle")
 
 
 def _check_identity(source: str, instance: AgentInstance, expected: ExpectedIdentity) -> None:
@@ -210,6 +184,8 @@ def _validate(model: type[M], data: Any, source: str, path: str) -> M:
         return model.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
+        if not first["loc"] and first["type"] == "value_error":  # a whole-document check (the graph's topology)
+            raise BundleError(f"{source}: {path}: {first['ctx']['error']}") from None
         where = ".".join(str(p) for p in first["loc"]) or "(document)"
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
         raise BundleError(f"{source}: {path}: {where}: {first['msg']}{more}") from None

@@ -13,6 +13,7 @@ from typing import Any, Literal, cast
 
 from pydantic import BaseModel
 
+from instance_contract.bundle_documents import GraphNode
 from runtime.agents.coherence import CoherenceAgent
 from runtime.agents.context import ContextAgent
 from runtime.agents.exception import ExceptionAgent, timeout_error
@@ -25,7 +26,7 @@ from runtime.auth import Caller, anonymous_caller, thread_key
 from runtime.backend_mcp import BackendConnection, build_backend_server, providers_for
 from runtime.bundle_source import InstanceBundle, load_bundle
 from runtime.config import RuntimeConfig, Secrets
-from runtime.graph import REQUEST_DEADLINE, Agents, Node, build_graph
+from runtime.graph import REQUEST_DEADLINE, Node, build_graph
 from runtime.memory import ThreadMemory
 from runtime.state import PipelineState
 from runtime.state_url import default_state_url, parse_state_url
@@ -106,7 +107,7 @@ class Instance:
             secrets=self.secrets,
         )
         self.backend = BackendConnection(backend, bundle.mcp.agents)
-        self.graph = build_graph(self._agents())
+        self.graph = build_graph(bundle.graph, self._agents())
 
     @classmethod
     def from_config(cls, config: RuntimeConfig) -> Instance:
@@ -115,44 +116,45 @@ class Instance:
         )
         return cls(bundle=bundle, config=config)
 
-    def _agents(self) -> Agents:
+    def _agents(self) -> dict[str, Node]:
+        """The agent of every node of the graph definition, by node name, and of every worker, by agent id."""
         b = self.bundle
-        nodes = b.graph.nodes
-        workers: dict[str, Node] = {
-            w.agent_id: WorkerAgent(
-                spec=b.specs[w.agent_id],
-                tools=self.backend.gateway(w.agent_id),
+        agents: dict[str, Node] = {node.name: self._system_agent(node) for node in b.graph.nodes}
+        for worker in b.graph.workers:
+            agents[worker.agent_id] = WorkerAgent(
+                spec=b.specs[worker.agent_id],
+                tools=self.backend.gateway(worker.agent_id),
                 debug=self.config.log_level.upper() == "DEBUG",
             )
-            for w in b.graph.workers
-        }
-        return Agents(
-            io_in=IoInAgent(agent_id=nodes["io"]),
-            governance=GovernanceAgent(
-                agent_id=nodes["governance"],
-                policy=InputPolicy.from_spec(b.spec_of("governance").spec.policy, b.instance.spec.limits),
-            ),
-            context=ContextAgent(
-                agent_id=nodes["context"],
-                tools=self.backend.gateway(nodes["context"]),
-                history_limit=b.instance.spec.mcp.max_history_messages,
-            ),
-            supervisor=SupervisorAgent(
-                agent_id=nodes["supervisor"],
-                routes=[Route(w.agent_id, tuple(w.keywords), w.default) for w in b.graph.workers],
-            ),
-            workers=workers,
-            coherence=CoherenceAgent(
-                agent_id=nodes["coherence"],
-                tools=self.backend.gateway(nodes["coherence"]),
-                stored_chars=b.instance.spec.limits.max_input_chars,
-            ),
-            exception=ExceptionAgent(
-                agent_id=nodes["exception"], request_timeout_seconds=b.instance.spec.limits.request_timeout_seconds
-            ),
-            observability=ObservabilityAgent(agent_id=nodes["observability"], metrics=self.metrics),
-            io_out=IoOutAgent(agent_id=nodes["io"]),
-        )
+        return agents
+
+    def _system_agent(self, node: GraphNode) -> Node:
+        b = self.bundle
+        agent_id = node.agent_id
+        match node.role:
+            case "io":
+                return IoInAgent(agent_id=agent_id) if node.name == b.graph.entry else IoOutAgent(agent_id=agent_id)
+            case "governance":
+                policy = b.specs[agent_id].spec.policy
+                return GovernanceAgent(agent_id=agent_id, policy=InputPolicy.from_spec(policy, b.instance.spec.limits))
+            case "context":
+                history_limit = b.instance.spec.mcp.max_history_messages
+                return ContextAgent(
+                    agent_id=agent_id, tools=self.backend.gateway(agent_id), history_limit=history_limit
+                )
+            case "supervisor":
+                routes = [Route(w.agent_id, tuple(w.keywords), w.default) for w in b.graph.workers]
+                return SupervisorAgent(agent_id=agent_id, routes=routes)
+            case "coherence":
+                stored_chars = b.instance.spec.limits.max_input_chars
+                return CoherenceAgent(
+                    agent_id=agent_id, tools=self.backend.gateway(agent_id), stored_chars=stored_chars
+                )
+            case "exception":
+                timeout = b.instance.spec.limits.request_timeout_seconds
+                return ExceptionAgent(agent_id=agent_id, request_timeout_seconds=timeout)
+            case "observability":
+                return ObservabilityAgent(agent_id=agent_id, metrics=self.metrics)
 
     def _memory(self) -> ThreadMemory:
         if self.thread_state is None:
@@ -228,7 +230,7 @@ class Instance:
         elif not THREAD_ID.fullmatch(thread_id):
             message_ = "thread_id must be 1-128 characters of letters, digits, '.', '_', ':' or '-'"
             refusal = InvokeError(
-                code="malformed_input", message=message_, node="io", agent_id=self.bundle.graph.nodes["io"]
+                code="malformed_input", message=message_, node="io", agent_id=self.bundle.graph.agent_of("io")
             )
         if refusal is not None:
             return InvokeResult(
@@ -308,7 +310,7 @@ class Instance:
             "identity": spec.identity.model_dump(mode="json"),
             "hostname": spec.hostname,
             "bundle_hash": self.bundle.content_hash,
-            "pipeline": list(self.bundle.graph.pipeline),
+            "pipeline": self.bundle.graph.pipeline(),
             "agents": [
                 {
                     "agent_id": a.agent_id,
@@ -319,7 +321,7 @@ class Instance:
                 }
                 for a in spec.agents
             ],
-            "workers": [w.model_dump(mode="json", exclude={"spec_path"}) for w in self.bundle.graph.workers],
+            "workers": [w.model_dump(mode="json") for w in self.bundle.graph.workers],
             "model_provider": spec.mcp.model_provider,
             "secrets": [
                 {"name": s.name, "configured": s.configured}

@@ -47,8 +47,8 @@ class Bundle:
 def bundle_files(instance: ResolvedInstance) -> dict[str, bytes]:
     files = {
         INSTANCE_FILE: instance_yaml(instance.manifest),
-        GRAPH_FILE: canonical_json(graph_definition(instance.manifest, instance.specs)),
-        MCP_FILE: canonical_json(mcp_tool_config(instance.manifest, instance.specs)),
+        GRAPH_FILE: canonical_json(graph_definition(instance.manifest, instance.specs).model_dump(mode="json")),
+        MCP_FILE: canonical_json(mcp_tool_config(instance.manifest, instance.specs).model_dump(mode="json")),
     }
     for spec_path, raw in instance.spec_files.items():
         files[f"agents/{spec_path}"] = raw

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import subprocess
 import sys
 import tarfile
@@ -121,6 +122,17 @@ def test_an_invalid_agent_spec_is_named(bundle: BuiltBundle, tmp_path: Path) -> 
     files[path_in_bundle] = files[path_in_bundle].replace(b"role: worker", b"role: wizard")
     result = serve_repacked(bundle, files, tmp_path / "bad-spec.tar.gz")
     assert_refused(result, f"{path_in_bundle}: spec.role")
+
+
+def test_a_graph_edge_to_an_unknown_node_is_named_with_the_nodes_allowed(bundle: BuiltBundle, tmp_path: Path) -> None:
+    files = contents(bundle)
+    graph = json.loads(files["graph.json"])
+    graph["edges"][0]["target"] = "planner"
+    files["graph.json"] = json.dumps(graph).encode()
+    result = serve_repacked(bundle, files, tmp_path / "bad-graph.tar.gz")
+    assert_refused(
+        result, "graph.json: edges[0] (io_in -> planner, next): target 'planner' is not allowed", "(io_in, governance"
+    )
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 from mcp import Client
 
+from foundry.bundles.graph_definition import graph_definition
+from foundry.fleet.load import load_fleet
 from runtime.auth import anonymous_caller, thread_key
 from runtime.backend_mcp import ToolCallError
 from runtime.bundle_source import load_bundle
@@ -24,7 +26,7 @@ from runtime.instance import Instance
 from runtime.memory import StoredMessage, ThreadMemory
 from runtime.state import PipelineState
 from tests.foundry.manifest_edits import edit
-from tests.runtime.runtime_harness import BuiltBundle, RuntimeProcess, copy_agents, serve, write_bundles
+from tests.runtime.runtime_harness import AGENTS_DIR, BuiltBundle, RuntimeProcess, copy_agents, serve, write_bundles
 
 DEV = "default-org/default-domain/dev"
 TEMPLATE = Path("manifests/manifest.instance-template.yaml")
@@ -183,10 +185,20 @@ class _Agent:
         return {"answer": "done"}
 
 
+def _error_path() -> set[str]:
+    """The example graph definition's error path: the nodes the runtime compiles as unlimited."""
+    (example,) = load_fleet(AGENTS_DIR, instance=DEV, cache_dir=None).instances
+    return graph_definition(example.manifest, example.specs).error_path()
+
+
+ERROR_PATH = _error_path()
+
+
 async def _guarded_run(node: str, behaviour: Callable[[], Awaitable[None]], seconds_left: float) -> PipelineState:
     token = REQUEST_DEADLINE.set(asyncio.get_running_loop().time() + seconds_left)
     try:
-        return await guarded(node, _Agent(f"{node}-agent", behaviour))({"message": "m"})
+        agent = _Agent(f"{node}-agent", behaviour)
+        return await guarded(node, agent, unlimited=node in ERROR_PATH)({"message": "m"})
     finally:
         REQUEST_DEADLINE.reset(token)
 
