@@ -80,6 +80,23 @@ class ProcessRunner:
         )
 
 
+def run_blocking(
+    runner: ProcessRunner,
+    argv: Sequence[str],
+    *,
+    timeout_seconds: float,
+    on_line: Callable[[str], object] | None = None,
+) -> ProcessResult:
+    """`runner.run` for synchronous callers (the command-line tools): the same subprocess handling, on an event
+    loop of its own. Not for code already running on an event loop (await `runner.run` there)."""
+
+    async def sink(line: str) -> None:
+        if on_line is not None:
+            on_line(line)
+
+    return asyncio.run(runner.run(argv, timeout_seconds=timeout_seconds, on_line=sink))
+
+
 async def _pump(process: asyncio.subprocess.Process, lines: list[str], on_line: LineSink) -> None:
     assert process.stdout is not None
     while True:

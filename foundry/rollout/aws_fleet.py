@@ -14,9 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from foundry.aws.instance_status import ClientFactory, InstanceProbe, InstanceStatus, instance_status, read_stack
+from foundry.aws.clients import ClientFactory
+from foundry.aws.instance_status import InstanceProbe, InstanceStatus, instance_status, read_stack
+from foundry.cdk.output import StackEvent
 from foundry.cdk.process import LineSink, ProcessResult, ProcessRunner
-from foundry.deploy.deployer import Deployer, DeployRequest, StackEvent
+from foundry.deploy.deployer import Deployer
+from foundry.deploy.request import DeployRequest
 from foundry.manifests.resolve import ResolvedInstance
 from foundry.rollout.scheduler import DeployOutcome, HealthReading
 

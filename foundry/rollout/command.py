@@ -336,9 +336,12 @@ def _plain_progress(err: Console) -> Any:
 
 
 def _aws_fleet(args: argparse.Namespace, fleet: Any, targets: Targets, policy: RolloutPolicy) -> FleetOperations:
-    from foundry.aws.instance_status import boto3_clients, probe_instance_mcp
+    from foundry.aws.clients import boto3_clients
+    from foundry.aws.cloudformation import stack_events_failure
+    from foundry.aws.instance_status import probe_instance_mcp
     from foundry.cdk.process import tool_environment
-    from foundry.deploy.deployer import Deployer, InstanceLocks, stack_events_failure
+    from foundry.deploy.deployer import Deployer
+    from foundry.deploy.locks import InstanceLocks
     from foundry.rollout.aws_fleet import AwsFleet, ExclusiveDeployRunner
 
     repo_root = REPO_ROOT
