@@ -221,3 +221,9 @@ def test_the_first_failure_since_the_deploy_is_the_oldest_failed_event_not_a_can
     assert failure is not None
     assert (failure.logical_id, failure.reason) == ("Service", "Resource handler returned message: bad image")
     assert first_failure_since(StackReads({}, events[2:]), "af-dev-x", started) is None
+
+
+async def test_a_synchronous_caller_inside_async_code_is_run_too(tmp_path: Path):
+    runner = ProcessRunner(cwd=tmp_path, env=tool_environment(tmp_path))
+    result = run_blocking(runner, [sys.executable, "-c", "print('inside')"], timeout_seconds=60)
+    assert result.ok and list(result.lines) == ["inside"]

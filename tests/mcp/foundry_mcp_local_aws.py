@@ -25,7 +25,7 @@ from foundry.deploy.interruption import WATCH_POLL_SECONDS
 from foundry.deploy.locks import InstanceLocks
 from foundry.files.repo import REPO_ROOT
 from foundry.fleet.load import DEFAULT_AGENTS_DIR
-from foundry.local.aws import MOTO_SERVER_MODULE
+from foundry.local.server import MOTO_SERVER_MODULE
 from foundry.mcp.server import FoundryConfig, build_server
 from tests.mcp.foundry_mcp_process_helpers import free_port, started
 
