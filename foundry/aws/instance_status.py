@@ -16,13 +16,13 @@ from urllib.parse import urljoin, urlsplit
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from foundry.aws.clients import ClientFactory
+from foundry.aws.cloudformation import describe_stack
 from foundry.manifests import naming
 from foundry.manifests.resolve import ResolvedInstance
 
 Verdict = Literal["healthy", "in_progress", "degraded", "failed", "not_deployed", "unknown"]
 """`unknown`: AWS could not be read (no credentials, endpoint unreachable, access denied); `errors` says why."""
-ClientFactory = Callable[[str, str], Any]
-"""(service name, region) -> a boto3 client."""
 InstanceProbe = Callable[[str], Awaitable[dict[str, Any]]]
 """InstanceEndpoint URL -> the instance's own `status` tool result; raises when unreachable."""
 
@@ -158,21 +158,10 @@ def assess(
 # --- reading AWS (edges) -----------------------------------------------------------------------------------
 
 
-def _is_missing_stack(exc: ClientError) -> bool:
-    message = str(exc.response.get("Error", {}).get("Message", ""))
-    return exc.response.get("Error", {}).get("Code") == "ValidationError" and "does not exist" in message
-
-
 def read_stack(cloudformation: Any, stack_name: str) -> StackState | None:
-    try:
-        stacks = cloudformation.describe_stacks(StackName=stack_name)["Stacks"]
-    except ClientError as exc:
-        if _is_missing_stack(exc):
-            return None
-        raise
-    if not stacks:
+    stack = describe_stack(cloudformation, stack_name)
+    if stack is None:
         return None
-    stack = stacks[0]
     outputs = {o["OutputKey"]: o.get("OutputValue", "") for o in stack.get("Outputs", [])}
     resources = cloudformation.describe_stack_resources(StackName=stack_name)["StackResources"]
     task_definitions = [
@@ -309,13 +298,6 @@ def exception_leaves(error: BaseException) -> list[BaseException]:
     if isinstance(error, BaseExceptionGroup):
         return [leaf for inner in error.exceptions for leaf in exception_leaves(inner)]
     return [error]
-
-
-def boto3_clients(service: str, region: str) -> Any:
-    """Real boto3 clients; `AWS_ENDPOINT_URL` (e.g. a local moto server) is honoured by boto3 itself."""
-    import boto3
-
-    return boto3.session.Session().client(service, region_name=region)
 
 
 async def probe_instance_mcp(endpoint: str, timeout_seconds: float = 5.0) -> dict[str, Any]:

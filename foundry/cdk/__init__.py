@@ -1,5 +1,7 @@
-"""The one adapter for the CDK CLI: running it as a subprocess (argv list, fixed cwd, hard timeout, secrets
-withheld), and reading what it writes (cloud assemblies, its output).
+"""The one adapter for the CDK CLI: the argv of every command the Foundry runs (`cli`), running it as a subprocess
+(`process`: argv list, fixed cwd, hard timeout, secrets withheld; `run_blocking` for synchronous callers), and
+reading what it prints and writes (`output`: stack events, failures, the outputs file; `cloud_assembly`).
 
-May import `foundry.manifests` (names); used by deploy, plan, rollout and the local AWS.
+May import `foundry.aws.cloudformation` (cdk's event lines name the same failures CloudFormation records); used by
+deploy, plan, rollout and the local AWS. Nothing else builds a `cdk` argv or starts `cdk`.
 """

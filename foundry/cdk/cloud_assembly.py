@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 
 def stack_templates(assembly: Path) -> dict[str, Path]:
@@ -19,3 +20,16 @@ def stack_templates(assembly: Path) -> dict[str, Path]:
         elif artifact.get("type") == "cdk:cloud-assembly":
             templates.update(stack_templates(assembly / props["directoryName"]))
     return templates
+
+
+def assembly_stacks(assembly: Path) -> list[str]:
+    """Names of the CloudFormation stacks in a cloud assembly (manifest.json), sorted; none if it is unreadable."""
+    try:
+        return sorted(stack_templates(assembly))
+    except (OSError, ValueError, KeyError):
+        return []
+
+
+def read_templates(assembly: Path) -> dict[str, dict[str, Any]]:
+    """Stack name -> template for every stack artifact, following nested assemblies (stages)."""
+    return {name: json.loads(path.read_text(encoding="utf-8")) for name, path in stack_templates(assembly).items()}

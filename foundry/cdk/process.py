@@ -7,6 +7,7 @@ started (cdk runs node, which runs `python app.py`); nothing is left running beh
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import os
 import signal
@@ -78,6 +79,32 @@ class ProcessRunner:
             timed_out=timed_out,
             lines=tuple(lines),
         )
+
+
+def run_blocking(
+    runner: ProcessRunner,
+    argv: Sequence[str],
+    *,
+    timeout_seconds: float,
+    on_line: Callable[[str], object] | None = None,
+) -> ProcessResult:
+    """`runner.run` for synchronous callers (the command-line tools): the same subprocess handling, on an event
+    loop of its own. Blocks until the command ends, like `subprocess.run`; called from a thread whose event loop
+    is running (a sync function inside async code), that loop waits too (its own loop runs in a worker thread)."""
+
+    async def sink(line: str) -> None:
+        if on_line is not None:
+            on_line(line)
+
+    def run() -> ProcessResult:
+        return asyncio.run(runner.run(argv, timeout_seconds=timeout_seconds, on_line=sink))
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return run()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(run).result()
 
 
 async def _pump(process: asyncio.subprocess.Process, lines: list[str], on_line: LineSink) -> None:

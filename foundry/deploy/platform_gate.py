@@ -13,20 +13,26 @@ effect of one tenant's deploy. Before the instance's stack is deployed, the plat
   (`/agentfoundry/<env>/platform/...`, CloudFormation SSM parameter types) exists.
 
 Otherwise the deploy is refused, naming the platform stack to deploy first and every reason found.
-The comparison and the parameter list are pure functions; the AWS reads are synchronous boto3 calls that the
-deployer runs in a worker thread.
+The comparison and the parameter list are pure functions; the AWS reads are synchronous boto3 calls, run in a
+worker thread with a time limit (`check_assembly_platform`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ClientFactory = Callable[[str, str], Any]
-"""(service name, region) -> a boto3 client."""
+from botocore.exceptions import BotoCoreError, ClientError
+
+from foundry.aws.clients import READ_TIMEOUT_SECONDS, ClientFactory
+from foundry.aws.cloudformation import read_deployed_template, read_stack_status
+from foundry.cdk.cloud_assembly import stack_templates
+from foundry.manifests.naming import platform_stack_name
+
 IGNORED_RESOURCE_TYPES = frozenset({"AWS::CDK::Metadata"})
 SETTLED_UNUSABLE = frozenset({"ROLLBACK_COMPLETE", "DELETE_COMPLETE", "REVIEW_IN_PROGRESS"})
 """ROLLBACK_COMPLETE: the first create failed and left nothing usable; REVIEW_IN_PROGRESS: only a change set."""
@@ -151,26 +157,6 @@ def refusal(check: PlatformCheck, label: str) -> str:
 # --- AWS (edges) -------------------------------------------------------------------------------------------
 
 
-def read_stack_status(cloudformation: Any, stack_name: str) -> str | None:
-    """The stack's status, or None when CloudFormation says it does not exist. Other errors propagate."""
-    from botocore.exceptions import ClientError
-
-    try:
-        stacks = cloudformation.describe_stacks(StackName=stack_name)["Stacks"]
-    except ClientError as exc:
-        error = exc.response.get("Error", {})
-        if error.get("Code") == "ValidationError" and "does not exist" in str(error.get("Message", "")):
-            return None
-        raise
-    return str(stacks[0]["StackStatus"]) if stacks else None
-
-
-def read_deployed_template(cloudformation: Any, stack_name: str) -> dict[str, Any]:
-    body = cloudformation.get_template(StackName=stack_name, TemplateStage="Original")["TemplateBody"]
-    parsed = json.loads(body) if isinstance(body, str) else body  # boto3 decodes JSON bodies itself
-    return dict(parsed)
-
-
 def missing_ssm_parameters(ssm: Any, names: list[str]) -> list[str]:
     missing: list[str] = []
     for start in range(0, len(names), SSM_BATCH):
@@ -188,8 +174,6 @@ def check_platform(
     instance_template: Path,
 ) -> PlatformCheck:
     """Reads the platform stack, its deployed template and the contract parameters (boto3, synchronous)."""
-    from foundry.manifests.naming import platform_stack_name
-
     stack = platform_stack_name(environment)
     cloudformation = clients("cloudformation", region)
     status = read_stack_status(cloudformation, stack)
@@ -200,3 +184,42 @@ def check_platform(
     parameters = contract_parameters(json.loads(instance_template.read_text(encoding="utf-8")), environment)
     missing = missing_ssm_parameters(clients("ssm", region), parameters) if parameters else []
     return assess_platform(environment, stack, status, differences, missing)
+
+
+async def check_assembly_platform(
+    clients: ClientFactory, *, region: str, environment: str, assembly: Path, instance_stack: str
+) -> PlatformCheck:
+    """`check_platform` against the templates of a synthesized assembly, in a worker thread with a time limit.
+    A platform that cannot be checked (a template missing from the assembly, AWS unreadable) is not ready."""
+    platform = platform_stack_name(environment)
+    try:
+        templates = await asyncio.to_thread(stack_templates, assembly)
+        platform_template, instance_template = templates[platform], templates[instance_stack]
+    except (OSError, ValueError, KeyError) as exc:
+        return unchecked_platform(environment, f"the synthesized assembly {assembly} lacks a template: {exc}")
+    try:
+        async with asyncio.timeout(READ_TIMEOUT_SECONDS):
+            return await asyncio.to_thread(
+                check_platform,
+                clients,
+                region=region,
+                environment=environment,
+                platform_template=platform_template,
+                instance_template=instance_template,
+            )
+    except (ClientError, BotoCoreError, TimeoutError) as exc:
+        return unchecked_platform(
+            environment, f"the platform stack {platform} could not be read from AWS: {exc or type(exc).__name__}"
+        )
+
+
+def unchecked_platform(environment: str, problem: str) -> PlatformCheck:
+    """A platform that could not be checked is reported not ready, never ready, with the command that deploys it."""
+    platform = platform_stack_name(environment)
+    return PlatformCheck(
+        stack=platform,
+        status=None,
+        ready=False,
+        problems=[problem],
+        deploy_command=platform_deploy_command(environment, platform),
+    )

@@ -19,9 +19,13 @@ from typing import Literal
 from mcp.server.auth.provider import AccessToken
 from mcp.server.transport_security import TransportSecuritySettings
 
-from foundry.aws.instance_status import boto3_clients, probe_instance_mcp
+from foundry.aws.clients import boto3_clients
+from foundry.aws.cloudformation import stack_events_failure
+from foundry.aws.instance_status import probe_instance_mcp
+from foundry.cdk.cli import DeployMethod
 from foundry.cdk.process import ProcessRunner, tool_environment, withhold_secrets
-from foundry.deploy.deployer import Deployer, DeployMethod, InstanceLocks, stack_events_failure
+from foundry.deploy.deployer import Deployer
+from foundry.deploy.locks import InstanceLocks
 from foundry.files.repo import REPO_ROOT
 from foundry.mcp.auth import DEPLOY_SCOPE, READ_SCOPE, JwtOptions, auth_for, gate_deploys
 from foundry.mcp.server import FoundryConfig, build_server

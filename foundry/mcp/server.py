@@ -23,9 +23,13 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.shared.exceptions import MCPDeprecationWarning
 from mcp_types import ToolAnnotations
 
-from foundry.aws.instance_status import ClientFactory, InstanceProbe, instance_status
+from foundry.aws.clients import ClientFactory
+from foundry.aws.instance_status import InstanceProbe, instance_status
 from foundry.bundles.archive import build_bundle
-from foundry.deploy.deployer import DEFAULT_TIMEOUT_SECONDS, Deployer, DeployInProgressError, DeployRequest, StackEvent
+from foundry.cdk.output import StackEvent
+from foundry.deploy.deployer import Deployer
+from foundry.deploy.locks import DeployInProgressError
+from foundry.deploy.request import DEFAULT_TIMEOUT_SECONDS, DeployRequest
 from foundry.fleet.load import load_fleet
 from foundry.fleet.model import Fleet
 from foundry.manifests.problems import ManifestError

@@ -15,8 +15,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from foundry.cdk.cloud_assembly import stack_templates
-from foundry.cdk.process import tool_environment
+from foundry.cdk.cli import CdkCli
+from foundry.cdk.cloud_assembly import read_templates
+from foundry.cdk.process import ProcessRunner, run_blocking, tool_environment
 from foundry.files.repo import REPO_ROOT
 from foundry.fleet.load import DEFAULT_AGENTS_DIR
 from foundry.manifests.problems import ManifestError
@@ -171,27 +172,20 @@ def synthesize(
         # Lookups (AZs, imported VPCs) are facts about the accounts, not code: a revision that did not commit
         # them yet is synthesized with today's, so both sides compare templates, not lookups (offline too).
         shutil.copyfile(context_from / "cdk.context.json", context_file)
-    local_cdk = tools_from / "node_modules" / ".bin" / "cdk"
-    cdk = str(local_cdk) if local_cdk.exists() else shutil.which("cdk")
+    cdk = CdkCli.installed(tools_from)
     if cdk is None:
         raise PlanError("the CDK CLI is not installed (run ./dev setup)")
-    env = tool_environment(tools_from)
-    argv = [cdk, "synth", "--quiet", "--output", str(out), "--context", f"agentsDir={agents_dir}"]
+    context = {"agentsDir": str(agents_dir)}
     if environment is not None:
-        argv += ["--context", f"environment={environment}"]
-    try:
-        done = subprocess.run(argv, cwd=project, env=env, capture_output=True, timeout=SYNTH_TIMEOUT_S, check=False)
-    except subprocess.TimeoutExpired as exc:
-        raise PlanError(f"`cdk synth` in {project} took longer than {SYNTH_TIMEOUT_S}s") from exc
-    if done.returncode != 0:
-        tail = "\n".join(done.stderr.decode("utf-8", "replace").strip().splitlines()[-20:])
+        context["environment"] = environment
+    runner = ProcessRunner(cwd=project, env=tool_environment(tools_from))
+    done = run_blocking(runner, cdk.synth_app(context=context, output=out), timeout_seconds=SYNTH_TIMEOUT_S)
+    if done.timed_out:
+        raise PlanError(f"`cdk synth` in {project} took longer than {SYNTH_TIMEOUT_S}s")
+    if done.exit_code != 0:
+        tail = "\n".join("\n".join(done.lines).strip().splitlines()[-20:])
         raise PlanError(f"`cdk synth` failed in {project}:\n{tail}")
-    return read_cloud_assembly(out)
-
-
-def read_cloud_assembly(out: Path) -> dict[str, dict[str, Any]]:
-    """Stack name -> template for every stack artifact, following nested assemblies (stages)."""
-    return {name: json.loads(path.read_text(encoding="utf-8")) for name, path in stack_templates(out).items()}
+    return read_templates(out)
 
 
 def run_plan(args: argparse.Namespace) -> int:

@@ -1,5 +1,6 @@
-"""FleetOperations against AWS: `cdk deploy <instance stack> --exclusively` through `foundry.deploy.deployer`, and
-health as `foundry.aws.instance_status` reads it (the same verdict `foundry.get_instance_status` returns).
+"""FleetOperations against AWS: each instance deployed through `foundry.deploy.deployer`, exactly as the Foundry
+MCP server deploys it (`cdk deploy <instance stack> --exclusively`: never the shared platform stack), and health
+as `foundry.aws.instance_status` reads it (the same verdict `foundry.get_instance_status` returns).
 
 Health, as the gate reads it: the verdict is `healthy` (stack complete without rollback, the ECS deployment
 completed, load-balancer targets healthy) and the instance's own `status` tool answers. Where the instance cannot
@@ -9,14 +10,16 @@ be reached by design (the local AWS runs no container), the probe is skipped wit
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from foundry.aws.instance_status import ClientFactory, InstanceProbe, InstanceStatus, instance_status, read_stack
-from foundry.cdk.process import LineSink, ProcessResult, ProcessRunner
-from foundry.deploy.deployer import Deployer, DeployRequest, StackEvent
+from foundry.aws.clients import ClientFactory
+from foundry.aws.instance_status import InstanceProbe, InstanceStatus, instance_status, read_stack
+from foundry.cdk.output import StackEvent
+from foundry.deploy.deployer import Deployer
+from foundry.deploy.request import DeployRequest
 from foundry.manifests.resolve import ResolvedInstance
 from foundry.rollout.scheduler import DeployOutcome, HealthReading
 
@@ -30,18 +33,6 @@ RECORDS_SKIPPED = (
 )
 ROLLED_BACK_STACK_STATUSES = ("UPDATE_ROLLBACK_COMPLETE",)
 """After a failed update CloudFormation put the previous template back: the instance runs the old version."""
-
-
-class ExclusiveDeployRunner(ProcessRunner):
-    """Adds `--exclusively` to every `cdk deploy`: a rollout deploys the named instance stack only, never its
-    platform stack as a dependency (ten concurrent deploys must not all update the shared platform stack). The
-    flag is idempotent, so this keeps working once `foundry.deploy.deployer` passes it itself."""
-
-    async def run(self, argv: Sequence[str], *, timeout_seconds: float, on_line: LineSink) -> ProcessResult:
-        argv = list(argv)
-        if argv[1:2] == ["deploy"] and "--exclusively" not in argv:
-            argv.append("--exclusively")
-        return await super().run(argv, timeout_seconds=timeout_seconds, on_line=on_line)
 
 
 def classify(status: InstanceStatus, *, probe_skipped: str | None, scope: HealthScope = "full") -> HealthReading:

@@ -336,13 +336,16 @@ def _plain_progress(err: Console) -> Any:
 
 
 def _aws_fleet(args: argparse.Namespace, fleet: Any, targets: Targets, policy: RolloutPolicy) -> FleetOperations:
-    from foundry.aws.instance_status import boto3_clients, probe_instance_mcp
-    from foundry.cdk.process import tool_environment
-    from foundry.deploy.deployer import Deployer, InstanceLocks, stack_events_failure
-    from foundry.rollout.aws_fleet import AwsFleet, ExclusiveDeployRunner
+    from foundry.aws.clients import boto3_clients
+    from foundry.aws.cloudformation import stack_events_failure
+    from foundry.aws.instance_status import probe_instance_mcp
+    from foundry.cdk.process import ProcessRunner, tool_environment
+    from foundry.deploy.deployer import Deployer
+    from foundry.deploy.locks import InstanceLocks
+    from foundry.rollout.aws_fleet import AwsFleet
 
     repo_root = REPO_ROOT
-    runner = ExclusiveDeployRunner(cwd=repo_root, env=tool_environment(repo_root))
+    runner = ProcessRunner(cwd=repo_root, env=tool_environment(repo_root))
     deployer = Deployer(
         repo_root=repo_root,
         runner=runner,

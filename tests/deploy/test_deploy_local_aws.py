@@ -12,15 +12,9 @@ import boto3
 import pytest
 from mcp import Client
 
-from foundry.local.aws import (
-    LocalAws,
-    LocalAwsError,
-    ServerState,
-    _alive,
-    aws_environment,
-    default_runtime_image,
-    unmodelled_resources,
-)
+from foundry.local.aws import LocalAws, default_runtime_image
+from foundry.local.readback import unmodelled_resources
+from foundry.local.server import LocalAwsError, ServerState, alive, aws_environment
 from tests.deploy.git_repos import REPO_ROOT
 
 LOOP_TIMEOUT_S = 600
@@ -132,4 +126,4 @@ async def test_dev_environment_deploys_to_the_local_aws_and_reads_back_honestly(
 
     local_aws.down()
     assert not local_aws.state_dir.exists()
-    assert not _alive(state.pid)
+    assert not alive(state.pid)

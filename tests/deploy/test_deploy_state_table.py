@@ -13,7 +13,7 @@ import pytest
 from mcp import Client
 
 from constructs.af_instance_state import AfInstanceState
-from foundry.local.aws import state_table_checks
+from foundry.local.readback import state_table_checks
 from tests.mcp.foundry_mcp_local_aws import moto_server
 from tests.runtime.runtime_harness import AGENTS_DIR, serve, write_bundles
 

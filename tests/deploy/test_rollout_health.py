@@ -1,20 +1,30 @@
-"""The gate's reading of `foundry.aws.instance_status`, the `--exclusively` guard on rollout deploys, the live view."""
+"""The gate's reading of `foundry.aws.instance_status`, a rollout's deploys (through the deployer, `--exclusively`),
+the live view."""
 
 from __future__ import annotations
 
 import io
+import json
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
 from foundry.aws.instance_status import DeploymentState, InstanceStatus, ServiceState, StackState, assess
-from foundry.cdk.process import tool_environment
+from foundry.cdk.process import LineSink, ProcessResult, ProcessRunner
+from foundry.deploy.deployer import Deployer
+from foundry.deploy.locks import InstanceLocks
+from foundry.fleet.load import load_fleet
 from foundry.manifests.platform_settings import RolloutPolicy
-from foundry.rollout.aws_fleet import ExclusiveDeployRunner, classify
+from foundry.rollout.aws_fleet import AwsFleet, classify
 from foundry.rollout.report import LiveView
 from foundry.rollout.scheduler import Scheduler, new_rollout
 from foundry.rollout.simulator import SimulatedFleet
+from tests.deploy.git_repos import REPO_ROOT
 
+PLATFORM = "af-dev-platform"
+EMPTY_TEMPLATE: dict[str, Any] = {"Resources": {}}
 TASK = "arn:aws:ecs:us-east-1:111111111111:task-definition/af-dev-x:2"
 
 
@@ -47,16 +57,59 @@ def test_records_health_passes_what_moto_can_answer_and_says_what_it_skipped():
     )
 
 
-async def test_every_cdk_deploy_of_a_rollout_names_its_stack_exclusively(tmp_path: Path):
-    runner = ExclusiveDeployRunner(cwd=tmp_path, env=tool_environment(tmp_path))
-    lines: list[str] = []
+class RecordingRunner(ProcessRunner):
+    """Records each argv instead of running cdk; a synth leaves a cloud assembly of the two stacks behind."""
 
-    async def keep(line: str) -> None:
-        lines.append(line)
+    def __init__(self, cwd: Path) -> None:
+        super().__init__(cwd=cwd, env={})
+        self.argvs: list[list[str]] = []
 
-    await runner.run(["/bin/echo", "deploy", "af-dev-x"], timeout_seconds=30, on_line=keep)
-    await runner.run(["/bin/echo", "synth", "af-dev-x"], timeout_seconds=30, on_line=keep)
-    assert lines == ["deploy af-dev-x --exclusively", "synth af-dev-x"]
+    async def run(self, argv: Sequence[str], *, timeout_seconds: float, on_line: LineSink) -> ProcessResult:
+        self.argvs.append(list(argv))
+        if argv[1] == "synth":
+            write_assembly(Path(argv[argv.index("--output") + 1]), [PLATFORM, argv[2]])
+        return ProcessResult(argv=tuple(argv), exit_code=0, timed_out=False, lines=())
+
+
+def write_assembly(assembly: Path, stacks: list[str]) -> None:
+    assembly.mkdir(parents=True, exist_ok=True)
+    artifacts = {}
+    for stack in stacks:
+        (assembly / f"{stack}.template.json").write_text(json.dumps(EMPTY_TEMPLATE))
+        properties = {"templateFile": f"{stack}.template.json"}
+        artifacts[stack] = {"type": "aws:cloudformation:stack", "properties": properties}
+    (assembly / "manifest.json").write_text(json.dumps({"artifacts": artifacts}))
+
+
+class SettledCloudFormation:
+    """Every stack settled, the platform's deployed template what was just synthesized."""
+
+    def describe_stacks(self, **request: str) -> dict[str, Any]:
+        return {"Stacks": [{"StackName": request["StackName"], "StackStatus": "UPDATE_COMPLETE"}]}
+
+    def get_template(self, **request: str) -> dict[str, Any]:
+        return {"TemplateBody": EMPTY_TEMPLATE}
+
+
+async def test_a_rollout_deploys_through_the_deployer_with_exclusively_exactly_once(tmp_path: Path):
+    instance = load_fleet(REPO_ROOT / "agents", environment="dev", instance="acme/retail/dev").instances[0]
+    runner = RecordingRunner(tmp_path)
+    clients = lambda service, region: SettledCloudFormation()  # noqa: E731
+    deployer = Deployer(repo_root=tmp_path, runner=runner, locks=InstanceLocks(), clients=clients)
+    fleet = AwsFleet(
+        instances={"acme/retail/dev": instance},
+        deployer=deployer,
+        agents_dir=REPO_ROOT / "agents",
+        region="us-east-1",
+        clients=clients,
+        probe=None,
+    )
+    outcome = await fleet.deploy("acme/retail/dev")
+    assert outcome.ok
+    (deploy,) = [argv for argv in runner.argvs if argv[1] == "deploy"]
+    assert deploy[1:4] == ["deploy", instance.manifest.spec.stack_name, "--exclusively"]
+    assert deploy.count("--exclusively") == 1
+    assert PLATFORM not in deploy
 
 
 def test_the_live_view_shows_each_wave_with_its_phase_and_counts():

@@ -19,7 +19,8 @@ import pytest
 import yaml
 
 from foundry.cdk.process import tool_environment
-from foundry.local.aws import LocalAws, ServerState, _aws_env, aws_environment, default_runtime_image
+from foundry.local.aws import LocalAws, default_runtime_image
+from foundry.local.server import ServerState, aws_environment, using_aws_environment
 from tests.deploy.git_repos import REPO_ROOT
 
 TIMEOUT_S = 900
@@ -50,7 +51,7 @@ def take_listener_priority(state: ServerState, selector: str) -> tuple[str, str]
     """A hand-made listener rule on the instance's shard, at the instance's priority: its stack cannot create."""
     slots = yaml.safe_load((REPO_ROOT / "agents" / "placement" / "dev.yaml").read_text())["spec"]["slots"]
     [slot] = [s for s in slots if s["instance"] == selector]
-    with _aws_env(aws_environment(state)):
+    with using_aws_environment(aws_environment(state)):
         elbv2 = boto3.client("elbv2", region_name=state.region)
         balancers = elbv2.describe_load_balancers()["LoadBalancers"]
         assert slot["shard"] == 0 and len(balancers) == 1
@@ -93,7 +94,7 @@ def test_dev_fleet_rolls_out_in_two_waves_halts_at_a_stack_that_cannot_create_an
     assert report["totals"] == {"instances": 2, "deployed": 1, "failed": 1, "rolled_back": 0, "not_started": 0}
     assert any("no container runs" in note for note in report["notes"])
 
-    with _aws_env(aws_environment(state)):
+    with using_aws_environment(aws_environment(state)):
         # The fix: the hand-made rule goes, and so does the half-created stack (real CloudFormation leaves a failed
         # create in ROLLBACK_COMPLETE, which cdk replaces by itself; moto leaves it CREATE_IN_PROGRESS for good).
         elbv2 = boto3.client("elbv2", region_name=state.region)

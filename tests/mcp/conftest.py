@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 from mcp.server.mcpserver import MCPServer
 
-from foundry.aws.instance_status import boto3_clients
+from foundry.aws.clients import boto3_clients
 from foundry.cdk.process import ProcessRunner, tool_environment
-from foundry.deploy.deployer import Deployer, InstanceLocks
+from foundry.deploy.deployer import Deployer
+from foundry.deploy.locks import InstanceLocks
 from foundry.fleet.load import DEFAULT_AGENTS_DIR
 from foundry.mcp.server import FoundryConfig, build_server
 from tests.mcp.foundry_mcp_process_helpers import REPO_ROOT

@@ -18,11 +18,14 @@ import httpx
 import pytest
 from mcp.server.mcpserver import MCPServer
 
+from foundry.aws.cloudformation import stack_events_failure
 from foundry.cdk.process import ProcessResult, ProcessRunner, tool_environment
-from foundry.deploy.deployer import WATCH_POLL_SECONDS, Deployer, InstanceLocks, stack_events_failure
+from foundry.deploy.deployer import Deployer
+from foundry.deploy.interruption import WATCH_POLL_SECONDS
+from foundry.deploy.locks import InstanceLocks
 from foundry.files.repo import REPO_ROOT
 from foundry.fleet.load import DEFAULT_AGENTS_DIR
-from foundry.local.aws import MOTO_SERVER_MODULE
+from foundry.local.server import MOTO_SERVER_MODULE
 from foundry.mcp.server import FoundryConfig, build_server
 from tests.mcp.foundry_mcp_process_helpers import free_port, started
 

@@ -25,7 +25,9 @@ import pytest
 from mcp import Client
 
 from foundry.cdk.process import ProcessRunner
-from foundry.deploy.deployer import Deployer, DeployInProgressError, DeployRequest
+from foundry.deploy.deployer import Deployer
+from foundry.deploy.locks import DeployInProgressError
+from foundry.deploy.request import DeployRequest
 from foundry.fleet.load import DEFAULT_AGENTS_DIR, load_fleet
 from tests.mcp.foundry_mcp_local_aws import (
     CDK,

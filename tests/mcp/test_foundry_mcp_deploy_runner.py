@@ -10,15 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from foundry.cdk.output import failure_from_lines, parse_event_line
 from foundry.cdk.process import ProcessRunner
-from foundry.deploy.deployer import (
-    Deployer,
-    DeployInProgressError,
-    DeployRequest,
-    failure_from_lines,
-    parse_event_line,
-    work_paths,
-)
+from foundry.deploy.deployer import Deployer
+from foundry.deploy.locks import DeployInProgressError
+from foundry.deploy.request import DeployRequest, work_paths
 from foundry.fleet.load import load_fleet
 from tests.mcp.foundry_mcp_process_helpers import REPO_ROOT
 

@@ -9,7 +9,7 @@ import pytest
 from mcp import Client
 from mcp.server.mcpserver import MCPServer
 
-from foundry.aws.instance_status import boto3_clients
+from foundry.aws.clients import boto3_clients
 from foundry.bundles.archive import build_bundle
 from foundry.deploy.deployer import Deployer
 from foundry.fleet.load import load_fleet
