@@ -83,6 +83,9 @@ async def _log(ctx: Context, line: str, logger_name: str) -> None:
 
 @dataclass(frozen=True)
 class FoundryTools:
+    """The six tools of one server. Argument names, types and defaults are the tools' input schemas, and the
+    docstrings their descriptions: clients depend on both."""
+
     config: FoundryConfig
     """Read on every call (tests and the server may point it at another agents tree or AWS)."""
 
