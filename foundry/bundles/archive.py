@@ -55,6 +55,12 @@ def bundle_files(instance: ResolvedInstance) -> dict[str, bytes]:
     return dict(sorted(files.items()))
 
 
+def bundle_content_hash(instance: ResolvedInstance) -> str:
+    """The content hash `build_bundle` gives the instance's archive, from its files alone: listing a fleet's hashes
+    need not compress an archive per instance."""
+    return content_hash(bundle_files(instance))
+
+
 def index_document(instance_name: str, environment: str, files: dict[str, bytes]) -> dict[str, Any]:
     return {
         "apiVersion": "agent-foundry/v1",
@@ -102,6 +108,7 @@ __all__ = [
     "Bundle",
     "BundleError",
     "build_bundle",
+    "bundle_content_hash",
     "bundle_files",
     "content_hash",
     "index_document",
