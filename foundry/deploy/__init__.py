@@ -1,6 +1,6 @@
-"""Deploying one instance: what is asked and answered (`request`), the platform gate, the image policy,
-per-instance locks (`locks`), the deployer that runs `cdk deploy --exclusively` (`deployer`), and the watch of
-CloudFormation after a stopped deploy (`interruption`).
+"""Deploying one instance: what is asked and answered (`request`), the checks of every argument a deploy is asked
+with (`arguments`), the platform gate, the image policy, per-instance locks (`locks`), the deployer that runs
+`cdk deploy --exclusively` (`deployer`), and the watch of CloudFormation after a stopped deploy (`interruption`).
 
-May import `foundry.manifests`, `foundry.cdk` and `foundry.aws`.
+May import `foundry.manifests`, `foundry.fleet`, `foundry.cdk` and `foundry.aws`.
 """

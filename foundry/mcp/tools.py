@@ -1,4 +1,4 @@
-"""The Foundry MCP tools, thin by design: each checks its arguments (`foundry.mcp.tool_args`), calls one function of
+"""The Foundry MCP tools, thin by design: each checks its arguments (`foundry.deploy.arguments`), calls one function of
 the core and returns its typed result. The result's pydantic model is what the SDK publishes as the tool's output
 schema, and its docstring here is the tool's description.
 
@@ -24,6 +24,16 @@ from foundry.aws.clients import ClientFactory
 from foundry.aws.instance_status import InstanceProbe, instance_status
 from foundry.bundles.archive import bundle_content_hash
 from foundry.cdk.output import StackEvent
+from foundry.deploy.arguments import (
+    ToolArgumentError,
+    check_environment,
+    check_id,
+    check_instance_filter,
+    check_repo_path,
+    check_runtime_image,
+    check_timeout,
+    find_instance,
+)
 from foundry.deploy.deployer import Deployer
 from foundry.deploy.locks import DeployInProgressError
 from foundry.deploy.request import DEFAULT_TIMEOUT_SECONDS, DeployRequest
@@ -34,16 +44,6 @@ from foundry.fleet.model import Fleet
 from foundry.manifests.problems import ManifestError
 from foundry.manifests.resolve import ResolvedInstance
 from foundry.mcp.results import DeployInstanceResult, InstanceStatusResult
-from foundry.mcp.tool_args import (
-    ToolArgumentError,
-    check_environment,
-    check_id,
-    check_instance_filter,
-    check_repo_path,
-    check_runtime_image,
-    check_timeout,
-    find_instance,
-)
 from foundry.rollout.state import RolloutConflictError
 from foundry.rollout.status import RolloutStatusReport, rollout_status
 

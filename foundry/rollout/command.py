@@ -23,13 +23,13 @@ from typing import Any
 from pydantic import ValidationError
 from rich.console import Console
 
+from foundry.deploy.arguments import ToolArgumentError, check_runtime_image
 from foundry.files.repo import REPO_ROOT
 from foundry.fleet.load import DEFAULT_AGENTS_DIR, load_fleet
 from foundry.manifests.naming import parse_selector
 from foundry.manifests.platform_settings import PROD_ENVIRONMENTS, RolloutPolicy
 from foundry.manifests.problems import ManifestError
 from foundry.manifests.resolve import ResolvedInstance
-from foundry.mcp.tool_args import ToolArgumentError, check_runtime_image
 from foundry.plan.command import PlanError, make_plan
 from foundry.plan.git_revision import GitError
 from foundry.rollout.aws_fleet import RECORDS_SKIPPED

@@ -10,12 +10,12 @@ import pytest
 from mcp import Client
 from mcp.server.mcpserver import MCPServer
 
+from foundry.deploy.arguments import ToolArgumentError, check_runtime_image
 from foundry.deploy.deployer import Deployer
 from foundry.deploy.image_reference import ImageReference, parse_image_reference, parse_repository_pattern
 from foundry.fleet.load import load_fleet
 from foundry.fleet.model import Fleet
 from foundry.manifests.problems import ManifestError
-from foundry.mcp.tool_args import ToolArgumentError, check_runtime_image
 from tests.mcp.foundry_mcp_process_helpers import REPO_ROOT
 
 DEV_ECR = "111111111111.dkr.ecr.us-east-1.amazonaws.com"  # agents/platform.yaml: dev's account and region

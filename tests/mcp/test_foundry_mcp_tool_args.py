@@ -6,10 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from foundry.deploy.image_reference import IMAGE_FORM
-from foundry.fleet.load import load_fleet
-from foundry.fleet.model import Fleet
-from foundry.mcp.tool_args import (
+from foundry.deploy.arguments import (
     DIRECTORY_FORM,
     SELECTOR_FORM,
     ToolArgumentError,
@@ -20,6 +17,9 @@ from foundry.mcp.tool_args import (
     check_timeout,
     find_instance,
 )
+from foundry.deploy.image_reference import IMAGE_FORM
+from foundry.fleet.load import load_fleet
+from foundry.fleet.model import Fleet
 from tests.mcp.foundry_mcp_process_helpers import REPO_ROOT
 
 

@@ -1,4 +1,5 @@
-"""Checks every argument a Foundry MCP tool receives before anything runs.
+"""Checks every argument a deploy is asked with (a Foundry MCP tool's, or a CLI option such as `rollout
+--runtime-image`) before anything runs.
 
 A tool argument ends up in a `cdk` argv list, a boto3 call or a file path. No shell is ever involved, but a value
 that *looks* like shell syntax or a command-line flag is still refused: it is never a legitimate id, and refusing it
@@ -33,7 +34,7 @@ MAX_TIMEOUT_SECONDS = 4 * 3600
 
 
 class ToolArgumentError(ValueError):
-    """A tool argument was refused; the message names the argument and what is allowed."""
+    """A tool argument (or CLI option) was refused; the message names the argument and what is allowed."""
 
 
 SELECTOR_FORM = "ORG/DOMAIN/INSTANCE, each a DNS-safe id (lowercase letters, digits and '-')"
