@@ -15,10 +15,11 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from foundry.aws.cloudformation import Failure
-from foundry.aws.instance_status import InstanceStatus, ServiceState, StackState, TargetState, Verdict
+from foundry.aws.instance_status import ServiceState, StackState, TargetState, Verdict
 from foundry.deploy.interruption import Interruption
 from foundry.deploy.platform_gate import PlatformCheck
 from foundry.deploy.request import DeployResult, Outcome
+from foundry.deploy.status import DeployedStatus
 
 
 class DeployInstanceResult(BaseModel):
@@ -73,13 +74,12 @@ class InstanceStatusResult(BaseModel):
     """The last deploy whose cdk was stopped, and how CloudFormation ended it."""
 
     @classmethod
-    def of(
-        cls, status: InstanceStatus, *, deploy_lock: str | None, last_interrupted_deploy: Interruption | None
-    ) -> InstanceStatusResult:
+    def of(cls, report: DeployedStatus) -> InstanceStatusResult:
+        status = report.status
         return cls.model_validate(
             {
                 **{field.name: getattr(status, field.name) for field in dataclasses.fields(status)},
-                "deploy_lock": deploy_lock,
-                "last_interrupted_deploy": last_interrupted_deploy,
+                "deploy_lock": report.deploy_lock,
+                "last_interrupted_deploy": report.last_interrupted_deploy,
             }
         )

@@ -21,7 +21,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.shared.exceptions import MCPDeprecationWarning
 
 from foundry.aws.clients import ClientFactory
-from foundry.aws.instance_status import InstanceProbe, instance_status
+from foundry.aws.instance_status import InstanceProbe
 from foundry.bundles.archive import bundle_content_hash
 from foundry.cdk.output import StackEvent
 from foundry.deploy.arguments import (
@@ -37,6 +37,7 @@ from foundry.deploy.arguments import (
 from foundry.deploy.deployer import Deployer
 from foundry.deploy.locks import DeployInProgressError
 from foundry.deploy.request import DEFAULT_TIMEOUT_SECONDS, DeployRequest
+from foundry.deploy.status import deployed_status
 from foundry.fleet import catalog
 from foundry.fleet.catalog import AgentConfig, AgentList, InstanceList, UnknownAgentError
 from foundry.fleet.load import load_fleet
@@ -227,13 +228,9 @@ class FoundryTools:
 
         resolved, region = await asyncio.to_thread(prepare)
         config = self.config
-        status = await instance_status(
-            resolved, region=region, clients=config.clients, probe=config.probe if probe_instance else None
-        )
-        interrupted = await asyncio.to_thread(config.deployer.last_interruption, resolved)
-        return InstanceStatusResult.of(
-            status, deploy_lock=config.deployer.lock_reason(resolved), last_interrupted_deploy=interrupted
-        )
+        probe = config.probe if probe_instance else None
+        report = await deployed_status(config.deployer, resolved, region=region, clients=config.clients, probe=probe)
+        return InstanceStatusResult.of(report)
 
     @refusals_as_tool_errors
     async def get_rollout_status(self, environment: str | None = None, simulated: bool = False) -> RolloutStatusReport:

@@ -21,6 +21,7 @@ from foundry.cli import main
 from foundry.deploy.interruption import Interruption
 from foundry.deploy.platform_gate import PlatformCheck
 from foundry.deploy.request import DeployResult
+from foundry.deploy.status import DeployedStatus
 from foundry.mcp.results import DeployInstanceResult, InstanceStatusResult
 from foundry.mcp.server import FoundryConfig, build_server
 from foundry.rollout.report import report
@@ -146,7 +147,9 @@ def test_the_status_result_is_the_status_fields_then_the_deploy_lock_and_the_las
     interrupted = Interruption(
         stack="af-dev-acme-retail-dev", how="timed_out", at="2026-12-01T00:00:00Z", status_when_stopped=None
     )
-    typed = InstanceStatusResult.of(status, deploy_lock="deploying", last_interrupted_deploy=interrupted)
+    typed = InstanceStatusResult.of(
+        DeployedStatus(status, deploy_lock="deploying", last_interrupted_deploy=interrupted)
+    )
     expected = {
         **dataclasses.asdict(status),
         "deploy_lock": "deploying",
