@@ -7,11 +7,11 @@ content, so each model's fields (and their order) are the JSON a client receives
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import BaseModel
 
+from foundry.bundles.archive import bundle_content_hash
 from foundry.fleet.model import Fleet
 from foundry.manifests.resolve import ResolvedInstance
 from foundry.manifests.schema import AgentRole, AgentSpec, ExternalMcpServer, InstanceAgent
@@ -204,11 +204,8 @@ class InstanceList(BaseModel):
     """Sorted by (environment, organization, domain, instance)."""
 
 
-def list_instances(
-    fleet: Fleet, *, bundle_hash: Callable[[ResolvedInstance], str], environment: str | None = None
-) -> InstanceList:
-    """One row per instance (of `environment` only, when given). `bundle_hash` computes an instance's bundle hash
-    (`foundry.bundles.archive.bundle_content_hash`): passed in because bundles are built above the fleet."""
+def list_instances(fleet: Fleet, *, environment: str | None = None) -> InstanceList:
+    """One row per instance (of `environment` only, when given), with the content hash of its bundle."""
     rows = [
         InstanceRow(
             environment=i.environment,
@@ -218,7 +215,7 @@ def list_instances(
             instance=i.key.selector,
             hostname=i.manifest.spec.hostname,
             stack_name=i.manifest.spec.stack_name,
-            bundle_hash=bundle_hash(i),
+            bundle_hash=bundle_content_hash(i),
             agents=len(i.manifest.spec.agents),
         )
         for i in fleet.instances

@@ -22,7 +22,6 @@ from mcp.shared.exceptions import MCPDeprecationWarning
 
 from foundry.aws.clients import ClientFactory
 from foundry.aws.instance_status import InstanceProbe
-from foundry.bundles.archive import bundle_content_hash
 from foundry.cdk.output import StackEvent
 from foundry.deploy.arguments import (
     ToolArgumentError,
@@ -159,7 +158,7 @@ class FoundryTools:
             fleet, _ = self._fleet(agents_dir)
             if environment is not None:
                 check_environment(fleet, environment)
-            return catalog.list_instances(fleet, bundle_hash=bundle_content_hash, environment=environment)
+            return catalog.list_instances(fleet, environment=environment)
 
         return await asyncio.to_thread(work)
 

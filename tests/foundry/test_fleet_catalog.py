@@ -8,12 +8,11 @@ from typing import Any
 
 import pytest
 
-from foundry.bundles.archive import build_bundle, bundle_content_hash, read_bundle
+from foundry.bundles.archive import build_bundle, read_bundle
 from foundry.fleet import catalog
 from foundry.fleet.catalog import UnknownAgentError
 from foundry.fleet.load import load_fleet
 from foundry.fleet.model import Fleet
-from foundry.manifests.resolve import ResolvedInstance
 from tests.conftest import AGENTS_DIR, REPO_ROOT
 from tests.foundry.manifest_edits import edit
 
@@ -91,22 +90,14 @@ def test_external_tools_are_mapped_to_the_server_each_instance_reaches_them_on(a
     assert (tool.tool, tool.server, tool.bearer_secret) == ("ticketing.create_ticket", "ticketing", "ticket-api-token")
 
 
-def test_instance_rows_carry_the_hash_the_given_function_computes_and_follow_the_environment_filter(
-    fleet: Fleet,
-) -> None:
-    def selector_hash(instance: ResolvedInstance) -> str:
-        return f"hash-of-{instance.key.selector}"
-
-    listing = catalog.list_instances(fleet, bundle_hash=selector_hash, environment="dev")
+def test_instance_rows_follow_the_environment_filter(fleet: Fleet) -> None:
+    listing = catalog.list_instances(fleet, environment="dev")
     assert listing.count == len(listing.instances) == 2
-    assert [(r.instance, r.bundle_hash) for r in listing.instances] == [
-        ("acme/retail/dev", "hash-of-acme/retail/dev"),
-        ("default-org/default-domain/dev", "hash-of-default-org/default-domain/dev"),
-    ]
+    assert [r.instance for r in listing.instances] == ["acme/retail/dev", "default-org/default-domain/dev"]
 
 
 def test_the_listed_bundle_hash_is_the_hash_of_the_archive_build_bundle_writes(fleet: Fleet) -> None:
-    listing = catalog.list_instances(fleet, bundle_hash=bundle_content_hash)
+    listing = catalog.list_instances(fleet)
     assert [r.instance for r in listing.instances] == [i.key.selector for i in fleet.instances]
     for row, instance in zip(listing.instances, fleet.instances, strict=True):
         index, _ = read_bundle(build_bundle(instance).archive, f"{row.instance}.tar.gz")
