@@ -344,10 +344,9 @@ def _aws_fleet(args: argparse.Namespace, fleet: Any, targets: Targets, policy: R
     from foundry.deploy.locks import InstanceLocks
     from foundry.rollout.aws_fleet import AwsFleet
 
-    repo_root = REPO_ROOT
-    runner = ProcessRunner(cwd=repo_root, env=tool_environment(repo_root))
+    runner = ProcessRunner(cwd=REPO_ROOT, env=tool_environment(REPO_ROOT))
     deployer = Deployer(
-        repo_root=repo_root,
+        repo_root=REPO_ROOT,
         runner=runner,
         locks=InstanceLocks(),
         method=args.cdk_method,
