@@ -6,7 +6,8 @@ HTTP on 127.0.0.1, and development tokens signed with the current key.
     issuer           the issuer URL, written when the HTTP server starts (the `token` command reads it)
 
 Rotating adds a new key and makes it current; the old key stays published so tokens it signed keep working until
-they expire. It is not an authorization server for anything but loopback development: no token endpoint, no clients.
+they expire, or until it is removed (`remove_key`: verifiers refuse its tokens once their key set is
+refreshed). It is not an authorization server for anything but loopback development: no token endpoint, no clients.
 """
 
 from __future__ import annotations
@@ -91,6 +92,18 @@ class DevIssuer:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as out:
             out.write(pem)
+
+    def remove_key(self, kid: str) -> None:
+        """Unpublish a key (a retired or compromised one): tokens it signed stop being accepted once a verifier's
+        key set is refreshed. The current key cannot be removed; rotate first."""
+        current = self.folder / "current"
+        if current.exists() and current.read_text().strip() == kid:
+            raise DevIssuerError(f"{kid} is the current signing key: rotate before removing it")
+        found = [p for p in self._keys_dir.glob("*.pem") if p.name.rsplit(".", 2)[0] == kid]
+        if not found:
+            raise DevIssuerError(f"no key {kid!r} in {self._keys_dir}")
+        for path in found:
+            path.unlink()
 
     def keys(self) -> list[SigningKey]:
         found = []

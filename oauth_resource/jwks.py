@@ -1,9 +1,10 @@
 """The issuer's signing keys, fetched over HTTP and cached by key id.
 
-Keys are read once and kept for `max_age`; a token that names a key id we do not hold makes us fetch again (so a
-rotated key is picked up without a restart), but at most once per `min_refetch_interval`: a stream of forged key ids
-cannot turn us into a load generator against the issuer. If the issuer cannot be reached the keys we hold keep
-working and the failure is logged.
+Keys are read once and kept for `max_age`, the refresh interval: a key that left the issuer's set is dropped at the
+next refresh, and the verifier then refuses even the tokens it had accepted with it. A token that names a key id we
+do not hold makes us fetch again (so a rotated key is picked up without a restart), but at most once per
+`min_refetch_interval`: a stream of forged key ids cannot turn us into a load generator against the issuer. If the
+issuer cannot be reached the keys we hold keep working and the failure is logged.
 """
 
 from __future__ import annotations
