@@ -82,6 +82,7 @@ def resource_server(auth: AuthConfig, *, organization: str, hostname: str) -> Re
         organization=organization,
         org_claim=auth.org_claim,
         audience_claim=auth.audience_claim,
+        max_lifetime_seconds=auth.max_token_lifetime_seconds,
     )
     keys = KeySet(
         issuer=auth.issuer,

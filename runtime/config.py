@@ -21,6 +21,9 @@ DEFAULT_THREAD_WAIT_SECONDS = 30.0
 """How long a turn waits for its thread's previous turn (runtime.thread_turns) before thread_busy."""
 DEFAULT_DRAIN_SECONDS = 20
 """Below ECS's default 30 s stop timeout, so in-flight requests finish before SIGKILL."""
+DEFAULT_MAX_TOKEN_LIFETIME_SECONDS = 24 * 3600
+MAX_TOKEN_LIFETIME_CEILING = 30 * 24 * 3600
+"""AUTH_MAX_TOKEN_LIFETIME_SECONDS may not exceed 30 days: a bearer token living longer is a password."""
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 SECRET_PREFIX = "SECRET_"  # noqa: S105 - the variable-name prefix, not a secret
 
@@ -94,7 +97,10 @@ class AuthConfig:
     audience_claim: str = "aud"
     """`client_id` for Amazon Cognito access tokens (no `aud`); AUDIENCE is then the app client id."""
     jwks_max_age_seconds: float = 3600.0
+    """The key set's refresh interval: a key removed from the issuer's JWKS stops working within it."""
     jwks_min_refetch_seconds: float = 30.0
+    max_token_lifetime_seconds: int = DEFAULT_MAX_TOKEN_LIFETIME_SECONDS
+    """The longest `exp - iat` accepted (a token without `iat`: `exp - now`)."""
 
 
 @dataclass(frozen=True)
@@ -215,6 +221,9 @@ def auth_from_env(env: Mapping[str, str]) -> AuthConfig:
         audience_claim=audience_claim,
         jwks_max_age_seconds=_float(env, "AUTH_JWKS_MAX_AGE_SECONDS", 3600.0),
         jwks_min_refetch_seconds=_float(env, "AUTH_JWKS_MIN_REFETCH_SECONDS", 30.0),
+        max_token_lifetime_seconds=_int(
+            env, "AUTH_MAX_TOKEN_LIFETIME_SECONDS", DEFAULT_MAX_TOKEN_LIFETIME_SECONDS, 60, MAX_TOKEN_LIFETIME_CEILING
+        ),
     )
 
 

@@ -14,6 +14,10 @@ INSTANCE_SCOPES = ("agentfoundry/invoke", "agentfoundry/read")
 PLATFORM_ISSUER: Literal["platform"] = "platform"
 """`issuer_source` of an instance whose tokens come from its platform stack's Cognito user pool."""
 
+DEFAULT_MAX_TOKEN_LIFETIME_SECONDS = 86_400
+DEFAULT_JWKS_REFRESH_SECONDS = 3600
+"""The runtime's own defaults: a setting equal to them sets no variable (templates stay as they were)."""
+
 IssuerSource = Literal["organization", "environment", "platform", "none"]
 
 
@@ -30,6 +34,8 @@ class InstanceAuth:
     audience_claim: Literal["aud", "client_id"]
     jwks_uri: str | None
     org_claim: str
+    max_token_lifetime_seconds: int = DEFAULT_MAX_TOKEN_LIFETIME_SECONDS
+    jwks_refresh_seconds: int = DEFAULT_JWKS_REFRESH_SECONDS
 
     def runtime_environment(
         self, *, platform_issuer: str | None = None, platform_client_id: str | None = None
@@ -52,6 +58,10 @@ class InstanceAuth:
             env["AUTH_AUDIENCE_CLAIM"] = self.audience_claim
         if self.jwks_uri is not None:
             env["AUTH_JWKS_URI"] = self.jwks_uri
+        if self.max_token_lifetime_seconds != DEFAULT_MAX_TOKEN_LIFETIME_SECONDS:
+            env["AUTH_MAX_TOKEN_LIFETIME_SECONDS"] = str(self.max_token_lifetime_seconds)
+        if self.jwks_refresh_seconds != DEFAULT_JWKS_REFRESH_SECONDS:
+            env["AUTH_JWKS_MAX_AGE_SECONDS"] = str(self.jwks_refresh_seconds)
         return dict(sorted(env.items()))
 
 
@@ -64,9 +74,11 @@ def resolve_instance_auth(settings: EnvironmentSettings, *, organization_id: str
     source: IssuerSource = "organization"
     if chosen is None:
         chosen, source = auth.issuer, "environment"
+    limits = {"max_token_lifetime_seconds": auth.max_token_lifetime_seconds,
+              "jwks_refresh_seconds": auth.jwks_refresh_seconds}  # fmt: skip
     if chosen is None:
-        return InstanceAuth("jwt", PLATFORM_ISSUER, None, None, "client_id", None, "org")
+        return InstanceAuth("jwt", PLATFORM_ISSUER, None, None, "client_id", None, "org", **limits)
     audience = chosen.audience or f"https://{hostname}/mcp"
     return InstanceAuth(
-        "jwt", source, chosen.issuer, audience, chosen.audience_claim, chosen.jwks_uri, chosen.org_claim
+        "jwt", source, chosen.issuer, audience, chosen.audience_claim, chosen.jwks_uri, chosen.org_claim, **limits
     )

@@ -183,6 +183,12 @@ class InstanceAuthSettings(Strict):
     """Left out (mode jwt): the environment's platform stack provides one, an Amazon Cognito user pool."""
     organizations: dict[DnsId, TokenIssuer] = Field(default_factory=dict)
     """A tenant's own identity provider, by organization id; it replaces `issuer` for that organization's instances."""
+    max_token_lifetime_seconds: Annotated[int, Field(ge=60, le=2_592_000)] = 86_400
+    """The longest `exp - iat` an instance accepts (a token without `iat`: `exp - now`);
+    AUTH_MAX_TOKEN_LIFETIME_SECONDS."""
+    jwks_refresh_seconds: Annotated[int, Field(ge=60, le=86_400)] = 3600
+    """How often an instance reads its issuer's key set again: a key the issuer removed stops working within this
+    interval, even for tokens already accepted; AUTH_JWKS_MAX_AGE_SECONDS."""
 
     @model_validator(mode="after")
     def _check(self) -> InstanceAuthSettings:

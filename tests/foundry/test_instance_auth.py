@@ -99,3 +99,27 @@ def test_mode_none_is_refused_for_an_internet_facing_load_balancer() -> None:
 def test_bad_auth_settings_are_refused_naming_the_field(auth: dict[str, Any], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         settings(auth)
+
+
+def test_the_token_limits_reach_the_runtime_as_auth_variables_when_they_differ_from_its_defaults() -> None:
+    issuer = {"issuer": "https://login.example.com/oauth2/default"}
+    default = resolve_instance_auth(settings({"issuer": issuer}), organization_id="acme", hostname=HOST)
+    assert not {"AUTH_MAX_TOKEN_LIFETIME_SECONDS", "AUTH_JWKS_MAX_AGE_SECONDS"} & set(default.runtime_environment())
+    limited = {"issuer": issuer, "max_token_lifetime_seconds": 3600, "jwks_refresh_seconds": 300}
+    for auth in (limited, {k: v for k, v in limited.items() if k != "issuer"}):  # an issuer's or the platform pool's
+        resolved = resolve_instance_auth(settings(auth), organization_id="acme", hostname=HOST)
+        env = resolved.runtime_environment(platform_issuer="https://cognito.example.com", platform_client_id="c1")
+        assert env["AUTH_MAX_TOKEN_LIFETIME_SECONDS"] == "3600" and env["AUTH_JWKS_MAX_AGE_SECONDS"] == "300"
+
+
+@pytest.mark.parametrize(
+    ("auth", "message"),
+    [
+        ({"max_token_lifetime_seconds": 40 * 86400}, "max_token_lifetime_seconds"),
+        ({"max_token_lifetime_seconds": 10}, "max_token_lifetime_seconds"),
+        ({"jwks_refresh_seconds": 2 * 86400}, "jwks_refresh_seconds"),
+    ],
+)
+def test_token_limits_out_of_range_are_refused_naming_the_field(auth: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        settings(auth)
