@@ -38,6 +38,7 @@ from constructs.af_agent_runtime_props import (
     RuntimePlatform,
     ShardAttributes,
     TaskSizing,
+    check_auth_environment,
     ecr_repository,
     log_retention,
     secret_construct_id,
@@ -95,6 +96,7 @@ class AfAgentRuntime(Construct):
 
     def __init__(self, scope: Construct, id_: str, *, props: AgentRuntimeProps) -> None:
         super().__init__(scope, id_)
+        check_auth_environment(props.identity.selector, props.auth_environment)
         self._connections: ec2.Connections | None = None
         identity, platform = props.identity, props.platform
         vpc, cluster = self._import_network(platform)

@@ -129,8 +129,27 @@ class AgentRuntimeProps:
     """The region the runtime runs in (AWS_REGION, the log driver's region)."""
     thread_state_point_in_time_recovery: bool = True
     """Continuous backups of the instance's thread-state table (the environment's setting)."""
-    auth_environment: Mapping[str, str] = field(default_factory=lambda: {"AUTH_MODE": "none"})
-    """The runtime's AUTH_* variables: who may call the instance. Values or tokens."""
+    auth_environment: Mapping[str, str]
+    """The runtime's AUTH_* variables: who may call the instance. Values or tokens. Required, with no default: a
+    runtime open to every caller must say so (`{"AUTH_MODE": "none"}`), never be one because auth was forgotten."""
+
+
+def check_auth_environment(selector: str, auth_environment: Mapping[str, str]) -> None:
+    """The explicit auth choice the runtime needs: an issuer (AUTH_ISSUER) or AUTH_MODE=none, not both, not neither.
+    Raised at synth, so a template never ships a runtime that refuses to start or serves everyone by accident."""
+    mode = auth_environment.get("AUTH_MODE")
+    issuer = auth_environment.get("AUTH_ISSUER")
+    where = f"instance {selector}: auth_environment"
+    if mode not in (None, "jwt", "none"):
+        raise ValueError(f"{where}: AUTH_MODE must be 'jwt' or 'none', got {mode!r}")
+    if mode == "none" and issuer:
+        raise ValueError(f"{where}: AUTH_MODE=none and AUTH_ISSUER exclude each other")
+    if mode != "none" and not issuer:
+        raise ValueError(
+            f"{where} chooses no caller authentication ({dict(auth_environment)!r}): pass AUTH_ISSUER and the other "
+            "AUTH_* variables (foundry.manifests.instance_auth resolves them from agents/platform.yaml), or, only "
+            "behind an internal load balancer, {'AUTH_MODE': 'none'} explicitly"
+        )
 
 
 def secret_construct_id(name: str) -> str:

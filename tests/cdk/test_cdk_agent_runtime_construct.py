@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import ast
 import json
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +42,13 @@ def bundle_file(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(path)
 
 
+ISSUER_AUTH = {"AUTH_ISSUER": "https://login.example.com/oauth2/default", "AUTH_ORG_CLAIM": "org"}
+OMIT = object()
+"""A change that leaves the prop out altogether."""
+
+
 def make_props(bundle_path: str, **changes: Any) -> AgentRuntimeProps:
-    props = AgentRuntimeProps(
+    values: dict[str, Any] = dict(
         identity=RuntimeIdentity(
             organization_id="acme",
             domain_id="retail",
@@ -77,8 +81,10 @@ def make_props(bundle_path: str, **changes: Any) -> AgentRuntimeProps:
         bedrock_models=[HAIKU, SONNET],
         family="af-test-acme-retail-dev",
         region="us-east-1",
+        auth_environment=ISSUER_AUTH,
     )
-    return replace(props, **changes)
+    values.update(changes)
+    return AgentRuntimeProps(**{name: value for name, value in values.items() if value is not OMIT})
 
 
 def build(bundle_path: str, **changes: Any) -> tuple[cdk.Stack, AfAgentRuntime]:
@@ -181,6 +187,38 @@ def test_the_container_carries_the_identity_and_listens_on_its_port(template: Te
             ]
         },
     )
+
+
+def container_environment(template: Template) -> dict[str, Any]:
+    (task_definition,) = template.find_resources("AWS::ECS::TaskDefinition").values()
+    return {e["Name"]: e["Value"] for e in task_definition["Properties"]["ContainerDefinitions"][0]["Environment"]}
+
+
+def test_the_runtime_gets_the_auth_variables_it_is_given(template: Template) -> None:
+    variables = container_environment(template)
+    assert {k: v for k, v in variables.items() if k.startswith("AUTH_")} == ISSUER_AUTH
+
+
+def test_a_runtime_without_an_auth_choice_is_refused_at_synth(bundle_file: str) -> None:
+    """No silent AUTH_MODE=none: leaving the prop out is an error, and so is a set that names neither an issuer
+    nor mode none (or both)."""
+    with pytest.raises(TypeError, match="auth_environment"):
+        build(bundle_file, auth_environment=OMIT)
+    for chosen, message in (
+        ({}, "instance acme/retail/dev: auth_environment chooses no caller authentication"),
+        ({"AUTH_ORG_CLAIM": "org"}, "chooses no caller authentication"),
+        ({"AUTH_MODE": "jwt"}, "chooses no caller authentication"),
+        ({"AUTH_MODE": "none", "AUTH_ISSUER": "https://login.example.com"}, "exclude each other"),
+        ({"AUTH_MODE": "off"}, "AUTH_MODE must be 'jwt' or 'none', got 'off'"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            build(bundle_file, auth_environment=chosen)
+
+
+def test_auth_off_is_possible_when_said_explicitly(bundle_file: str) -> None:
+    stack, _ = build(bundle_file, auth_environment={"AUTH_MODE": "none"})
+    variables = container_environment(Template.from_stack(stack))
+    assert variables["AUTH_MODE"] == "none" and "AUTH_ISSUER" not in variables
 
 
 def test_the_listener_rule_matches_the_hostname_at_the_given_priority(template: Template) -> None:
