@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     call.add_argument("--url", default="http://127.0.0.1:8080/mcp", help="the instance's MCP endpoint")
     call.add_argument("--tool", default="invoke", choices=["invoke", "describe", "status"])
     call.add_argument("--message", help="the request text (for invoke)")
-    call.add_argument("--thread", default="default", help="thread id (for invoke)")
+    call.add_argument("--thread", help="thread id (for invoke); left out: a new thread, whose id the answer gives")
     call.add_argument(
         "--token", help=f"bearer token (default: ${TOKEN_ENV}; none for an instance started with AUTH_MODE=none)"
     )
@@ -237,7 +237,7 @@ async def _call(args: argparse.Namespace) -> int:
 
     arguments: dict[str, Any] = {}
     if args.tool == "invoke":
-        arguments = {"message": args.message, "thread_id": args.thread}
+        arguments = {"message": args.message, **({"thread_id": args.thread} if args.thread else {})}
     token = args.token or os.environ.get(TOKEN_ENV, "").strip()
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     refusals: list[str] = []

@@ -72,6 +72,8 @@ class InvokeResult(BaseModel):
     answer: str | None
     error: InvokeError | None
     thread_id: str
+    """The thread the turn ran in: the one asked for, or the new one a call without thread id started (pass it
+    back to continue)."""
     trace_id: str
     agents: list[str]
     """The agents that ran, in order."""
@@ -218,10 +220,14 @@ class Instance:
     def organization(self) -> str:
         return self.bundle.instance.spec.identity.organization_id
 
-    async def invoke(self, message: str, thread_id: str = "default", caller: Caller | None = None) -> InvokeResult:
+    async def invoke(self, message: str, thread_id: str | None = None, caller: Caller | None = None) -> InvokeResult:
         """`caller` is who the bearer token says is calling (None: the anonymous caller of AUTH_MODE=none or stdio).
-        The graph sees only the caller's opaque thread key and the token's organization as its tenant."""
+        The graph sees only the caller's opaque thread key and the token's organization as its tenant. Without a
+        thread id the turn starts a new thread (never a shared default one: with auth off, or callers sharing one
+        client id, that would hand one caller another's history); the result's thread_id names it."""
         trace_id = uuid.uuid4().hex
+        if thread_id is None:
+            thread_id = new_thread_id()
         refusal: InvokeError | None = None
         if self.draining or not self.ready:
             self.metrics.refused += 1
@@ -347,6 +353,11 @@ class Instance:
             f'organization="{identity.organization_id}",domain="{identity.domain_id}",'
             f'environment="{identity.environment}",instance="{identity.instance_id}"'
         )
+
+
+def new_thread_id() -> str:
+    """A thread id nobody else holds: 128 random bits."""
+    return f"thread-{uuid.uuid4().hex}"
 
 
 def _result(state: PipelineState, *, thread_id: str, trace_id: str, total_ms: float) -> InvokeResult:

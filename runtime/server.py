@@ -86,9 +86,17 @@ def build_mcp_server(instance: Instance, auth: ResourceServer | None = None) -> 
     @server.tool()
     async def invoke(
         message: Annotated[str, Field(max_length=MAX_MESSAGE_CHARS, description="The request text.")],
-        thread_id: Annotated[str, Field(max_length=256, description="Conversation id (yours alone).")] = "default",
+        thread_id: Annotated[
+            str | None,
+            Field(
+                max_length=256,
+                description="Conversation id (yours alone). Leave it out to start a new thread: the answer's "
+                "thread_id names it, pass that to continue.",
+            ),
+        ] = None,
     ) -> Annotated[CallToolResult, InvokeResult]:
-        """Run the message through the instance's agents; returns the answer and the per-node trace."""
+        """Run the message through the instance's agents; returns the answer, its thread id and the per-node
+        trace."""
         result = await instance.invoke(message, thread_id, caller(INVOKE_SCOPE))
         payload = result.model_dump(mode="json")
         text = result.answer if result.ok and result.answer is not None else f"error: {result.error}"
