@@ -9,6 +9,7 @@ Everything else is refused with a logged reason (cut to a bounded length) and no
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections import OrderedDict
@@ -133,8 +134,7 @@ class JwtVerifier:
         try:
             accepted = await self._verify(token)
         except TokenRefusedError as exc:
-            reason = bounded(str(exc)).replace('"', "'")
-            log.info('{"event": "token.refused", "reason": "%s"}', reason)
+            log.info("%s", json.dumps({"event": "token.refused", "reason": bounded(str(exc))}))
             return None
         self._accepted[token] = accepted
         if len(self._accepted) > self._cache_size:
