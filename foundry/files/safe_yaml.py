@@ -134,7 +134,7 @@ def _check_depth(text: str) -> None:
             if depth > MAX_DEPTH:
                 raise YamlError(
                     f"mappings and lists are nested more than {MAX_DEPTH} levels deep; manifests need far fewer",
-                    line=event.start_mark.line + 1,
+                    line=event.start_mark.line + 1 if event.start_mark else None,
                 )
         elif kind is yaml.MappingEndEvent or kind is yaml.SequenceEndEvent:
             depth -= 1
