@@ -1,0 +1,174 @@
+"""The backend's egress to external MCP servers, against real servers over real HTTP: answers and listings are cut
+off at their limits while they stream (a served runtime's peak memory stays flat under a 200-million-character
+answer, and the turn goes on), and a name that resolves to a loopback address, or the instance's own port, is
+refused before anything is sent."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mcp import Client
+
+from instance_contract.schema import ExternalMcpServer
+from runtime.config import Secrets
+from runtime.egress_http import EgressPolicy
+from runtime.external_mcp import ExternalServers, ExternalToolError
+from tests.foundry.manifest_edits import Doc, allow_private_targets, edit
+from tests.runtime.hostile_mcp_server import serve_hostile
+from tests.runtime.runtime_harness import BuiltBundle, RuntimeProcess, copy_agents, serve, write_bundles
+
+pytestmark = pytest.mark.slow
+
+INSTANCE = "default-org/default-domain/dev"
+REQUEST = "Please open a ticket: the checkout outage since noon"
+TOKEN = "tck-token"
+MB = 1024 * 1024
+
+
+def _bundle(root: Path, url: str, *, max_response_bytes: int = 1000) -> BuiltBundle:
+    agents = copy_agents(root / "agents")
+    allow_private_targets(agents)  # a fixture tree: its servers listen on 127.0.0.1
+    server: Doc = {
+        "name": "ticketing",
+        "url": url,
+        "bearer_secret": "ticket-api-token",
+        "timeout_seconds": 60,
+        "max_response_bytes": max_response_bytes,
+    }
+    edit(agents / "manifests" / "manifest.instance-template.yaml", lambda d: d["spec"]["mcp"].update(servers=[server]))
+    edit(agents / "specs/workers/ticket-agent.yaml", lambda d: d["spec"]["tools"].append("ticketing.create_ticket"))
+    (built,) = write_bundles(agents, root / "bundle", INSTANCE)
+    return built
+
+
+def _peak_rss(pid: int) -> int:
+    """The process's peak resident set (VmHWM), in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM in /proc status")
+
+
+async def _invoke(process: RuntimeProcess, message: str, thread: str) -> dict[str, Any]:
+    async with Client(process.url) as client:
+        result = await client.call_tool("invoke", {"message": message, "thread_id": thread})
+    answer = result.structured_content
+    assert isinstance(answer, dict), result  # an answer, failed or not: the turn ran to its end
+    assert result.is_error == (not answer["ok"])
+    return answer
+
+
+async def test_a_200_million_character_answer_is_cut_off_and_the_served_turn_goes_on(
+    tmp_path: Path, runtime_factory: list[RuntimeProcess]
+) -> None:
+    with serve_hostile(answer_chars=200_000_000) as hostile:
+        built = _bundle(tmp_path, hostile.url)
+        process = serve({**built.identity_env(), "SECRET_TICKET_API_TOKEN": TOKEN})
+        runtime_factory.append(process)
+        warm = await _invoke(process, "plan the roadmap for next quarter", "warm-up")
+        assert warm["ok"], warm
+        before = _peak_rss(process.process.pid)
+
+        flooded = await _invoke(process, REQUEST, "flooded")
+        grown = _peak_rss(process.process.pid) - before
+
+        after = await _invoke(process, "plan the roadmap for next quarter", "after")
+    assert grown < 50 * MB, f"peak RSS grew by {grown / MB:.1f} MB"
+    assert not flooded["ok"]
+    calls = [(c["server"], c["tool"], c["status"]) for c in flooded["tool_calls"]]
+    assert calls == [("ticketing", "create_ticket", "error")]
+    assert after["ok"], after  # the process serves on
+    process.terminate()
+    logs = process.stderr_text()
+    assert "MCP server 'ticketing' answered calling create_ticket with more than" in logs
+    assert "the limit is 1000 (max_response_bytes); the transfer was stopped" in logs
+
+
+def _servers(
+    url: str, *, allow_private: bool, own_ports: set[int] | None = None, max_listing_bytes: int = 1_000_000
+) -> ExternalServers:
+    server = ExternalMcpServer(name="ticketing", url=url, timeout_seconds=20.0, max_listing_bytes=max_listing_bytes)
+    policy = EgressPolicy(allow_private_targets=allow_private, own_ports=own_ports or set())
+    return ExternalServers([server], Secrets({}), policy)
+
+
+async def test_a_tool_listing_over_its_limit_is_refused_and_a_small_one_is_read() -> None:
+    with serve_hostile(answer_chars=10, listing_chars=5_000_000) as hostile:
+        with pytest.raises(ExternalToolError) as caught:
+            await _servers(hostile.url, allow_private=True, max_listing_bytes=20_000).tools("ticketing")
+        listed = await _servers(hostile.url, allow_private=True).all_tools()
+    assert "answered listing tools with more than 20000 bytes" in str(caught.value)
+    assert "the limit is 20000 (max_listing_bytes)" in str(caught.value)
+    assert listed == []  # the default 1,000,000 is below 5,000,000 too: the server contributes no tools
+    with serve_hostile(answer_chars=10) as small:
+        tools = await _servers(small.url, allow_private=True).tools("ticketing")
+    assert [t.name for t in tools] == ["ticketing.create_ticket"]
+
+
+@contextmanager
+def _counting_listener() -> Iterator[tuple[int, list[socket.socket]]]:
+    """A TCP listener on 127.0.0.1 that only counts the connections made to it."""
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.settimeout(0.05)
+
+        def accept() -> None:
+            while not stop.is_set():
+                try:
+                    accepted.append(listener.accept()[0])
+                except TimeoutError:
+                    continue
+
+        thread = threading.Thread(target=accept, daemon=True)
+        thread.start()
+        try:
+            yield listener.getsockname()[1], accepted
+        finally:
+            stop.set()
+            thread.join(timeout=5)
+            for conn in accepted:
+                conn.close()
+
+
+@pytest.mark.parametrize("name", ["localhost", "LocalHost"])  # names (resolved via /etc/hosts) of 127.0.0.1
+async def test_a_name_that_resolves_to_loopback_is_refused_at_connect_time(name: str) -> None:
+    assert socket.gethostbyname(name) == "127.0.0.1"
+    with _counting_listener() as (port, accepted):
+        servers = _servers(f"https://{name}:{port}/mcp", allow_private=False)
+        with pytest.raises(ExternalToolError) as caught:
+            await servers.call("ticketing.create_ticket", {"summary": "x"})
+        assert accepted == []  # nothing reached the port
+    message = str(caught.value)
+    assert "was not contacted" in message and "resolves to 127.0.0.1" in message and "loopback" in message
+    assert "egress.allow_private_targets is off" in message
+
+
+async def test_allowed_private_targets_still_refuse_the_instances_own_port() -> None:
+    with _counting_listener() as (port, accepted):
+        servers = _servers(f"http://127.0.0.1:{port}/mcp", allow_private=True, own_ports={port})
+        with pytest.raises(ExternalToolError, match=r"this instance's own port"):
+            await servers.call("ticketing.create_ticket", {"summary": "x"})
+        assert accepted == []
+
+
+async def test_a_served_instance_never_calls_its_own_port(
+    tmp_path: Path, runtime_factory: list[RuntimeProcess]
+) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    built = _bundle(tmp_path, f"http://127.0.0.1:{port}/mcp")
+    process = serve({**built.identity_env(), "SECRET_TICKET_API_TOKEN": TOKEN}, "--port", str(port))
+    runtime_factory.append(process)
+    assert process.port == port
+    answer = await _invoke(process, REQUEST, "self")
+    assert not answer["ok"]
+    process.terminate()
+    assert f"127.0.0.1 port {port} is this instance's own port" in process.stderr_text()
