@@ -78,7 +78,9 @@ class EgressTransport(httpx2.AsyncBaseTransport):
     def __init__(self, policy: EgressPolicy, exchange: Exchange) -> None:
         self._policy = policy
         self._exchange = exchange
-        self._inner = httpx2.AsyncHTTPTransport(trust_env=False)
+        # trust_env here reads only SSL_CERT_FILE / SSL_CERT_DIR (a CA bundle of the operator's); proxies come from
+        # the client, which is made with trust_env=False: a proxy would connect to addresses this never checked.
+        self._inner = httpx2.AsyncHTTPTransport(trust_env=True)
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         url = request.url

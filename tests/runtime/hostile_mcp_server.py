@@ -2,9 +2,10 @@
 the SDK's MCPServer over streamable HTTP with plain JSON answers (the path on which the SDK's client reads a body
 whole), on 127.0.0.1 and a free port it prints on stdout.
 
-    python -m tests.runtime.hostile_mcp_server --answer-chars N [--listing-chars M]
+    python -m tests.runtime.hostile_mcp_server --answer-chars N [--listing-chars M] [--tls CERT KEY]
 
-`create_ticket` answers with N characters; with M, the tool listing carries a description of M characters.
+`create_ticket` answers with N characters; with M, the tool listing carries a description of M characters; with
+--tls it serves https with that certificate and key.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import uvicorn
 from mcp.server.mcpserver import MCPServer
@@ -46,8 +48,11 @@ class HostileServer:
 
 
 @contextmanager
-def serve_hostile(*, answer_chars: int, listing_chars: int = 0) -> Iterator[HostileServer]:
-    """Starts the server in a child process; stops it on exit."""
+def serve_hostile(
+    *, answer_chars: int, listing_chars: int = 0, tls: tuple[Path, Path] | None = None
+) -> Iterator[HostileServer]:
+    """Starts the server in a child process; stops it on exit. With `tls` (certificate, key) it serves https and
+    its URL names `localhost`."""
     process = subprocess.Popen(
         [
             sys.executable,
@@ -55,6 +60,7 @@ def serve_hostile(*, answer_chars: int, listing_chars: int = 0) -> Iterator[Host
             "tests.runtime.hostile_mcp_server",
             f"--answer-chars={answer_chars}",
             f"--listing-chars={listing_chars}",
+            *(["--tls", str(tls[0]), str(tls[1])] if tls else []),
         ],
         stdout=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
@@ -65,7 +71,8 @@ def serve_hostile(*, answer_chars: int, listing_chars: int = 0) -> Iterator[Host
         port = int(process.stdout.readline().strip() or "0")
         if not port:
             raise RuntimeError("the hostile MCP server did not start")
-        yield HostileServer(url=f"http://127.0.0.1:{port}/mcp", process=process)
+        url = f"https://localhost:{port}/mcp" if tls else f"http://127.0.0.1:{port}/mcp"
+        yield HostileServer(url=url, process=process)
     finally:
         process.terminate()
         process.wait(timeout=20)
@@ -75,12 +82,16 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--answer-chars", type=int, required=True)
     parser.add_argument("--listing-chars", type=int, default=0)
+    parser.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"))
     args = parser.parse_args()
+    cert, key = args.tls or (None, None)
     app = build(args.answer_chars, args.listing_chars).streamable_http_app(json_response=True)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
+    sock.listen(64)  # connections made before uvicorn starts wait in the backlog
     print(sock.getsockname()[1], flush=True)
-    uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on")).run(sockets=[sock])
+    config = uvicorn.Config(app, log_level="warning", lifespan="on", ssl_certfile=cert, ssl_keyfile=key)
+    uvicorn.Server(config).run(sockets=[sock])
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ refused before anything is sent."""
 
 from __future__ import annotations
 
+import datetime
 import socket
 import threading
 from collections.abc import Iterator
@@ -13,6 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from mcp import Client
 
 from instance_contract.schema import ExternalMcpServer
@@ -172,3 +177,61 @@ async def test_a_served_instance_never_calls_its_own_port(
     assert not answer["ok"]
     process.terminate()
     assert f"127.0.0.1 port {port} is this instance's own port" in process.stderr_text()
+
+
+def _tls_files(folder: Path) -> tuple[Path, Path, Path]:
+    """A CA and a certificate it signed for the DNS name `localhost` only (no IP address in it): (ca, cert, key)."""
+    now = datetime.datetime.now(datetime.UTC)
+
+    def issue(
+        subject: str,
+        issuer: x509.Name,
+        key: ec.EllipticCurvePrivateKey,
+        signer: ec.EllipticCurvePrivateKey,
+        *,
+        ca: bool,
+    ) -> x509.Certificate:
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .issuer_name(issuer)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(hours=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if not ca:
+            builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        return builder.sign(signer, hashes.SHA256())
+
+    ca_key, leaf_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "egress test CA")])
+    ca_cert = issue("egress test CA", ca_name, ca_key, ca_key, ca=True)
+    leaf = issue("localhost", ca_name, leaf_key, ca_key, ca=False)
+    paths = folder / "ca.pem", folder / "cert.pem", folder / "key.pem"
+    paths[0].write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(
+        leaf_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return paths
+
+
+async def test_https_goes_to_the_pinned_address_with_the_names_certificate_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The connection goes to the checked address while TLS still verifies the certificate against the URL's name
+    (its only name is `localhost`): the pinning must not turn into a certificate mismatch."""
+    ca, cert, key = _tls_files(tmp_path)
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca))
+    with serve_hostile(answer_chars=12, tls=(cert, key)) as hostile:
+        assert hostile.url.startswith("https://localhost:")
+        result = await _servers(hostile.url, allow_private=True).call("ticketing.create_ticket", {"summary": "x"})
+        with pytest.raises(ExternalToolError, match=r"IP address mismatch|certificate verify failed"):
+            await _servers(hostile.url.replace("localhost", "127.0.0.1"), allow_private=True).call(
+                "ticketing.create_ticket", {"summary": "x"}
+            )
+    assert result.text == "x" * 12
