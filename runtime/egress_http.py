@@ -15,12 +15,12 @@ protocol errors, and the caller words the error for the operator from the note.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from ipaddress import ip_address
 
-import anyio
 import httpx2
 
 from instance_contract.egress import IpAddress, address_refusal
@@ -111,7 +111,7 @@ class EgressTransport(httpx2.AsyncBaseTransport):
     async def _checked_address(self, host: str, port: int, request: httpx2.Request) -> IpAddress:
         """The first address `host` resolves to, if the egress rule allows every one of them."""
         try:
-            found = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            found = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except OSError as exc:
             raise httpx2.ConnectError(f"cannot resolve {host}: {exc}", request=request) from None
         addresses = [ip_address(sockaddr[0]) for *_, sockaddr in found]
