@@ -150,8 +150,11 @@ class ExternalServers:
             )
         return {"Authorization": f"Bearer {token}"}
 
-    def _client(self, server: ExternalMcpServer, http: httpx2.AsyncClient) -> Client:
-        return Client(streamable_http_client(server.url, http_client=http), read_timeout_seconds=server.timeout_seconds)
+    def _client(self, server: ExternalMcpServer, http: httpx2.AsyncClient, exchange: Exchange) -> Client:
+        """The SDK's client; its own limit on one SSE event (1 MiB by default) follows the operation's limit, so an
+        answer within max_response_bytes arrives whether the server streams it as SSE or as JSON."""
+        transport = streamable_http_client(server.url, http_client=http, max_sse_event_size=exchange.limit)
+        return Client(transport, read_timeout_seconds=server.timeout_seconds)
 
     def _http(self, server: ExternalMcpServer, exchange: Exchange) -> httpx2.AsyncClient:
         """An HTTP client sending the bearer token over the egress transport, which notes what it refused and the
@@ -164,7 +167,7 @@ class ExternalServers:
         )
 
     async def _list(self, server: ExternalMcpServer, exchange: Exchange) -> list[ExternalTool]:
-        async with self._http(server, exchange) as http, self._client(server, http) as client:
+        async with self._http(server, exchange) as http, self._client(server, http, exchange) as client:
             listed = await client.list_tools()
         return [
             ExternalTool(
@@ -180,7 +183,7 @@ class ExternalServers:
     async def _call(
         self, server: ExternalMcpServer, tool: str, arguments: dict[str, Any], exchange: Exchange
     ) -> types.CallToolResult:
-        async with self._http(server, exchange) as http, self._client(server, http) as client:
+        async with self._http(server, exchange) as http, self._client(server, http, exchange) as client:
             return await client.call_tool(tool, arguments)
 
     async def _run(

@@ -2,10 +2,10 @@
 the SDK's MCPServer over streamable HTTP with plain JSON answers (the path on which the SDK's client reads a body
 whole), on 127.0.0.1 and a free port it prints on stdout.
 
-    python -m tests.runtime.hostile_mcp_server --answer-chars N [--listing-chars M] [--tls CERT KEY]
+    python -m tests.runtime.hostile_mcp_server --answer-chars N [--listing-chars M] [--tls CERT KEY] [--sse]
 
 `create_ticket` answers with N characters; with M, the tool listing carries a description of M characters; with
---tls it serves https with that certificate and key.
+--tls it serves https with that certificate and key; with --sse it answers as server-sent events.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ class HostileServer:
 
 @contextmanager
 def serve_hostile(
-    *, answer_chars: int, listing_chars: int = 0, tls: tuple[Path, Path] | None = None
+    *, answer_chars: int, listing_chars: int = 0, tls: tuple[Path, Path] | None = None, sse: bool = False
 ) -> Iterator[HostileServer]:
     """Starts the server in a child process; stops it on exit. With `tls` (certificate, key) it serves https and
     its URL names `localhost`."""
@@ -61,6 +61,7 @@ def serve_hostile(
             f"--answer-chars={answer_chars}",
             f"--listing-chars={listing_chars}",
             *(["--tls", str(tls[0]), str(tls[1])] if tls else []),
+            *(["--sse"] if sse else []),
         ],
         stdout=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
@@ -83,9 +84,10 @@ def main() -> None:
     parser.add_argument("--answer-chars", type=int, required=True)
     parser.add_argument("--listing-chars", type=int, default=0)
     parser.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"))
+    parser.add_argument("--sse", action="store_true")
     args = parser.parse_args()
     cert, key = args.tls or (None, None)
-    app = build(args.answer_chars, args.listing_chars).streamable_http_app(json_response=True)
+    app = build(args.answer_chars, args.listing_chars).streamable_http_app(json_response=not args.sse)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen(64)  # connections made before uvicorn starts wait in the backlog

@@ -96,9 +96,20 @@ async def test_a_200_million_character_answer_is_cut_off_and_the_served_turn_goe
 
 
 def _servers(
-    url: str, *, allow_private: bool, own_ports: set[int] | None = None, max_listing_bytes: int = 1_000_000
+    url: str,
+    *,
+    allow_private: bool,
+    own_ports: set[int] | None = None,
+    max_listing_bytes: int = 1_000_000,
+    max_response_bytes: int = 1_000_000,
 ) -> ExternalServers:
-    server = ExternalMcpServer(name="ticketing", url=url, timeout_seconds=20.0, max_listing_bytes=max_listing_bytes)
+    server = ExternalMcpServer(
+        name="ticketing",
+        url=url,
+        timeout_seconds=20.0,
+        max_listing_bytes=max_listing_bytes,
+        max_response_bytes=max_response_bytes,
+    )
     policy = EgressPolicy(allow_private_targets=allow_private, own_ports=own_ports or set())
     return ExternalServers([server], Secrets({}), policy)
 
@@ -114,6 +125,19 @@ async def test_a_tool_listing_over_its_limit_is_refused_and_a_small_one_is_read(
     with serve_hostile(answer_chars=10) as small:
         tools = await _servers(small.url, allow_private=True).tools("ticketing")
     assert [t.name for t in tools] == ["ticketing.create_ticket"]
+
+
+@pytest.mark.parametrize("sse", [False, True], ids=["json", "sse"])
+async def test_an_answer_within_a_large_limit_arrives_whole_and_one_past_it_is_cut(sse: bool) -> None:
+    """Both the SDK's answer forms: plain JSON, and server-sent events (whose SDK default of 1 MiB per event would
+    otherwise refuse a result the server's max_response_bytes allows)."""
+    with serve_hostile(answer_chars=1_500_000, sse=sse) as hostile:
+        result = await _servers(hostile.url, allow_private=True, max_response_bytes=2_000_000).call(
+            "ticketing.create_ticket", {"summary": "x"}
+        )
+        with pytest.raises(ExternalToolError, match=r"the limit is 1000000 \(max_response_bytes\)"):
+            await _servers(hostile.url, allow_private=True).call("ticketing.create_ticket", {"summary": "x"})
+    assert len(result.text) == 1_500_000
 
 
 @contextmanager
