@@ -1,9 +1,11 @@
-"""Deeply nested YAML is a clear error naming the file and line on every path that reads manifests (the CLI in a
-real subprocess, the loader synth uses, the Foundry MCP server), never a crash: libyaml's composer recurses in C, and
+"""Deeply nested YAML is a clear error naming the file and line on every path that reads manifests (the CLI and the
+CDK app in real subprocesses, the loader, the Foundry MCP server), never a crash: libyaml's composer recurses in C, and
 80 KB of `[[[...]]]` used to kill the process with a segmentation fault."""
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -47,6 +49,23 @@ def test_validate_in_a_subprocess_reports_file_and_line_instead_of_crashing(agen
     assert "Traceback" not in result.stderr
     line = next(line for line in result.stderr.splitlines() if SAYS in line)
     assert f"{SPEC}:1:" in line
+
+
+def test_the_cdk_app_exits_1_naming_file_and_line(agents_copy: Path, tmp_path: Path) -> None:
+    """app.py as the CDK CLI runs it (the context comes in CDK_CONTEXT_JSON), before any stack is built."""
+    _plant(agents_copy)
+    context = json.dumps({"agentsDir": str(agents_copy)})
+    result = subprocess.run(
+        [sys.executable, "app.py"],
+        cwd=REPO_ROOT,
+        env={**os.environ, "CDK_CONTEXT_JSON": context, "CDK_OUTDIR": str(tmp_path / "cdk.out")},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 1, (result.returncode, result.stderr[-2000:])
+    assert f"{SPEC}:1:" in result.stderr and SAYS in result.stderr and "Traceback" not in result.stderr
 
 
 def test_the_loader_synth_uses_reports_the_file_and_line(agents_copy: Path) -> None:
