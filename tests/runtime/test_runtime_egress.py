@@ -5,6 +5,7 @@ refused before anything is sent."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import socket
 import threading
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import uvicorn
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -21,9 +23,12 @@ from cryptography.x509.oid import NameOID
 from mcp import Client
 
 from instance_contract.schema import ExternalMcpServer
-from runtime.config import Secrets
+from runtime.bundle_source import load_bundle
+from runtime.config import ExpectedIdentity, Secrets, config_from_env
 from runtime.egress_http import EgressPolicy
 from runtime.external_mcp import ExternalServers, ExternalToolError
+from runtime.instance import Instance
+from runtime.server import DrainingServer, build_http_app
 from tests.foundry.manifest_edits import Doc, allow_private_targets, edit
 from tests.runtime.hostile_mcp_server import serve_hostile
 from tests.runtime.runtime_harness import BuiltBundle, RuntimeProcess, copy_agents, serve, write_bundles
@@ -259,3 +264,32 @@ async def test_https_goes_to_the_pinned_address_with_the_names_certificate_check
                 "ticketing.create_ticket", {"summary": "x"}
             )
     assert result.text == "x" * 12
+
+
+async def test_the_http_server_adds_the_port_it_bound_to_the_instances_own_ports(tmp_path: Path) -> None:
+    """With port 0 (a free port) the instance learns its own port only when uvicorn binds: from then on its
+    backend refuses it like the configured one."""
+    built = _bundle(tmp_path, "http://127.0.0.1:9/mcp")
+    config = config_from_env({"AUTH_MODE": "none"}, bundle=str(built.path), host="127.0.0.1", port=0, state="memory://")
+    instance = Instance(
+        bundle=load_bundle(str(built.path), expected_hash=built.content_hash, identity=ExpectedIdentity()),
+        config=config,
+    )
+    assert instance.egress.own_ports == set()
+    uv_config = uvicorn.Config(build_http_app(instance), host="127.0.0.1", port=0, log_config=None, lifespan="on")
+    server = DrainingServer(uv_config, instance)
+    serving = asyncio.create_task(server.serve())
+    async with asyncio.timeout(30):
+        while not server.started:
+            await asyncio.sleep(0.02)
+    try:
+        (bound,) = {sock.getsockname()[1] for listener in server.servers for sock in listener.sockets}
+        assert instance.egress.own_ports == {bound}
+        servers = ExternalServers(
+            [ExternalMcpServer(name="ticketing", url=f"http://127.0.0.1:{bound}/mcp")], Secrets({}), instance.egress
+        )
+        with pytest.raises(ExternalToolError, match=rf"127\.0\.0\.1 port {bound} is this instance's own port"):
+            await servers.call("ticketing.create_ticket", {"summary": "x"})
+    finally:
+        server.should_exit = True
+        await serving
