@@ -84,7 +84,7 @@ class EgressTransport(httpx2.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         url = request.url
-        host = url.host
+        host = url.raw_host.decode("ascii")  # IDNA-encoded: what DNS and the TLS name check expect
         port = url.port or (443 if url.scheme == "https" else 80)
         address = await self._checked_address(host, port, request)
         extensions = dict(request.extensions)
