@@ -121,7 +121,10 @@ class ExternalMcpServer(Strict):
     timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 10.0
     """Time limit of one tool call (connecting, listing and calling)."""
     max_response_bytes: Annotated[int, Field(ge=1, le=10_000_000)] = 1_000_000
-    """Largest tool result (its content as JSON) the backend passes on to an agent."""
+    """Largest tool result (its content as JSON) the backend passes on to an agent. The answer's transfer stops
+    as soon as it is past this (plus a small allowance for the JSON-RPC envelope), so memory stays bounded."""
+    max_listing_bytes: Annotated[int, Field(ge=1, le=10_000_000)] = 1_000_000
+    """Largest tool listing (tools/list answer) the backend reads; past it the server's tools are unavailable."""
 
     @field_validator("url")
     @classmethod
@@ -303,6 +306,15 @@ class InstanceAgent(Strict):
     """Path of the agent spec inside the bundle (and relative to `agents/` in the repo)."""
 
 
+class EgressSettings(Strict):
+    """Where the instance's backend may connect (instance_contract.egress). Set per environment in
+    agents/platform.yaml and carried into every instance manifest of that environment."""
+
+    allow_private_targets: bool = False
+    """Only for local development and tests: external MCP servers on loopback (plain http too) and private
+    addresses. Link-local addresses and the instance's own port stay refused."""
+
+
 class InstanceSpec(Strict):
     identity: InstanceIdentity
     hostname: NonEmpty
@@ -313,6 +325,15 @@ class InstanceSpec(Strict):
     secrets: list[SecretName]
     mcp: McpToolConfig
     limits: RequestLimits = RequestLimits()
+    egress: EgressSettings = EgressSettings()
+
+    @model_serializer(mode="wrap")
+    def _omit_default_egress(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """An instance of an environment without egress settings serialises as before they existed."""
+        data: dict[str, Any] = handler(self)
+        if self.egress == EgressSettings():
+            data.pop("egress", None)
+        return data
 
     @property
     def agents(self) -> list[InstanceAgent]:

@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field
 from instance_contract.model_choice import AgentModel, agent_model
 from runtime.bundle_source import InstanceBundle
 from runtime.config import OfflineModelSettings, Secrets
+from runtime.egress_http import EgressPolicy
 from runtime.external_mcp import ExternalServers, ExternalToolError, split_tool_name
 from runtime.memory import StoredMessage, ThreadMemory
 from runtime.providers import (
@@ -170,9 +171,13 @@ def build_backend_server(
     providers: dict[str, AgentModelRoute],
     memory: Callable[[], ThreadMemory],
     secrets: Secrets,
+    egress: EgressPolicy | None = None,
 ) -> BackendServer:
-    """`memory` returns the instance's thread memory, which is opened (async) after the server is built."""
-    server = BackendServer(bundle.mcp.server.name, ExternalServers(bundle.instance.spec.mcp.servers, secrets))
+    """`memory` returns the instance's thread memory, which is opened (async) after the server is built. `egress`
+    (default: the bundle's setting, serving on no port) is where external MCP servers may be reached."""
+    if egress is None:
+        egress = EgressPolicy(allow_private_targets=bundle.instance.spec.egress.allow_private_targets)
+    server = BackendServer(bundle.mcp.server.name, ExternalServers(bundle.instance.spec.mcp.servers, secrets, egress))
     identity = bundle.instance.spec.identity
     limits = bundle.instance.spec.limits
     context = InstanceContext(

@@ -2,8 +2,10 @@
 
 Each server's tools are listed on first use and cached, and re-exposed namespaced (`ticketing.create_ticket`).
 Every call opens a streamable-HTTP session with the SDK's client, sends the instance's secret as a bearer token,
-and runs under the server's time limit; a result larger than its size limit is refused. A server that cannot be
-reached fails its own tools with an error naming it, and nothing else.
+and runs under the server's time limit. The SDK's httpx client runs on runtime.egress_http's transport: it connects
+only to addresses the egress rule allows, and stops reading an answer (or a listing) once it is past the server's
+size limit, so a huge answer never sits in memory. A server that cannot be reached, is refused, or answers too much
+fails its own tools with an error naming it, and nothing else.
 
 The token is read from the task's secrets when a call is made, put only in the Authorization header, and never
 logged or returned: errors name the secret, never its value.
@@ -24,8 +26,12 @@ from mcp.client.streamable_http import streamable_http_client
 
 from instance_contract.schema import ExternalMcpServer
 from runtime.config import Secrets, secret_env_name
+from runtime.egress_http import EgressPolicy, EgressTransport, Exchange
 
 T = TypeVar("T")
+
+ENVELOPE_BYTES = 65_536
+"""Allowance over max_response_bytes for what wraps a result on the wire (JSON-RPC envelope, SSE framing)."""
 
 
 class ExternalToolError(RuntimeError):
@@ -59,9 +65,10 @@ def split_tool_name(name: str) -> tuple[str, str] | None:
 class ExternalServers:
     """The instance's external MCP servers. One per process; safe to share between concurrent requests."""
 
-    def __init__(self, servers: list[ExternalMcpServer], secrets: Secrets) -> None:
+    def __init__(self, servers: list[ExternalMcpServer], secrets: Secrets, egress: EgressPolicy | None = None) -> None:
         self._servers = {server.name: server for server in servers}
         self._secrets = secrets
+        self._egress = egress or EgressPolicy()
         self._tools: dict[str, list[ExternalTool]] = {}
         self._locks = {name: asyncio.Lock() for name in self._servers}
 
@@ -81,7 +88,13 @@ class ExternalServers:
         server = self._server(server_name)
         async with self._locks[server_name]:
             if server_name not in self._tools:
-                listed = await self._run(server, "listing tools", lambda refused: self._list(server, refused))
+                listed = await self._run(
+                    server,
+                    "listing tools",
+                    Exchange(limit=server.max_listing_bytes),
+                    "max_listing_bytes",
+                    lambda exchange: self._list(server, exchange),
+                )
                 self._tools[server_name] = listed
         return self._tools[server_name]
 
@@ -101,7 +114,11 @@ class ExternalServers:
             raise ExternalToolError(f"{name!r} is not a tool of a declared MCP server ({', '.join(self.names)})")
         server = self._servers[parts[0]]
         result = await self._run(
-            server, f"calling {parts[1]}", lambda refused: self._call(server, parts[1], arguments, refused)
+            server,
+            f"calling {parts[1]}",
+            Exchange(limit=server.max_response_bytes + ENVELOPE_BYTES),
+            "max_response_bytes",
+            lambda exchange: self._call(server, parts[1], arguments, exchange),
         )
         content = [block.model_dump(mode="json", by_alias=True) for block in result.content]
         size = len(json.dumps([content, result.structured_content], ensure_ascii=False).encode("utf-8"))
@@ -133,25 +150,24 @@ class ExternalServers:
             )
         return {"Authorization": f"Bearer {token}"}
 
-    def _client(self, server: ExternalMcpServer, http: httpx2.AsyncClient) -> Client:
-        return Client(streamable_http_client(server.url, http_client=http), read_timeout_seconds=server.timeout_seconds)
+    def _client(self, server: ExternalMcpServer, http: httpx2.AsyncClient, exchange: Exchange) -> Client:
+        """The SDK's client; its own limit on one SSE event (1 MiB by default) follows the operation's limit, so an
+        answer within max_response_bytes arrives whether the server streams it as SSE or as JSON."""
+        transport = streamable_http_client(server.url, http_client=http, max_sse_event_size=exchange.limit)
+        return Client(transport, read_timeout_seconds=server.timeout_seconds)
 
-    def _http(self, server: ExternalMcpServer, refused: list[int]) -> httpx2.AsyncClient:
-        """An HTTP client sending the bearer token; it notes a 401/403, which the SDK's client reports only as a
-        generic error response."""
-
-        async def note_refusal(response: httpx2.Response) -> None:
-            if response.status_code in (401, 403):
-                refused.append(response.status_code)
-
+    def _http(self, server: ExternalMcpServer, exchange: Exchange) -> httpx2.AsyncClient:
+        """An HTTP client sending the bearer token over the egress transport, which notes what it refused and the
+        statuses it saw (the SDK's client reports a 401/403 only as a generic error response)."""
         return httpx2.AsyncClient(
             headers=self._headers(server),
             timeout=server.timeout_seconds,
-            event_hooks={"response": [note_refusal]},
+            transport=EgressTransport(self._egress, exchange),
+            trust_env=False,  # no proxy from the environment: the transport connects only to addresses it checked
         )
 
-    async def _list(self, server: ExternalMcpServer, refused: list[int]) -> list[ExternalTool]:
-        async with self._http(server, refused) as http, self._client(server, http) as client:
+    async def _list(self, server: ExternalMcpServer, exchange: Exchange) -> list[ExternalTool]:
+        async with self._http(server, exchange) as http, self._client(server, http, exchange) as client:
             listed = await client.list_tools()
         return [
             ExternalTool(
@@ -165,16 +181,22 @@ class ExternalServers:
         ]
 
     async def _call(
-        self, server: ExternalMcpServer, tool: str, arguments: dict[str, Any], refused: list[int]
+        self, server: ExternalMcpServer, tool: str, arguments: dict[str, Any], exchange: Exchange
     ) -> types.CallToolResult:
-        async with self._http(server, refused) as http, self._client(server, http) as client:
+        async with self._http(server, exchange) as http, self._client(server, http, exchange) as client:
             return await client.call_tool(tool, arguments)
 
-    async def _run(self, server: ExternalMcpServer, doing: str, work: Callable[[list[int]], Awaitable[T]]) -> T:
-        refused: list[int] = []
+    async def _run(
+        self,
+        server: ExternalMcpServer,
+        doing: str,
+        exchange: Exchange,
+        limit_name: str,
+        work: Callable[[Exchange], Awaitable[T]],
+    ) -> T:
         try:
             async with asyncio.timeout(server.timeout_seconds):
-                return await work(refused)
+                return await work(exchange)
         except ExternalToolError:
             raise
         except TimeoutError:
@@ -182,6 +204,17 @@ class ExternalServers:
                 f"MCP server {server.name!r} did not answer within {server.timeout_seconds:g} s ({doing})"
             ) from None
         except Exception as exc:  # connection refused, HTTP errors, protocol errors: all one server's failure
+            if exchange.refusal is not None:
+                raise ExternalToolError(
+                    f"MCP server {server.name!r} ({server.url}) was not contacted ({doing}): {exchange.refusal}"
+                ) from None
+            if exchange.overflow:
+                limit = getattr(server, limit_name)
+                raise ExternalToolError(
+                    f"MCP server {server.name!r} answered {doing} with more than {exchange.limit} bytes; the limit "
+                    f"is {limit} ({limit_name}); the transfer was stopped"
+                ) from None
+            refused = [status for status in exchange.statuses if status in (401, 403)]
             if refused:
                 raise ExternalToolError(
                     f"MCP server {server.name!r} refused the instance's token (HTTP {refused[0]}) {doing}; check the "

@@ -26,6 +26,7 @@ from runtime.auth import Caller, anonymous_caller, thread_key
 from runtime.backend_mcp import BackendConnection, build_backend_server, providers_for
 from runtime.bundle_source import InstanceBundle, load_bundle
 from runtime.config import RuntimeConfig, Secrets
+from runtime.egress_http import EgressPolicy
 from runtime.graph import REQUEST_DEADLINE, Node, build_graph
 from runtime.memory import ThreadMemory
 from runtime.state import PipelineState
@@ -102,11 +103,17 @@ class Instance:
         self._sweeper: asyncio.Task[None] | None = None
         self.draining = False
         self.ready = False
+        self.egress = EgressPolicy(
+            allow_private_targets=bundle.instance.spec.egress.allow_private_targets,
+            own_ports={config.port} if config.port else set(),
+        )
+        """Where external MCP servers may be reached; the HTTP server adds the ports it binds to `own_ports`."""
         backend = build_backend_server(
             bundle=bundle,
             providers=providers_for(bundle, offline=config.offline, region=config.aws_region),
             memory=self._memory,
             secrets=self.secrets,
+            egress=self.egress,
         )
         self.backend = BackendConnection(backend, bundle.mcp.agents)
         self.graph = build_graph(bundle.graph, self._agents())

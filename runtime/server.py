@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from types import FrameType
@@ -209,6 +210,15 @@ class DrainingServer(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, instance: Instance) -> None:
         super().__init__(config)
         self.instance = instance
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        """Once bound, the instance knows its own ports (port 0 picks one): its backend never calls them."""
+        await super().startup(sockets)
+        for server in self.servers:
+            for bound in server.sockets:
+                address = bound.getsockname()
+                if isinstance(address, tuple):
+                    self.instance.egress.own_ports.add(int(address[1]))
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if self.should_exit:

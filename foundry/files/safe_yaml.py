@@ -1,6 +1,8 @@
 """Strict YAML reading for files people write: one mapping per file, no duplicate keys, no aliases.
 
 Aliases are refused outright: they are the mechanism of "billion laughs" bombs and nothing in a manifest needs them.
+Nesting is bounded (MAX_DEPTH) before anything is composed: libyaml's composer recurses in C, so a few kilobytes of
+`[[[[...` would otherwise overflow the stack and kill the process (the Foundry MCP server with its deploy locks).
 The checks run inside construction (one pass over the document); the line of a field is looked up in the parsed
 node tree only when an error needs it.
 """
@@ -18,6 +20,8 @@ MAX_FILE_BYTES = 1_048_576
 MAX_MANIFEST_BYTES = 64 * 1_048_576
 """Environment manifests list every binding of a fleet: about 3.6 MB per 1,000 instances of 9 agents."""
 MAX_NODES = 5_000_000
+MAX_DEPTH = 100
+"""Deepest nesting of mappings and sequences; real manifests nest about 8 deep."""
 
 # libyaml's parser when present (20x faster on large fleets); the pure-Python one otherwise. Same documents.
 _BaseLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -119,6 +123,23 @@ def _field_of(root: yaml.Node, line: int | None) -> str | None:
     return None
 
 
+def _check_depth(text: str) -> None:
+    """Walks the parser's events (libyaml's parser is iterative) and stops at the first collection nested deeper
+    than MAX_DEPTH, before the recursive composer ever sees it."""
+    depth = 0
+    for event in yaml.parse(text, Loader=_BaseLoader):
+        kind = event.__class__
+        if kind is yaml.MappingStartEvent or kind is yaml.SequenceStartEvent:
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise YamlError(
+                    f"mappings and lists are nested more than {MAX_DEPTH} levels deep; manifests need far fewer",
+                    line=event.start_mark.line + 1 if event.start_mark else None,
+                )
+        elif kind is yaml.MappingEndEvent or kind is yaml.SequenceEndEvent:
+            depth -= 1
+
+
 def parse_yaml(raw: bytes, max_bytes: int = MAX_FILE_BYTES) -> YamlDocument:
     if len(raw) > max_bytes:
         raise YamlError(f"file is {len(raw)} bytes, over the limit of {max_bytes} bytes")
@@ -127,6 +148,7 @@ def parse_yaml(raw: bytes, max_bytes: int = MAX_FILE_BYTES) -> YamlDocument:
     except UnicodeDecodeError as exc:
         raise YamlError(f"file is not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
     try:
+        _check_depth(text)
         nodes = [n for n in yaml.compose_all(text, Loader=_BaseLoader) if n is not None]
     except yaml.MarkedYAMLError as exc:
         line = exc.problem_mark.line + 1 if exc.problem_mark else None

@@ -20,6 +20,7 @@ from foundry.manifests.schema import (
     TemplateDeploy,
     TemplateMcp,
 )
+from instance_contract.egress import url_refusal
 
 ServerAt = tuple[ExternalMcpServer, LinePath]
 """An external MCP server with the template location it was declared at (for problems that point at it)."""
@@ -68,14 +69,29 @@ def mcp_problems(
     servers: list[ServerAt],
     secrets: set[str],
     specs: list[Loaded[AgentSpec]],
+    *,
+    allow_private_targets: bool = False,
 ) -> list[Problem]:
-    """A server whose bearer secret the instance lacks, and an agent listing a tool of a server the instance does
-    not declare: both would fail only at run time, so they fail here."""
+    """A server whose bearer secret the instance lacks, an agent listing a tool of a server the instance does
+    not declare, and a server URL the environment's egress rule refuses: all would fail only at run time (or
+    reach what they must not), so they fail here."""
     where = f"instance {env}/{key.selector}"
     return [
+        *_url_problems(tree, env, servers, allow_private_targets),
         *_missing_secret_problems(tree, where, servers, secrets),
         *_undeclared_server_problems(tree, where, servers, specs),
     ]
+
+
+def _url_problems(tree: AgentsTree, env: str, servers: list[ServerAt], allow_private: bool) -> list[Problem]:
+    """instance_contract.egress's rule for the URL as written; the runtime checks the resolved addresses too."""
+    problems = []
+    for server, loc in servers:
+        refusal = url_refusal(server.url, allow_private=allow_private)
+        if refusal is not None:
+            where = f"server {server.name!r} in environment {env!r}"
+            problems.append(tree.template.problem_at((*loc, "url"), f"{where}: {refusal}"))
+    return problems
 
 
 def _missing_secret_problems(tree: AgentsTree, where: str, servers: list[ServerAt], secrets: set[str]) -> list[Problem]:

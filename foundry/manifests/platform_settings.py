@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints, field_validator, model_validator
 
-from instance_contract.schema import DnsId, NonEmpty, Strict
+from instance_contract.schema import DnsId, EgressSettings, NonEmpty, Strict
 
 IMAGE_REPOSITORY_PATTERN = (
     r"^[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?)*(:\d{1,5})?/"
@@ -224,6 +224,10 @@ class EnvironmentSettings(Strict):
     """The repositories a deploy through the Foundry MCP server may run (its `runtime_image` argument):
     `REGISTRY/REPOSITORY`, `REGISTRY/NAMESPACE/*` or `REGISTRY/*`. Left out: the environment's own ECR registry,
     `<account>.dkr.ecr.<region>.amazonaws.com/*`. The image runs with the instance's task role and secrets."""
+
+    egress: EgressSettings = Field(default_factory=EgressSettings)
+    """Where instances may connect: external MCP servers are https to public DNS names unless
+    `allow_private_targets: true` (local development and tests only)."""
 
     @model_validator(mode="after")
     def _check(self) -> EnvironmentSettings:

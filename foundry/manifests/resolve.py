@@ -30,6 +30,7 @@ from foundry.manifests.schema import (
     AgentManifest,
     AgentSpec,
     DeploySettings,
+    EgressSettings,
     InstanceAgent,
     InstanceIdentity,
     InstanceKey,
@@ -215,10 +216,15 @@ def _resolve_one(tree: AgentsTree, instance: _BoundInstance) -> ResolvedInstance
         return too_long
     agents = _instance_agents(tree, instance)
     servers = used_servers(mcp_servers_for(tree.template.model.spec.mcp, env, key), agents.loaded)
-    server_problems = mcp_problems(tree, env, key, servers, agents.secrets, agents.loaded)
+    allow_private = settings.egress.allow_private_targets
+    server_problems = mcp_problems(
+        tree, env, key, servers, agents.secrets, agents.loaded, allow_private_targets=allow_private
+    )
     if server_problems:
         return server_problems
-    manifest = _instance_manifest(tree, instance, host=host, stack=stack, deploy=deploy, agents=agents, servers=servers)
+    manifest = _instance_manifest(
+        tree, instance, host=host, stack=stack, deploy=deploy, agents=agents, servers=servers, egress=settings.egress
+    )
     return ResolvedInstance(manifest=manifest, spec_files=agents.spec_files, specs=agents.specs)
 
 
@@ -292,6 +298,7 @@ def _instance_manifest(
     deploy: DeploySettings,
     agents: _InstanceAgents,
     servers: list[ServerAt],
+    egress: EgressSettings,
 ) -> AgentInstance:
     """The instance manifest: its identity from its first entry, its agents, sizing, secrets and MCP settings."""
     template, key, source = tree.template.model, instance.key, instance.source
@@ -323,5 +330,6 @@ def _instance_manifest(
             secrets=sorted(agents.secrets),
             mcp=instance_mcp(template.spec.mcp, [server for server, _ in servers]),
             limits=template.spec.limits,
+            egress=egress,
         ),
     )

@@ -69,3 +69,15 @@ def add_instance(root: Path, env: str, org: str, domain: str, instance: str, *, 
 def rename_ids(data: Doc, **ids: str) -> None:
     for entry in entries(data):
         entry.update(ids)
+
+
+def allow_private_targets(root: Path, *environments: str) -> None:
+    """The explicit opt-in of a local-development environment (every one when none is named): external MCP servers
+    on 127.0.0.1, as the tests run them."""
+
+    def change(data: Doc) -> None:
+        for env, settings in data["spec"]["environments"].items():
+            if not environments or env in environments:
+                settings["egress"] = {"allow_private_targets": True}
+
+    edit(root / "platform.yaml", change)

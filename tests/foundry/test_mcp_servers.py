@@ -58,16 +58,20 @@ def test_an_instance_without_an_agent_using_a_server_neither_carries_it_nor_need
 
 
 def test_the_bundle_carries_the_server_and_the_agents_grant_but_no_secret_value(agents_copy: Path) -> None:
-    _declare(agents_copy, [{"name": "ticketing", "url": "http://127.0.0.1:9/mcp", "bearer_secret": "ticket-api-token"}])
+    _declare(
+        agents_copy,
+        [{"name": "ticketing", "url": "https://tickets.example.com/mcp", "bearer_secret": "ticket-api-token"}],
+    )
     instance = next(i for i in _by_selector(agents_copy).values() if _has_ticket_agent(i))
     mcp = json.loads(build_bundle(instance).files[MCP_FILE])
     assert mcp["provider"]["servers"] == [
         {
             "name": "ticketing",
-            "url": "http://127.0.0.1:9/mcp",
+            "url": "https://tickets.example.com/mcp",
             "bearer_secret": "ticket-api-token",
             "timeout_seconds": 10.0,
             "max_response_bytes": 1_000_000,
+            "max_listing_bytes": 1_000_000,
         }
     ]
     assert "ticketing.create_ticket" in mcp["agents"]["ticket-agent"]

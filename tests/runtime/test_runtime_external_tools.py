@@ -22,7 +22,7 @@ from runtime.bundle_source import load_bundle, parse_bundle
 from runtime.config import ExpectedIdentity, config_from_env
 from runtime.instance import Instance
 from runtime.providers import BedrockProvider
-from tests.foundry.manifest_edits import Doc, edit
+from tests.foundry.manifest_edits import Doc, allow_private_targets, edit
 from tests.runtime.runtime_harness import BuiltBundle, RuntimeProcess, copy_agents, serve, write_bundles
 from tests.runtime.test_runtime_bad_bundle import repack
 from tests.runtime.ticketing_server import TOOL_DESCRIPTIONS, TicketingServer, serve_ticketing
@@ -37,6 +37,7 @@ REQUEST = "Please open a ticket: the checkout outage since noon"
 
 def _bundle(root: Path, url: str, *, ticket_model: Doc | None = None, max_tool_steps: int | None = None) -> BuiltBundle:
     agents = copy_agents(root / "agents")
+    allow_private_targets(agents)  # the ticketing server listens on 127.0.0.1
     server = {
         "name": "ticketing",
         "url": url,
