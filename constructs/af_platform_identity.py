@@ -107,7 +107,7 @@ class AfPlatformIdentity(Construct):
                 self,
                 "OrgClaim",
                 user_pool=self.user_pool,
-                client_id_parameters={org: parameters.client_id(org) for org in self.clients},
+                client_ids_path=parameters.organizations_prefix,
                 claim=org_claim,
                 log_retention=log_retention,
             )

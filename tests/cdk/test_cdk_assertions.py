@@ -4,7 +4,6 @@ platform settings, not from the templates."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -411,7 +410,10 @@ def test_the_platform_pool_has_one_client_per_organization_and_its_v3_trigger(
         if f["Properties"].get("Handler") == "org_claim.handler"
     )
     variables = trigger["Environment"]["Variables"]
-    assert sorted(json.loads(variables["ORG_CLIENT_ID_PARAMETERS"])) == organizations
+    path = variables["ORG_CLIENT_ID_PATH"]
+    assert sorted(n for n in published if n.startswith(f"{path}/")) == [
+        f"{path}/{org}/client-id" for org in organizations
+    ], "the trigger finds exactly the organizations' client id parameters under its path"
     assert variables["ORG_CLAIM"] == "org", "the claim the instances check (AUTH_ORG_CLAIM)"
 
 

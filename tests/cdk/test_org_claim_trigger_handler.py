@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pytest
@@ -15,10 +15,8 @@ from constructs.functions.org_claim import org_claim
 from tests.mcp.foundry_mcp_local_aws import LocalAws, moto_server
 
 ACME_CLIENT, GLOBEX_CLIENT = "5ab0cd1ef2gh3ij4kl5mn6op7q", "7pq8rs9tu0vw1xy2za3bc4de5f"
-PARAMETERS = {
-    "acme": "/agentfoundry/staging/platform/identity/organizations/acme/client-id",
-    "globex": "/agentfoundry/staging/platform/identity/organizations/globex/client-id",
-}
+PATH = "/agentfoundry/staging/platform/identity/organizations"
+PARAMETERS = {"acme": f"{PATH}/acme/client-id", "globex": f"{PATH}/globex/client-id"}
 # The V3_0 event Cognito sends for the client credentials grant (no user, no ID token; the scopes asked for)
 CLIENT_CREDENTIALS_EVENT: dict[str, Any] = {
     "version": "3",
@@ -57,15 +55,15 @@ USER_EVENT: dict[str, Any] = {
 
 
 class _Ssm:
-    """The parameters as SSM holds them, counting reads."""
+    """The parameters as SSM holds them, counting reads by path."""
 
     def __init__(self, values: Mapping[str, str]) -> None:
         self.values = dict(values)
         self.reads = 0
 
-    def __call__(self, names: Sequence[str]) -> dict[str, str]:
+    def __call__(self, path: str) -> dict[str, str]:
         self.reads += 1
-        return {n: self.values[n] for n in names if n in self.values}
+        return {n: v for n, v in self.values.items() if n.startswith(path + "/")}
 
 
 class _Clock:
@@ -77,7 +75,7 @@ class _Clock:
 
 
 def _directory(ssm: _Ssm, clock: _Clock | None = None) -> org_claim.ClientDirectory:
-    return org_claim.ClientDirectory(PARAMETERS, ssm, clock=clock or _Clock(), refresh_seconds=60)
+    return org_claim.ClientDirectory(PATH, ssm, clock=clock or _Clock(), refresh_seconds=60)
 
 
 def _event(template: dict[str, Any]) -> dict[str, Any]:
@@ -91,7 +89,14 @@ def _answer(event: dict[str, Any], directory: org_claim.ClientDirectory) -> dict
     return dict(json.loads(json.dumps(answer)))  # what Lambda sends back to Cognito
 
 
-SSM_VALUES = {PARAMETERS["acme"]: ACME_CLIENT, PARAMETERS["globex"]: GLOBEX_CLIENT}
+SSM_VALUES = {
+    PARAMETERS["acme"]: ACME_CLIENT,
+    PARAMETERS["globex"]: GLOBEX_CLIENT,
+    # neighbours that are no client id of an organization: never mapped
+    f"{PATH}/initech/secret": "0unknownclient0000000000000",
+    f"{PATH}-old/umbrella/client-id": "0unknownclient0000000000000",
+    "/agentfoundry/staging/platform/identity/issuer-url": "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_x",
+}
 
 
 def test_a_client_credentials_token_gets_its_clients_organization_in_the_access_token() -> None:
@@ -115,6 +120,8 @@ def test_a_client_of_no_organization_gets_no_token() -> None:
     event = _event(CLIENT_CREDENTIALS_EVENT)
     event["callerContext"]["clientId"] = "0unknownclient0000000000000"
     with pytest.raises(org_claim.OrgClaimError, match=r"'0unknownclient0000000000000' belongs to no organization"):
+        _answer(event, _directory(_Ssm(SSM_VALUES)))
+    with pytest.raises(org_claim.OrgClaimError, match=r"organizations: acme, globex, from the parameters under /agent"):
         _answer(event, _directory(_Ssm(SSM_VALUES)))
 
 
@@ -157,14 +164,21 @@ def test_the_lambda_entry_point_reads_the_parameters_the_platform_stack_writes(
     moto: LocalAws, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ssm = moto.client("ssm")
+    for index in range(25):  # more than one page of GetParametersByPath (10)
+        ssm.put_parameter(Name=f"{PATH}/org{index:02d}/client-id", Value=f"client{index:02d}", Type="String")
     for name, value in SSM_VALUES.items():
         ssm.put_parameter(Name=name, Value=value, Type="String", Overwrite=True)
     for variable, value in moto.env.items():
         monkeypatch.setenv(variable, value)
-    monkeypatch.setenv(org_claim.PARAMETERS_VARIABLE, json.dumps(PARAMETERS))
+    monkeypatch.setenv(org_claim.PATH_VARIABLE, PATH)
     monkeypatch.setenv(org_claim.CLAIM_VARIABLE, "org")
     monkeypatch.setattr(org_claim, "_directory", None)
     for event, organization in ((CLIENT_CREDENTIALS_EVENT, "acme"), (USER_EVENT, "globex")):
         answer = org_claim.handler(_event(event), None)
         claims = answer["response"]["claimsAndScopeOverrideDetails"]["accessTokenGeneration"]["claimsToAddOrOverride"]
         assert claims == {"org": organization}
+    event = _event(CLIENT_CREDENTIALS_EVENT)
+    event["callerContext"]["clientId"] = "client24"
+    assert org_claim.handler(event, None)["response"]["claimsAndScopeOverrideDetails"] == {
+        "accessTokenGeneration": {"claimsToAddOrOverride": {"org": "org24"}}
+    }

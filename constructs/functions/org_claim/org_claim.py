@@ -6,11 +6,12 @@ credentials grant too (V3_0); the function maps the app client (`callerContext.c
 adds the claim to the access token (and to the ID token of a user sign-in). A client that belongs to no
 organization gets no token at all: the function fails, and Cognito refuses the request.
 
-Where the mapping comes from: `ORG_CLIENT_ID_PARAMETERS`, a JSON object {organization: SSM parameter name}
-synthesized from the manifests; each parameter holds that organization's client id (the same parameter its
+Where the mapping comes from: the platform stack writes one SSM parameter per organization of the manifest,
+`<ORG_CLIENT_ID_PATH>/<organization>/client-id`, holding that organization's client id (the same parameter its
 instances read as AUTH_AUDIENCE). Client ids exist only once the clients do, and the pool needs this function
-before its clients exist, so the ids cannot be in the function's own configuration without a dependency circle.
-The parameters are read on the first call and again (at most once a minute) when an unknown client asks.
+before its clients exist, so the ids cannot be in the function's own configuration without a dependency circle
+(nor would hundreds of organizations fit in Lambda's 4 KB of environment). The parameters under the path are read
+on the first call and again (at most once a minute) when an unknown client asks.
 
 Deployed by constructs/af_org_claim_trigger.py. The standard library and boto3 (which Lambda's Python runtime
 ships) only, so the function's code is this one file.
@@ -18,51 +19,47 @@ ships) only, so the function's code is this one file.
 
 from __future__ import annotations
 
-import json
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
-PARAMETERS_VARIABLE = "ORG_CLIENT_ID_PARAMETERS"
+PATH_VARIABLE = "ORG_CLIENT_ID_PATH"
+CLIENT_ID_LEAF = "client-id"
 CLAIM_VARIABLE = "ORG_CLAIM"
 REFRESH_SECONDS = 60.0
 CLIENT_CREDENTIALS = "TokenGeneration_ClientCredentials"
 EVENT_VERSIONS = ("2", "3")
 """Versions whose response can change the access token (V3_0 also runs for the client credentials grant)."""
-_GET_PARAMETERS_BATCH = 10
 
-Fetch = Callable[[Sequence[str]], Mapping[str, str]]
-"""SSM parameter names -> their values; names that do not exist (yet) are left out."""
+Fetch = Callable[[str], Mapping[str, str]]
+"""An SSM path -> the name and value of every parameter under it."""
 
 
 class OrgClaimError(Exception):
     """The token must not be issued: the message says why (Cognito logs it; the caller gets an error)."""
 
 
-def ssm_fetch(names: Sequence[str]) -> dict[str, str]:
+def ssm_fetch(path: str) -> dict[str, str]:
     import boto3  # in Lambda's runtime; imported here so the mapping logic runs without it
 
-    client = boto3.client("ssm")
-    values: dict[str, str] = {}
-    for start in range(0, len(names), _GET_PARAMETERS_BATCH):
-        answer = client.get_parameters(Names=list(names[start : start + _GET_PARAMETERS_BATCH]))
-        values.update({p["Name"]: p["Value"] for p in answer["Parameters"]})
-    return values
+    pages = boto3.client("ssm").get_paginator("get_parameters_by_path").paginate(Path=path, Recursive=True)
+    return {p["Name"]: p["Value"] for page in pages for p in page["Parameters"]}
 
 
 class ClientDirectory:
-    """Which organization each app client id belongs to, read from the SSM parameters and refreshed on a miss."""
+    """Which organization each app client id belongs to, read from the SSM parameters under `path` and refreshed
+    on a miss."""
 
     def __init__(
         self,
-        parameters: Mapping[str, str],
+        path: str,
         fetch: Fetch,
         *,
         clock: Callable[[], float] = time.monotonic,
         refresh_seconds: float = REFRESH_SECONDS,
     ) -> None:
-        self._parameters = dict(parameters)
+        self._path = path.rstrip("/")
         self._fetch = fetch
         self._clock = clock
         self._refresh_seconds = refresh_seconds
@@ -70,10 +67,12 @@ class ClientDirectory:
         self._loaded_at: float | None = None
 
     def _load(self) -> None:
-        values = self._fetch(sorted(self._parameters.values()))
-        self._organizations = {
-            values[name]: organization for organization, name in self._parameters.items() if values.get(name)
-        }
+        organizations: dict[str, str] = {}
+        for name, value in sorted(self._fetch(self._path).items()):
+            organization, slash, leaf = name.removeprefix(self._path + "/").partition("/")
+            if name.startswith(self._path + "/") and slash and leaf == CLIENT_ID_LEAF and organization and value:
+                organizations[value] = organization
+        self._organizations = organizations
         self._loaded_at = self._clock()
 
     def organization(self, client_id: str) -> str:
@@ -86,7 +85,8 @@ class ClientDirectory:
         except KeyError:
             raise OrgClaimError(
                 f"app client {client_id!r} belongs to no organization of this user pool (its organizations: "
-                f"{', '.join(sorted(self._parameters)) or 'none'}); no token is issued"
+                f"{', '.join(sorted(set(self._organizations.values()))) or 'none'}, from the parameters under "
+                f"{self._path}); no token is issued"
             ) from None
 
 
@@ -120,8 +120,7 @@ _directory: ClientDirectory | None = None
 def _configured_directory() -> ClientDirectory:
     global _directory
     if _directory is None:
-        parameters = json.loads(os.environ[PARAMETERS_VARIABLE])
-        _directory = ClientDirectory(parameters, ssm_fetch)
+        _directory = ClientDirectory(os.environ[PATH_VARIABLE], ssm_fetch)
     return _directory
 
 
