@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,17 +16,14 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 AGENTS_DIR = REPO_ROOT / "agents"
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _user_key_outside_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """The Foundry's per-user key (foundry/files/user_key.py) in a temporary folder, not the tester's home; set in
-    os.environ so that the CLI and servers the tests start as subprocesses use it too."""
-    before = os.environ.get(KEY_FILE_VARIABLE)
-    os.environ[KEY_FILE_VARIABLE] = str(tmp_path_factory.mktemp("user-key") / "state" / "foundry.key")
-    yield
-    if before is None:
-        os.environ.pop(KEY_FILE_VARIABLE, None)
-    else:
-        os.environ[KEY_FILE_VARIABLE] = before
+def pytest_configure(config: pytest.Config) -> None:
+    """The Foundry's per-user key (foundry/files/user_key.py) in a temporary folder, not the tester's home: set
+    before test modules are imported (some load the fleet at import), in os.environ so that the CLI and servers the
+    tests start as subprocesses use it too."""
+    if KEY_FILE_VARIABLE not in os.environ:
+        folder = Path(tempfile.mkdtemp(prefix="agentfoundry-key-"))
+        os.environ[KEY_FILE_VARIABLE] = str(folder / "state" / "foundry.key")
+        config.add_cleanup(lambda: shutil.rmtree(folder, ignore_errors=True))
 
 
 @pytest.fixture
