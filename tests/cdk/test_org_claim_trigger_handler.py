@@ -17,13 +17,13 @@ from tests.mcp.foundry_mcp_local_aws import LocalAws, moto_server
 ACME_CLIENT, GLOBEX_CLIENT = "5ab0cd1ef2gh3ij4kl5mn6op7q", "7pq8rs9tu0vw1xy2za3bc4de5f"
 PATH = "/agentfoundry/staging/platform/identity/organizations"
 PARAMETERS = {"acme": f"{PATH}/acme/client-id", "globex": f"{PATH}/globex/client-id"}
-# The V3_0 event Cognito sends for the client credentials grant (no user, no ID token; the scopes asked for)
+# The V3_0 event of the client credentials grant, as Cognito's developer guide shows it: no user attributes, no ID
+# token, the scopes asked for
 CLIENT_CREDENTIALS_EVENT: dict[str, Any] = {
     "version": "3",
     "triggerSource": "TokenGeneration_ClientCredentials",
     "region": "us-east-1",
     "userPoolId": "us-east-1_aBcDeFgHi",
-    "userName": None,
     "callerContext": {"awsSdkVersion": "aws-sdk-unknown-unknown", "clientId": ACME_CLIENT},
     "request": {
         "userAttributes": {},
@@ -32,7 +32,8 @@ CLIENT_CREDENTIALS_EVENT: dict[str, Any] = {
     },
     "response": {"claimsAndScopeOverrideDetails": None},
 }
-# The V3_0 event of a user's sign-in through an app client (access and ID tokens)
+# The V3_0 event of a user's sign-in through an app client (access and ID tokens): the V2/V3 shape that AWS Lambda
+# Powertools' parser tests use, with version 3
 USER_EVENT: dict[str, Any] = {
     "version": "3",
     "triggerSource": "TokenGeneration_Authentication",
