@@ -65,16 +65,20 @@ class IdentityParameters:
 
     issuer_url: str
     """The pool's issuer (https://cognito-idp.<region>.amazonaws.com/<pool id>): the instances' AUTH_ISSUER."""
-    client_id: str
-    """The machine-to-machine app client's id: its tokens' `client_id`, the instances' AUTH_AUDIENCE."""
     token_endpoint: str
     """Where callers get tokens (client credentials grant)."""
+    organizations_prefix: str
+
+    def client_id(self, organization_id: str) -> str:
+        """The organization's app client id: its tokens' `client_id`, the AUTH_AUDIENCE of that organization's
+        instances (and what the pre-token-generation trigger maps to the organization claim)."""
+        return f"{self.organizations_prefix}/{organization_id}/client-id"
 
 
 def identity_parameters(environment: str) -> IdentityParameters:
     prefix = f"{parameter_prefix(environment)}/identity"
     return IdentityParameters(
         issuer_url=f"{prefix}/issuer-url",
-        client_id=f"{prefix}/client-id",
         token_endpoint=f"{prefix}/token-endpoint",
+        organizations_prefix=f"{prefix}/organizations",
     )

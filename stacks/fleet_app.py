@@ -127,7 +127,12 @@ def build_fleet(
     for env in environments:
         name = naming.platform_stack_name(env)
         platforms[env] = PlatformStack(
-            app, name, environment=env, settings=all_settings[env], shards=placement.shards_in_use(slots[env])
+            app,
+            name,
+            environment=env,
+            settings=all_settings[env],
+            shards=placement.shards_in_use(slots[env]),
+            organizations=sorted({e.organization_id for e in fleet.tree.environments[env].model.spec.entries}),
         )
     instances: dict[str, InstanceStack] = {}
     for instance in fleet.instances:

@@ -213,7 +213,7 @@ class InstanceStack(Stack):
         identity = contract.identity_parameters(environment)
         return auth.runtime_environment(
             platform_issuer=self._ssm("IdentityIssuerUrl", identity.issuer_url),
-            platform_client_id=self._ssm("IdentityClientId", identity.client_id),
+            platform_client_id=self._ssm("IdentityClientId", identity.client_id(organization_id)),
         )
 
     def _ssm(self, id_: str, parameter_name: str) -> str:

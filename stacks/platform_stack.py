@@ -1,6 +1,7 @@
 """The shared platform of one environment: network, ECS cluster, hosted zone, as many ALB shards as the
-environment's placement file uses, and a Cognito token issuer when the settings name none. Everything instances need
-is published as SSM parameters (see constructs/af_platform_contract.py), never as CloudFormation exports."""
+environment's placement file uses, and a Cognito token issuer when the settings name none (one app client per
+organization of the environment's manifest that has no issuer of its own). Everything instances need is published
+as SSM parameters (see constructs/af_platform_contract.py), never as CloudFormation exports."""
 
 from __future__ import annotations
 
@@ -12,11 +13,13 @@ from aws_cdk import aws_s3 as s3
 
 from constructs import Construct
 from constructs import af_platform_contract as contract
+from constructs.af_agent_runtime_props import log_retention
 from constructs.af_alb_shard import AfAlbShard, ShardListenerSettings
 from constructs.af_nag import acknowledge
 from constructs.af_platform_identity import AfPlatformIdentity
 from constructs.af_platform_network import AfNetwork, availability_zones
 from constructs.af_platform_zone import AfZone
+from foundry.manifests.instance_auth import PLATFORM_ORG_CLAIM, platform_pool_organizations, uses_platform_pool
 from foundry.manifests.platform_settings import EnvironmentSettings
 
 
@@ -34,7 +37,9 @@ class PlatformStack(Stack):
         environment: str,
         settings: EnvironmentSettings,
         shards: Sequence[int],
+        organizations: Sequence[str] = (),
     ) -> None:
+        """`organizations`: every organization of the environment's manifest (whatever instances are selected)."""
         super().__init__(
             scope,
             id_,
@@ -63,15 +68,18 @@ class PlatformStack(Stack):
             vpc=network.vpc,
             zone_id_parameter=contract.network_parameters(environment).hosted_zone_id,
         )
-        if settings.auth.mode == "jwt" and settings.auth.issuer is None:
+        if uses_platform_pool(settings):
             # no issuer named for the environment: its instances trust this Cognito pool (organizations with their
-            # own identity provider in settings.auth.organizations keep theirs)
+            # own identity provider in settings.auth.organizations keep theirs, and get no client here)
             AfPlatformIdentity(
                 self,
                 "Identity",
                 pool_name=f"af-{environment}-callers",
                 domain_prefix=f"agentfoundry-{environment}-{settings.account}",
                 parameters=contract.identity_parameters(environment),
+                organizations=platform_pool_organizations(settings, organizations),
+                org_claim=PLATFORM_ORG_CLAIM,
+                log_retention=log_retention(settings.log_retention_days),
             )
         access_logs = s3.Bucket(
             self,

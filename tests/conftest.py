@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from foundry.files.user_key import KEY_FILE_VARIABLE
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 AGENTS_DIR = REPO_ROOT / "agents"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The Foundry's per-user key (foundry/files/user_key.py) in a temporary folder, not the tester's home: set
+    before test modules are imported (some load the fleet at import), in os.environ so that the CLI and servers the
+    tests start as subprocesses use it too."""
+    if KEY_FILE_VARIABLE not in os.environ:
+        folder = Path(tempfile.mkdtemp(prefix="agentfoundry-key-"))
+        os.environ[KEY_FILE_VARIABLE] = str(folder / "state" / "foundry.key")
+        config.add_cleanup(lambda: shutil.rmtree(folder, ignore_errors=True))
 
 
 @pytest.fixture

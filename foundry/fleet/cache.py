@@ -6,9 +6,13 @@ time. The key covers every YAML file under the agents directory (path and bytes)
 source of the `foundry` and `instance_contract` packages and the library versions that read it, so any change to an
 input or to the rules misses the cache. Only fully valid fleets are stored: errors are always computed afresh.
 
-An entry is data, never code: JSON that is read back through the same pydantic models the files are checked with
-(`_CachedFleet`), so a file planted under `build/` in a process that holds deploy credentials can at worst be a
-miss. Anything that does not validate, or names another key or directory, is a miss and is recomputed.
+The cache key is no secret (anyone who can read the tree computes it), and an entry holds what policy depends on
+(each environment's allowed image repositories, every external MCP server URL). So an entry is believed only when
+it carries an HMAC-SHA256 made with the user's own key, kept outside the repository (`foundry.files.user_key`):
+a file planted under `build/` by someone without that key, or an entry altered after it was written, is a miss and
+the files are read again. Without a usable key there is no cache at all. An entry is data, never code: JSON read
+back through the same pydantic models the files are checked with (`_CachedFleet`); anything that does not
+validate, or names another key or directory, is a miss too.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import hmac
 import os
 import sys
 from pathlib import Path
@@ -28,6 +33,7 @@ from pydantic import BaseModel, ConfigDict
 from foundry.files.atomic import write_atomically
 from foundry.files.repo import PACKAGE_DIR
 from foundry.files.safe_yaml import YamlDocument
+from foundry.files.user_key import KeyUnavailableError, load_or_create_key
 from foundry.fleet.model import Fleet
 from foundry.manifests.loader import AgentsTree, Loaded
 from foundry.manifests.platform_settings import PlatformSettings
@@ -35,7 +41,8 @@ from foundry.manifests.resolve import ResolvedInstance
 from foundry.manifests.schema import AgentInstance, AgentInstanceTemplate, AgentManifest, AgentSpec
 
 KEEP_ENTRIES = 16
-FORMAT = "agent-foundry/fleet-cache/1"
+FORMAT = "agent-foundry/fleet-cache/2"
+MAC_PREFIX = b"hmac-sha256:"
 _PACKAGE_DIR = PACKAGE_DIR
 _CONTRACT_DIR = _PACKAGE_DIR.parent / "instance_contract"
 _NO_DOCUMENT = YamlDocument(data={}, root=None, raw=b"")
@@ -96,7 +103,7 @@ class _CachedInstance(_Data):
 class _CachedFleet(_Data):
     """One cache entry. Only the parsed YAML (line maps, raw bytes) that error reporting needs is left out."""
 
-    format: Literal["agent-foundry/fleet-cache/1"]
+    format: Literal["agent-foundry/fleet-cache/2"]
     key: str
     root: str
     template: _CachedTemplate
@@ -107,7 +114,30 @@ class _CachedFleet(_Data):
 
 
 def _entry_path(cache_dir: Path, key: str) -> Path:
-    return cache_dir / f"fleet-{key}.json"
+    return cache_dir / f"fleet-{key}.entry"
+
+
+def _mac(secret: bytes, key: str, payload: bytes) -> bytes:
+    """Binds the payload to its cache key and format, so an entry cannot be replayed under another key."""
+    message = FORMAT.encode() + b"\0" + key.encode() + b"\0" + payload
+    return hmac.new(secret, message, hashlib.sha256).hexdigest().encode()
+
+
+def _user_key() -> bytes | None:
+    try:
+        return load_or_create_key()
+    except KeyUnavailableError:
+        return None
+
+
+def _authenticated_payload(secret: bytes, key: str, entry: bytes) -> bytes | None:
+    """The entry's JSON if its first line is the right MAC, else None."""
+    first, newline, payload = entry.partition(b"\n")
+    if not newline or not first.startswith(MAC_PREFIX):
+        return None
+    if not hmac.compare_digest(first.removeprefix(MAC_PREFIX), _mac(secret, key, payload)):
+        return None
+    return payload
 
 
 def _to_data(key: str, fleet: Fleet) -> _CachedFleet:
@@ -155,11 +185,18 @@ def _from_data(data: _CachedFleet) -> Fleet:
 
 def read(cache_dir: Path, key: str, agents_dir: Path | None = None) -> Fleet | None:
     """The cached fleet for `key`, or None (a miss) for anything that is not a valid entry for that key (and
-    `agents_dir`, when given): missing, torn, hand-edited, planted or written by other code."""
+    `agents_dir`, when given): missing, torn, hand-edited, planted, not made with the user's key, or written by
+    other code."""
+    secret = _user_key()
+    if secret is None:
+        return None
     path = _entry_path(cache_dir, key)
     try:
-        text = path.read_bytes()
+        entry = path.read_bytes()
     except OSError:
+        return None
+    text = _authenticated_payload(secret, key, entry)
+    if text is None:
         return None
     try:
         data = _CachedFleet.model_validate_json(text)
@@ -174,12 +211,16 @@ def read(cache_dir: Path, key: str, agents_dir: Path | None = None) -> Fleet | N
 
 
 def write(cache_dir: Path, key: str, fleet: Fleet) -> None:
-    """Best effort: a read-only checkout or a full disk just means no cache."""
+    """Best effort: a read-only checkout, a full disk or no usable key just means no cache."""
+    secret = _user_key()
+    if secret is None:
+        return
     try:
-        data = _to_data(key, fleet).model_dump_json().encode()
-        write_atomically({_entry_path(cache_dir, key): data})
-        entries = sorted(cache_dir.glob("fleet-*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
-        for stale in [*entries[KEEP_ENTRIES:], *cache_dir.glob("fleet-*.pickle")]:  # pickles of older versions
+        payload = _to_data(key, fleet).model_dump_json().encode()
+        write_atomically({_entry_path(cache_dir, key): MAC_PREFIX + _mac(secret, key, payload) + b"\n" + payload})
+        entries = sorted(cache_dir.glob("fleet-*.entry"), key=lambda p: p.stat().st_mtime, reverse=True)
+        older_formats = [*cache_dir.glob("fleet-*.pickle"), *cache_dir.glob("fleet-*.json")]
+        for stale in [*entries[KEEP_ENTRIES:], *older_formats]:
             stale.unlink(missing_ok=True)
     except OSError:
         return

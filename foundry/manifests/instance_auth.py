@@ -5,6 +5,7 @@ variables (the platform Cognito pool's issuer URL and app client id are deploy-t
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -17,6 +18,9 @@ PLATFORM_ISSUER: Literal["platform"] = "platform"
 DEFAULT_MAX_TOKEN_LIFETIME_SECONDS = 86_400
 DEFAULT_JWKS_REFRESH_SECONDS = 3600
 """The runtime's own defaults: a setting equal to them sets no variable (templates stay as they were)."""
+
+PLATFORM_ORG_CLAIM = "org"
+"""The organization claim of the platform pool's tokens: its trigger adds it, its instances' AUTH_ORG_CLAIM."""
 
 IssuerSource = Literal["organization", "environment", "platform", "none"]
 
@@ -77,8 +81,21 @@ def resolve_instance_auth(settings: EnvironmentSettings, *, organization_id: str
     limits = {"max_token_lifetime_seconds": auth.max_token_lifetime_seconds,
               "jwks_refresh_seconds": auth.jwks_refresh_seconds}  # fmt: skip
     if chosen is None:
-        return InstanceAuth("jwt", PLATFORM_ISSUER, None, None, "client_id", None, "org", **limits)
+        return InstanceAuth("jwt", PLATFORM_ISSUER, None, None, "client_id", None, PLATFORM_ORG_CLAIM, **limits)
     audience = chosen.audience or f"https://{hostname}/mcp"
     return InstanceAuth(
         "jwt", source, chosen.issuer, audience, chosen.audience_claim, chosen.jwks_uri, chosen.org_claim, **limits
     )
+
+
+def uses_platform_pool(settings: EnvironmentSettings) -> bool:
+    """Whether the environment's platform stack has the Cognito pool: JWTs required, no environment issuer."""
+    return settings.auth.mode == "jwt" and settings.auth.issuer is None
+
+
+def platform_pool_organizations(settings: EnvironmentSettings, organization_ids: Iterable[str]) -> list[str]:
+    """The organizations (of the environment's manifest) whose instances take their tokens from the platform's
+    Cognito pool, sorted: each gets its own app client. Organizations with their own issuer are left out."""
+    if not uses_platform_pool(settings):
+        return []
+    return sorted(set(organization_ids) - set(settings.auth.organizations))

@@ -110,6 +110,10 @@ def _platform_change(
         old_shards, new_shards = _shards(base, env), _shards(head, env)
         if old_shards != new_shards:
             reasons.append(f"{agents_label}/placement/{env}.yaml: load balancer shards {old_shards} -> {new_shards}")
+        old_orgs, new_orgs = _pool_organizations(base, env), _pool_organizations(head, env)
+        if old_orgs != new_orgs:
+            manifest = head.manifest_files.get(env, platform_file)
+            reasons.append(f"{manifest}: Cognito app clients for organizations {old_orgs} -> {new_orgs}")
         kind = "changed" if reasons else "unchanged"
     if code_reason and kind == "unchanged":
         kind, reasons = "changed", [code_reason]
@@ -144,6 +148,16 @@ def _template_settings(settings: Mapping[str, Any] | None) -> Mapping[str, Any] 
 
 def _shards(state: FleetState, env: str) -> list[int]:
     return sorted({i.slot[0] for (e, _), i in state.instances.items() if e == env and i.slot is not None})
+
+
+def _pool_organizations(state: FleetState, env: str) -> list[str]:
+    """The organizations that get an app client of the environment's platform Cognito pool (one per organization
+    of its manifest without an issuer of its own; none when the environment names an issuer or turns auth off)."""
+    auth = (state.environments.get(env) or {}).get("auth") or {}
+    if auth.get("mode", "jwt") != "jwt" or auth.get("issuer") is not None:
+        return []
+    own = set(auth.get("organizations") or {})
+    return sorted({selector.split("/")[0] for (e, selector) in state.instances if e == env} - own)
 
 
 def _code_reason(paths: Sequence[str]) -> str:

@@ -373,8 +373,51 @@ def test_callers_are_checked_against_the_environments_issuer(app: Synthesized, p
     )
     parameters = app.templates[PROD.manifest.spec.stack_name]["Parameters"]
     assert parameters["IdentityIssuerUrl"]["Default"] == "/agentfoundry/prod/platform/identity/issuer-url"
-    assert parameters["IdentityClientId"]["Default"] == "/agentfoundry/prod/platform/identity/client-id"
+    assert parameters["IdentityClientId"]["Default"] == (
+        "/agentfoundry/prod/platform/identity/organizations/acme/client-id"
+    ), "the instance's audience is its own organization's app client"
     dev = app.templates[DEV.manifest.spec.stack_name]
     (task_definition,) = (r for r in dev["Resources"].values() if r["Type"] == "AWS::ECS::TaskDefinition")
     variables = {e["Name"]: e["Value"] for e in task_definition["Properties"]["ContainerDefinitions"][0]["Environment"]}
     assert variables["AUTH_MODE"] == "none" and "AUTH_ISSUER" not in variables
+
+
+@pytest.mark.parametrize("environment", ["staging", "prod"])
+def test_the_platform_pool_has_one_client_per_organization_and_its_v3_trigger(
+    app: Synthesized, environment: str
+) -> None:
+    """Every organization of the environment's manifest gets an app client, whose id is published where that
+    organization's instances read their audience; the V3_0 trigger knows each of those parameters."""
+    platform = f"af-{environment}-platform"
+    organizations = sorted({e.organization_id for e in EXAMPLE.tree.environments[environment].model.spec.entries})
+    assert len(organizations) > 1
+    clients = app.resources(platform, "AWS::Cognito::UserPoolClient")
+    assert sorted(c["Properties"]["ClientName"] for c in clients.values()) == organizations
+    client_of = {c["Properties"]["ClientName"]: logical for logical, c in clients.items()}
+    published = {
+        p["Properties"]["Name"]: p["Properties"]["Value"]
+        for p in app.resources(platform, "AWS::SSM::Parameter").values()
+    }
+    for instance in (i for i in EXAMPLE.instances if i.environment == environment):
+        parameter = app.templates[instance.manifest.spec.stack_name]["Parameters"]["IdentityClientId"]["Default"]
+        assert published[parameter] == {"Ref": client_of[instance.key.organization_id]}, instance.key.selector
+    pool = app.only(platform, "AWS::Cognito::UserPool")["Properties"]
+    assert pool["UserPoolTier"] == "ESSENTIALS", "V3_0 access-token customization needs Essentials or Plus"
+    assert pool["LambdaConfig"]["PreTokenGenerationConfig"]["LambdaVersion"] == "V3_0"
+    (trigger,) = (
+        f["Properties"]
+        for f in app.resources(platform, "AWS::Lambda::Function").values()
+        if f["Properties"].get("Handler") == "org_claim.handler"
+    )
+    variables = trigger["Environment"]["Variables"]
+    path = variables["ORG_CLIENT_ID_PATH"]
+    assert sorted(n for n in published if n.startswith(f"{path}/")) == [
+        f"{path}/{org}/client-id" for org in organizations
+    ], "the trigger finds exactly the organizations' client id parameters under its path"
+    assert variables["ORG_CLAIM"] == "org", "the claim the instances check (AUTH_ORG_CLAIM)"
+
+
+def test_the_platform_stack_is_the_same_whatever_instance_is_selected(app: Synthesized, tmp_path: Path) -> None:
+    """Its clients come from the whole manifest: deploying one instance never removes another organization's."""
+    one = synth(tmp_path / "cdk.out", instance="acme/retail/us-east-1", environment="staging")
+    assert one.templates["af-staging-platform"] == app.templates["af-staging-platform"]

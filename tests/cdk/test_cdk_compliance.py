@@ -58,6 +58,12 @@ def test_every_cdk_nag_acknowledgement_carries_its_reason(nagged: Synthesized) -
         "AwsSolutions-COG2",
         "AwsSolutions-COG8",
         "AwsSolutions-DDB3",
+        # the Cognito org-claim trigger reads the organizations' client id parameters under one path
+        *(
+            f"AwsSolutions-IAM5[Resource::arn:aws:ssm:us-east-1:{account}:parameter/agentfoundry/{env}/platform/"
+            "identity/organizations/*]"
+            for env, account in (("staging", "222222222222"), ("prod", "333333333333"))
+        ),
     }
 
 

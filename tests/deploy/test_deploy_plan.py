@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import shutil
@@ -103,6 +104,36 @@ def test_new_and_removed_instances_are_added_and_removed_with_their_stacks(git_r
     assert reasons_of(plan, "dev", "acme/retail/dev2") == ["new in agents/manifests/manifest.dev.yaml"]
     assert env_plan(plan, "dev")["deploy_stacks"] == ["af-dev-acme-retail-dev2"]
     assert env_plan(plan, "dev")["removed_stacks"] == ["af-dev-acme-retail-dev"]
+
+
+def add_initech(doc: Any) -> None:
+    """A new organization: a copy of acme's entries."""
+    acme = [e for e in doc["spec"]["entries"] if e["organization_id"] == "acme"]
+    doc["spec"]["entries"].extend(
+        {**copy.deepcopy(e), "organization_id": "initech", "organization_name": "Initech"} for e in acme
+    )
+
+
+def test_a_new_organization_changes_the_platform_stack_whose_pool_gives_it_a_client(git_repo, capsys):
+    """Its instances read their audience from the parameter the platform's new app client writes: platform first."""
+    git_repo.edit_yaml("agents/manifests/manifest.staging.yaml", add_initech)
+    code, plan = run_plan(git_repo, capsys)
+    assert code == 1
+    staging = env_plan(plan, "staging")
+    assert staging["platform"]["kind"] == "changed"
+    assert staging["platform"]["reasons"] == [
+        "agents/manifests/manifest.staging.yaml: Cognito app clients for organizations ['acme', 'globex'] -> "
+        "['acme', 'globex', 'initech']"
+    ]
+    assert staging["deploy_stacks"][0] == "af-staging-platform"
+    assert kinds(plan, "staging")["initech/retail/us-east-1"] == "added"
+
+
+def test_a_new_organization_where_no_platform_pool_exists_changes_no_platform_stack(git_repo, capsys):
+    git_repo.edit_yaml("agents/manifests/manifest.dev.yaml", add_initech)  # dev: auth mode none, no pool
+    code, plan = run_plan(git_repo, capsys)
+    assert code == 1
+    assert env_plan(plan, "dev")["platform"]["kind"] == "unchanged"
 
 
 def test_platform_settings_change_the_platform_stack_and_every_instance_of_that_environment(git_repo, capsys):

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from foundry.manifests.instance_auth import resolve_instance_auth
+from foundry.manifests.instance_auth import PLATFORM_ORG_CLAIM, platform_pool_organizations, resolve_instance_auth
 from foundry.manifests.platform_settings import EnvironmentSettings
 
 HOST = "acme-retail-dev.dev.agentfoundry.internal"
@@ -123,3 +123,17 @@ def test_the_token_limits_reach_the_runtime_as_auth_variables_when_they_differ_f
 def test_token_limits_out_of_range_are_refused_naming_the_field(auth: dict[str, Any], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         settings(auth)
+
+def test_the_platform_pool_serves_every_organization_without_an_issuer_of_its_own() -> None:
+    entra = {"issuer": "https://login.microsoftonline.com/t/v2.0", "audience": "api://af", "org_claim": "tid"}
+    manifest_orgs = ["globex", "acme", "acme", "initech"]
+    assert platform_pool_organizations(settings(), manifest_orgs) == ["acme", "globex", "initech"]
+    assert platform_pool_organizations(settings({"organizations": {"globex": entra}}), manifest_orgs) == [
+        "acme",
+        "initech",
+    ]
+    environment_issuer = {"issuer": {"issuer": "https://login.example.com"}}
+    assert platform_pool_organizations(settings(environment_issuer), manifest_orgs) == []
+    assert platform_pool_organizations(settings({"mode": "none"}), manifest_orgs) == []
+    platform = resolve_instance_auth(settings(), organization_id="acme", hostname=HOST)
+    assert platform.org_claim == PLATFORM_ORG_CLAIM == "org", "the claim the pool's trigger adds is the one checked"
