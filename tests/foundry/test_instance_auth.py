@@ -124,6 +124,7 @@ def test_token_limits_out_of_range_are_refused_naming_the_field(auth: dict[str, 
     with pytest.raises(ValidationError, match=message):
         settings(auth)
 
+
 def test_the_platform_pool_serves_every_organization_without_an_issuer_of_its_own() -> None:
     entra = {"issuer": "https://login.microsoftonline.com/t/v2.0", "audience": "api://af", "org_claim": "tid"}
     manifest_orgs = ["globex", "acme", "acme", "initech"]
