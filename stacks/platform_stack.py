@@ -1,5 +1,6 @@
 """The shared platform of one environment: network, ECS cluster, hosted zone, as many ALB shards as the
-environment's placement file uses, and a Cognito token issuer when the settings name none. Everything instances need
+environment's placement file uses, a Cognito token issuer when the settings name none, and the deploy-state table
+(rollout records and deploy locks shared by every deployer). Everything instances need
 is published as SSM parameters (see constructs/af_platform_contract.py), never as CloudFormation exports."""
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 from constructs import af_platform_contract as contract
 from constructs.af_alb_shard import AfAlbShard, ShardListenerSettings
+from constructs.af_deploy_state import AfDeployState
 from constructs.af_nag import acknowledge
 from constructs.af_platform_identity import AfPlatformIdentity
 from constructs.af_platform_network import AfNetwork, availability_zones
@@ -73,6 +75,7 @@ class PlatformStack(Stack):
                 domain_prefix=f"agentfoundry-{environment}-{settings.account}",
                 parameters=contract.identity_parameters(environment),
             )
+        AfDeployState(self, "DeployState", parameter_name=contract.deploy_state_parameter(environment))
         access_logs = s3.Bucket(
             self,
             "AccessLogs",
