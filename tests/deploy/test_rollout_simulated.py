@@ -15,6 +15,7 @@ from foundry.rollout.simulator import SimulatedFleet, run_in_virtual_time, simul
 from foundry.rollout.state import RolloutStore, resume_or_start
 from foundry.rollout.waves import plan_waves
 from foundry.state.sqlite_store import SqliteStateStore
+from tests.deploy.git_repos import new_git_repo
 
 FLEET = simulated_selectors(1000)
 POLICY = RolloutPolicy.model_validate(
@@ -253,3 +254,19 @@ def test_a_second_simulation_of_the_same_change_with_other_failures_simulates_af
     rows = {r["instance"]: r["state"] for r in second["instances"]}
     assert rows["default-org/default-domain/dev"] == "failed"
     assert not (tmp_path / "foundry-state.db").exists(), "a simulation without --simulate-keep-state kept state"
+
+
+def test_rollout_state_lives_beside_the_agents_trees_repository_not_the_working_directory(
+    tmp_path, capsys, monkeypatch
+):
+    repo = new_git_repo(tmp_path / "fleet-repo")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.delenv("FOUNDRY_STATE_URL")
+    argv = ["rollout", "--environment", "dev", "--simulate", "--simulate-keep-state", "--json"]
+    assert main([*argv, "--agents-dir", str(repo.agents)]) == 0
+    capsys.readouterr()
+    assert not any(elsewhere.iterdir()), "the rollout wrote into the working directory"
+    recorded = RolloutStore(SqliteStateStore(repo.root / "build" / "foundry-state.db"), simulated=True).load("dev")
+    assert recorded is not None and recorded.status == "complete"
