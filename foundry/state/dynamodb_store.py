@@ -21,6 +21,7 @@ from foundry.state.store import LeaseHeldError, LeaseInfo, StateStoreError
 PARTITION_KEY = "pk"
 """The table's only key (a string): `deploy-lock/<env>/<org>/<domain>/<instance>`, `rollout/<env>`."""
 CONDITION_FAILED = "ConditionalCheckFailedException"
+ACQUIRE_ATTEMPTS = 3
 
 
 def _number(value: float) -> Decimal:
@@ -54,25 +55,27 @@ class DynamoDbStateStore:
         return item
 
     def acquire(self, key: str, holder: str, description: str, ttl_seconds: float) -> str:
-        token, now = secrets.token_hex(16), time.time()
-        taken = self._update(
-            Key={PARTITION_KEY: {"S": key}},
-            UpdateExpression="SET lease_holder = :h, lease_token = :t, lease_description = :d, expires_at = :e",
-            ConditionExpression="attribute_not_exists(lease_token) OR expires_at < :now",
-            ExpressionAttributeValues={
-                ":h": {"S": holder},
-                ":t": {"S": token},
-                ":d": {"S": description},
-                ":e": {"N": str(_number(now + ttl_seconds))},
-                ":now": {"N": str(_number(now))},
-            },
-        )
-        if taken:
-            return token
-        info = self.holder(key)
-        if info is None:  # released or expired between the two calls: one more try
-            return self.acquire(key, holder, description, ttl_seconds)
-        raise LeaseHeldError(info)
+        for _ in range(ACQUIRE_ATTEMPTS):
+            token, now = secrets.token_hex(16), time.time()
+            taken = self._update(
+                Key={PARTITION_KEY: {"S": key}},
+                UpdateExpression="SET lease_holder = :h, lease_token = :t, lease_description = :d, expires_at = :e",
+                ConditionExpression="attribute_not_exists(lease_token) OR expires_at < :now",
+                ExpressionAttributeValues={
+                    ":h": {"S": holder},
+                    ":t": {"S": token},
+                    ":d": {"S": description},
+                    ":e": {"N": str(_number(now + ttl_seconds))},
+                    ":now": {"N": str(_number(now))},
+                },
+            )
+            if taken:
+                return token
+            info = self.holder(key)
+            if info is not None:
+                raise LeaseHeldError(info)
+            # released or expired between the two calls: try again
+        raise StateStoreError(f"the lease {key} in {self.location} changed hands {ACQUIRE_ATTEMPTS} times; retry")
 
     def renew(self, key: str, token: str, ttl_seconds: float, description: str | None = None) -> bool:
         now = time.time()

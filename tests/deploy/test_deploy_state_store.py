@@ -5,9 +5,13 @@ SSM parameter as `FOUNDRY_STATE_URL=dynamodb://` finds it."""
 from __future__ import annotations
 
 import json
+import os
 import stat
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import aws_cdk as cdk
@@ -15,12 +19,13 @@ import pytest
 
 from constructs.af_deploy_state import AfDeployState
 from foundry.deploy.locks import DeployInProgressError, InstanceLocks, LockTarget
+from foundry.rollout.scheduler import InstanceProgress, Rollout
 from foundry.rollout.state import RolloutConflictError, RolloutStore, rollout_holder
 from foundry.state.leases import Lease, LeaseLostError
 from foundry.state.locations import StateUrlError, parse_state_url, platform_table_parameter, repository_of
 from foundry.state.store import LeaseHeldError, StateStore, StateStoreError
 from foundry.state.stores import StateStores
-from tests.deploy.git_repos import new_git_repo
+from tests.deploy.git_repos import REPO_ROOT, new_git_repo
 from tests.mcp.foundry_mcp_local_aws import REGION, LocalAws, moto_server
 
 SHORT_TTL = 0.6
@@ -41,26 +46,30 @@ def deploy_state_table(moto: LocalAws, environment: str) -> None:
     moto.client("cloudformation").create_stack(StackName=stack.stack_name, TemplateBody=json.dumps(template))
 
 
+@dataclass(frozen=True)
+class Shared:
+    stores: StateStores
+    environment: str
+    env: dict[str, str]
+    """What another process needs to open the same store (FOUNDRY_STATE_URL, the local AWS)."""
+
+
 @pytest.fixture(params=["sqlite", pytest.param("dynamodb", marks=pytest.mark.slow)])
-def stores(request: pytest.FixtureRequest, tmp_path: Path) -> StateStores:
-    """Two openers of one environment's store, as two machines would open it (no object shared between them)."""
+def shared(request: pytest.FixtureRequest, tmp_path: Path) -> Shared:
+    """One environment's store as a deployer opens it: a SQLite file, or the platform's table through SSM."""
     if request.param == "sqlite":
-        return StateStores(parse_state_url(f"sqlite:///{tmp_path / 'state.db'}", tmp_path))
+        url = f"sqlite:///{tmp_path / 'state.db'}"
+        return Shared(StateStores(parse_state_url(url, tmp_path)), "dev", {"FOUNDRY_STATE_URL": url})
     moto: LocalAws = request.getfixturevalue("moto")
-    environment = f"e{time.monotonic_ns()}"
+    environment = f"e{time.monotonic_ns()}"  # a platform table of its own per test
     deploy_state_table(moto, environment)
-    opener = StateStores(parse_state_url("dynamodb://", tmp_path), moto.client)
-    opener.environment = environment  # type: ignore[attr-defined]
-    return opener
-
-
-def env_of(stores: StateStores) -> str:
-    return str(getattr(stores, "environment", "dev"))
+    stores = StateStores(parse_state_url("dynamodb://", tmp_path), moto.client)
+    return Shared(stores, environment, {**moto.env, "FOUNDRY_STATE_URL": "dynamodb://"})
 
 
 @pytest.fixture
-def store(stores: StateStores) -> StateStore:
-    return stores.open(env_of(stores), REGION)
+def store(shared: Shared) -> StateStore:
+    return shared.stores.open(shared.environment, REGION)
 
 
 def test_a_lease_is_exclusive_and_a_refusal_names_the_holder_and_what_it_does(store: StateStore) -> None:
@@ -103,9 +112,47 @@ def test_a_live_holder_keeps_its_lease_past_its_time_to_live_by_renewing_it(stor
         lease.write(b"after release")
 
 
-def test_an_mcp_deploy_and_a_rollout_refuse_each_others_instances_naming_the_holder(stores: StateStores) -> None:
+CRASHING_HOLDER = """
+import sys, time
+from foundry.aws.clients import boto3_clients
+from foundry.deploy.locks import InstanceLocks, LockTarget
+from foundry.state.stores import StateStores
+from pathlib import Path
+locks = InstanceLocks(StateStores.configured(Path("agents"), boto3_clients), holder="a deployer that crashes",
+                      ttl_seconds=float(sys.argv[2]))
+locks.acquire(LockTarget(sys.argv[1], "acme/retail/dev", "us-east-1"), "acme/retail/dev")
+print("held", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_killed_holders_lock_is_taken_once_its_lease_expires(shared: Shared) -> None:
+    target = LockTarget(shared.environment, "acme/retail/dev", REGION)
+    env = {**os.environ, **shared.env}
+    argv = [sys.executable, "-c", CRASHING_HOLDER, shared.environment, str(SHORT_TTL * 2)]
+    holder = subprocess.Popen(argv, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        time.sleep(SHORT_TTL * 3)  # it renews while it lives
+        locks = InstanceLocks(shared.stores, holder="the Foundry MCP server on laptop (pid 3)")
+        with pytest.raises(DeployInProgressError, match="held by a deployer that crashes"):
+            locks.acquire(target, "acme/retail/dev")
+    finally:
+        holder.kill()  # SIGKILL: no release, no more renewals
+        holder.wait()
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            locks.acquire(target, "acme/retail/dev").release()
+            break
+        except DeployInProgressError:
+            assert time.monotonic() < deadline, "the killed holder's lease never expired"
+            time.sleep(0.2)
+
+
+def test_an_mcp_deploy_and_a_rollout_refuse_each_others_instances_naming_the_holder(shared: Shared) -> None:
     """Two deployers on two machines: each opens the environment's store itself."""
-    environment = env_of(stores)
+    stores, environment = shared.stores, shared.environment
     other_machine = StateStores(stores.location, stores.clients)
     server = InstanceLocks(stores, holder="the Foundry MCP server on laptop (pid 3)")
     rollout = InstanceLocks(other_machine, holder=rollout_holder("0123456789abcdef", environment))
@@ -125,11 +172,9 @@ def test_an_mcp_deploy_and_a_rollout_refuse_each_others_instances_naming_the_hol
 
 
 def test_one_rollout_of_an_environment_at_a_time_and_a_halted_one_is_read_from_another_machine(
-    stores: StateStores,
+    shared: Shared,
 ) -> None:
-    from foundry.rollout.scheduler import InstanceProgress, Rollout
-
-    environment = env_of(stores)
+    stores, environment = shared.stores, shared.environment
     first = RolloutStore(stores.open(environment, REGION))
     second = RolloutStore(StateStores(stores.location, stores.clients).open(environment, REGION))
     record = Rollout(
