@@ -71,6 +71,24 @@ class RolloutStore:
                 f"{self.where(environment)} is not a readable rollout state ({exc}); run again with --abandon"
             ) from exc
 
+    def load_as_is(self, environment: str) -> Rollout | None:
+        """The record, and a `running` one whose lease nobody holds any more (its process was killed without a
+        word, or lost its network) reported as `interrupted`: it runs nowhere."""
+        rollout = self.load(environment)
+        if rollout is None or rollout.status != "running":
+            return rollout
+        try:
+            alive = self.store.holder(self.key(environment)) is not None
+        except StateStoreError as exc:
+            raise RolloutConflictError(str(exc)) from exc
+        if not alive:
+            rollout.status = "interrupted"
+            rollout.notes.append(
+                "recorded as running, but no rollout holds the environment's lease: its process stopped without "
+                "recording it; run the same command to resume"
+            )
+        return rollout
+
     def save(self, rollout: Rollout) -> None:
         """Fenced by the lease `hold` took: raises LeaseLostError (nothing written) when it was lost."""
         if self.lease is None or self.lease.key != self.key(rollout.environment):

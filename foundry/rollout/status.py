@@ -85,11 +85,11 @@ def rollout_status(
     if environment is None:
         rows: list[RolloutHeadline] = []
         for name in environments:
-            rollout = store_of(name).load(name)
+            rollout = store_of(name).load_as_is(name)
             if rollout is not None:
                 rows.append(RolloutHeadline.model_validate(report(rollout)))
         return RolloutStatusReport(count=len(rows), rollouts=rows)
-    rollout = store_of(environment).load(environment)
+    rollout = store_of(environment).load_as_is(environment)
     if rollout is None:
         return RolloutStatusReport(
             environment=environment, status="none", message=f"no rollout of {environment} is recorded"

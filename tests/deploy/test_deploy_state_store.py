@@ -234,3 +234,18 @@ def test_dynamodb_without_the_platforms_table_names_the_parameter_and_the_stack_
         stores.open("nowhere", REGION)
     assert platform_table_parameter("nowhere") in str(missing.value)
     assert "deploy the platform stack af-nowhere-platform" in str(missing.value)
+
+
+def test_a_rollout_recorded_running_whose_lease_expired_is_reported_interrupted(shared: Shared) -> None:
+    environment = shared.environment
+    store = shared.stores.open(environment, REGION)
+    records = RolloutStore(store)
+    key, holder = records.key(environment), "rollout c2 on a machine that is killed"
+    # A lease nobody renews: what a rollout killed with SIGKILL leaves behind.
+    records.lease = Lease(store, key, holder, store.acquire(key, holder, "running", SHORT_TTL), SHORT_TTL)
+    records.save(Rollout(environment=environment, change_id="c2", change="all", policy={}, waves=[], instances={}))
+    assert records.load_as_is(environment).status == "running"  # type: ignore[union-attr]
+    time.sleep(SHORT_TTL + 0.3)
+    found = records.load_as_is(environment)
+    assert found is not None and found.status == "interrupted"
+    assert "no rollout holds the environment's lease" in found.notes[-1]
