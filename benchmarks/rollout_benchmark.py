@@ -16,7 +16,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -24,9 +23,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 ENVIRONMENTS = ("dev", "staging", "prod")
 
 
-def one_run(environment: str, instances: int, state_dir: Path) -> tuple[float, dict[str, object]]:
+def one_run(environment: str, instances: int) -> tuple[float, dict[str, object]]:
     argv = [sys.executable, "-m", "foundry", "rollout", "--environment", environment, "--simulate"]
-    argv += ["--simulate-instances", str(instances), "--json", "--abandon", "--state-dir", str(state_dir)]
+    argv += ["--simulate-instances", str(instances), "--json"]  # a simulation keeps no state
     started = time.perf_counter()
     done = subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, check=False)
     wall = time.perf_counter() - started
@@ -50,27 +49,26 @@ def main() -> int:
     print(f"date {when}, load average {os.getloadavg()}, cpus {os.cpu_count()}")
     print("| environment | policy | waves | projected wall time | --simulate wall time (median of runs) | runs |")
     print("|---|---|---|---|---|---|")
-    with tempfile.TemporaryDirectory(prefix="rollout-bench-") as tmp:
-        for environment in ENVIRONMENTS:
-            walls: list[float] = []
-            report: dict[str, object] = {}
-            for _ in range(args.runs):
-                wall, report = one_run(environment, args.instances, Path(tmp))
-                walls.append(wall)
-            policy = report["policy"]
-            assert isinstance(policy, dict)
-            waves = [w["size"] for w in report["waves"]]  # type: ignore[attr-defined]
-            canary = policy["canary"]["instances"] or f"first {policy['canary']['count']}"
-            described = (
-                f"canary {canary}, x{policy['growth_factor']:g}, concurrency {policy['concurrency']}, "
-                f"bake {policy['bake_seconds']}s"
-            )
-            elapsed = float(report["elapsed_seconds"])  # type: ignore[arg-type]
-            runs = ", ".join(f"{w:.2f} s" for w in walls)
-            print(
-                f"| {environment} | {described} | {len(waves)} ({'/'.join(map(str, waves))}) | {hours(elapsed)} "
-                f"| {statistics.median(walls):.2f} s | {runs} |"
-            )
+    for environment in ENVIRONMENTS:
+        walls: list[float] = []
+        report: dict[str, object] = {}
+        for _ in range(args.runs):
+            wall, report = one_run(environment, args.instances)
+            walls.append(wall)
+        policy = report["policy"]
+        assert isinstance(policy, dict)
+        waves = [w["size"] for w in report["waves"]]  # type: ignore[attr-defined]
+        canary = policy["canary"]["instances"] or f"first {policy['canary']['count']}"
+        described = (
+            f"canary {canary}, x{policy['growth_factor']:g}, concurrency {policy['concurrency']}, "
+            f"bake {policy['bake_seconds']}s"
+        )
+        elapsed = float(report["elapsed_seconds"])  # type: ignore[arg-type]
+        runs = ", ".join(f"{w:.2f} s" for w in walls)
+        print(
+            f"| {environment} | {described} | {len(waves)} ({'/'.join(map(str, waves))}) | {hours(elapsed)} "
+            f"| {statistics.median(walls):.2f} s | {runs} |"
+        )
     print(f"load average after: {os.getloadavg()}")
     return 0
 

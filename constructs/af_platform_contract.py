@@ -82,3 +82,9 @@ def identity_parameters(environment: str) -> IdentityParameters:
         token_endpoint=f"{prefix}/token-endpoint",
         organizations_prefix=f"{prefix}/organizations",
     )
+
+
+def deploy_state_parameter(environment: str) -> str:
+    """The name of the environment's deploy-state table (rollout records and deploy locks): the Foundry's
+    `FOUNDRY_STATE_URL=dynamodb://` reads it (foundry/state/locations.py keeps the same name)."""
+    return f"{parameter_prefix(environment)}/deploy-state-table"

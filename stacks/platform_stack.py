@@ -1,7 +1,8 @@
 """The shared platform of one environment: network, ECS cluster, hosted zone, as many ALB shards as the
-environment's placement file uses, and a Cognito token issuer when the settings name none (one app client per
-organization of the environment's manifest that has no issuer of its own). Everything instances need is published
-as SSM parameters (see constructs/af_platform_contract.py), never as CloudFormation exports."""
+environment's placement file uses, a Cognito token issuer when the settings name none (one app client per
+organization of the environment's manifest that has no issuer of its own), and the deploy-state table (rollout
+records and deploy locks shared by every deployer). Everything instances need is published as SSM parameters (see
+constructs/af_platform_contract.py), never as CloudFormation exports."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from constructs import Construct
 from constructs import af_platform_contract as contract
 from constructs.af_agent_runtime_props import log_retention
 from constructs.af_alb_shard import AfAlbShard, ShardListenerSettings
+from constructs.af_deploy_state import AfDeployState
 from constructs.af_nag import acknowledge
 from constructs.af_platform_identity import AfPlatformIdentity
 from constructs.af_platform_network import AfNetwork, availability_zones
@@ -81,6 +83,7 @@ class PlatformStack(Stack):
                 org_claim=PLATFORM_ORG_CLAIM,
                 log_retention=log_retention(settings.log_retention_days),
             )
+        AfDeployState(self, "DeployState", parameter_name=contract.deploy_state_parameter(environment))
         access_logs = s3.Bucket(
             self,
             "AccessLogs",

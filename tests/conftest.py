@@ -37,3 +37,12 @@ def agents_copy(tmp_path: Path) -> Iterator[Path]:
     target = tmp_path / "agents"
     shutil.copytree(AGENTS_DIR, target, ignore=shutil.ignore_patterns("schemas"))
     yield target
+
+
+@pytest.fixture(autouse=True)
+def deploy_state_of_the_test(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test keeps its deploy state (rollout records, deploy locks) in its own SQLite file, never in the
+    checkout's build/foundry-state.db: tests run side by side would otherwise see each other's locks."""
+    path = tmp_path / "deploy-state" / "foundry-state.db"
+    monkeypatch.setenv("FOUNDRY_STATE_URL", f"sqlite:///{path}")
+    return path

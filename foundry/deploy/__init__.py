@@ -2,5 +2,5 @@
 with (`arguments`), the platform gate, the image policy, per-instance locks (`locks`), the deployer that runs
 `cdk deploy --exclusively` (`deployer`), and the watch of CloudFormation after a stopped deploy (`interruption`).
 
-May import `foundry.manifests`, `foundry.fleet`, `foundry.cdk` and `foundry.aws`.
+May import `foundry.manifests`, `foundry.fleet`, `foundry.cdk`, `foundry.state` and `foundry.aws`.
 """

@@ -41,7 +41,7 @@ from foundry.deploy.interruption import (
     watch_until_settled,
     write_interruption,
 )
-from foundry.deploy.locks import DeployInProgressError, HeldLock, InstanceLocks
+from foundry.deploy.locks import DeployInProgressError, HeldLock, InstanceLocks, LockTarget
 from foundry.deploy.platform_gate import PlatformCheck, check_assembly_platform, refusal
 from foundry.deploy.request import DeployRequest, DeployResult, Outcome, ProgressSink, WorkPaths, work_paths
 from foundry.manifests.resolve import ResolvedInstance
@@ -70,7 +70,7 @@ class Deployer:
     watch_poll_seconds: float = WATCH_POLL_SECONDS
     watch_limit_seconds: float = WATCH_LIMIT_SECONDS
     watches: dict[str, asyncio.Task[Interruption]] = field(default_factory=dict, init=False, repr=False)
-    """Background watches of stopped deploys' stacks, by lock file; each ends by releasing the instance's lock."""
+    """Background watches of stopped deploys' stacks, by lock key; each ends by releasing the instance's lock."""
 
     @property
     def cdk(self) -> CdkCli:
@@ -83,17 +83,30 @@ class Deployer:
     def paths_of(self, instance: ResolvedInstance) -> WorkPaths:
         return work_paths(self.deploys_dir, instance.environment, instance)
 
-    def lock_reason(self, instance: ResolvedInstance) -> str | None:
-        """Why this server holds the instance's lock right now (a deploy, or the watch of a stopped one), if it does."""
-        return self.locks.reason(self.paths_of(instance).lock_file)
+    @staticmethod
+    def lock_target(instance: ResolvedInstance, region: str | None) -> LockTarget:
+        return LockTarget(instance.environment, instance.key.selector, region)
+
+    def lock_reason(self, instance: ResolvedInstance, region: str | None = None) -> str | None:
+        """Who holds the instance's lock right now and why (this server's deploy or watch of a stopped one, a
+        rollout, another server), if anyone does."""
+        return self.locks.reason(self.lock_target(instance, region))
 
     def last_interruption(self, instance: ResolvedInstance) -> Interruption | None:
         """The last stopped deploy of this instance and how CloudFormation ended it (from its work folder)."""
         return read_interruption(self.paths_of(instance).interruption_file)
 
-    async def run(self, request: DeployRequest, progress: ProgressSink) -> DeployResult:
+    async def run(
+        self, request: DeployRequest, progress: ProgressSink, *, held: HeldLock | None = None
+    ) -> DeployResult:
+        """`held`: the instance's lock, already taken by the caller (a rollout holds its instances beyond one
+        deploy) and released by it; without it the deploy takes the lock and releases it when done."""
         paths = self.paths_of(request.instance)
-        held = self.locks.acquire(paths.lock_file, request.label)
+        own = held is None
+        if held is None:
+            held = await asyncio.to_thread(
+                self.locks.acquire, self.lock_target(request.instance, request.region), request.label
+            )
         try:
             if not request.dry_run:
                 if self.clients is None or request.region is None:
@@ -101,7 +114,7 @@ class Deployer:
                 await self._refuse_if_stack_in_progress(request)
             return await self._run_locked(request, paths, progress, held)
         finally:
-            if not held.handed_over:
+            if own and not held.handed_over:
                 held.release()
 
     # --- reading AWS -----------------------------------------------------------------------------------------
@@ -257,7 +270,7 @@ class Deployer:
             poll_seconds=self.watch_poll_seconds,
             limit_seconds=self.watch_limit_seconds,
         )
-        self.watches[str(paths.lock_file)] = asyncio.get_running_loop().create_task(watch, name=f"watch {stack}")
+        self.watches[held.key] = asyncio.get_running_loop().create_task(watch, name=f"watch {stack}")
         return status, True
 
     def _failed(

@@ -1,87 +1,146 @@
-"""One deploy per (environment, instance) at a time, across every process of this repository.
+"""One deploy per (environment, instance) at a time, across every deployer of the environment.
 
-An in-process map (two MCP sessions in one server) plus an flock on the instance's lock file (two servers, or the
-CLI). The lock file also says who holds it and why, for the message a refused request gets.
+A lease in the environment's deploy state (`foundry.state`: the platform's DynamoDB table, or locally a SQLite
+file), so the Foundry MCP server, a CI rollout and an engineer's clone see each other's locks; plus an in-process
+map for two MCP sessions of one server. The lease names its holder (`the Foundry MCP server on host (pid N)`,
+`rollout 1a2b... of dev on host (pid N)`) and what it is doing, for the message a refused request gets; it is
+renewed while its holder lives and expires when it stops (a crashed holder blocks nobody for long).
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import os
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
+from dataclasses import dataclass
+
+from foundry.state.leases import Lease
+from foundry.state.store import DEFAULT_TTL_SECONDS, LeaseHeldError, StateStoreError, this_process
+from foundry.state.stores import StateStores
 
 
-class DeployInProgressError(RuntimeError):
-    """A deploy of the same instance is already running; the message says since when and from which process."""
+class DeployRefusedError(RuntimeError):
+    """A deploy that must not start; the message says why and what to do."""
+
+
+class DeployInProgressError(DeployRefusedError):
+    """A deploy of the same instance is already running (or a rollout holds it); the message names the holder."""
+
+
+class DeployStateUnavailableError(DeployRefusedError):
+    """The deploy state (where locks live) cannot be reached: no deploy starts without its lock."""
+
+
+@dataclass(frozen=True)
+class LockTarget:
+    environment: str
+    instance: str
+    """ORG/DOMAIN/INSTANCE."""
+    region: str | None
+    """The environment's region (the DynamoDB store needs it)."""
+
+    @property
+    def key(self) -> str:
+        return f"deploy-lock/{self.environment}/{self.instance}"
+
+
+def since() -> str:
+    return f"started {time.strftime('%Y-%m-%dT%H:%M:%S%z')}"
 
 
 class HeldLock:
-    """One instance's lock while it is held: by a running deploy, or by the watch of a stopped deploy's stack.
-    `reason` is what a refused request is told; it is also written into the lock file for other processes."""
+    """One instance's lock while it is held: by a running deploy, by the watch of a stopped deploy's stack, or by a
+    rollout. `reason` is what a refused request is told; it is also written into the lease for other deployers."""
 
-    def __init__(self, locks: InstanceLocks, key: str, fd: int, reason: str) -> None:
-        self._locks, self.key, self._fd = locks, key, fd
+    def __init__(self, locks: InstanceLocks, key: str, lease: Lease, reason: str) -> None:
+        self._locks, self.key, self.lease = locks, key, lease
         self.released = False
         self.handed_over = False
         """Set when a background watch took the lock over: the request that acquired it no longer releases it."""
-        self.describe(reason)
+        self.reason = reason
+        locks._held[key] = reason
+
+    @property
+    def holder(self) -> str:
+        return self.lease.holder
 
     def describe(self, reason: str) -> None:
+        """Says what the holder does now (and renews the lease)."""
         self.reason = reason
         self._locks._held[self.key] = reason
-        os.ftruncate(self._fd, 0)
-        os.pwrite(self._fd, f"pid {os.getpid()}: {reason}".encode(), 0)
+        self.lease.renew(reason)
 
     def release(self) -> None:
         if self.released:
             return
         self.released = True
         self._locks._held.pop(self.key, None)
-        try:
-            os.ftruncate(self._fd, 0)
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-        finally:
-            os.close(self._fd)
+        with contextlib.suppress(StateStoreError):  # unreachable: the lease expires by itself
+            self.lease.release()
 
 
 class InstanceLocks:
-    """One deploy per (environment, instance) at a time, across every process of this repository: an in-process
-    map (two MCP sessions in one server) plus an flock on the instance's lock file (two servers, or the CLI)."""
+    """`holder` names this deployer in every lock it takes; `stores` is where the locks live (default:
+    FOUNDRY_STATE_URL, else the SQLite file beside the repository's agents tree)."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        stores: StateStores | None = None,
+        *,
+        holder: str | None = None,
+        ttl_seconds: float = DEFAULT_TTL_SECONDS,
+    ) -> None:
+        self._stores = stores
+        self.holder = holder or f"a Foundry deploy on {this_process()}"
+        self.ttl_seconds = ttl_seconds
         self._held: dict[str, str] = {}
 
-    def acquire(self, lock_file: Path, label: str) -> HeldLock:
-        """Takes the instance's lock or raises DeployInProgressError saying who holds it and why."""
-        key = str(lock_file)
+    @property
+    def stores(self) -> StateStores:
+        if self._stores is None:
+            from foundry.aws.clients import boto3_clients
+            from foundry.fleet.load import DEFAULT_AGENTS_DIR
+
+            self._stores = StateStores.configured(DEFAULT_AGENTS_DIR, boto3_clients)
+        return self._stores
+
+    def acquire(self, target: LockTarget, label: str, *, holder: str | None = None) -> HeldLock:
+        """Takes the instance's lock or raises DeployInProgressError naming who holds it and why."""
+        key = target.key
         if key in self._held:
             raise DeployInProgressError(
                 f"a deploy of {label} is already running in this server ({self._held[key]}); "
                 "this request was refused, not queued: retry when it has finished"
             )
-        lock_file.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+        reason = since()
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            holder = lock_file.read_text(errors="replace").strip() or "another process"
+            store = self.stores.open(target.environment, target.region)
+            lease = Lease.take(store, key, holder or self.holder, reason, self.ttl_seconds)
+        except LeaseHeldError as held:
             raise DeployInProgressError(
-                f"a deploy of {label} is already running ({holder}); "
+                f"a deploy of {label} is already running (held by {held.info.holder}: {held.info.description}); "
                 "this request was refused, not queued: retry when it has finished"
             ) from None
-        return HeldLock(self, key, fd, f"started {time.strftime('%Y-%m-%dT%H:%M:%S%z')}")
+        except StateStoreError as exc:
+            raise DeployStateUnavailableError(
+                f"the deploy of {label} was refused (nothing was deployed): its lock cannot be taken: {exc}"
+            ) from exc
+        return HeldLock(self, key, lease, reason)
 
-    def reason(self, lock_file: Path) -> str | None:
-        """Why this process holds the lock (None: it does not; another process may, see the lock file)."""
-        return self._held.get(str(lock_file))
+    def reason(self, target: LockTarget) -> str | None:
+        """Who holds the instance's lock and why: this process's reason, else any live holder's (None: free)."""
+        mine = self._held.get(target.key)
+        if mine is not None:
+            return mine
+        try:
+            info = self.stores.open(target.environment, target.region).holder(target.key)
+        except StateStoreError:
+            return None
+        return None if info is None else f"held by {info.holder}: {info.description}"
 
     @contextlib.asynccontextmanager
-    async def hold(self, lock_file: Path, label: str) -> AsyncIterator[HeldLock]:
-        held = self.acquire(lock_file, label)
+    async def hold(self, target: LockTarget, label: str) -> AsyncIterator[HeldLock]:
+        held = self.acquire(target, label)
         try:
             yield held
         finally:

@@ -1,7 +1,8 @@
 """What a deploy is asked (`DeployRequest`), where it works (`WorkPaths`), and what it answers (`DeployResult`,
 which the Foundry MCP server returns as it is).
 
-Each instance gets its own working folder under `build/foundry-deploys/` (cloud assembly, outputs file, lock file),
+Each instance gets its own working folder under `build/foundry-deploys/` (cloud assembly, outputs file; its lock
+lives in the shared deploy state, `foundry.deploy.locks`),
 so deploys of different instances never share a `cdk.out`.
 """
 
@@ -86,7 +87,6 @@ class WorkPaths:
     root: Path
     assembly: Path
     outputs_file: Path
-    lock_file: Path
 
     @property
     def interruption_file(self) -> Path:
@@ -97,6 +97,4 @@ class WorkPaths:
 def work_paths(work_root: Path, environment: str, instance: ResolvedInstance) -> WorkPaths:
     key = instance.key
     root = work_root / environment / key.organization_id / key.domain_id / key.instance_id
-    return WorkPaths(
-        root=root, assembly=root / "cdk.out", outputs_file=root / "outputs.json", lock_file=root / "deploy.lock"
-    )
+    return WorkPaths(root=root, assembly=root / "cdk.out", outputs_file=root / "outputs.json")

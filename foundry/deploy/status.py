@@ -17,7 +17,7 @@ from foundry.manifests.resolve import ResolvedInstance
 class DeployedStatus:
     status: InstanceStatus
     deploy_lock: str | None
-    """Why this deployer holds the instance's lock right now (a deploy, or the watch of a stopped one)."""
+    """Who holds the instance's lock right now and why (a deploy or the watch of a stopped one, a rollout)."""
     last_interrupted_deploy: Interruption | None
     """The last deploy whose cdk was stopped, and how CloudFormation ended it."""
 
@@ -32,4 +32,5 @@ async def deployed_status(
 ) -> DeployedStatus:
     status = await instance_status(instance, region=region, clients=clients, probe=probe)
     interrupted = await asyncio.to_thread(deployer.last_interruption, instance)
-    return DeployedStatus(status, deployer.lock_reason(instance), interrupted)
+    lock = await asyncio.to_thread(deployer.lock_reason, instance, region)
+    return DeployedStatus(status, lock, interrupted)

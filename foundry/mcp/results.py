@@ -69,7 +69,7 @@ class InstanceStatusResult(BaseModel):
     instance_status_error: str | None
     errors: list[str]
     deploy_lock: str | None
-    """Why this server holds the instance's deploy lock right now (a deploy, or the watch of a stopped one)."""
+    """Who holds the instance's deploy lock right now and why (a deploy, the watch of a stopped one, a rollout)."""
     last_interrupted_deploy: Interruption | None
     """The last deploy whose cdk was stopped, and how CloudFormation ended it."""
 

@@ -29,6 +29,8 @@ from foundry.deploy.locks import InstanceLocks
 from foundry.files.repo import REPO_ROOT
 from foundry.mcp.auth import DEPLOY_SCOPE, READ_SCOPE, JwtOptions, auth_for, gate_deploys
 from foundry.mcp.server import FoundryConfig, build_server
+from foundry.state.store import this_process
+from foundry.state.stores import StateStores
 
 TOKEN_ENV = "FOUNDRY_TOKEN"  # noqa: S105 - the variable's name
 MIN_TOKEN_LENGTH = 16
@@ -60,7 +62,8 @@ class ServeOptions:
     allowed_hosts: tuple[str, ...]
     deploy_method: DeployMethod
     work_dir: Path | None = None
-    """Where each instance's cdk.out, outputs file and deploy lock live (default build/foundry-deploys/)."""
+    """Where each instance's cdk.out and outputs file live (default build/foundry-deploys/; its deploy lock lives
+    in the deploy state, FOUNDRY_STATE_URL)."""
     jwt: JwtOptions | None = None
     """JWT bearer verification (issuer, audience), besides or instead of the static token."""
     cdk_cli: Path | None = None
@@ -121,7 +124,9 @@ def make_config(
     deployer = Deployer(
         repo_root=REPO_ROOT,
         runner=runner,
-        locks=InstanceLocks(),
+        locks=InstanceLocks(
+            StateStores.configured(agents_dir, boto3_clients), holder=f"the Foundry MCP server on {this_process()}"
+        ),
         method=deploy_method,
         failure_lookup=stack_events_failure(boto3_clients),
         work_root=work_dir.resolve() if work_dir is not None else None,

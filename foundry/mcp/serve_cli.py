@@ -55,8 +55,8 @@ def add_serve_parser(sub: Any) -> None:
         "--work-dir",
         type=Path,
         metavar="DIR",
-        help="where each instance's cdk.out, outputs file and deploy lock live (default: build/foundry-deploys); "
-        "servers that deploy the same instances must share it, the lock lives there",
+        help="where each instance's cdk.out and outputs file live (default: build/foundry-deploys); deploy locks "
+        "live in the deploy state (FOUNDRY_STATE_URL; dynamodb:// shares them with rollouts and other servers)",
     )
     p.add_argument(
         "--cdk-cli",

@@ -37,7 +37,7 @@ def build_server(
     server.add_tool(tools.list_instances, name="foundry.list_instances", annotations=READ_ONLY)
     server.add_tool(tools.deploy_instance, name="foundry.deploy_instance", annotations=DEPLOYS)
     server.add_tool(tools.get_instance_status, name="foundry.get_instance_status", annotations=READ_ONLY)
-    # Rollouts (issue 15): read-only, from the state `python -m foundry rollout` keeps under build/rollouts/.
+    # Rollouts (issue 15): read-only, from the deploy state `python -m foundry rollout` keeps (FOUNDRY_STATE_URL).
     server.add_tool(tools.get_rollout_status, name="foundry.get_rollout_status", annotations=READ_ONLY)
     return server
 

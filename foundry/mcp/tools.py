@@ -34,7 +34,7 @@ from foundry.deploy.arguments import (
     find_instance,
 )
 from foundry.deploy.deployer import Deployer
-from foundry.deploy.locks import DeployInProgressError
+from foundry.deploy.locks import DeployRefusedError
 from foundry.deploy.request import DEFAULT_TIMEOUT_SECONDS, DeployRequest
 from foundry.deploy.status import deployed_status
 from foundry.fleet import catalog
@@ -44,10 +44,11 @@ from foundry.fleet.model import Fleet
 from foundry.manifests.problems import ManifestError
 from foundry.manifests.resolve import ResolvedInstance
 from foundry.mcp.results import DeployInstanceResult, InstanceStatusResult
-from foundry.rollout.state import RolloutConflictError
+from foundry.rollout.state import RolloutConflictError, RolloutStore
 from foundry.rollout.status import RolloutStatusReport, rollout_status
+from foundry.state.store import StateStoreError
 
-REFUSALS = (ToolArgumentError, UnknownAgentError, DeployInProgressError, RolloutConflictError)
+REFUSALS = (ToolArgumentError, UnknownAgentError, DeployRefusedError, RolloutConflictError)
 """What a tool answers with a tool error whose text is the refusal (anything else is a crash, its text kept on the
 server)."""
 
@@ -216,9 +217,9 @@ class FoundryTools:
         self, environment: str, instance: str, probe_instance: bool = True, agents_dir: str | None = None
     ) -> InstanceStatusResult:
         """CloudFormation stack status, the ECS service's deployments (a circuit-breaker rollback shows as failed),
-        load-balancer target health, and the instance's own `status` tool when its endpoint is reachable; also why
-        this server holds the instance's deploy lock (deploy_lock) and the last deploy whose cdk was stopped
-        (last_interrupted_deploy: how CloudFormation ended it)."""
+        load-balancer target health, and the instance's own `status` tool when its endpoint is reachable; also who
+        holds the instance's deploy lock and why (deploy_lock: this server, a rollout, another server) and the last
+        deploy whose cdk was stopped (last_interrupted_deploy: how CloudFormation ended it)."""
 
         def prepare() -> tuple[ResolvedInstance, str]:
             fleet, _ = self._fleet(agents_dir)
@@ -235,7 +236,23 @@ class FoundryTools:
     async def get_rollout_status(self, environment: str | None = None, simulated: bool = False) -> RolloutStatusReport:
         """The last rollout of an environment (`python -m foundry rollout`): status (running, halted, complete,
         interrupted), its waves, and every instance as deployed, failed (with the reason), rolled_back or
-        not_started. Without an environment: one line per environment. simulated: read `--simulate` runs."""
+        not_started. Without an environment: one line per environment. simulated: read the `--simulate` runs kept
+        with --simulate-keep-state. Read from the environment's deploy state, wherever the rollout ran."""
         if environment is not None:
             check_id("environment", environment)
-        return rollout_status(self.config.repo_root / "build" / "rollouts", environment, simulated=simulated)
+
+        def work() -> RolloutStatusReport:
+            fleet, _ = self._fleet(None)
+            settings = fleet.tree.platform.model.spec.environments
+            stores = self.config.deployer.locks.stores
+
+            def store_of(name: str) -> RolloutStore:
+                region = settings[name].region if name in settings else None
+                return RolloutStore(stores.open(name, region), simulated=simulated)
+
+            try:
+                return rollout_status(store_of, sorted(settings), environment)
+            except StateStoreError as exc:
+                raise RolloutConflictError(str(exc)) from exc
+
+        return await asyncio.to_thread(work)

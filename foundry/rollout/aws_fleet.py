@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -19,6 +19,7 @@ from foundry.aws.clients import ClientFactory
 from foundry.aws.instance_status import InstanceProbe, InstanceStatus, instance_status, read_stack
 from foundry.cdk.output import StackEvent
 from foundry.deploy.deployer import Deployer
+from foundry.deploy.locks import DeployRefusedError, HeldLock
 from foundry.deploy.request import DeployRequest
 from foundry.manifests.resolve import ResolvedInstance
 from foundry.rollout.scheduler import DeployOutcome, HealthReading
@@ -77,6 +78,17 @@ class AwsFleet:
     runtime_image: str | None = None
     timeout_seconds: int = 3600
     scope: HealthScope = "full"
+    holder: str | None = None
+    """How the rollout names itself in the instance locks it holds (`rollout <change id> of <env> on host`)."""
+    held: dict[str, HeldLock] = field(default_factory=dict)
+    """The instances this run holds: from its deploy until the run ends (`release_all`), so no other deployer
+    changes an instance the rollout deployed while its wave bakes, nor one it is about to deploy."""
+
+    def release_all(self) -> None:
+        for held in self.held.values():
+            if not held.handed_over:  # a watch of a stopped deploy releases it when CloudFormation settles
+                held.release()
+        self.held.clear()
 
     async def deploy(self, instance: str) -> DeployOutcome:
         resolved = self.instances[instance]
@@ -91,7 +103,15 @@ class AwsFleet:
         async def ignore(line: str, event: StackEvent | None) -> None:
             return None
 
-        result = await self.deployer.run(request, ignore)
+        try:
+            held = self.held.get(instance)
+            if held is None or held.released:
+                target = self.deployer.lock_target(resolved, self.region)
+                held = await asyncio.to_thread(self.deployer.locks.acquire, target, request.label, holder=self.holder)
+                self.held[instance] = held
+            result = await self.deployer.run(request, ignore, held=held)
+        except DeployRefusedError as exc:  # another deployer holds it: the rollout halts saying who
+            return DeployOutcome(ok=False, reason=str(exc))
         if result.outcome == "deployed":
             return DeployOutcome(ok=True)
         failure = result.failure

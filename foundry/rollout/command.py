@@ -2,6 +2,11 @@
 
     rollout --environment ENV [--base REV | --plan PLAN.json]   what the change plan names (neither: every instance)
     rollout ... --simulate [--simulate-fail ORG/DOMAIN/INSTANCE]  the same scheduler in virtual time; changes nothing
+                                                                  (and keeps no state unless --simulate-keep-state)
+
+Rollout state and the instances' deploy locks live in the environment's deploy state (FOUNDRY_STATE_URL or
+--state-url: `dynamodb://` is the platform stack's table, shared by every deployer; unset, a SQLite file
+build/foundry-state.db in the agents tree's repository). A halted rollout resumes from any machine sharing it.
 
 Exit codes: 0 every instance deployed and baked, 1 the rollout halted at a failing gate (the report says where;
 run the same command again to resume), 2 error (bad arguments, invalid manifests, another change's rollout is
@@ -14,6 +19,7 @@ import argparse
 import asyncio
 import hashlib
 import json
+import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -32,19 +38,23 @@ from foundry.manifests.problems import ManifestError
 from foundry.manifests.resolve import ResolvedInstance
 from foundry.plan.command import PlanError, make_plan
 from foundry.plan.git_revision import GitError
-from foundry.rollout.aws_fleet import RECORDS_SKIPPED
+from foundry.rollout.aws_fleet import RECORDS_SKIPPED, AwsFleet
 from foundry.rollout.report import LiveView, duration_text, markdown, report, summary_text
-from foundry.rollout.scheduler import FleetOperations, Rollout, Scheduler, new_rollout
+from foundry.rollout.scheduler import Rollout, Scheduler, new_rollout
 from foundry.rollout.simulator import DEFAULT_DEPLOY_SECONDS, DEFAULT_JITTER, SimulatedFleet, run_in_virtual_time
 from foundry.rollout.state import (
-    DEFAULT_STATE_DIR,
-    SIMULATED_SUBDIR,
     RolloutConflictError,
     RolloutStore,
     change_id,
     resume_or_start,
+    rollout_holder,
 )
 from foundry.rollout.waves import plan_waves
+from foundry.state.leases import LeaseLostError
+from foundry.state.locations import STATE_URL_ENV, parse_state_url, repository_of
+from foundry.state.memory_store import MemoryStateStore
+from foundry.state.store import StateStoreError
+from foundry.state.stores import StateStores
 
 EXIT_COMPLETE, EXIT_HALTED, EXIT_ERROR = 0, 1, 2
 POLICY_OVERRIDES = ("canary_count", "growth_factor", "max_wave_size", "concurrency", "bake_seconds")
@@ -70,7 +80,12 @@ def add_rollout_parser(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="the report as JSON on stdout")
     p.add_argument("--markdown", action="store_true", help="the report as markdown on stdout (a CI job summary)")
     p.add_argument("--abandon", action="store_true", help="start even if another change's rollout is unfinished")
-    p.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR, help="default: build/rollouts/")
+    p.add_argument(
+        "--state-url",
+        metavar="URL",
+        help=f"where rollout state and deploy locks live (default: ${STATE_URL_ENV}, else build/foundry-state.db in "
+        "the agents tree's repository): sqlite:///PATH, dynamodb:// (the platform's table) or dynamodb://TABLE",
+    )
     p.add_argument("--runtime-image", metavar="URI", help="a prebuilt runtime image instead of building one")
     p.add_argument(
         "--no-instance-probe",
@@ -97,6 +112,11 @@ def add_rollout_parser(sub: Any) -> None:
     sim.add_argument("--simulate-jitter", type=float, default=DEFAULT_JITTER, metavar="FRACTION")
     sim.add_argument("--simulate-fail", action="append", default=[], metavar="ORG/DOMAIN/INSTANCE")
     sim.add_argument("--simulate-unhealthy", action="append", default=[], metavar="ORG/DOMAIN/INSTANCE")
+    sim.add_argument(
+        "--simulate-keep-state",
+        action="store_true",
+        help="remember the simulation (apart from real rollouts) so that the next --simulate resumes it",
+    )
     sim.add_argument(
         "--simulate-instances", type=int, metavar="N", help="simulate N synthetic instances (sim/fleet/iNNNN)"
     )
@@ -219,7 +239,15 @@ def run_rollout(args: argparse.Namespace) -> int:
     err = Console(stderr=True)
     try:
         return _run(args, err)
-    except (RolloutError, RolloutConflictError, PlanError, GitError, ValueError) as exc:
+    except (
+        RolloutError,
+        RolloutConflictError,
+        PlanError,
+        GitError,
+        ValueError,
+        LeaseLostError,
+        StateStoreError,
+    ) as exc:
         return _error(args, str(exc))
     except ManifestError as exc:
         return _error(args, f"the manifests are invalid:\n{exc}")
@@ -236,8 +264,11 @@ def _error(args: argparse.Namespace, message: str) -> int:
 def _run(args: argparse.Namespace, err: Console) -> int:
     for name in [*args.simulate_fail, *args.simulate_unhealthy]:
         parse_selector(name)
-    if (args.simulate_fail or args.simulate_unhealthy or args.simulate_instances) and not args.simulate:
-        raise RolloutError("--simulate-fail, --simulate-unhealthy and --simulate-instances need --simulate")
+    simulate_only = args.simulate_fail or args.simulate_unhealthy or args.simulate_instances or args.simulate_keep_state
+    if simulate_only and not args.simulate:
+        raise RolloutError(
+            "--simulate-fail, --simulate-unhealthy, --simulate-instances and --simulate-keep-state need --simulate"
+        )
     fleet = load_fleet(args.agents_dir, environment=args.environment)
     settings = fleet.tree.platform.model.spec.environments[args.environment]
     policy = effective_policy(args, settings.rollout)
@@ -253,7 +284,16 @@ def _run(args: argparse.Namespace, err: Console) -> int:
         raise RolloutError(
             f"--simulate-fail/--simulate-unhealthy name instances this rollout does not deploy: {unknown}"
         )
-    store = RolloutStore(args.state_dir / SIMULATED_SUBDIR if args.simulate else args.state_dir)
+    url, source = (
+        (args.state_url, "--state-url")
+        if args.state_url is not None
+        else (os.environ.get(STATE_URL_ENV), STATE_URL_ENV)
+    )
+    stores = StateStores(parse_state_url(url, repository_of(args.agents_dir), source=source), _clients())
+    if args.simulate and not args.simulate_keep_state:
+        store = RolloutStore(MemoryStateStore(), simulated=True)  # a simulation keeps nothing unless asked
+    else:
+        store = RolloutStore(stores.open(args.environment, settings.region), simulated=args.simulate)
     fresh = new_rollout(
         environment=args.environment,
         change_id=change_id(args.environment, targets.fingerprints, args.runtime_image),
@@ -268,8 +308,9 @@ def _run(args: argparse.Namespace, err: Console) -> int:
         fresh.notes.append(RECORDS_SKIPPED)
     elif args.no_instance_probe and not args.simulate:
         fresh.notes.append(f"health without the instance probe ({NO_PROBE_REASON})")
-    with store.hold(args.environment):
-        return _start(args, err, store, fresh, policy, fleet, targets)
+    holder = rollout_holder(fresh.change_id, args.environment)
+    with store.hold(args.environment, holder):
+        return _start(args, err, store, fresh, policy, fleet, targets, stores, holder)
 
 
 def _start(
@@ -280,6 +321,8 @@ def _start(
     policy: RolloutPolicy,
     fleet: Any,
     targets: Targets,
+    stores: StateStores,
+    holder: str,
 ) -> int:
     rollout, how = resume_or_start(store, fresh, abandon=args.abandon)
     quiet = args.json or args.markdown
@@ -310,13 +353,17 @@ def _start(
 
         run_in_virtual_time(simulate)
     else:
-        scheduler = Scheduler(policy=policy, ops=_aws_fleet(args, fleet, targets, policy), checkpoint=checkpoint)
-        if not quiet and err.is_terminal:
-            with LiveView(scheduler, rollout, err):
+        aws = _aws_fleet(args, fleet, targets, policy, stores, holder)
+        scheduler = Scheduler(policy=policy, ops=aws, checkpoint=checkpoint)
+        try:
+            if not quiet and err.is_terminal:
+                with LiveView(scheduler, rollout, err):
+                    asyncio.run(scheduler.run(rollout))
+            else:
+                scheduler.on_change = _plain_progress(err) if not quiet else None
                 asyncio.run(scheduler.run(rollout))
-        else:
-            scheduler.on_change = _plain_progress(err) if not quiet else None
-            asyncio.run(scheduler.run(rollout))
+        finally:
+            aws.release_all()
     return _finish(args, rollout)
 
 
@@ -335,20 +382,32 @@ def _plain_progress(err: Console) -> Any:
     return on_change
 
 
-def _aws_fleet(args: argparse.Namespace, fleet: Any, targets: Targets, policy: RolloutPolicy) -> FleetOperations:
+def _clients() -> Any:
+    from foundry.aws.clients import boto3_clients
+
+    return boto3_clients
+
+
+def _aws_fleet(
+    args: argparse.Namespace,
+    fleet: Any,
+    targets: Targets,
+    policy: RolloutPolicy,
+    stores: StateStores,
+    holder: str,
+) -> AwsFleet:
     from foundry.aws.clients import boto3_clients
     from foundry.aws.cloudformation import stack_events_failure
     from foundry.aws.instance_status import probe_instance_mcp
     from foundry.cdk.process import ProcessRunner, tool_environment
     from foundry.deploy.deployer import Deployer
     from foundry.deploy.locks import InstanceLocks
-    from foundry.rollout.aws_fleet import AwsFleet
 
     runner = ProcessRunner(cwd=REPO_ROOT, env=tool_environment(REPO_ROOT))
     deployer = Deployer(
         repo_root=REPO_ROOT,
         runner=runner,
-        locks=InstanceLocks(),
+        locks=InstanceLocks(stores, holder=holder),
         method=args.cdk_method,
         failure_lookup=stack_events_failure(boto3_clients),
         clients=boto3_clients,
@@ -364,6 +423,7 @@ def _aws_fleet(args: argparse.Namespace, fleet: Any, targets: Targets, policy: R
         scope=args.health,
         runtime_image=args.runtime_image,
         timeout_seconds=policy.deploy_timeout_seconds,
+        holder=holder,
     )
 
 

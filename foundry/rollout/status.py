@@ -1,17 +1,18 @@
-"""The last rollout of each environment as recorded under build/rollouts/: one environment's full report (the same
-as `rollout --json`), or one headline per environment. Read-only; `foundry.get_rollout_status` returns it.
+"""The last rollout of each environment as recorded in its deploy state (`foundry.rollout.state`): one environment's
+full report (the same as `rollout --json`), or one headline per environment. Read-only; `foundry.get_rollout_status`
+returns it.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, SerializerFunctionWrapHandler, model_serializer
 
 from foundry.rollout.report import report
 from foundry.rollout.scheduler import InstanceState, RolloutStatus
-from foundry.rollout.state import SIMULATED_SUBDIR, RolloutStore
+from foundry.rollout.state import RolloutStore
 
 
 class RolloutHeadline(BaseModel):
@@ -76,18 +77,19 @@ class RolloutStatusReport(BaseModel):
         return {key: value for key, value in data.items() if key in self.model_fields_set}
 
 
-def rollout_status(state_dir: Path, environment: str | None, *, simulated: bool = False) -> RolloutStatusReport:
-    """One environment's report, or (environment None) every environment's headline. `simulated` reads the
-    `--simulate` runs, kept apart from the real ones."""
-    store = RolloutStore(state_dir / SIMULATED_SUBDIR if simulated else state_dir)
+def rollout_status(
+    store_of: Callable[[str], RolloutStore], environments: Sequence[str], environment: str | None
+) -> RolloutStatusReport:
+    """One environment's report, or (environment None) the headline of each of `environments` that has a record.
+    `store_of` opens an environment's rollout records (real or simulated ones)."""
     if environment is None:
         rows: list[RolloutHeadline] = []
-        for name in store.environments():
-            rollout = store.load(name)
+        for name in environments:
+            rollout = store_of(name).load_as_is(name)
             if rollout is not None:
                 rows.append(RolloutHeadline.model_validate(report(rollout)))
         return RolloutStatusReport(count=len(rows), rollouts=rows)
-    rollout = store.load(environment)
+    rollout = store_of(environment).load_as_is(environment)
     if rollout is None:
         return RolloutStatusReport(
             environment=environment, status="none", message=f"no rollout of {environment} is recorded"

@@ -167,7 +167,8 @@ def run_rollout_step(tmp_path: Path, stacks: str, rollout_exit: int) -> tuple[in
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     calls = tmp_path / "calls.log"
-    for name, tail in (("cdk", "exit 0"), ("python", 'echo "## rollout report"; exit "$ROLLOUT_EXIT"')):
+    python = f'echo "$FOUNDRY_STATE_URL" > "{tmp_path / "state-url"}"; echo "## rollout report"; exit "$ROLLOUT_EXIT"'
+    for name, tail in (("cdk", "exit 0"), ("python", python)):
         stub = bin_dir / name
         stub.write_text(f'#!/bin/bash\necho "{name} $*" >> "{calls}"\n{tail}\n')
         stub.chmod(0o755)
@@ -200,6 +201,15 @@ def test_a_halted_rollout_fails_the_job_after_writing_its_report_to_the_summary(
     assert code == 1
     assert calls == ["python -m foundry rollout --environment dev --plan plan.json --markdown"]
     assert "## rollout report" in summary
+
+
+def test_the_rollout_keeps_its_state_in_the_platforms_table_not_in_the_ci_cache(tmp_path):
+    code, _, _ = run_rollout_step(tmp_path, "af-dev-acme-retail-dev", 1)
+    assert code == 1
+    assert (tmp_path / "state-url").read_text().strip() == "dynamodb://", "the rollout ran without the shared state"
+    job = load("deploy-environment.yml")["jobs"]["deploy"]
+    cached = [s for s in job["steps"] if str(s.get("uses", "")).startswith("actions/cache")]
+    assert cached == [], "a CI cache may be evicted and is not seen by other runners or the Foundry MCP server"
 
 
 def test_secret_rotation_redeploy_is_a_manual_dispatch_that_restarts_services():

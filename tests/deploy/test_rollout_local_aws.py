@@ -1,5 +1,9 @@
 """`python -m foundry rollout` for real: the CLI in a subprocess, the real CDK CLI, moto's server as the AWS.
 
+Each rollout runs from its own copy of the repository in its own folder, with `FOUNDRY_STATE_URL=dynamodb://`:
+nothing is shared between them but the local AWS (the platform stack's deploy-state table), as two CI runners or
+two engineers' machines share nothing but the account. The Foundry MCP server runs as its own process too.
+
 moto keeps ECS services, target groups and DNS as records and runs no container, so the rollout runs with
 `--health records`: the gate reads the stack (complete, no rollback) and the ECS service (ACTIVE) through
 `foundry.aws.instance_status`, and says in the report what it could not read there (tasks, targets, the probe).
@@ -8,23 +12,52 @@ moto keeps ECS services, target groups and DNS as records and runs no container,
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import boto3
+import httpx2
 import pytest
 import yaml
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
 
+from foundry.aws.clients import boto3_clients
 from foundry.cdk.process import tool_environment
+from foundry.deploy.locks import InstanceLocks, LockTarget
 from foundry.local.aws import LocalAws, default_runtime_image
 from foundry.local.server import ServerState, aws_environment, using_aws_environment
-from tests.deploy.git_repos import REPO_ROOT
+from foundry.state.locations import parse_state_url
+from foundry.state.store import StateStore, this_process
+from foundry.state.stores import StateStores
+from tests.deploy.git_repos import REPO_ROOT, git
+from tests.mcp.foundry_mcp_process_helpers import http_server
 
 TIMEOUT_S = 900
 BLOCKED = "default-org/default-domain/dev"
+CANARY = "acme/retail/dev"
+SHARED_STATE = {"FOUNDRY_STATE_URL": "dynamodb://"}
+"""The environment's deploy-state table, found through the platform's SSM parameter."""
+TOKEN = "rollout-lock-token-0123456789"
+
+
+def copy_of_the_repository(folder: Path) -> Path:
+    """Another checkout of this repository's working tree in its own folder (its tracked and new files; the shared
+    virtualenv and node_modules linked, as every worktree here has them)."""
+    listed = git(REPO_ROOT, "ls-files", "-co", "--exclude-standard", "-z")
+    for name in filter(None, listed.split("\0")):
+        source = REPO_ROOT / name
+        if source.is_file() and not source.is_symlink():
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, folder / name)
+    for linked in (".venv", "node_modules"):
+        (folder / linked).symlink_to((REPO_ROOT / linked).resolve())
+    return folder
 
 
 @pytest.fixture
@@ -36,15 +69,52 @@ def local_aws(tmp_path: Path) -> Iterator[LocalAws]:
         local.down()
 
 
-def rollout(state: ServerState, state_dir: Path) -> tuple[int, dict[str, Any]]:
+def start_rollout(state: ServerState, checkout: Path) -> subprocess.Popen[str]:
+    """The rollout CLI of `checkout`, run from it, with the deploy state in the local AWS's platform table."""
     argv = [sys.executable, "-m", "foundry", "rollout", "--environment", "dev", "--health", "records"]
     image = default_runtime_image(state.account, state.region)  # the environment's own ECR: the allowed default
-    argv += ["--cdk-method", "direct", "--runtime-image", image, "--bake-seconds", "15"]
-    argv += ["--state-dir", str(state_dir), "--json"]
-    env = tool_environment(REPO_ROOT, aws_environment(state))
-    done = subprocess.run(argv, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT_S, check=False)
-    assert done.stdout, done.stderr
-    return done.returncode, json.loads(done.stdout)
+    argv += ["--cdk-method", "direct", "--runtime-image", image, "--bake-seconds", "15", "--json"]
+    env = tool_environment(checkout, {**aws_environment(state), **SHARED_STATE})
+    env.pop("PYTHONPATH", None)
+    return subprocess.Popen(argv, cwd=checkout, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finished(process: subprocess.Popen[str]) -> tuple[int, dict[str, Any]]:
+    stdout, stderr = process.communicate(timeout=TIMEOUT_S)
+    assert stdout, stderr
+    return process.returncode, json.loads(stdout)
+
+
+def rollout(state: ServerState, checkout: Path) -> tuple[int, dict[str, Any]]:
+    return finished(start_rollout(state, checkout))
+
+
+def shared_store(state: ServerState, tmp_path: Path) -> StateStores:
+    """The deploy state as any deployer opens it: FOUNDRY_STATE_URL=dynamodb:// against the local AWS."""
+    with using_aws_environment(aws_environment(state)):
+        stores = StateStores(parse_state_url("dynamodb://", tmp_path), boto3_clients)
+        stores.open("dev", state.region)
+    return stores
+
+
+def wait_for_holder(store: StateStore, key: str, prefix: str, process: subprocess.Popen[str]) -> str:
+    deadline = time.monotonic() + TIMEOUT_S
+    while time.monotonic() < deadline:
+        info = store.holder(key)
+        if info is not None and info.holder.startswith(prefix):
+            return info.holder
+        assert process.poll() is None, f"the rollout ended before it held {key}: {process.communicate()}"
+        time.sleep(0.2)
+    raise AssertionError(f"nobody took {key}")
+
+
+async def mcp_deploy(url: str, instance: str) -> tuple[bool, str]:
+    async with (
+        httpx2.AsyncClient(headers={"Authorization": f"Bearer {TOKEN}"}, timeout=httpx2.Timeout(300)) as http,
+        Client(streamable_http_client(url, http_client=http), read_timeout_seconds=300) as client,
+    ):
+        result = await client.call_tool("foundry.deploy_instance", {"environment": "dev", "instance": instance})
+    return result.is_error, " ".join(getattr(c, "text", "") for c in result.content)
 
 
 def take_listener_priority(state: ServerState, selector: str) -> tuple[str, str]:
@@ -69,19 +139,32 @@ def take_listener_priority(state: ServerState, selector: str) -> tuple[str, str]
 
 
 @pytest.mark.slow
-def test_dev_fleet_rolls_out_in_two_waves_halts_at_a_stack_that_cannot_create_and_resumes_after_the_fix(
+async def test_a_rollout_halted_from_one_clone_resumes_from_another_and_refuses_and_is_refused_by_mcp_deploys(
     local_aws, tmp_path
 ):
     state = local_aws.up()
     assert local_aws.deploy(platform_only=True) == ["af-dev-platform"]
     rule, group = take_listener_priority(state, BLOCKED)
+    clone_a = copy_of_the_repository(tmp_path / "machine-a" / "repo")
+    clone_b = copy_of_the_repository(tmp_path / "machine-b" / "repo")
+    stores = shared_store(state, tmp_path)
+    aws_env = {**aws_environment(state), **SHARED_STATE}
 
-    code, report = rollout(state, tmp_path / "rollouts")
+    with http_server(TOKEN, extra_env=aws_env) as server, using_aws_environment(aws_environment(state)):
+        store = stores.open("dev", state.region)
+        first = start_rollout(state, clone_a)
+        holder = wait_for_holder(store, LockTarget("dev", CANARY, None).key, "rollout ", first)
+        refused, text = await mcp_deploy(server.url, CANARY)  # the Foundry MCP server, while the rollout holds it
+        code, report = finished(first)
+    assert refused, text
+    assert f"held by rollout {report['change_id']} of dev on " in text and holder in text
+    assert "refused, not queued" in text
+
     assert code == 1, report
     assert [w["size"] for w in report["waves"]] == [1, 1]
     rows = {r["instance"]: r for r in report["instances"]}
-    assert rows["acme/retail/dev"] | {"reason": None} == {
-        "instance": "acme/retail/dev",
+    assert rows[CANARY] | {"reason": None} == {
+        "instance": CANARY,
         "stack": "af-dev-acme-retail-dev",
         "wave": 1,
         "state": "deployed",
@@ -105,13 +188,30 @@ def test_dev_fleet_rolls_out_in_two_waves_halts_at_a_stack_that_cannot_create_an
         cloudformation.get_waiter("stack_delete_complete").wait(
             StackName=rows[BLOCKED]["stack"], WaiterConfig={"Delay": 1, "MaxAttempts": 60}
         )
+        # The Foundry MCP server deploys the blocked instance (its lock, as serve.py names it): the rollout from
+        # the other machine must not deploy over it.
+        mcp_locks = InstanceLocks(stores, holder=f"the Foundry MCP server on {this_process()}")
+        held = mcp_locks.acquire(LockTarget("dev", BLOCKED, state.region), BLOCKED)
+    try:
+        code, refused_by_mcp = rollout(state, clone_b)
+    finally:
+        with using_aws_environment(aws_environment(state)):
+            held.release()
+    assert code == 1, refused_by_mcp
+    assert refused_by_mcp["change_id"] == report["change_id"] and refused_by_mcp["runs"] == 2
+    blocked = {r["instance"]: r for r in refused_by_mcp["instances"]}[BLOCKED]
+    assert blocked["state"] == "failed"
+    assert f"held by the Foundry MCP server on {this_process()}" in blocked["reason"]
 
-    code, resumed = rollout(state, tmp_path / "rollouts")
+    code, resumed = rollout(state, clone_b)
     assert code == 0, resumed["instances"]
-    assert resumed["runs"] == 2 and resumed["change_id"] == report["change_id"]
+    assert resumed["runs"] == 3 and resumed["change_id"] == report["change_id"]
     assert {r["instance"]: (r["state"], r["deploys"]) for r in resumed["instances"]} == {
-        "acme/retail/dev": ("deployed", 1),
-        BLOCKED: ("deployed", 2),
+        CANARY: ("deployed", 1),
+        BLOCKED: ("deployed", 3),
     }
+    assert (
+        not (clone_a / "build" / "foundry-state.db").exists() and not (clone_b / "build" / "foundry-state.db").exists()
+    )
     final = local_aws.status()
     assert final["ok"], final

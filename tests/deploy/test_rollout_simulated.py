@@ -14,6 +14,8 @@ from foundry.rollout.scheduler import Rollout, Scheduler, new_rollout
 from foundry.rollout.simulator import SimulatedFleet, run_in_virtual_time, simulated_selectors
 from foundry.rollout.state import RolloutStore, resume_or_start
 from foundry.rollout.waves import plan_waves
+from foundry.state.sqlite_store import SqliteStateStore
+from tests.deploy.git_repos import new_git_repo
 
 FLEET = simulated_selectors(1000)
 POLICY = RolloutPolicy.model_validate(
@@ -98,16 +100,18 @@ def test_a_failure_stops_new_deploys_in_its_wave_lets_running_ones_finish_and_sa
 
 
 def test_rerunning_after_the_fix_finishes_the_job_without_redeploying_what_succeeded(tmp_path):
-    store = RolloutStore(tmp_path)
+    store = RolloutStore(SqliteStateStore(tmp_path / "state.db"))
     bad = fresh_rollout().waves[1][3]
     first = SimulatedFleet(fail=frozenset({bad}))
-    simulate(fresh_rollout(), first, store)
+    with store.hold("sim", "the first run"):
+        simulate(fresh_rollout(), first, store)
     deployed_before = {i for i, n in first.deploy_calls.items() if n and i != bad}
 
     resumed, how = resume_or_start(store, fresh_rollout(), abandon=False)
     assert how.startswith("resumed")
     second = SimulatedFleet()
-    rollout = simulate(resumed, second, store)
+    with store.hold("sim", "the second run"):
+        rollout = simulate(resumed, second, store)
 
     assert rollout.status == "complete" and rollout.runs == 2
     assert not deployed_before & set(second.deploy_calls), "the resumed run redeployed a deployed instance"
@@ -130,8 +134,15 @@ def test_an_instance_that_never_turns_healthy_is_reported_rolled_back_and_stops_
 # --- the command ----------------------------------------------------------------------------------------------
 
 
-def rollout_cli(capsys: pytest.CaptureFixture[str], state: Path, *args: str) -> tuple[int, dict[str, Any]]:
-    code = main(["rollout", "--environment", "dev", "--simulate", "--json", "--state-dir", str(state), *args])
+def state_url(folder: Path) -> str:
+    return f"sqlite:///{folder / 'foundry-state.db'}"
+
+
+def rollout_cli(
+    capsys: pytest.CaptureFixture[str], state: Path, *args: str, keep: bool = True
+) -> tuple[int, dict[str, Any]]:
+    argv = ["rollout", "--environment", "dev", "--simulate", "--json", "--state-url", state_url(state), *args]
+    code = main(argv + (["--simulate-keep-state"] if keep else []))
     out = capsys.readouterr().out
     return code, json.loads(out)
 
@@ -151,7 +162,8 @@ def test_simulate_command_reports_every_instance_and_the_projected_wall_time(tmp
         "deploys": 1,
     }
     assert report["elapsed_seconds"] > 0
-    assert not (tmp_path / "dev.json").exists(), "a simulation wrote the real rollout state"
+    real = RolloutStore(SqliteStateStore(tmp_path / "foundry-state.db"))
+    assert real.load("dev") is None, "a simulation wrote the real rollout state"
 
 
 def test_simulated_failure_exits_1_then_the_same_command_resumes_and_another_change_is_refused(tmp_path, capsys):
@@ -182,7 +194,7 @@ def test_simulated_failure_exits_1_then_the_same_command_resumes_and_another_cha
 
 
 def test_a_prod_rollout_cannot_be_overridden_to_skip_its_canary(tmp_path, capsys):
-    code = main(["rollout", "--environment", "prod", "--simulate", "--canary-count", "0", "--state-dir", str(tmp_path)])
+    code = main(["rollout", "--environment", "prod", "--simulate", "--canary-count", "0"])
     assert code == 2
     assert "needs a canary wave" in capsys.readouterr().err
 
@@ -190,7 +202,7 @@ def test_a_prod_rollout_cannot_be_overridden_to_skip_its_canary(tmp_path, capsys
 def test_an_image_from_outside_the_environments_allowed_repositories_is_refused_before_anything_runs(tmp_path, capsys):
     """The rule of the Foundry MCP server's deploy: the image runs with every tenant's task role and secrets."""
     image = "111111111111.dkr.ecr.us-east-1.amazonaws.com.evil.example/agent-runtime:1"
-    code = main(["rollout", "--environment", "dev", "--runtime-image", image, "--state-dir", str(tmp_path)])
+    code = main(["rollout", "--environment", "dev", "--runtime-image", image, "--state-url", state_url(tmp_path)])
     err = capsys.readouterr().err
     assert code == 2
     assert "--runtime-image" in err and "is not allowed in environment 'dev'" in err
@@ -221,8 +233,40 @@ def test_a_plan_file_limits_the_rollout_to_the_instances_it_changes(tmp_path, ca
 
 
 def test_a_second_rollout_of_the_same_environment_is_refused_while_one_runs(tmp_path, capsys):
-    store = RolloutStore(tmp_path / "simulated")
-    with store.hold("dev"):
+    store = RolloutStore(SqliteStateStore(tmp_path / "foundry-state.db"), simulated=True)
+    with store.hold("dev", "rollout 0123456789abcdef of dev on ci-runner-7 (pid 42)"):
         code, refused = rollout_cli(capsys, tmp_path)
-    assert code == 2 and "a rollout of dev is already running (pid" in refused["error"]
+    assert code == 2
+    assert (
+        "a rollout of dev is already running (held by rollout 0123456789abcdef of dev on ci-runner-7"
+        in (refused["error"])
+    )
     assert rollout_cli(capsys, tmp_path)[0] == 0
+
+
+def test_a_second_simulation_of_the_same_change_with_other_failures_simulates_afresh(tmp_path, capsys):
+    """Issue 21: without --simulate-keep-state a simulation keeps nothing, so the next one is not a resume."""
+    code, first = rollout_cli(capsys, tmp_path, keep=False)
+    assert code == 0 and first["status"] == "complete"
+    code, second = rollout_cli(capsys, tmp_path, "--simulate-fail", "default-org/default-domain/dev", keep=False)
+    assert code == 1, second
+    assert second["runs"] == 1
+    rows = {r["instance"]: r["state"] for r in second["instances"]}
+    assert rows["default-org/default-domain/dev"] == "failed"
+    assert not (tmp_path / "foundry-state.db").exists(), "a simulation without --simulate-keep-state kept state"
+
+
+def test_rollout_state_lives_beside_the_agents_trees_repository_not_the_working_directory(
+    tmp_path, capsys, monkeypatch
+):
+    repo = new_git_repo(tmp_path / "fleet-repo")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.delenv("FOUNDRY_STATE_URL")
+    argv = ["rollout", "--environment", "dev", "--simulate", "--simulate-keep-state", "--json"]
+    assert main([*argv, "--agents-dir", str(repo.agents)]) == 0
+    capsys.readouterr()
+    assert not any(elsewhere.iterdir()), "the rollout wrote into the working directory"
+    recorded = RolloutStore(SqliteStateStore(repo.root / "build" / "foundry-state.db"), simulated=True).load("dev")
+    assert recorded is not None and recorded.status == "complete"

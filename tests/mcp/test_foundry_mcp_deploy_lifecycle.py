@@ -31,6 +31,7 @@ from foundry.deploy.request import DeployRequest
 from foundry.fleet.load import DEFAULT_AGENTS_DIR, load_fleet
 from tests.mcp.foundry_mcp_local_aws import (
     CDK,
+    REGION,
     CloudFormationAtWork,
     LocalAws,
     bootstrap,
@@ -201,19 +202,20 @@ async def test_a_timed_out_deploy_reports_the_stack_cloudformation_still_works_o
     assert "its deploy timed out" in message
     assert "CloudFormation is still working on stack af-dev-acme-retail-dev (CREATE_IN_PROGRESS" in message
     assert "refused, not queued" in message
-    lock_file = deployer.paths_of(instance).lock_file
-    assert "CREATE_IN_PROGRESS" in lock_file.read_text(), "other server processes are told the same"
+    target = deployer.lock_target(instance, REGION)
+    shared = deployer.locks.stores.open("dev", REGION).holder(target.key)
+    assert shared is not None and "CREATE_IN_PROGRESS" in shared.description, "other deployers are told the same"
 
     at_work.settle(ACME_STACK, "ROLLBACK_COMPLETE")
     with anyio.fail_after(BOUND_SECONDS):
-        settled = await deployer.watches[str(lock_file)]
+        settled = await deployer.watches[target.key]
     assert (settled.how, settled.status_when_stopped, settled.settled_status) == (
         "timed_out",
         "CREATE_IN_PROGRESS",
         "ROLLBACK_COMPLETE",
     )
     assert deployer.last_interruption(instance) == settled
-    deployer.locks.acquire(lock_file, "the next deploy").release()  # the lock is free again
+    deployer.locks.acquire(target, "the next deploy").release()  # the lock is free again
 
 
 async def test_a_cancelled_deploy_keeps_the_instance_locked_while_cloudformation_works_and_status_tells_the_end(
@@ -228,7 +230,8 @@ async def test_a_cancelled_deploy_keeps_the_instance_locked_while_cloudformation
             creating.set()
 
     instance = load_fleet(DEFAULT_AGENTS_DIR, environment="dev", instance=DEFAULT).instances[0]
-    lock_key = str(deployer.paths_of(instance).lock_file)
+    target = deployer.lock_target(instance, REGION)
+    lock_key = target.key
     status_arguments = {"environment": "dev", "instance": DEFAULT, "probe_instance": False}
     async with Client(server) as client:
         with anyio.fail_after(BOUND_SECONDS):
@@ -270,4 +273,4 @@ async def test_a_cancelled_deploy_keeps_the_instance_locked_while_cloudformation
         "CREATE_IN_PROGRESS",
         "ROLLBACK_COMPLETE",
     )
-    deployer.locks.acquire(Path(lock_key), "the next deploy").release()
+    deployer.locks.acquire(target, "the next deploy").release()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import os
 import select
 import sys
@@ -13,8 +12,8 @@ import pytest
 from foundry.cdk.output import failure_from_lines, parse_event_line
 from foundry.cdk.process import ProcessRunner
 from foundry.deploy.deployer import Deployer
-from foundry.deploy.locks import DeployInProgressError
-from foundry.deploy.request import DeployRequest, work_paths
+from foundry.deploy.locks import DeployInProgressError, InstanceLocks
+from foundry.deploy.request import DeployRequest
 from foundry.fleet.load import load_fleet
 from tests.mcp.foundry_mcp_process_helpers import REPO_ROOT
 
@@ -57,20 +56,17 @@ async def test_deploy_is_refused_while_another_process_holds_the_instance_lock(
     deployer: Deployer, deploys_dir: Path
 ) -> None:
     instance = load_fleet(REPO_ROOT / "agents", environment="dev", instance="acme/retail/dev").instances[0]
-    lock_file = work_paths(deploys_dir, "dev", instance).lock_file
-    lock_file.parent.mkdir(parents=True)
-    lock_file.write_text("pid 4242, started 2026-11-25T10:00:00+0000")
-    fd = os.open(lock_file, os.O_RDWR)
-    fcntl.flock(fd, fcntl.LOCK_EX)
+    other = InstanceLocks(holder="the Foundry MCP server on build-7 (pid 4242)")  # another process, same store
+    held = other.acquire(deployer.lock_target(instance, None), "acme/retail/dev in dev")
 
     async def ignore(line: str, event: object) -> None:
         return None
 
     try:
-        with pytest.raises(DeployInProgressError, match=r"already running \(pid 4242, started 2026-11-25"):
+        with pytest.raises(DeployInProgressError, match=r"already running \(held by the Foundry MCP server on build-7"):
             await deployer.run(DeployRequest(instance=instance, agents_dir=REPO_ROOT / "agents"), ignore)
     finally:
-        os.close(fd)
+        held.release()
     assert deployer.runner.started == 0
 
 

@@ -25,7 +25,7 @@ from foundry.deploy.status import DeployedStatus
 from foundry.mcp.results import DeployInstanceResult, InstanceStatusResult
 from foundry.mcp.server import FoundryConfig, build_server
 from foundry.rollout.report import report
-from foundry.rollout.state import SIMULATED_SUBDIR, RolloutStore
+from foundry.rollout.state import RolloutStore
 from tests.mcp.foundry_mcp_process_helpers import free_port
 
 READ_CALLS = [
@@ -71,10 +71,9 @@ async def test_a_read_tools_structured_content_validates_against_its_output_sche
 async def test_a_recorded_rollout_validates_and_its_report_is_the_rollout_report_key_for_key(
     foundry_config: FoundryConfig, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    state_dir = tmp_path / "build" / "rollouts"
-    main(["rollout", "--environment", "dev", "--simulate", "--json", "--state-dir", str(state_dir)])
+    main(["rollout", "--environment", "dev", "--simulate", "--simulate-keep-state", "--json"])
     capsys.readouterr()
-    recorded = RolloutStore(state_dir / SIMULATED_SUBDIR).load("dev")
+    recorded = RolloutStore(foundry_config.deployer.locks.stores.open("dev", None), simulated=True).load("dev")
     assert recorded is not None
     server = build_server(dataclasses.replace(foundry_config, repo_root=tmp_path))
     schema = schema_of(await output_schemas(server), "foundry.get_rollout_status")

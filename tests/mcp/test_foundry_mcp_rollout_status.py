@@ -22,9 +22,8 @@ def config_in(foundry_config: FoundryConfig, root: Path) -> FoundryConfig:
 
 
 async def test_a_halted_rollout_is_reported_instance_by_instance(foundry_config, tmp_path, capsys):
-    state_dir = tmp_path / "build" / "rollouts"
-    failing = ["--simulate-fail", "default-org/default-domain/dev"]
-    code = main(["rollout", "--environment", "dev", "--simulate", "--json", "--state-dir", str(state_dir), *failing])
+    failing = ["--simulate-fail", "default-org/default-domain/dev", "--simulate-keep-state"]
+    code = main(["rollout", "--environment", "dev", "--simulate", "--json", *failing])
     assert code == 1
     capsys.readouterr()
     config = config_in(foundry_config, tmp_path)
