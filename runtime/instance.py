@@ -30,6 +30,7 @@ from runtime.graph import REQUEST_DEADLINE, Node, build_graph
 from runtime.memory import ThreadMemory
 from runtime.state import PipelineState
 from runtime.state_url import default_state_url, parse_state_url
+from runtime.thread_leases import ThreadOwner
 from runtime.thread_store import StateStoreError, ThreadState, open_thread_state, writable_default
 from runtime.thread_turns import StateUnavailableError, ThreadBusyError
 
@@ -256,7 +257,7 @@ class Instance:
             # The nodes enforce the deadline themselves (so the exception agent still answers); this outer limit
             # only catches the graph itself (or the wait for the thread's turn) hanging between nodes.
             async with asyncio.timeout_at(deadline + ERROR_PATH_GRACE_SECONDS):
-                state = await self._run_turn(request)
+                state = await self._run_turn(request, ThreadOwner(caller.organization, caller.subject, thread_id))
         except TimeoutError:
             self.metrics.failed += 1
             state = {
@@ -294,13 +295,14 @@ class Instance:
         )
         return result
 
-    async def _run_turn(self, request: PipelineState) -> PipelineState:
+    async def _run_turn(self, request: PipelineState, owner: ThreadOwner | None = None) -> PipelineState:
         """One turn per thread at a time, across all tasks (runtime.thread_turns: queued, then thread_busy). A
-        malformed thread id takes no turn: governance rejects it before any agent reads or writes memory."""
+        malformed thread id takes no turn: governance rejects it before any agent reads or writes memory. `owner`
+        (the caller's names) is kept in the thread's record for data-subject requests."""
         thread_id = request["thread_id"]
         if self.thread_state is None or not THREAD_ID.fullmatch(thread_id):
             return cast(PipelineState, await self.graph.ainvoke(request))
-        async with self.thread_state.turns.turn(thread_id):
+        async with self.thread_state.turns.turn(thread_id, owner):
             return cast(PipelineState, await self.graph.ainvoke(request))
 
     def describe(self) -> dict[str, Any]:

@@ -104,7 +104,7 @@ def _export(bundle: Path, store: Store) -> dict[str, list[dict[str, str]]]:
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    return {t["thread_id"]: t["messages"] for t in map(json.loads, done.stdout.splitlines())}
+    return {t["key"]: t["messages"] for t in map(json.loads, done.stdout.splitlines())}
 
 
 def _key(thread_id: str) -> str:
