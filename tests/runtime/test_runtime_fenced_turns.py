@@ -169,7 +169,7 @@ def _mode(path: Path) -> int:
 
 
 async def test_the_sqlite_state_file_and_its_journal_files_are_owner_only(tmp_path: Path) -> None:
-    path = tmp_path / "state" / "threads.db"
+    path = tmp_path / "state" / "dev" / "threads.db"
     previous = os.umask(0o022)  # the usual umask: files readable by everyone unless created otherwise
     try:
         async with task(f"sqlite:///{path}", Clock()) as state:
@@ -180,7 +180,7 @@ async def test_the_sqlite_state_file_and_its_journal_files_are_owner_only(tmp_pa
     finally:
         os.umask(previous)
     assert modes == {f.name: 0o600 for f in files}
-    assert _mode(path.parent) == 0o700
+    assert (_mode(path.parent.parent), _mode(path.parent)) == (0o700, 0o700)  # the directories it created
 
 
 async def test_an_existing_state_file_readable_by_others_is_narrowed_to_owner_only(tmp_path: Path) -> None:
