@@ -134,13 +134,13 @@ async def test_a_write_outside_any_turn_is_refused(tmp_path: Path) -> None:
 
 
 async def test_an_invoke_whose_turn_was_taken_over_answers_thread_busy_naming_the_callers_thread(
-    example_bundles: list[BuiltBundle], tmp_path: Path
+    example_bundles: list[BuiltBundle], store_url: str
 ) -> None:
     built = next(b for b in example_bundles if b.instance.key.selector == "default-org/default-domain/dev")
-    url = f"sqlite:///{tmp_path / 'threads.db'}"
+    url = store_url
     instance = Instance(
         bundle=load_bundle(str(built.path), expected_hash=built.content_hash, identity=ExpectedIdentity()),
-        config=config_from_env({"STATE_URL": url, "OFFLINE_MODEL_LATENCY_MS": "600"}, bundle=str(built.path)),
+        config=config_from_env({"STATE_URL": url, "OFFLINE_MODEL_LATENCY_MS": "1500"}, bundle=str(built.path)),
     )
     key = thread_key(anonymous_caller(instance.organization), "customer-7")
     clock_b = Clock()
