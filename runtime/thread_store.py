@@ -124,7 +124,6 @@ async def _open_sqlite(location: StateLocation, path: Path, build: Callable[...,
     from runtime.thread_savers import PrunableSqliteSaver
 
     try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         owner_only(path)
         conn = await aiosqlite.connect(path, timeout=SQLITE_BUSY_TIMEOUT_S)
     except (OSError, aiosqlite.Error) as exc:
@@ -182,8 +181,12 @@ async def _open_dynamodb(
 
 
 def owner_only(path: Path) -> None:
-    """Creates the database file readable and writable by its owner only, or narrows an existing one (and its
-    -wal and -shm files) to that. SQLite gives the -wal and -shm files it creates the database file's mode."""
+    """Creates the database file readable and writable by its owner only (and the directories it creates for it
+    0700), or narrows an existing one (and its -wal and -shm files) to that. SQLite gives the -wal and -shm files
+    it creates the database file's mode."""
+    missing = [d for d in (path.parent, *path.parent.parents) if not d.exists()]
+    for directory in reversed(missing):
+        directory.mkdir(mode=0o700, exist_ok=True)
     os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
     for each in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
         if each.exists() and each.stat().st_mode & 0o077:
