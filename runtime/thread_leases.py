@@ -328,6 +328,11 @@ class DynamoDBLeases:
         response = getattr(exc, "response", None)
         return isinstance(response, dict) and response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
+    def _is_transaction_conflict(self, exc: Exception) -> bool:
+        """DynamoDB refuses a write to an item that the holder's fenced transaction is writing: it is held."""
+        response = getattr(exc, "response", None)
+        return isinstance(response, dict) and response.get("Error", {}).get("Code") == "TransactionConflictException"
+
     async def acquire(
         self,
         thread_id: str,
@@ -365,7 +370,7 @@ class DynamoDBLeases:
                 ReturnValues="UPDATED_NEW",
             )
         except Exception as exc:
-            if self._is_condition_failure(exc):
+            if self._is_condition_failure(exc) or self._is_transaction_conflict(exc):
                 return None
             raise
         return int(answer["Attributes"]["fence"]["N"])

@@ -4,13 +4,16 @@ module of its own: importing the package costs about a second, so only a dynamod
 A fenced checkpoint (runtime.memory: its metadata carries the turn's lease) is written in one TransactWriteItems:
 a ConditionCheck that the thread's item still names the lease's owner and fence, and the saver's own puts (its
 index item and its payload chunk), gathered as the saver builds them. A refused condition is LeaseLostError and
-nothing of the checkpoint is written.
+nothing of the checkpoint is written. A transaction cancelled by a conflicting concurrent write to one of its items
+(another task polling for the lease) is tried again, a few times, with a short jittered backoff.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,6 +23,8 @@ from langgraph_checkpoint_aws.checkpoint.dynamodb import DynamoDBSaver
 
 from runtime.thread_leases import DynamoDBLeases, LeaseLostError
 from runtime.thread_savers import check_strategy, fence_of
+
+TRANSACTION_ATTEMPTS = 5
 
 
 class GatheringClient:
@@ -73,13 +78,18 @@ class PrunableDynamoDBSaver(DynamoDBSaver):  # type: ignore[misc]  # the package
             puts = self._gathering.stop()
         condition = DynamoDBLeases(self.client, self.table_name).fence_condition(lease)
         items = [{"Put": {k: v for k, v in p.items() if k != "ReturnValues"}} for p in puts]
-        try:
-            self.client.transact_write_items(TransactItems=[condition, *items])
-        except Exception as exc:
-            reasons = getattr(exc, "response", {}).get("CancellationReasons") or []
-            if reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
-                raise LeaseLostError("the store refused the write: another task holds the thread's lease") from exc
-            raise
+        for attempt in range(TRANSACTION_ATTEMPTS):
+            try:
+                self.client.transact_write_items(TransactItems=[condition, *items])
+                return stored
+            except Exception as exc:
+                codes = [r.get("Code") for r in getattr(exc, "response", {}).get("CancellationReasons") or []]
+                if codes and codes[0] == "ConditionalCheckFailed":
+                    message = "the store refused the write: another task holds the thread's lease"
+                    raise LeaseLostError(message) from exc
+                if "TransactionConflict" not in codes or attempt == TRANSACTION_ATTEMPTS - 1:
+                    raise
+            time.sleep(0.02 * 2**attempt * random.uniform(0.5, 1.0))  # noqa: S311 - jitter
         return stored
 
     async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
