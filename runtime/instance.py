@@ -31,6 +31,8 @@ from runtime.graph import REQUEST_DEADLINE, Node, build_graph
 from runtime.memory import ThreadMemory
 from runtime.state import PipelineState
 from runtime.state_url import default_state_url, parse_state_url
+from runtime.subject_data import SubjectRequest, erase_subject, export_subject
+from runtime.thread_leases import ThreadOwner
 from runtime.thread_store import StateStoreError, ThreadState, open_thread_state, writable_default
 from runtime.thread_turns import StateUnavailableError, ThreadBusyError
 
@@ -84,6 +86,27 @@ class InvokeResult(BaseModel):
     tool_calls: list[ToolCallStep] = []
     """Every external tool call the workers made, in order."""
     total_ms: float
+
+
+class SubjectThread(BaseModel):
+    thread_id: str | None
+    """The subject's own thread id."""
+    last_active: float
+    messages: list[dict[str, str]]
+
+
+class SubjectDataResult(BaseModel):
+    """One data-subject request's answer: whose threads, and what was found (export) or how many were erased."""
+
+    organization: str
+    subject: str
+    thread_id: str | None
+    threads: list[SubjectThread] = []
+    erased: int | None = None
+
+
+class SubjectRequestError(ValueError):
+    """A data-subject request that matched nothing (or named a malformed thread id); the message says whose."""
 
 
 @dataclass(frozen=True)
@@ -269,7 +292,7 @@ class Instance:
             # The nodes enforce the deadline themselves (so the exception agent still answers); this outer limit
             # only catches the graph itself (or the wait for the thread's turn) hanging between nodes.
             async with asyncio.timeout_at(deadline + ERROR_PATH_GRACE_SECONDS):
-                state = await self._run_turn(request)
+                state = await self._run_turn(request, ThreadOwner(caller.organization, caller.subject, thread_id))
         except TimeoutError:
             self.metrics.failed += 1
             state = {
@@ -307,14 +330,39 @@ class Instance:
         )
         return result
 
-    async def _run_turn(self, request: PipelineState) -> PipelineState:
+    async def _run_turn(self, request: PipelineState, owner: ThreadOwner | None = None) -> PipelineState:
         """One turn per thread at a time, across all tasks (runtime.thread_turns: queued, then thread_busy). A
-        malformed thread id takes no turn: governance rejects it before any agent reads or writes memory."""
+        malformed thread id takes no turn: governance rejects it before any agent reads or writes memory. `owner`
+        (the caller's names) is kept in the thread's record for data-subject requests."""
         thread_id = request["thread_id"]
         if self.thread_state is None or not THREAD_ID.fullmatch(thread_id):
             return cast(PipelineState, await self.graph.ainvoke(request))
-        async with self.thread_state.turns.turn(thread_id):
+        async with self.thread_state.turns.turn(thread_id, owner):
             return cast(PipelineState, await self.graph.ainvoke(request))
+
+    async def export_subject(self, subject: str, thread_id: str | None = None) -> SubjectDataResult:
+        """The subject's threads (of this instance's organization) with their history (runtime.subject_data)."""
+        state, request = await self._subject_request(subject, thread_id)
+        threads = await export_subject(state, request)
+        if not threads:
+            raise SubjectRequestError(f"no {request.describe()} on this instance")
+        found = [SubjectThread(**{k: t[k] for k in ("thread_id", "last_active", "messages")}) for t in threads]
+        return SubjectDataResult(organization=self.organization, subject=subject, thread_id=thread_id, threads=found)
+
+    async def erase_subject(self, subject: str, thread_id: str | None = None) -> SubjectDataResult:
+        state, request = await self._subject_request(subject, thread_id)
+        erased = await erase_subject(state, request)
+        log.info(json.dumps({"event": "subject.erased", "threads": erased}))  # names no subject: it is personal
+        if erased == 0:
+            raise SubjectRequestError(f"erased 0 threads: no {request.describe()} on this instance")
+        return SubjectDataResult(organization=self.organization, subject=subject, thread_id=thread_id, erased=erased)
+
+    async def _subject_request(self, subject: str, thread_id: str | None) -> tuple[ThreadState, SubjectRequest]:
+        if thread_id is not None and not THREAD_ID.fullmatch(thread_id):
+            raise SubjectRequestError(
+                f"thread_id {thread_id[:40]!r} is not a thread id (1-128 of letters, digits, '.', '_', ':', '-')"
+            )
+        return await self.open_state(), SubjectRequest(self.organization, subject, thread_id)
 
     def describe(self) -> dict[str, Any]:
         spec = self.bundle.instance.spec
@@ -384,4 +432,4 @@ def _result(state: PipelineState, *, thread_id: str, trace_id: str, total_ms: fl
     )
 
 
-__all__ = ["Instance", "InvokeResult", "Secrets"]
+__all__ = ["Instance", "InvokeResult", "Secrets", "SubjectDataResult", "SubjectRequestError"]

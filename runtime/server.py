@@ -7,8 +7,9 @@ in-flight requests finish, and exits 0 within DRAIN_SECONDS.
 
 With AUTH_ISSUER set the instance is an OAuth 2.1 resource server (the MCP authorization specification): every /mcp
 request carries a bearer JWT, checked by the SDK's bearer middleware with our verifier (runtime/auth.py,
-oauth_resource/); `invoke` needs the agentfoundry/invoke scope, `describe`, `status` and /metrics agentfoundry/read;
-/.well-known/oauth-protected-resource (RFC 9728) names the resource and its issuer.
+oauth_resource/); `invoke` needs the agentfoundry/invoke scope, `describe`, `status` and /metrics agentfoundry/read,
+and the data-subject tools `export_subject_data` and `erase_subject_data` agentfoundry/admin (operators' tokens
+only); /.well-known/oauth-protected-resource (RFC 9728) names the resource and its issuer.
 """
 
 from __future__ import annotations
@@ -36,16 +37,17 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from runtime.auth import (
-    INSTANCE_SCOPES,
+    ADMIN_SCOPE,
     INVOKE_SCOPE,
     READ_SCOPE,
+    SUPPORTED_SCOPES,
     Caller,
     ResourceServer,
     ScopeError,
     caller_from_token,
     resource_server,
 )
-from runtime.instance import Instance, InvokeResult
+from runtime.instance import Instance, InvokeResult, SubjectDataResult, SubjectRequestError
 
 log = logging.getLogger("runtime.server")
 MAX_MESSAGE_CHARS = 1_000_000
@@ -117,6 +119,47 @@ def build_mcp_server(instance: Instance, auth: ResourceServer | None = None) -> 
         caller(READ_SCOPE)
         return instance.status()
 
+    def admin() -> None:
+        """The data-subject tools need an operator's token with agentfoundry/admin; an instance that checks no
+        tokens (AUTH_MODE=none) offers them to nobody (`python -m runtime state` serves operators there)."""
+        if auth is None:
+            raise ToolError(
+                "the data-subject tools need an operator's token with the agentfoundry/admin scope, and this "
+                "instance checks no tokens (AUTH_MODE=none); use `python -m runtime state` on its store"
+            )
+        caller(ADMIN_SCOPE)
+
+    @server.tool()
+    async def export_subject_data(
+        subject: Annotated[str, Field(min_length=1, max_length=256, description="The caller's subject (sub).")],
+        thread_id: Annotated[
+            str | None, Field(max_length=128, description="Only this thread of the subject (its own thread id).")
+        ] = None,
+    ) -> SubjectDataResult:
+        """Data-subject access: every thread this instance keeps of one subject of its organization (or one of
+        them), with the subject's own thread ids and the kept history. Needs the agentfoundry/admin scope."""
+        admin()
+        try:
+            return await instance.export_subject(subject, thread_id)
+        except SubjectRequestError as exc:
+            raise ToolError(str(exc)) from None
+
+    @server.tool()
+    async def erase_subject_data(
+        subject: Annotated[str, Field(min_length=1, max_length=256, description="The caller's subject (sub).")],
+        thread_id: Annotated[
+            str | None, Field(max_length=128, description="Only this thread of the subject (its own thread id).")
+        ] = None,
+    ) -> SubjectDataResult:
+        """Data-subject erasure: deletes every thread of one subject of this instance's organization (or one of
+        them): history, checkpoints and thread records; answers how many threads it erased. Needs the
+        agentfoundry/admin scope. A subject with nothing to erase is an error, never a silent success."""
+        admin()
+        try:
+            return await instance.erase_subject(subject, thread_id)
+        except SubjectRequestError as exc:
+            raise ToolError(str(exc)) from None
+
     return server
 
 
@@ -179,7 +222,7 @@ def _metadata_routes(instance: Instance, auth: ResourceServer) -> list[BaseRoute
     routes = create_protected_resource_routes(
         resource_url=auth.settings.resource_server_url,  # type: ignore[arg-type]  # set by resource_server()
         authorization_servers=[auth.settings.issuer_url],
-        scopes_supported=list(INSTANCE_SCOPES),
+        scopes_supported=list(SUPPORTED_SCOPES),
         resource_name=f"Agent Foundry instance {instance.bundle.instance.metadata.name}",
     )
     bare = [Route("/.well-known/oauth-protected-resource", r.endpoint, methods=r.methods) for r in routes]
