@@ -1,6 +1,7 @@
 """The shared platform of one environment: network, ECS cluster, hosted zone, as many ALB shards as the
-environment's placement file uses, and a Cognito token issuer when the settings name none. Everything instances need
-is published as SSM parameters (see constructs/af_platform_contract.py), never as CloudFormation exports."""
+environment's placement file uses, the alarm topic and fleet dashboard, and a Cognito token issuer when the
+settings name none. Everything instances need is published as SSM parameters (see
+constructs/af_platform_contract.py), never as CloudFormation exports."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from constructs.af_alb_shard import AfAlbShard, ShardListenerSettings
 from constructs.af_nag import acknowledge
 from constructs.af_platform_identity import AfPlatformIdentity
 from constructs.af_platform_network import AfNetwork, availability_zones
+from constructs.af_platform_observability import AfPlatformObservability, AlarmSubscription
 from constructs.af_platform_zone import AfZone
 from foundry.manifests.platform_settings import EnvironmentSettings
 
@@ -73,6 +75,16 @@ class PlatformStack(Stack):
                 domain_prefix=f"agentfoundry-{environment}-{settings.account}",
                 parameters=contract.identity_parameters(environment),
             )
+        AfPlatformObservability(
+            self,
+            "Observability",
+            environment=environment,
+            topic_name=contract.alarm_topic_name(environment),
+            dashboard_name=contract.dashboard_name(environment),
+            subscribers=[
+                AlarmSubscription(protocol=s.protocol, endpoint=s.endpoint) for s in settings.alarms.subscribers
+            ],
+        )
         access_logs = s3.Bucket(
             self,
             "AccessLogs",

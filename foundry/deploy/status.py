@@ -30,6 +30,6 @@ async def deployed_status(
     clients: ClientFactory,
     probe: InstanceProbe | None,
 ) -> DeployedStatus:
-    status = await instance_status(instance, region=region, clients=clients, probe=probe)
+    status = await instance_status(instance, region=region, clients=clients, probe=probe, with_metrics=True)
     interrupted = await asyncio.to_thread(deployer.last_interruption, instance)
     return DeployedStatus(status, deployer.lock_reason(instance), interrupted)

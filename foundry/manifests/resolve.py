@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from foundry.manifests import naming
+from foundry.manifests.alarm_settings import AlarmThresholds
 from foundry.manifests.cross_checks import (
     KnownNames,
     binding_problems,
@@ -23,7 +24,15 @@ from foundry.manifests.cross_checks import (
     wrong_environment_problems,
 )
 from foundry.manifests.loader import AgentsTree, Loaded
-from foundry.manifests.overrides import ServerAt, deploy_for, instance_mcp, mcp_problems, mcp_servers_for, used_servers
+from foundry.manifests.overrides import (
+    ServerAt,
+    alarms_for,
+    deploy_for,
+    instance_mcp,
+    mcp_problems,
+    mcp_servers_for,
+    used_servers,
+)
 from foundry.manifests.problems import Problem, raise_if_any
 from foundry.manifests.schema import (
     AgentInstance,
@@ -47,6 +56,9 @@ class ResolvedInstance:
     spec_files: dict[str, bytes]
     specs: dict[str, AgentSpec]
     """Both keyed by spec_path (the entry's yaml_path, relative to `agents/`)."""
+    alarms: AlarmThresholds
+    """The thresholds of the instance's CloudWatch alarms (the instance stack's; not part of the bundle: the
+    runtime never reads them)."""
 
     @property
     def environment(self) -> str:
@@ -219,7 +231,12 @@ def _resolve_one(tree: AgentsTree, instance: _BoundInstance) -> ResolvedInstance
     if server_problems:
         return server_problems
     manifest = _instance_manifest(tree, instance, host=host, stack=stack, deploy=deploy, agents=agents, servers=servers)
-    return ResolvedInstance(manifest=manifest, spec_files=agents.spec_files, specs=agents.specs)
+    return ResolvedInstance(
+        manifest=manifest,
+        spec_files=agents.spec_files,
+        specs=agents.specs,
+        alarms=alarms_for(tree.template.model.spec.deploy, env, key),
+    )
 
 
 def _missing_system_agents(tree: AgentsTree, instance: _BoundInstance) -> list[Problem]:
