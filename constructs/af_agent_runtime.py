@@ -114,6 +114,7 @@ class AfAgentRuntime(Construct):
         self.container = self._add_container(props)
         self.collector = add_collector(
             self,
+            family=props.family,
             task_definition=self.task_definition,
             task_role=self.task_role,
             identity=identity,

@@ -3,8 +3,9 @@
 The AWS Distro for OpenTelemetry collector runs as a second, non-essential container of the runtime's task: if it
 stops, ECS keeps the task (and the runtime) running, and the runtime's exporter only drops what it cannot send. It
 takes OTLP on localhost (the runtime's OTEL_EXPORTER_OTLP_ENDPOINT), sends traces to X-Ray and metrics to CloudWatch
-as embedded metric format written to a log group of the instance's own. Its permissions are exactly those: X-Ray's
-two write calls (X-Ray has no resource-level permissions) and writing log streams of that one log group.
+as embedded metric format written to a log group of the instance's own (/agentfoundry/metrics/<stack name>). Its
+permissions are exactly those: X-Ray's two write calls (X-Ray has no resource-level permissions) and writing log
+streams of that one log group.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from aws_cdk import RemovalPolicy
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
@@ -60,9 +62,16 @@ class CollectorSidecar:
     """Where the collector writes its embedded-metric-format events (CloudWatch extracts the metrics)."""
 
 
+def metrics_log_group_name(family: str) -> str:
+    """Where the collector writes its embedded-metric-format events: the config's
+    /agentfoundry/metrics/{TaskDefinitionFamily}, the task definition family being the stack name."""
+    return f"/agentfoundry/metrics/{family}"
+
+
 def add_collector(
     scope: Construct,
     *,
+    family: str,
     task_definition: ecs.FargateTaskDefinition,
     task_role: iam.IRole,
     identity: RuntimeIdentity,
@@ -72,16 +81,23 @@ def add_collector(
     retention: logs.RetentionDays,
 ) -> CollectorSidecar:
     """The collector container, its metrics log group and the task role's grants for it."""
-    metrics_log_group = logs.LogGroup(scope, "MetricsLogs", retention=retention)
+    # Named (the collector's config derives the name), and deleted with the stack: it only holds copies of metrics
+    # CloudWatch has already extracted, and a kept named group would stop the stack from being created again.
+    metrics_log_group = logs.LogGroup(
+        scope,
+        "MetricsLogs",
+        log_group_name=metrics_log_group_name(family),
+        retention=retention,
+        removal_policy=RemovalPolicy.DESTROY,
+    )
     metrics_log_group.grant_write(task_role)
     task_role.add_to_principal_policy(iam.PolicyStatement(actions=list(XRAY_WRITE_ACTIONS), resources=["*"]))
     acknowledge(task_role, "AwsSolutions-IAM5[Resource::*]", XRAY_IAM5_REASON)
-    dimensions = metric_dimensions(identity)
+    resource = {**metric_dimensions(identity), "aws.ecs.task.family": family}
     environment = {
         "AOT_CONFIG_CONTENT": collector.config_yaml,
         "AWS_REGION": region,
-        "AGENTFOUNDRY_METRICS_LOG_GROUP": metrics_log_group.log_group_name,
-        **{f"AGENTFOUNDRY_{name.upper()}": value for name, value in dimensions.items()},
+        "OTEL_RESOURCE_ATTRIBUTES": ",".join(f"{key}={value}" for key, value in resource.items()),
     }
     container = task_definition.add_container(
         "OtelCollector",

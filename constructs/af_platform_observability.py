@@ -20,14 +20,9 @@ from aws_cdk import aws_sqs as sqs
 
 from constructs import Construct
 from constructs.af_agent_runtime_telemetry import METRIC_DIMENSIONS, METRICS_NAMESPACE
-from constructs.af_nag import acknowledge
 
 TOP_INSTANCES = 10
 DASHBOARD_PERIOD = Duration.minutes(5)
-SNS2_REASON = (
-    "alarm notifications carry alarm names, states and thresholds, never tenant data; encrypting them would need a "
-    "customer managed KMS key whose policy admits CloudWatch"
-)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -88,7 +83,6 @@ class AfPlatformObservability(Construct):
             display_name=f"Agent Foundry {environment} alarms",
             enforce_ssl=True,
         )
-        acknowledge(self.topic, "AwsSolutions-SNS2", SNS2_REASON)
         for index, subscriber in enumerate(subscribers):
             self.topic.add_subscription(self._subscription(index, subscriber))
         self.dashboard = cloudwatch.Dashboard(
