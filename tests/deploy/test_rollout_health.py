@@ -11,7 +11,14 @@ from typing import Any
 
 from rich.console import Console
 
-from foundry.aws.instance_status import DeploymentState, InstanceStatus, ServiceState, StackState, assess
+from foundry.aws.instance_status import (
+    AlarmState,
+    DeploymentState,
+    InstanceStatus,
+    ServiceState,
+    StackState,
+    assess,
+)
 from foundry.cdk.process import LineSink, ProcessResult, ProcessRunner
 from foundry.deploy.deployer import Deployer
 from foundry.deploy.locks import InstanceLocks
@@ -34,6 +41,38 @@ def status(stack_status: str, rollout_state: str, running: int, service_task: st
     service = ServiceState("af-dev", "x", "ACTIVE", service_task, running, 1, [deployment], [])
     verdict, reasons = assess(stack, service, [])
     return InstanceStatus("dev", "a/b/c", "h", "af-dev-x", verdict, reasons, stack=stack, service=service)
+
+
+def alarmed(alarms: list[AlarmState]) -> InstanceStatus:
+    healthy = status("UPDATE_COMPLETE", "COMPLETED", 1)
+    verdict, reasons = assess(healthy.stack, healthy.service, [], alarms)
+    return InstanceStatus(
+        "dev", "a/b/c", "h", "af-dev-x", verdict, reasons, healthy.stack, healthy.service, alarms=alarms
+    )
+
+
+ERROR_RATE = "af-dev-x-runtime-error-rate"
+
+
+def test_an_alarm_in_alarm_fails_the_gate_naming_the_alarm_in_either_health_scope():
+    firing = AlarmState(ERROR_RATE, "ALARM", "Threshold Crossed: 3 datapoints were greater than 10.0", None)
+    quiet = AlarmState("af-dev-x-unhealthy-hosts", "OK", None, None)
+    for scope in ("full", "records"):
+        reading = classify(alarmed([quiet, firing]), probe_skipped="no container", scope=scope)  # type: ignore[arg-type]
+        assert reading.kind == "unhealthy"
+        assert reading.reason == f"alarm {ERROR_RATE} is ALARM: {firing.reason}"
+
+
+def test_alarms_in_ok_or_without_data_leave_the_reading_to_the_other_checks():
+    states = [AlarmState(ERROR_RATE, "INSUFFICIENT_DATA", None, None), AlarmState("b", "OK", None, None)]
+    reading = classify(alarmed(states), probe_skipped="no container", scope="records")
+    assert reading.kind == "healthy"
+    assert not any("alarm" in reason for reason in alarmed(states).reasons)
+
+
+def test_an_alarm_in_alarm_makes_the_status_verdict_degraded_with_its_reason():
+    firing = alarmed([AlarmState(ERROR_RATE, "ALARM", None, None)])
+    assert firing.verdict == "degraded" and f"alarm {ERROR_RATE} is ALARM" in firing.reasons
 
 
 def test_a_running_service_without_a_probe_answer_is_not_yet_healthy():
