@@ -42,6 +42,7 @@ from constructs.af_agent_runtime_props import (
     RuntimePlatform,
     ShardAttributes,
     TaskSizing,
+    alarm_name,
     ecr_repository,
     log_retention,
     secret_construct_id,
@@ -138,11 +139,14 @@ class AfAgentRuntime(Construct):
             thresholds=props.alarms,
             topic_arn=props.alarm_topic_arn,
         )
-        # ECS rolls a deployment back when an error alarm fires during it (besides its circuit breaker).
+        # ECS rolls a deployment back when an error alarm fires during it (besides its circuit breaker). The names
+        # are literals (a Ref would tie the service to the alarms' logical ids); the service waits for the alarms.
         self.service.enable_deployment_alarms(
-            [self.alarms[kind].alarm_name for kind in DEPLOYMENT_ALARM_KINDS],
+            [alarm_name(props.family, kind) for kind in DEPLOYMENT_ALARM_KINDS],
             behavior=ecs.AlarmBehavior.ROLLBACK_ON_ALARM,
         )
+        for kind in DEPLOYMENT_ALARM_KINDS:
+            self.service.node.add_dependency(self.alarms[kind])
 
     @property
     def connections(self) -> ec2.Connections:

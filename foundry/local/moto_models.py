@@ -1,15 +1,16 @@
 """Where moto differs from AWS for our templates (see foundry/local/moto.py): its CloudFormation lacks
-`AWS::SecretsManager::Secret` and `AWS::CloudWatch::Alarm` (an instance's alarms, which the rollout gate reads), it
-creates an `AWS::ECS::Service` without `DesiredCount` with 0 tasks where CloudFormation uses 1, and its
-GetMetricData answers no percentile statistic (p95), which `foundry.get_instance_status` reads. A module of its
-own: moto files every model class under the second part of its module name, which a `python -m` entry point lacks."""
+`AWS::SecretsManager::Secret` and `AWS::CloudWatch::Alarm` (an instance's alarms, which the rollout gate reads) and
+a target group's attributes (`TargetGroupFullName`, the alarms' dimension); it creates an `AWS::ECS::Service`
+without `DesiredCount` with 0 tasks where CloudFormation uses 1; and its GetMetricData answers no percentile
+statistic (p95), which `foundry.get_instance_status` reads. A module of its own: moto files every model class under
+the second part of its module name, which a `python -m` entry point lacks."""
 
 from __future__ import annotations
 
 import json
 import math
 import secrets
-from typing import Any
+from typing import Any, cast
 
 from moto.cloudwatch.models import (
     Dimension,
@@ -22,6 +23,7 @@ from moto.cloudwatch.models import (
 )
 from moto.core.common_models import CloudFormationModel
 from moto.ecs.models import Service
+from moto.elbv2.models import FakeTargetGroup
 from moto.secretsmanager.models import secretsmanager_backends
 
 ECS_DEFAULT_DESIRED_COUNT = 1
@@ -135,7 +137,7 @@ class CloudFormationAlarm(CloudFormationModel):
             statistic=properties.get("Statistic"),
             extended_statistic=properties.get("ExtendedStatistic"),
             description=properties.get("AlarmDescription"),
-            dimensions=[{"name": d["Name"], "value": d["Value"]} for d in properties.get("Dimensions", [])],
+            dimensions=[{"Name": d["Name"], "Value": d["Value"]} for d in properties.get("Dimensions", [])],
             alarm_actions=list(properties.get("AlarmActions", [])),
             ok_actions=list(properties.get("OKActions", [])),
             insufficient_data_actions=list(properties.get("InsufficientDataActions", [])),
@@ -182,9 +184,9 @@ def _query(query: dict[str, Any]) -> MetricDataQuery:
         )
     return MetricDataQuery(
         query_id=query["Id"],
-        label=query.get("Label", ""),
-        period=query.get("Period", ""),
-        return_data=query.get("ReturnData", "true"),
+        label=cast(str, query.get("Label")),
+        period=cast(str, query.get("Period")),
+        return_data=cast(str, query.get("ReturnData", True)),
         expression=query.get("Expression"),
         metric_stat=metric_stat,
     )
@@ -205,3 +207,20 @@ def _statistic_with_percentiles(self: Statistics, stat: str) -> Any:
 
 
 Statistics.get_statistics_for_type = _statistic_with_percentiles  # type: ignore[method-assign]
+
+
+def _target_group_attribute(self: FakeTargetGroup, attribute_name: str) -> Any:
+    """AWS::ElasticLoadBalancingV2::TargetGroup's Fn::GetAtt values (moto's target group has none)."""
+    full_name = self.arn.split(":", 5)[5]  # targetgroup/NAME/ID
+    values = {
+        "TargetGroupFullName": full_name,
+        "TargetGroupName": self.name,
+        "TargetGroupArn": self.arn,
+        "LoadBalancerArns": list(self.load_balancer_arns),
+    }
+    if attribute_name not in values:
+        raise NotImplementedError(f"Fn::GetAtt {attribute_name} of a target group is not modelled")
+    return values[attribute_name]
+
+
+FakeTargetGroup.get_cfn_attribute = _target_group_attribute  # type: ignore[attr-defined]

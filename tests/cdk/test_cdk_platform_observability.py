@@ -5,6 +5,7 @@ agents/platform.yaml."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ SUBSCRIBERS = [
 
 
 @pytest.fixture(scope="module")
-def synthesized(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path]:
+def synthesized(tmp_path_factory: pytest.TempPathFactory) -> tuple[Mapping[str, Any], Path]:
     outdir = tmp_path_factory.mktemp("observability")
     app = App(outdir=str(outdir))
     stack = Stack(app, "ObservabilityStack", env=Environment(account="111111111111", region="us-east-1"))
@@ -44,11 +45,11 @@ def synthesized(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any
     return Template.from_stack(stack).to_json(), outdir
 
 
-def of_type(template: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+def of_type(template: Mapping[str, Any], kind: str) -> list[dict[str, Any]]:
     return [r["Properties"] for r in template["Resources"].values() if r["Type"] == kind]
 
 
-def dashboard_body(template: dict[str, Any]) -> dict[str, Any]:
+def dashboard_body(template: Mapping[str, Any]) -> Any:
     [dashboard] = of_type(template, "AWS::CloudWatch::Dashboard")
     body = dashboard["DashboardBody"]
     text = (

@@ -36,7 +36,7 @@ def bundle_file(tmp_path_factory: pytest.TempPathFactory) -> str:
 @pytest.fixture(scope="module")
 def built(bundle_file: str) -> tuple[cdk.Stack, AfAgentRuntime, dict[str, Any]]:
     stack, runtime = build(bundle_file)
-    return stack, runtime, Template.from_stack(stack).to_json()
+    return stack, runtime, dict(Template.from_stack(stack).to_json())
 
 
 def resources(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
@@ -196,13 +196,12 @@ def test_the_service_rolls_a_deployment_back_when_an_error_alarm_fires(built) ->
     stack, runtime, template = built
     [service] = resources(template, "AWS::ECS::Service").values()
     assert service["Properties"]["DeploymentConfiguration"]["Alarms"] == {
-        "AlarmNames": [
-            {"Ref": logical_id(stack, runtime.alarms["target-5xx-rate"])},
-            {"Ref": logical_id(stack, runtime.alarms["runtime-error-rate"])},
-        ],
+        "AlarmNames": [f"{FAMILY}-target-5xx-rate", f"{FAMILY}-runtime-error-rate"],
         "Enable": True,
         "Rollback": True,
     }
+    alarm_ids = {logical_id(stack, runtime.alarms[kind]) for kind in ("target-5xx-rate", "runtime-error-rate")}
+    assert alarm_ids <= set(service["DependsOn"]), "the service is created after the alarms it watches"
     assert service["Properties"]["DeploymentConfiguration"]["DeploymentCircuitBreaker"] == {
         "Enable": True,
         "Rollback": True,

@@ -24,7 +24,7 @@ from foundry.deploy.deployer import Deployer
 from foundry.deploy.locks import InstanceLocks
 from foundry.fleet.load import load_fleet
 from foundry.manifests.platform_settings import RolloutPolicy
-from foundry.rollout.aws_fleet import AwsFleet, classify
+from foundry.rollout.aws_fleet import AwsFleet, HealthScope, classify
 from foundry.rollout.report import LiveView
 from foundry.rollout.scheduler import Scheduler, new_rollout
 from foundry.rollout.simulator import SimulatedFleet
@@ -57,8 +57,9 @@ ERROR_RATE = "af-dev-x-runtime-error-rate"
 def test_an_alarm_in_alarm_fails_the_gate_naming_the_alarm_in_either_health_scope():
     firing = AlarmState(ERROR_RATE, "ALARM", "Threshold Crossed: 3 datapoints were greater than 10.0", None)
     quiet = AlarmState("af-dev-x-unhealthy-hosts", "OK", None, None)
-    for scope in ("full", "records"):
-        reading = classify(alarmed([quiet, firing]), probe_skipped="no container", scope=scope)  # type: ignore[arg-type]
+    scopes: tuple[HealthScope, ...] = ("full", "records")
+    for scope in scopes:
+        reading = classify(alarmed([quiet, firing]), probe_skipped="no container", scope=scope)
         assert reading.kind == "unhealthy"
         assert reading.reason == f"alarm {ERROR_RATE} is ALARM: {firing.reason}"
 

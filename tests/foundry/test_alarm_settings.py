@@ -82,7 +82,7 @@ def test_a_threshold_out_of_range_is_refused_naming_the_template_field(agents_co
         load_fleet(agents_copy)
     [problem] = [p for p in raised.value.problems if p.field and "alarms" in p.field]
     assert problem.file.endswith("manifest.instance-template.yaml")
-    assert "error_rate_percent" in problem.field and "greater than 0" in problem.message
+    assert problem.field is not None and "error_rate_percent" in problem.field and "greater than 0" in problem.message
 
 
 @pytest.mark.parametrize(
