@@ -7,9 +7,11 @@ moto keeps ECS services, target groups and DNS as records and runs no container,
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -115,3 +117,56 @@ def test_dev_fleet_rolls_out_in_two_waves_halts_at_a_stack_that_cannot_create_an
     }
     final = local_aws.status()
     assert final["ok"], final
+
+
+CANARY = "acme/retail/dev"
+CANARY_ALARM = "af-dev-acme-retail-dev-runtime-error-rate"
+
+
+def wait_until_baking(state_file: Path, rollout: subprocess.Popen[str], selector: str) -> None:
+    """Until the rollout's state says `selector`'s wave bakes (it read healthy once; the bake has begun). Polls the
+    state file the rollout writes at every step (a subprocess: there is nothing else to wait on)."""
+    deadline = time.monotonic() + TIMEOUT_S
+    while time.monotonic() < deadline:
+        assert rollout.poll() is None, "the rollout ended before the canary baked"
+        with contextlib.suppress(OSError, ValueError):
+            saved = json.loads(state_file.read_text())
+            if saved["instances"][selector]["state"] == "baking" and saved.get("bake_ends_at_seconds") is not None:
+                return
+        time.sleep(0.2)
+    raise AssertionError(f"{selector} never baked")
+
+
+@pytest.mark.slow
+def test_a_canary_whose_alarm_fires_during_the_bake_halts_the_rollout_naming_the_alarm(local_aws, tmp_path):
+    state = local_aws.up()
+    assert local_aws.deploy(platform_only=True) == ["af-dev-platform"]
+    state_dir = tmp_path / "rollouts"
+    argv = [sys.executable, "-m", "foundry", "rollout", "--environment", "dev", "--health", "records"]
+    argv += ["--cdk-method", "direct", "--runtime-image", default_runtime_image(state.account, state.region)]
+    argv += ["--bake-seconds", "120", "--state-dir", str(state_dir), "--json"]
+    env = tool_environment(REPO_ROOT, aws_environment(state))
+    with subprocess.Popen(
+        argv, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as run:
+        try:
+            wait_until_baking(state_dir / "dev.json", run, CANARY)
+            with using_aws_environment(aws_environment(state)):
+                cloudwatch = boto3.client("cloudwatch", region_name=state.region)
+                cloudwatch.set_alarm_state(
+                    AlarmName=CANARY_ALARM, StateValue="ALARM", StateReason="Threshold Crossed: errors at 40%"
+                )
+            stdout, stderr = run.communicate(timeout=TIMEOUT_S)
+        finally:
+            if run.poll() is None:
+                run.kill()
+    assert run.returncode == 1, stderr
+    report = json.loads(stdout)
+    assert report["status"] == "halted" and report["halted_wave"] == 1
+    rows = {r["instance"]: r for r in report["instances"]}
+    assert rows[CANARY]["state"] == "failed", rows[CANARY]
+    assert rows[CANARY]["reason"] == (
+        f"unhealthy during the bake: alarm {CANARY_ALARM} is ALARM: Threshold Crossed: errors at 40%"
+    )
+    assert CANARY_ALARM in report["halt_reason"]
+    assert rows["default-org/default-domain/dev"]["state"] == "not_started", "the next wave never starts"
