@@ -106,6 +106,8 @@ class InstanceStatus:
     errors: list[str] = field(default_factory=list)
     """AWS calls that failed (the verdict is built from what could be read)."""
     alarms: list[AlarmState] = field(default_factory=list)
+    alarms_error: str | None = None
+    """Why the alarms named in the stack's AlarmNames output could not be read (also listed in `errors`)."""
     metrics: InstanceMetrics | None = None
     """The last hour's figures (only when asked for: the rollout gate reads the alarms alone)."""
 
@@ -284,6 +286,7 @@ class Deployed:
     targets: list[TargetState] = field(default_factory=list)
     alarms: list[AlarmState] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    alarms_error: str | None = None
 
 
 def read_deployed(instance: ResolvedInstance, region: str, clients: ClientFactory) -> Deployed:
@@ -313,13 +316,15 @@ def read_deployed(instance: ResolvedInstance, region: str, clients: ClientFactor
         except (ClientError, BotoCoreError) as exc:
             errors.append(_aws_error("elbv2.describe_target_health", exc))
     alarms: list[AlarmState] = []
+    alarms_error: str | None = None
     alarm_names = [name for name in stack.outputs.get("AlarmNames", "").split(",") if name]
     if alarm_names:
         try:
             alarms = read_alarms(clients("cloudwatch", region), alarm_names)
         except (ClientError, BotoCoreError) as exc:
-            errors.append(_aws_error("cloudwatch.describe_alarms", exc))
-    return Deployed(stack, service, targets, alarms, errors)
+            alarms_error = _aws_error("cloudwatch.describe_alarms", exc)
+            errors.append(alarms_error)
+    return Deployed(stack, service, targets, alarms, errors, alarms_error)
 
 
 async def instance_status(
@@ -369,6 +374,7 @@ async def instance_status(
         instance_status_error=own_error,
         errors=errors,
         alarms=deployed.alarms,
+        alarms_error=deployed.alarms_error,
         metrics=metrics,
     )
 

@@ -71,6 +71,8 @@ class InstanceStatusResult(BaseModel):
     errors: list[str]
     alarms: list[AlarmState]
     """The instance's CloudWatch alarms and their states (an alarm in ALARM also makes the verdict degraded)."""
+    alarms_error: str | None
+    """Why the alarms could not be read (then `alarms` is empty)."""
     metrics: InstanceMetrics | None
     """The last hour's requests, errors, error rate, p95 turn duration and tokens (CloudWatch GetMetricData)."""
     deploy_lock: str | None

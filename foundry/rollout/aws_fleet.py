@@ -42,6 +42,8 @@ def classify(status: InstanceStatus, *, probe_skipped: str | None, scope: Health
     firing = status.alarms_firing
     if firing:  # whatever else is read: an alarm in ALARM fails the gate, and its name is the reason
         return HealthReading("unhealthy", "; ".join(alarm_reason(alarm) for alarm in firing))
+    if status.alarms_error is not None:  # unread alarms are not quiet alarms: no healthy reading without them
+        return HealthReading("settling", f"the instance's alarms could not be read: {status.alarms_error}")
     reasons = "; ".join(status.reasons + status.errors)
     if scope == "records" and status.stack is not None:
         stack = status.stack

@@ -3,6 +3,7 @@ the live view."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 from collections.abc import Sequence
@@ -69,6 +70,13 @@ def test_alarms_in_ok_or_without_data_leave_the_reading_to_the_other_checks():
     reading = classify(alarmed(states), probe_skipped="no container", scope="records")
     assert reading.kind == "healthy"
     assert not any("alarm" in reason for reason in alarmed(states).reasons)
+
+
+def test_alarms_that_cannot_be_read_never_read_healthy():
+    unread = dataclasses.replace(alarmed([]), alarms_error="cloudwatch.describe_alarms: AccessDenied")
+    reading = classify(unread, probe_skipped="no container", scope="records")
+    assert reading.kind == "settling"
+    assert reading.reason == "the instance's alarms could not be read: cloudwatch.describe_alarms: AccessDenied"
 
 
 def test_an_alarm_in_alarm_makes_the_status_verdict_degraded_with_its_reason():
