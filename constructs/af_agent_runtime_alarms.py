@@ -102,7 +102,11 @@ def add_alarms(
             f"the runtime of {family} reports errors above {thresholds.error_rate_percent}% of its requests",
         ),
     }
-    topic = sns.Topic.from_topic_arn(scope, "AlarmTopic", topic_arn) if topic_arn is not None else None
+    action = (
+        cloudwatch_actions.SnsAction(sns.Topic.from_topic_arn(scope, "AlarmTopic", topic_arn))
+        if topic_arn is not None
+        else None
+    )
     alarms: dict[str, cloudwatch.Alarm] = {}
     for kind, (metric, threshold, description) in sources.items():
         comparison = (
@@ -122,8 +126,7 @@ def add_alarms(
             datapoints_to_alarm=thresholds.evaluation_minutes,
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
-        if topic is not None:
-            action = cloudwatch_actions.SnsAction(topic)
+        if action is not None:
             alarm.add_alarm_action(action)
             alarm.add_ok_action(action)
         alarms[kind] = alarm
