@@ -230,13 +230,20 @@ def _resolve_one(tree: AgentsTree, instance: _BoundInstance) -> ResolvedInstance
     server_problems = mcp_problems(tree, env, key, servers, agents.secrets, agents.loaded)
     if server_problems:
         return server_problems
+    alarms = alarms_for(tree.template.model.spec.deploy, env, key)
+    idle_timeout = settings.load_balancer.idle_timeout_seconds
+    if alarms.p95_response_seconds >= idle_timeout:
+        return [
+            Problem(
+                file=tree.template.file,
+                field="spec.deploy.alarms.p95_response_seconds",
+                message=f"instance {env}/{key.selector}: p95_response_seconds {alarms.p95_response_seconds:g} is not "
+                f"below the load balancer's idle timeout in environment {env!r} ({idle_timeout} s, "
+                f"{tree.platform.file}): no response can take that long, so the alarm could never fire. Lower it",
+            )
+        ]
     manifest = _instance_manifest(tree, instance, host=host, stack=stack, deploy=deploy, agents=agents, servers=servers)
-    return ResolvedInstance(
-        manifest=manifest,
-        spec_files=agents.spec_files,
-        specs=agents.specs,
-        alarms=alarms_for(tree.template.model.spec.deploy, env, key),
-    )
+    return ResolvedInstance(manifest=manifest, spec_files=agents.spec_files, specs=agents.specs, alarms=alarms)
 
 
 def _missing_system_agents(tree: AgentsTree, instance: _BoundInstance) -> list[Problem]:

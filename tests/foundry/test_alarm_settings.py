@@ -98,3 +98,17 @@ def test_a_subscriber_endpoint_that_does_not_fit_its_protocol_is_refused(
 ) -> None:
     with pytest.raises(ValidationError, match=says):
         AlarmSubscriber(protocol=protocol, endpoint=endpoint)  # type: ignore[arg-type]
+
+
+def test_a_p95_threshold_the_load_balancer_never_lets_a_response_reach_is_refused(agents_copy: Path) -> None:
+    edit(
+        agents_copy / TEMPLATE,
+        lambda d: d["spec"]["deploy"]["overrides"].append(
+            {"environment": "dev", "alarms": {"p95_response_seconds": 60}}
+        ),
+    )
+    with pytest.raises(ManifestError) as raised:
+        load_fleet(agents_copy)
+    problems = [p for p in raised.value.problems if p.field == "spec.deploy.alarms.p95_response_seconds"]
+    assert problems and all(p.file.endswith("manifest.instance-template.yaml") for p in problems)
+    assert "is not below the load balancer's idle timeout in environment 'dev' (60 s" in problems[0].message
