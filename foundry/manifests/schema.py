@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, StringConstraints, field_validator, model_validator
 
+from foundry.manifests.alarm_settings import AlarmOverrides
 from foundry.manifests.platform_settings import PlatformSettings
 from instance_contract.schema import (
     API_VERSION,
@@ -199,6 +200,8 @@ class DeployOverride(OverrideScope):
     min_tasks: Annotated[int, Field(ge=1, le=100)] | None = None
     max_tasks: Annotated[int, Field(ge=1, le=100)] | None = None
     cpu_target_percent: Annotated[int, Field(ge=10, le=95)] | None = None
+    alarms: AlarmOverrides | None = None
+    """Alarm thresholds for the instances that match (fields left out keep the value they had)."""
 
 
 DEFAULT_DEPLOY = DeploySettings(cpu=256, memory=512, min_tasks=1, max_tasks=2, cpu_target_percent=60)
@@ -207,6 +210,8 @@ DEFAULT_DEPLOY = DeploySettings(cpu=256, memory=512, min_tasks=1, max_tasks=2, c
 
 class TemplateDeploy(Strict):
     defaults: DeploySettings = DEFAULT_DEPLOY
+    alarms: AlarmOverrides = Field(default_factory=AlarmOverrides)
+    """Alarm thresholds of every instance, over the environment's defaults (foundry/manifests/alarm_settings.py)."""
     overrides: list[DeployOverride] = Field(default_factory=list)
 
 

@@ -224,9 +224,10 @@ class FoundryTools:
         self, environment: str, instance: str, probe_instance: bool = True, agents_dir: str | None = None
     ) -> InstanceStatusResult:
         """CloudFormation stack status, the ECS service's deployments (a circuit-breaker rollback shows as failed),
-        load-balancer target health, and the instance's own `status` tool when its endpoint is reachable; also who
-        holds the instance's deploy lock and why (deploy_lock: this server, a rollout, another server) and the last
-        deploy whose cdk was stopped (last_interrupted_deploy: how CloudFormation ended it)."""
+        load-balancer target health, the instance's CloudWatch alarms (their states) and its last hour's requests,
+        error rate, p95 turn duration and tokens, and the instance's own `status` tool when its endpoint is
+        reachable; also who holds the instance's deploy lock and why (deploy_lock: this server, a rollout, another
+        server) and the last deploy whose cdk was stopped (last_interrupted_deploy: how CloudFormation ended it)."""
 
         def prepare() -> tuple[ResolvedInstance, str]:
             fleet, _ = self._fleet(agents_dir)

@@ -2,9 +2,11 @@
 MCP server deploys it (`cdk deploy <instance stack> --exclusively`: never the shared platform stack), and health
 as `foundry.aws.instance_status` reads it (the same verdict `foundry.get_instance_status` returns).
 
-Health, as the gate reads it: the verdict is `healthy` (stack complete without rollback, the ECS deployment
-completed, load-balancer targets healthy) and the instance's own `status` tool answers. Where the instance cannot
-be reached by design (the local AWS runs no container), the probe is skipped with a reason the report shows.
+Health, as the gate reads it: none of the instance's CloudWatch alarms is in ALARM (one that is fails the instance
+at once, named in the reason, in either health scope), the verdict is `healthy` (stack complete without rollback,
+the ECS deployment completed, load-balancer targets healthy) and the instance's own `status` tool answers. Where the
+instance cannot be reached by design (the local AWS runs no container), the probe is skipped with a reason the
+report shows.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 from typing import Literal
 
 from foundry.aws.clients import ClientFactory
-from foundry.aws.instance_status import InstanceProbe, InstanceStatus, instance_status, read_stack
+from foundry.aws.instance_status import InstanceProbe, InstanceStatus, alarm_reason, instance_status, read_stack
 from foundry.cdk.output import StackEvent
 from foundry.deploy.deployer import Deployer
 from foundry.deploy.locks import DeployRefusedError, HeldLock
@@ -38,6 +40,11 @@ ROLLED_BACK_STACK_STATUSES = ("UPDATE_ROLLBACK_COMPLETE",)
 
 def classify(status: InstanceStatus, *, probe_skipped: str | None, scope: HealthScope = "full") -> HealthReading:
     """The gate's reading of one InstanceStatus."""
+    firing = status.alarms_firing
+    if firing:  # whatever else is read: an alarm in ALARM fails the gate, and its name is the reason
+        return HealthReading("unhealthy", "; ".join(alarm_reason(alarm) for alarm in firing))
+    if status.alarms_error is not None:  # unread alarms are not quiet alarms: no healthy reading without them
+        return HealthReading("settling", f"the instance's alarms could not be read: {status.alarms_error}")
     reasons = "; ".join(status.reasons + status.errors)
     if scope == "records" and status.stack is not None:
         stack = status.stack

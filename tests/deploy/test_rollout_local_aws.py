@@ -11,6 +11,7 @@ moto keeps ECS services, target groups and DNS as records and runs no container,
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import subprocess
@@ -32,7 +33,9 @@ from foundry.cdk.process import tool_environment
 from foundry.deploy.locks import InstanceLocks, LockTarget
 from foundry.local.aws import LocalAws, default_runtime_image
 from foundry.local.server import ServerState, aws_environment, using_aws_environment
+from foundry.rollout.state import RolloutConflictError, RolloutStore
 from foundry.state.locations import parse_state_url
+from foundry.state.sqlite_store import SqliteStateStore
 from foundry.state.store import StateStore, this_process
 from foundry.state.stores import StateStores
 from tests.deploy.git_repos import REPO_ROOT, git
@@ -215,3 +218,57 @@ async def test_a_rollout_halted_from_one_clone_resumes_from_another_and_refuses_
     )
     final = local_aws.status()
     assert final["ok"], final
+
+
+CANARY_ALARM = "af-dev-acme-retail-dev-runtime-error-rate"
+
+
+def wait_until_baking(state_file: Path, rollout: subprocess.Popen[str], selector: str) -> None:
+    """Until the rollout's record says `selector`'s wave bakes (it read healthy once; the bake has begun). Polls the
+    deploy state the rollout writes at every step (a subprocess: there is nothing else to wait on)."""
+    deadline = time.monotonic() + TIMEOUT_S
+    while time.monotonic() < deadline:
+        assert rollout.poll() is None, "the rollout ended before the canary baked"
+        saved = None
+        if state_file.exists():
+            with contextlib.suppress(RolloutConflictError):
+                saved = RolloutStore(SqliteStateStore(state_file)).load("dev")
+        if saved is not None and saved.instances[selector].state == "baking" and saved.bake_ends_at_seconds is not None:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{selector} never baked")
+
+
+@pytest.mark.slow
+def test_a_canary_whose_alarm_fires_during_the_bake_halts_the_rollout_naming_the_alarm(local_aws, tmp_path):
+    state = local_aws.up()
+    assert local_aws.deploy(platform_only=True) == ["af-dev-platform"]
+    state_file = tmp_path / "rollouts" / "foundry-state.db"
+    argv = [sys.executable, "-m", "foundry", "rollout", "--environment", "dev", "--health", "records"]
+    argv += ["--cdk-method", "direct", "--runtime-image", default_runtime_image(state.account, state.region)]
+    argv += ["--bake-seconds", "120", "--state-url", f"sqlite:///{state_file}", "--json"]
+    env = tool_environment(REPO_ROOT, aws_environment(state))
+    with subprocess.Popen(
+        argv, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as run:
+        try:
+            wait_until_baking(state_file, run, CANARY)
+            with using_aws_environment(aws_environment(state)):
+                cloudwatch = boto3.client("cloudwatch", region_name=state.region)
+                cloudwatch.set_alarm_state(
+                    AlarmName=CANARY_ALARM, StateValue="ALARM", StateReason="Threshold Crossed: errors at 40%"
+                )
+            stdout, stderr = run.communicate(timeout=TIMEOUT_S)
+        finally:
+            if run.poll() is None:
+                run.kill()
+    assert run.returncode == 1, stderr
+    report = json.loads(stdout)
+    assert report["status"] == "halted" and report["halted_wave"] == 1
+    rows = {r["instance"]: r for r in report["instances"]}
+    assert rows[CANARY]["state"] == "failed", rows[CANARY]
+    assert rows[CANARY]["reason"] == (
+        f"unhealthy during the bake: alarm {CANARY_ALARM} is ALARM: Threshold Crossed: errors at 40%"
+    )
+    assert CANARY_ALARM in report["halt_reason"]
+    assert rows["default-org/default-domain/dev"]["state"] == "not_started", "the next wave never starts"
