@@ -7,6 +7,7 @@ server through the SDK's in-process client connection and may only use the tools
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -17,16 +18,30 @@ from mcp import Client
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.context import Context
 from mcp.server.mcpserver.exceptions import ToolError
+from opentelemetry.trace import SpanKind
 from pydantic import BaseModel, Field
 
 from instance_contract.model_choice import AgentModel, agent_model
 from runtime.bundle_source import InstanceBundle
 from runtime.config import OfflineModelSettings, Secrets
 from runtime.external_mcp import ExternalServers, ExternalToolError, split_tool_name
+from runtime.genai_spans import (
+    AGENT_NAME,
+    OPERATION,
+    TOOL_NAME,
+    as_json,
+    fail,
+    provider_name,
+    span,
+    system_instructions,
+    text_messages,
+)
+from runtime.instruments import InstanceTelemetry
 from runtime.memory import StoredMessage, ThreadMemory
 from runtime.providers import (
     BedrockProvider,
     ModelProvider,
+    ModelReply,
     ModelRequest,
     OfflineProvider,
     ProviderError,
@@ -170,8 +185,10 @@ def build_backend_server(
     providers: dict[str, AgentModelRoute],
     memory: Callable[[], ThreadMemory],
     secrets: Secrets,
+    telemetry: InstanceTelemetry | None = None,
 ) -> BackendServer:
     """`memory` returns the instance's thread memory, which is opened (async) after the server is built."""
+    observed = telemetry or InstanceTelemetry.off()
     server = BackendServer(bundle.mcp.server.name, ExternalServers(bundle.instance.spec.mcp.servers, secrets))
     identity = bundle.instance.spec.identity
     limits = bundle.instance.spec.limits
@@ -218,10 +235,7 @@ def build_backend_server(
             ),
             request_text=request,
         )
-        try:
-            reply = await route.provider.generate(model_request)
-        except ProviderError as exc:
-            raise ToolError(str(exc)) from None
+        reply = await _chat(route.provider, model_request, observed)
         return Generated(
             text=reply.text,
             provider=reply.provider,
@@ -257,11 +271,61 @@ def build_backend_server(
     return server
 
 
+async def _chat(provider: ModelProvider, request: ModelRequest, telemetry: InstanceTelemetry) -> ModelReply:
+    """One model call inside a `chat {model}` span, with its tokens and time recorded; a provider error becomes
+    the tool's error."""
+    model = request.model_id or provider.default_model
+    system = provider_name(provider.name)
+    attributes: dict[str, Any] = {
+        OPERATION: "chat",
+        "gen_ai.provider.name": system,
+        "gen_ai.request.model": model,
+        AGENT_NAME: request.agent_id,
+        "gen_ai.request.max_tokens": request.max_tokens,
+        "gen_ai.request.temperature": request.temperature,
+    }
+    if telemetry.capture_content:
+        attributes["gen_ai.system_instructions"] = system_instructions(request.system)
+        attributes["gen_ai.input.messages"] = text_messages("user", request.prompt)
+    started = time.perf_counter()
+    with span(f"chat {model}", attributes, SpanKind.CLIENT) as current:
+        try:
+            reply = await provider.generate(request)
+        except ProviderError as exc:
+            fail(current, type(exc).__name__)
+            telemetry.metrics.model_call(
+                provider=system, model=model, seconds=time.perf_counter() - started,
+                input_tokens=0, output_tokens=0, error_type=type(exc).__name__,
+            )  # fmt: skip
+            raise ToolError(str(exc)) from None
+        current.set_attributes(
+            {
+                "gen_ai.response.model": reply.model,
+                "gen_ai.usage.input_tokens": reply.input_tokens,
+                "gen_ai.usage.output_tokens": reply.output_tokens,
+            }
+        )
+        if telemetry.capture_content:
+            output: list[dict[str, Any]] = [{"type": "text", "content": reply.text}] if reply.text else []
+            output += [
+                {"type": "tool_call", "id": c.id, "name": c.name, "arguments": c.arguments} for c in reply.tool_calls
+            ]
+            current.set_attribute("gen_ai.output.messages", as_json([{"role": "assistant", "parts": output}]))
+    telemetry.metrics.model_call(
+        provider=system, model=model, seconds=time.perf_counter() - started,
+        input_tokens=reply.input_tokens, output_tokens=reply.output_tokens, error_type=None,
+    )  # fmt: skip
+    return reply
+
+
 class BackendConnection:
     """One in-process MCP client session to the backend server, shared by every request of the process."""
 
-    def __init__(self, server: BackendServer, allowed: dict[str, list[str]]) -> None:
+    def __init__(
+        self, server: BackendServer, allowed: dict[str, list[str]], telemetry: InstanceTelemetry | None = None
+    ) -> None:
         self._server = server
+        self.telemetry = telemetry or InstanceTelemetry.off()
         self._allowed = {agent: frozenset(tools) for agent, tools in allowed.items()}
         self._stack: AsyncExitStack | None = None
         self._client: Client | None = None
@@ -321,10 +385,30 @@ class ToolGateway:
         self.allowed = allowed
 
     async def call(self, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
-        if name not in self.allowed:
-            kind = "external tool" if split_tool_name(name) else "backend tool"
-            raise ToolCallError(f"agent {self.agent_id} may not call {kind} {name} (not in its spec's tools)")
-        return await self._connection.call(name, arguments)
+        """The call inside an `execute_tool {name}` span, counted by tool (a refused call counts as an error)."""
+        external = split_tool_name(name) is not None
+        telemetry = self._connection.telemetry
+        attributes: dict[str, Any] = {
+            OPERATION: "execute_tool",
+            TOOL_NAME: name,
+            "gen_ai.tool.type": "extension" if external else "function",
+            AGENT_NAME: self.agent_id,
+        }
+        if telemetry.capture_content:
+            attributes["gen_ai.tool.call.arguments"] = as_json(arguments)
+        ok = False
+        try:
+            with span(f"execute_tool {name}", attributes) as current:
+                if name not in self.allowed:
+                    kind = "external tool" if external else "backend tool"
+                    raise ToolCallError(f"agent {self.agent_id} may not call {kind} {name} (not in its spec's tools)")
+                result = await self._connection.call(name, arguments)
+                if telemetry.capture_content:
+                    current.set_attribute("gen_ai.tool.call.result", as_json(result))
+                ok = True
+                return result
+        finally:
+            telemetry.metrics.tool_call(name, ok)
 
     @property
     def external_tools(self) -> list[str]:

@@ -21,6 +21,7 @@ import httpx2
 import mcp_types as types
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
+from opentelemetry import propagate
 
 from instance_contract.schema import ExternalMcpServer
 from runtime.config import Secrets, secret_env_name
@@ -138,7 +139,8 @@ class ExternalServers:
 
     def _http(self, server: ExternalMcpServer, refused: list[int]) -> httpx2.AsyncClient:
         """An HTTP client sending the bearer token; it notes a 401/403, which the SDK's client reports only as a
-        generic error response."""
+        generic error response. Each request carries the current W3C trace context as a `traceparent` header (the
+        SDK's client also puts it in the request's `_meta`), so the server's spans join the instance's trace."""
 
         async def note_refusal(response: httpx2.Response) -> None:
             if response.status_code in (401, 403):
@@ -147,7 +149,7 @@ class ExternalServers:
         return httpx2.AsyncClient(
             headers=self._headers(server),
             timeout=server.timeout_seconds,
-            event_hooks={"response": [note_refusal]},
+            event_hooks={"request": [_carry_trace_context], "response": [note_refusal]},
         )
 
     async def _list(self, server: ExternalMcpServer, refused: list[int]) -> list[ExternalTool]:
@@ -191,6 +193,10 @@ class ExternalServers:
                 ) from None
             detail = _describe(exc)
             raise ExternalToolError(f"MCP server {server.name!r} ({server.url}) failed {doing}: {detail}") from None
+
+
+async def _carry_trace_context(request: httpx2.Request) -> None:
+    propagate.inject(request.headers)
 
 
 def _describe(exc: BaseException) -> str:
