@@ -52,10 +52,10 @@ def discarding_receiver() -> Iterator[tuple[str, dict[str, int]]]:
     received: dict[str, int] = {}
 
     class Handler(BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: Any) -> None:
             return
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             size = int(self.headers.get("Content-Length", "0"))
             self.rfile.read(size)
             received[self.path] = received.get(self.path, 0) + size
@@ -155,13 +155,13 @@ def main() -> None:
             load.append(os.getloadavg()[0])
         print(f"\nload average (1 min) per round: {' '.join(f'{x:.1f}' for x in load)}")
         print(f"OTLP bytes received: {received}")
-    print("\n| server | p50 ms (median of rounds) | p99 ms (median of rounds) | p50 / before (median of paired rounds) |")
+    print("\n| server | p50 ms (median of rounds) | p99 ms (median of rounds) | p50 / before (paired rounds) |")
     print("|---|---:|---:|---:|")
     for config in CONFIGS:
         ratios = [a / b for a, b in zip(p50[config], p50["before"], strict=True)]
         print(
             f"| {config} | {statistics.median(p50[config]):.2f} | {statistics.median(p99[config]):.2f} "
-            f"| {statistics.median(ratios):.3f} ({min(ratios):.3f}–{max(ratios):.3f}) |"
+            f"| {statistics.median(ratios):.3f} ({min(ratios):.3f} to {max(ratios):.3f}) |"
         )
 
 
