@@ -80,13 +80,14 @@ def extract_before(revision: str, into: Path) -> Path:
         ["git", "archive", revision, "runtime", "instance_contract", "oauth_resource"],
         cwd=ROOT, check=True, capture_output=True,
     ).stdout  # fmt: skip
+    into.mkdir(parents=True)
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
     return into
 
 
 def start(bundle: Path, code: Path, extra: dict[str, str]) -> tuple[subprocess.Popen[str], int]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTH_", "OTEL_"))}
-    env.update({"PYTHONPATH": str(code), "LOG_LEVEL": "WARNING", "AUTH_MODE": "none", "STATE_URL": "memory://"})
+    env.update({"PYTHONPATH": str(code), "LOG_LEVEL": "INFO", "AUTH_MODE": "none", "STATE_URL": "memory://"})
     env.update(extra)
     process = subprocess.Popen(
         ["taskset", "-c", "0", sys.executable, "-m", "runtime", "serve", "--bundle", str(bundle),
@@ -121,7 +122,8 @@ def main() -> None:
     os.sched_setaffinity(0, {1})  # the client (and the receiver) on CPU 1; servers on CPU 0
     p50: dict[str, list[float]] = {c: [] for c in CONFIGS}
     p99: dict[str, list[float]] = {c: [] for c in CONFIGS}
-    with tempfile.TemporaryDirectory() as tmp, discarding_receiver() as (endpoint, received):
+    (ROOT / "build").mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=ROOT / "build") as tmp, discarding_receiver() as (endpoint, received):
         bundle = write_bundle(Path(tmp))
         before = extract_before(args.before, Path(tmp) / "before")
         setups: dict[str, tuple[Path, dict[str, str]]] = {
