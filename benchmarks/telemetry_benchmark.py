@@ -11,9 +11,13 @@ rounds so that the shared machine's load falls on all of them alike:
   traced    this tree with OTEL_EXPORTER_OTLP_ENDPOINT set to a local receiver (this process, discarding what it
             gets), OTEL_TRACES_SAMPLER=always_on, batch span export, OTLP metrics every 60 s
 
-Each round starts each server fresh (order rotated every round), pinned to CPU 0, and times `--requests` sequential
-invoke calls on one client (pinned to CPU 1) after 50 warm-up calls. Reported: per server the median over rounds of
-the round's p50 (and p99), and the paired per-round ratio of p50 to `before`.
+Each round starts the four servers afresh, all pinned to CPU 0, and after 50 warm-up calls each, sends `--requests`
+steps of one sequential invoke to every server in turn (the order rotated every step; the client, pinned to CPU 1,
+has one connection per server): the machine's load, which varies by the second on a shared box, falls on the four
+alike. Reported per server: the median over rounds of the round's p50 and p99; the paired ratio to `before` (the
+median, over the steps, of this server's latency over `before`'s in the same step); and the server's own CPU time
+per invoke (user + system, all threads: the span exporter included), read from /proc, which the other processes'
+load disturbs far less than wall time.
 
     .venv/bin/python benchmarks/telemetry_benchmark.py [--rounds 5] [--requests 300] [--before 7c27df9]
 """
@@ -31,17 +35,18 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AsyncExitStack, contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
+from mcp import Client
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.runtime_benchmark import latency, write_bundle  # noqa: E402
+from benchmarks.runtime_benchmark import write_bundle  # noqa: E402
 
 CONFIGS = ("before", "disabled", "default", "traced")
 
@@ -108,9 +113,38 @@ def start(bundle: Path, code: Path, extra: dict[str, str]) -> tuple[subprocess.P
     return process, port
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (all its threads: the span exporter's included)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(samples: list[float], q: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def interleaved(urls: dict[str, str], requests: int, offset: int) -> dict[str, list[float]]:
+    """One sequential client per server; request i goes to every server in turn (order rotated each time), so the
+    four samples of one step are taken within a few tens of milliseconds of each other."""
+    names = list(urls)
+    samples: dict[str, list[float]] = {n: [] for n in names}
+    async with AsyncExitStack() as stack:
+        clients = {n: await stack.enter_async_context(Client(u)) for n, u in urls.items()}
+        for n in names:
+            await clients[n].list_tools()
+            for i in range(50):  # warm-up
+                await clients[n].call_tool("invoke", {"message": "plan the roadmap", "thread_id": f"warm-{i % 8}"})
+        for i in range(requests):
+            k = (i + offset) % len(names)
+            for n in names[k:] + names[:k]:
+                begin = time.perf_counter()
+                result = await clients[n].call_tool(
+                    "invoke", {"message": "plan the roadmap", "thread_id": f"t-{i % 32}"}
+                )
+                samples[n].append((time.perf_counter() - begin) * 1000)
+                assert not result.is_error
+    return samples
 
 
 def main() -> None:
@@ -122,6 +156,8 @@ def main() -> None:
     os.sched_setaffinity(0, {1})  # the client (and the receiver) on CPU 1; servers on CPU 0
     p50: dict[str, list[float]] = {c: [] for c in CONFIGS}
     p99: dict[str, list[float]] = {c: [] for c in CONFIGS}
+    cpu: dict[str, list[float]] = {c: [] for c in CONFIGS}
+    ratios: dict[str, list[float]] = {c: [] for c in CONFIGS}
     (ROOT / "build").mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(dir=ROOT / "build") as tmp, discarding_receiver() as (endpoint, received):
         bundle = write_bundle(Path(tmp))
@@ -142,28 +178,38 @@ def main() -> None:
         }
         load = [os.getloadavg()[0]]
         for round_ in range(args.rounds):
-            order = CONFIGS[round_ % len(CONFIGS) :] + CONFIGS[: round_ % len(CONFIGS)]
-            for config in order:
-                code, extra = setups[config]
-                process, port = start(bundle, code, extra)
-                try:
-                    samples = asyncio.run(latency(f"http://127.0.0.1:{port}/mcp", args.requests))
-                finally:
+            servers = {c: start(bundle, *setups[c]) for c in CONFIGS}
+            try:
+                urls = {c: f"http://127.0.0.1:{port}/mcp" for c, (_, port) in servers.items()}
+                cpu_before = {c: cpu_seconds(p.pid) for c, (p, _) in servers.items()}
+                samples = asyncio.run(interleaved(urls, args.requests, round_))
+                calls = args.requests + 50
+                for c, (p, _) in servers.items():
+                    cpu[c].append((cpu_seconds(p.pid) - cpu_before[c]) * 1000 / calls)
+            finally:
+                for process, _ in servers.values():
                     process.terminate()
+                for process, _ in servers.values():
                     process.wait(timeout=30)
-                p50[config].append(statistics.median(samples))
-                p99[config].append(percentile(samples, 0.99))
-                print(f"round {round_ + 1} {config:9} p50 {p50[config][-1]:7.2f} ms  p99 {p99[config][-1]:7.2f} ms")
+            for c in CONFIGS:
+                p50[c].append(statistics.median(samples[c]))
+                p99[c].append(percentile(samples[c], 0.99))
+                ratios[c].append(statistics.median(a / b for a, b in zip(samples[c], samples["before"], strict=True)))
+                print(
+                    f"round {round_ + 1} {c:9} p50 {p50[c][-1]:7.2f} ms  p99 {p99[c][-1]:7.2f} ms  "
+                    f"cpu {cpu[c][-1]:6.2f} ms/invoke  paired p50 ratio {ratios[c][-1]:.3f}",
+                    flush=True,
+                )
             load.append(os.getloadavg()[0])
-        print(f"\nload average (1 min) per round: {' '.join(f'{x:.1f}' for x in load)}")
+        print(f"\nload average (1 min) after each round: {' '.join(f'{x:.1f}' for x in load)}")
         print(f"OTLP bytes received: {received}")
-    print("\n| server | p50 ms (median of rounds) | p99 ms (median of rounds) | p50 / before (paired rounds) |")
-    print("|---|---:|---:|---:|")
-    for config in CONFIGS:
-        ratios = [a / b for a, b in zip(p50[config], p50["before"], strict=True)]
+    print("\n| server | p50 ms | p99 ms | p50 / before (paired) | server CPU ms per invoke | CPU / before |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for c in CONFIGS:
+        cpu_ratio = statistics.median(a / b for a, b in zip(cpu[c], cpu["before"], strict=True))
         print(
-            f"| {config} | {statistics.median(p50[config]):.2f} | {statistics.median(p99[config]):.2f} "
-            f"| {statistics.median(ratios):.3f} ({min(ratios):.3f} to {max(ratios):.3f}) |"
+            f"| {c} | {statistics.median(p50[c]):.2f} | {statistics.median(p99[c]):.2f} "
+            f"| {statistics.median(ratios[c]):.3f} | {statistics.median(cpu[c]):.2f} | {cpu_ratio:.3f} |"
         )
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import mcp_types as types
 from mcp import Client
+from mcp.server._otel import OpenTelemetryMiddleware
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.context import Context
 from mcp.server.mcpserver.exceptions import ToolError
@@ -157,6 +158,9 @@ class BackendServer(MCPServer):
     def __init__(self, name: str, external: ExternalServers) -> None:
         super().__init__(name, log_level="WARNING")
         self.external = external
+        # In-process: every call already has its `execute_tool` span (ToolGateway.call), whose context the
+        # in-process transport carries into the handler; the SDK's server span per call would only double it.
+        self.middleware[:] = [m for m in self.middleware if not isinstance(m, OpenTelemetryMiddleware)]
 
     async def list_tools(self) -> list[types.Tool]:
         own = await super().list_tools()

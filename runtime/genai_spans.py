@@ -18,6 +18,14 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, StatusCode
 
 TRACER = trace.get_tracer("agentfoundry.runtime")
+_recording = False
+"""Set by runtime.telemetry once a tracer provider is installed; until then `span` makes no span at all."""
+
+
+def start_recording() -> None:
+    global _recording
+    _recording = True
+
 
 OPERATION = "gen_ai.operation.name"
 AGENT_NAME = "gen_ai.agent.name"
@@ -33,7 +41,11 @@ def provider_name(provider: str) -> str:
 @contextmanager
 def span(name: str, attributes: dict[str, Any], kind: SpanKind = SpanKind.INTERNAL) -> Iterator[Span]:
     """A current span that records an escaping exception's type as `error.type` (never its message: exceptions
-    may quote the caller's input)."""
+    may quote the caller's input). Without a tracer provider: the current (caller's or no-op) span, untouched, so
+    an instance that exports nothing pays nothing per span."""
+    if not _recording:
+        yield trace.get_current_span()
+        return
     with TRACER.start_as_current_span(
         name, kind=kind, attributes=attributes, record_exception=False, set_status_on_exception=False
     ) as current:

@@ -18,6 +18,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 
 from instance_contract.schema import AgentInstance
+from runtime.genai_spans import start_recording
 from runtime.telemetry_settings import TelemetrySettings
 
 
@@ -58,6 +59,7 @@ def install_tracing(settings: TelemetrySettings, resource: Resource) -> TracerPr
     provider = TracerProvider(resource=resource)  # the sampler comes from OTEL_TRACES_SAMPLER(_ARG)
     provider.add_span_processor(BatchSpanProcessor(exporter))  # OTEL_BSP_* tune it
     trace.set_tracer_provider(provider)
+    start_recording()
     _installed = provider
     return provider
 
