@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from opentelemetry import trace
+from opentelemetry import context, trace
 from opentelemetry.trace import Span, SpanKind, StatusCode
 
 TRACER = trace.get_tracer("agentfoundry.runtime")
@@ -46,14 +46,16 @@ def span(name: str, attributes: dict[str, Any], kind: SpanKind = SpanKind.INTERN
     if not _recording:
         yield trace.get_current_span()
         return
-    with TRACER.start_as_current_span(
-        name, kind=kind, attributes=attributes, record_exception=False, set_status_on_exception=False
-    ) as current:
-        try:
-            yield current
-        except BaseException as exc:
-            fail(current, type(exc).__name__)
-            raise
+    current = TRACER.start_span(name, kind=kind, attributes=attributes)
+    token = context.attach(trace.set_span_in_context(current))  # start_as_current_span, one layer less
+    try:
+        yield current
+    except BaseException as exc:
+        fail(current, type(exc).__name__)
+        raise
+    finally:
+        context.detach(token)
+        current.end()
 
 
 def fail(current: Span, error_type: str) -> None:

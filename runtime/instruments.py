@@ -3,23 +3,17 @@ OpenTelemetry SDK and read three ways: GET /metrics (Prometheus text, through op
 prometheus_client), OTLP with the traces when an exporter is configured, and the `status` tool's summary.
 
 One MeterProvider per Instance (not the global one), so several instances in one process (tests) keep their own
-counts. With OTEL_SDK_DISABLED=true every instrument is the API's no-op and /metrics is empty.
+counts; its Prometheus reader is also what `status` reads, so each measurement is aggregated once (twice with OTLP).
+With OTEL_SDK_DISABLED=true every instrument is the API's no-op and /metrics is empty.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 from opentelemetry.metrics import Meter, NoOpMeter
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import (
-    HistogramDataPoint,
-    InMemoryMetricReader,
-    MetricReader,
-    NumberDataPoint,
-    PeriodicExportingMetricReader,
-)
+from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider
+from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 from prometheus_client import CollectorRegistry, generate_latest
 
@@ -46,7 +40,6 @@ TURN_SECONDS_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.
 class RuntimeMetrics:
     def __init__(self, resource: Resource, settings: TelemetrySettings) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
-        self._snapshot: InMemoryMetricReader | None = None
         self._provider: MeterProvider | None = None
         meter: Meter
         if settings.disabled:
@@ -54,18 +47,18 @@ class RuntimeMetrics:
         else:
             from opentelemetry.exporter.prometheus import PrometheusMetricReader
 
-            self._snapshot = InMemoryMetricReader()
             readers: list[MetricReader] = [
-                PrometheusMetricReader(
-                    registry=self.registry, resource_attribute_filter=PROMETHEUS_LABELS.__contains__
-                ),
-                self._snapshot,
+                PrometheusMetricReader(registry=self.registry, resource_attribute_filter=PROMETHEUS_LABELS.__contains__)
             ]
             if settings.metrics_exporter == "otlp":
                 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 
                 readers.append(PeriodicExportingMetricReader(OTLPMetricExporter()))  # OTEL_METRIC_EXPORT_INTERVAL
-            self._provider = MeterProvider(resource=resource, metric_readers=readers)
+            self._provider = MeterProvider(
+                resource=resource,
+                metric_readers=readers,
+                exemplar_filter=None if settings.exemplars else AlwaysOffExemplarFilter(),
+            )
             meter = self._provider.get_meter(SCOPE)
         self.requests = meter.create_counter(
             "agentfoundry.requests", unit="{request}", description="invoke calls, by outcome (ok or error)"
@@ -136,52 +129,59 @@ class RuntimeMetrics:
         return generate_latest(self.registry)
 
     def summary(self) -> dict[str, Any]:
-        """What the `status` tool shows: the same SDK's cumulative values, summed per attribute of interest."""
+        """What the `status` tool shows: the same values /metrics serves (one reader, so a measurement is stored
+        once), summed per attribute of interest."""
         found: dict[str, Any] = {
             "requests": {},
             "errors": {},
-            "turn_seconds": _empty_histogram(),
+            "turn_seconds": _describe([], 0, 0.0),
             "tokens": {},
             "model_calls": {},
             "tool_calls": {},
+            "enabled": self.enabled,
         }
-        if self._snapshot is None:
-            return {**found, "enabled": False}
-        for name, point in self._points():
-            attrs = dict(point.attributes or {})
-            if name == "agentfoundry.requests" and isinstance(point, NumberDataPoint):
-                key = str(attrs.get("outcome"))
-                found["requests"][key] = found["requests"].get(key, 0) + int(point.value)
-            elif name == "agentfoundry.errors" and isinstance(point, NumberDataPoint):
-                key = str(attrs.get("error.type"))
-                found["errors"][key] = found["errors"].get(key, 0) + int(point.value)
-            elif name == "agentfoundry.turn.duration" and isinstance(point, HistogramDataPoint):
-                found["turn_seconds"] = _merge(found["turn_seconds"], point)
-            elif name == "gen_ai.client.token.usage" and isinstance(point, HistogramDataPoint):
-                model = found["tokens"].setdefault(str(attrs.get("gen_ai.request.model")), {"input": 0, "output": 0})
-                model[str(attrs.get("gen_ai.token.type"))] += int(point.sum)
-            elif name == "gen_ai.client.operation.duration" and isinstance(point, HistogramDataPoint):
-                calls = found["model_calls"].setdefault(
-                    str(attrs.get("gen_ai.request.model")), {"calls": 0, "errors": 0, "seconds": 0.0}
-                )
-                calls["calls"] += point.count
-                calls["errors"] += point.count if "error.type" in attrs else 0
-                calls["seconds"] = round(calls["seconds"] + point.sum, 6)
-            elif name in ("agentfoundry.tool.calls", "agentfoundry.tool.errors") and isinstance(point, NumberDataPoint):
-                tool = found["tool_calls"].setdefault(str(attrs.get("gen_ai.tool.name")), {"calls": 0, "errors": 0})
-                tool["calls" if name.endswith("calls") else "errors"] += int(point.value)
-        found["turn_seconds"] = _describe(found["turn_seconds"])
-        return {**found, "enabled": True}
+        if not self.enabled:
+            return found
+        turn_buckets: list[tuple[float, float]] = []
+        turn_count, turn_sum = 0, 0.0
 
-    def _points(self) -> Iterator[tuple[str, NumberDataPoint | HistogramDataPoint]]:
-        assert self._snapshot is not None
-        data = self._snapshot.get_metrics_data()
-        for resource in data.resource_metrics if data else []:
-            for scope in resource.scope_metrics:
-                for metric in scope.metrics:
-                    for point in metric.data.data_points:
-                        if isinstance(point, NumberDataPoint | HistogramDataPoint):
-                            yield metric.name, point
+        def add(table: dict[str, Any], key: str, amount: float) -> None:
+            table[key] = table.get(key, 0) + int(amount)
+
+        for family in self.registry.collect():
+            for sample in family.samples:
+                name, labels, value = sample.name, sample.labels, sample.value
+                if name == "agentfoundry_requests_total":
+                    add(found["requests"], labels.get("outcome", ""), value)
+                elif name == "agentfoundry_errors_total":
+                    add(found["errors"], labels.get("error_type", ""), value)
+                elif name == "agentfoundry_turn_duration_seconds_bucket":
+                    turn_buckets.append((float(labels["le"]), value))
+                elif name == "agentfoundry_turn_duration_seconds_count":
+                    turn_count += int(value)
+                elif name == "agentfoundry_turn_duration_seconds_sum":
+                    turn_sum += value
+                elif name == "gen_ai_client_token_usage_sum":
+                    model = labels.get("gen_ai_request_model", "")
+                    add(
+                        found["tokens"].setdefault(model, {"input": 0, "output": 0}), labels["gen_ai_token_type"], value
+                    )
+                elif name in (
+                    "gen_ai_client_operation_duration_seconds_count",
+                    "gen_ai_client_operation_duration_seconds_sum",
+                ):
+                    model = labels.get("gen_ai_request_model", "")
+                    calls = found["model_calls"].setdefault(model, {"calls": 0, "errors": 0, "seconds": 0.0})
+                    if name.endswith("_sum"):
+                        calls["seconds"] = round(calls["seconds"] + value, 6)
+                    else:
+                        calls["calls"] += int(value)
+                        calls["errors"] += int(value) if "error_type" in labels else 0
+                elif name in ("agentfoundry_tool_calls_total", "agentfoundry_tool_errors_total"):
+                    tool = found["tool_calls"].setdefault(labels.get("gen_ai_tool_name", ""), {"calls": 0, "errors": 0})
+                    add(tool, "calls" if "calls" in name else "errors", value)
+        found["turn_seconds"] = _describe(turn_buckets, turn_count, turn_sum)
+        return found
 
     def shutdown(self) -> None:
         """Exports what is still pending over OTLP and stops the periodic reader."""
@@ -190,47 +190,33 @@ class RuntimeMetrics:
             self._provider = None
 
 
-def _empty_histogram() -> dict[str, Any]:
-    return {"count": 0, "sum": 0.0, "min": None, "max": None, "bounds": (), "buckets": []}
-
-
-def _merge(into: dict[str, Any], point: HistogramDataPoint) -> dict[str, Any]:
-    buckets = list(into["buckets"]) or [0] * len(point.bucket_counts)
+def _describe(buckets: list[tuple[float, float]], count: int, total: float) -> dict[str, Any]:
+    """count, mean and p50/p95 estimated from cumulative buckets (linear within a bucket, as Prometheus's
+    histogram_quantile does); the buckets of several label sets are summed by bound first."""
+    if not count:
+        return {"count": 0, "mean": None, "p50": None, "p95": None}
+    merged: dict[float, float] = {}
+    for bound, cumulative in buckets:
+        merged[bound] = merged.get(bound, 0.0) + cumulative
+    ordered = sorted(merged.items())
     return {
-        "count": into["count"] + point.count,
-        "sum": into["sum"] + point.sum,
-        "min": point.min if into["min"] is None else min(into["min"], point.min),
-        "max": point.max if into["max"] is None else max(into["max"], point.max),
-        "bounds": tuple(point.explicit_bounds),
-        "buckets": [a + b for a, b in zip(buckets, point.bucket_counts, strict=True)],
+        "count": count,
+        "mean": round(total / count, 6),
+        "p50": _quantile(ordered, 0.5 * count),
+        "p95": _quantile(ordered, 0.95 * count),
     }
 
 
-def _describe(h: dict[str, Any]) -> dict[str, Any]:
-    """count, mean, min, max and p50/p95 estimated from the buckets (linear within a bucket, clamped to min/max)."""
-    if not h["count"]:
-        return {"count": 0, "mean": None, "min": None, "max": None, "p50": None, "p95": None}
-    return {
-        "count": h["count"],
-        "mean": round(h["sum"] / h["count"], 6),
-        "min": round(h["min"], 6),
-        "max": round(h["max"], 6),
-        "p50": _quantile(h, 0.5),
-        "p95": _quantile(h, 0.95),
-    }
-
-
-def _quantile(h: dict[str, Any], q: float) -> float:
-    rank = q * h["count"]
-    seen = 0
-    bounds: tuple[float, ...] = h["bounds"]
-    for i, count in enumerate(h["buckets"]):
-        if count and seen + count >= rank:
-            low: float = max(bounds[i - 1] if i > 0 else h["min"], h["min"])
-            high: float = min(bounds[i] if i < len(bounds) else h["max"], h["max"])
-            return float(round(low + (high - low) * (rank - seen) / count, 6))
-        seen += count
-    return round(float(h["max"]), 6)
+def _quantile(cumulative: list[tuple[float, float]], rank: float) -> float | None:
+    low_bound, low_count = 0.0, 0.0
+    for bound, seen in cumulative:
+        if seen >= rank:
+            if bound == float("inf"):
+                return round(low_bound, 6)  # beyond the last finite bound: its value is all that is known
+            share = (rank - low_count) / (seen - low_count) if seen > low_count else 1.0
+            return round(low_bound + (bound - low_bound) * share, 6)
+        low_bound, low_count = bound, seen
+    return None
 
 
 class InstanceTelemetry:

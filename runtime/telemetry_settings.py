@@ -32,6 +32,9 @@ class TelemetrySettings:
     """Message contents (prompts, answers, tool arguments and results) on spans: off unless opted in."""
     service_name: str | None = None
     """OTEL_SERVICE_NAME; None: the instance's name."""
+    exemplars: bool = False
+    """Exemplars only when OTEL_METRICS_EXEMPLAR_FILTER asks (the SDK's trace_based default costs every
+    measurement inside a span, and nothing downstream reads them)."""
 
 
 def _flag(env: Mapping[str, str], name: str) -> bool:
@@ -74,4 +77,5 @@ def telemetry_settings(env: Mapping[str, str]) -> TelemetrySettings:
         metrics_exporter=metrics,  # type: ignore[arg-type]  # checked against METRICS_EXPORTERS
         capture_content=_flag(env, CAPTURE_CONTENT),
         service_name=service_name,
+        exemplars=bool(env.get("OTEL_METRICS_EXEMPLAR_FILTER", "").strip()),
     )
