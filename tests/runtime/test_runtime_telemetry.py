@@ -320,3 +320,21 @@ def test_an_otel_setting_the_runtime_cannot_honour_stops_it_at_start_naming_the_
 ) -> None:
     with pytest.raises(ConfigError, match=says.replace("(", r"\(")):
         config_from_env({"BUNDLE_URI": "bundle.tar.gz", variable: value})
+
+
+async def test_the_console_exporter_prints_the_spans_of_one_invoke_on_stderr(
+    bundle: BuiltBundle, runtime_factory: list[RuntimeProcess]
+) -> None:
+    """The README's way for a newcomer to see a trace: OTEL_TRACES_EXPORTER=console, no collector needed."""
+    env = {**bundle.identity_env(), "SECRET_TICKET_API_TOKEN": TOKEN, "OTEL_TRACES_EXPORTER": "console"}
+    process = serve({**env, **EXPORT_FAST})
+    runtime_factory.append(process)
+    async with Client(process.url) as client:
+        result = await client.call_tool("invoke", {"message": "plan the roadmap", "thread_id": "console"})
+    assert result.structured_content is not None
+    trace_id = result.structured_content["trace_id"]
+    assert process.terminate() == 0  # the drain flushes what is still queued
+    printed = process.stderr_text()
+    for name in ("tools/call invoke", "invoke_agent pm-agent", "execute_tool model_generate", "chat offline-echo"):
+        assert f'"name": "{name}"' in printed
+    assert f'"trace_id": "0x{trace_id}"' in printed
