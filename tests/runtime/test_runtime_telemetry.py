@@ -338,3 +338,20 @@ async def test_the_console_exporter_prints_the_spans_of_one_invoke_on_stderr(
     for name in ("tools/call invoke", "invoke_agent pm-agent", "execute_tool model_generate", "chat offline-echo"):
         assert f'"name": "{name}"' in printed
     assert f'"trace_id": "0x{trace_id}"' in printed
+
+
+async def test_a_failing_model_call_counts_as_a_model_tool_and_request_error(bundle: BuiltBundle) -> None:
+    config = config_from_env({**bundle.identity_env(), "OFFLINE_MODEL_FAIL_AGENTS": "pm-agent"}, state="memory://")
+    loaded = load_bundle(str(bundle.path), expected_hash=None, identity=config.identity)
+    instance = Instance(bundle=loaded, config=config)
+    await instance.start()
+    try:
+        result = await instance.invoke("plan the roadmap", "failing")
+        seen = instance.status()["telemetry"]
+    finally:
+        await instance.stop()
+    assert result.error is not None and result.error.code == "agent_failed"
+    assert seen["requests"] == {"error": 1} and seen["errors"] == {"agent_failed": 1}
+    assert seen["model_calls"]["offline-echo"]["errors"] == 1
+    assert seen["tool_calls"]["model_generate"] == {"calls": 1, "errors": 1}
+    assert "offline-echo" not in seen["tokens"]  # a failed call used no tokens
