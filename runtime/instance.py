@@ -27,11 +27,14 @@ from runtime.backend_mcp import BackendConnection, build_backend_server, provide
 from runtime.bundle_source import InstanceBundle, load_bundle
 from runtime.config import RuntimeConfig, Secrets
 from runtime.egress_http import EgressPolicy
+from runtime.genai_spans import AGENT_NAME, OPERATION, fail, span, text_messages
 from runtime.graph import REQUEST_DEADLINE, Node, build_graph
+from runtime.instruments import InstanceTelemetry
 from runtime.memory import ThreadMemory
 from runtime.state import PipelineState
 from runtime.state_url import default_state_url, parse_state_url
 from runtime.subject_data import SubjectRequest, erase_subject, export_subject
+from runtime.telemetry import instance_resource
 from runtime.thread_leases import ThreadOwner
 from runtime.thread_store import StateStoreError, ThreadState, open_thread_state, writable_default
 from runtime.thread_turns import StateUnavailableError, ThreadBusyError
@@ -122,6 +125,9 @@ class Instance:
         names = list(bundle.instance.spec.secrets)
         self.secrets, self.missing_secrets = config.secrets_for(names)
         self.metrics = Metrics()
+        self.resource = instance_resource(bundle.instance, bundle.content_hash, config.telemetry)
+        """Whose spans and metrics these are (service, environment, organization, domain, instance, bundle hash)."""
+        self.telemetry = InstanceTelemetry.from_settings(config.telemetry, self.resource)
         self.thread_state: ThreadState | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self.draining = False
@@ -137,8 +143,9 @@ class Instance:
             memory=self._memory,
             secrets=self.secrets,
             egress=self.egress,
+            telemetry=self.telemetry,
         )
-        self.backend = BackendConnection(backend, bundle.mcp.agents)
+        self.backend = BackendConnection(backend, bundle.mcp.agents, self.telemetry)
         self.graph = build_graph(bundle.graph, self._agents())
 
     @classmethod
@@ -234,6 +241,7 @@ class Instance:
         if self.thread_state is not None:
             await self.thread_state.close()
             self.thread_state = None
+        self.telemetry.metrics.shutdown()
 
     async def _sweep_forever(self, state: ThreadState) -> None:
         while True:
@@ -254,10 +262,33 @@ class Instance:
         """`caller` is who the bearer token says is calling (None: the anonymous caller of AUTH_MODE=none or stdio).
         The graph sees only the caller's opaque thread key and the token's organization as its tenant. Without a
         thread id the turn starts a new thread (never a shared default one: with auth off, or callers sharing one
-        client id, that would hand one caller another's history); the result's thread_id names it."""
-        trace_id = uuid.uuid4().hex
+        client id, that would hand one caller another's history); the result's thread_id names it.
+
+        The turn is one `invoke_agent` span (the graph's node spans are its children); the result's trace_id is the
+        span's trace id when there is one (the caller's, if it sent a traceparent), so a caller can find the trace."""
         if thread_id is None:
             thread_id = new_thread_id()
+        name = self.bundle.instance.metadata.name
+        attributes: dict[str, Any] = {OPERATION: "invoke_agent", AGENT_NAME: name}
+        capture = self.telemetry.capture_content
+        if capture:
+            attributes["gen_ai.input.messages"] = text_messages("user", message)
+        started = time.perf_counter()
+        with span(f"invoke_agent {name}", attributes) as current:
+            context = current.get_span_context()
+            trace_id = format(context.trace_id, "032x") if context.is_valid else uuid.uuid4().hex
+            if current.is_recording() and THREAD_ID.fullmatch(thread_id):
+                key = thread_key(caller or anonymous_caller(self.organization), thread_id)
+                current.set_attribute("gen_ai.conversation.id", key)
+            result = await self._invoke(message, thread_id, caller, trace_id)
+            if result.error is not None:
+                fail(current, result.error.code)
+            elif capture and result.answer is not None:
+                current.set_attribute("gen_ai.output.messages", text_messages("assistant", result.answer))
+        self.telemetry.metrics.turn(time.perf_counter() - started, result.error.code if result.error else None)
+        return result
+
+    async def _invoke(self, message: str, thread_id: str, caller: Caller | None, trace_id: str) -> InvokeResult:
         refusal: InvokeError | None = None
         if self.draining or not self.ready:
             self.metrics.refused += 1
@@ -391,6 +422,8 @@ class Instance:
         }
 
     def status(self) -> dict[str, Any]:
+        """Health, the observability agent's per-node counts and the OpenTelemetry instruments' summary
+        (requests by outcome, errors by type, turn duration, tokens and model calls by model, tool calls by tool)."""
         return {
             "ready": self.ready and not self.draining,
             "draining": self.draining,
@@ -400,14 +433,8 @@ class Instance:
                 "where": self.thread_state.where if self.thread_state else None,
             },
             "metrics": self.metrics.snapshot(),
+            "telemetry": self.telemetry.metrics.summary(),
         }
-
-    def prometheus_labels(self) -> str:
-        identity = self.bundle.instance.spec.identity
-        return (
-            f'organization="{identity.organization_id}",domain="{identity.domain_id}",'
-            f'environment="{identity.environment}",instance="{identity.instance_id}"'
-        )
 
 
 def new_thread_id() -> str:

@@ -33,7 +33,7 @@ from mcp_types import CallToolResult, TextContent
 from pydantic import Field
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from runtime.auth import (
@@ -48,6 +48,10 @@ from runtime.auth import (
     resource_server,
 )
 from runtime.instance import Instance, InvokeResult, SubjectDataResult, SubjectRequestError
+from runtime.telemetry import install_tracing, shutdown_tracing
+from runtime.trace_context import TraceContextMiddleware
+
+PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 log = logging.getLogger("runtime.server")
 MAX_MESSAGE_CHARS = 1_000_000
@@ -177,7 +181,7 @@ def build_http_app(instance: Instance) -> Starlette:
     async def metrics(request: Request) -> Response:
         if auth is not None and (refused := _refuse_without_scope(request, READ_SCOPE, auth)) is not None:
             return refused
-        return PlainTextResponse(instance.metrics.prometheus(instance.prometheus_labels()))
+        return Response(instance.telemetry.metrics.prometheus(), media_type=PROMETHEUS_CONTENT_TYPE)
 
     security = TransportSecuritySettings(
         enable_dns_rebinding_protection=True,
@@ -190,6 +194,7 @@ def build_http_app(instance: Instance) -> Starlette:
     app.add_route("/healthz", healthz, methods=["GET"])
     app.add_route("/readyz", readyz, methods=["GET"])
     app.add_route("/metrics", metrics, methods=["GET"])
+    app.add_middleware(TraceContextMiddleware)
     if auth is not None:
         app.router.routes[:] = [*_without_metadata_routes(app.router.routes), *_metadata_routes(instance, auth)]
     mcp_lifespan = app.router.lifespan_context
@@ -274,6 +279,7 @@ class DrainingServer(uvicorn.Server):
 
 async def serve_http(instance: Instance) -> None:
     config = instance.config
+    install_tracing(config.telemetry, instance.resource)
     uv_config = uvicorn.Config(
         build_http_app(instance),
         host=config.host,
@@ -285,12 +291,17 @@ async def serve_http(instance: Instance) -> None:
         timeout_graceful_shutdown=max(1, int(config.drain_seconds)),
         timeout_keep_alive=65,  # above the ALB's 60 s idle timeout, so the ALB closes first
     )
-    await DrainingServer(uv_config, instance).serve()
+    try:
+        await DrainingServer(uv_config, instance).serve()
+    finally:
+        shutdown_tracing()
 
 
 async def serve_stdio(instance: Instance) -> None:
+    install_tracing(instance.config.telemetry, instance.resource)
     await instance.start()
     try:
         await build_mcp_server(instance).run_stdio_async()
     finally:
         await instance.stop()
+        shutdown_tracing()

@@ -297,7 +297,7 @@ async def test_health_stays_open_and_metrics_needs_the_read_scope(
         anonymous.status_code == 401 and f'resource_metadata="{METADATA_URL}"' in anonymous.headers["www-authenticate"]
     )
     assert invoke_only.status_code == 403 and 'error="insufficient_scope"' in invoke_only.headers["www-authenticate"]
-    assert reader.status_code == 200 and "agentfoundry_runtime_requests_total" in reader.text
+    assert reader.status_code == 200 and "agentfoundry_requests_total" in reader.text
 
 
 async def test_describe_shows_no_internal_locations(runtime: RuntimeProcess, issuer: RunningIssuer) -> None:
