@@ -15,7 +15,6 @@ from typing import Any
 
 import mcp_types as types
 from mcp import Client
-from mcp.server._otel import OpenTelemetryMiddleware
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.context import Context
 from mcp.server.mcpserver.exceptions import ToolError
@@ -153,6 +152,10 @@ def providers_for(
     return chosen
 
 
+SDK_SPAN_MIDDLEWARE = "OpenTelemetryMiddleware"
+"""The MCP SDK's default server middleware that opens one span per request."""
+
+
 class BackendServer(MCPServer):
     """The SDK's server, with the external servers' tools listed and called beside its own."""
 
@@ -160,8 +163,9 @@ class BackendServer(MCPServer):
         super().__init__(name, log_level="WARNING")
         self.external = external
         # In-process: every call already has its `execute_tool` span (ToolGateway.call), whose context the
-        # in-process transport carries into the handler; the SDK's server span per call would only double it.
-        self.middleware[:] = [m for m in self.middleware if not isinstance(m, OpenTelemetryMiddleware)]
+        # in-process transport carries into the handler; the SDK's server span per call would only double it. Its
+        # middleware class lives in a private module (mcp.server._otel), so it is matched by name, not imported.
+        self.middleware[:] = [m for m in self.middleware if type(m).__name__ != SDK_SPAN_MIDDLEWARE]
 
     async def list_tools(self) -> list[types.Tool]:
         own = await super().list_tools()
