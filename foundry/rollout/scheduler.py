@@ -84,6 +84,13 @@ class Rollout:
     """Rollout time over every run: wall time for a real rollout, virtual time for a simulated one."""
     simulated: bool = False
     notes: list[str] = field(default_factory=list)
+    assembly: str | None = None
+    """The cloud assembly (or sharded set, `foundry.synth`) every deploy of this rollout uses: `--assembly DIR`, or
+    the one the rollout synthesized before its canary. A resumed run deploys from it, or refuses."""
+    assembly_digest: str | None = None
+    """Its digest when the rollout started; a resume refuses an assembly whose digest differs."""
+    git_revision: str | None = None
+    """The agents tree's git commit when the rollout started (`-dirty` when it had uncommitted changes)."""
 
     @property
     def finished(self) -> bool:

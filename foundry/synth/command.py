@@ -72,9 +72,7 @@ def run_synth(args: argparse.Namespace) -> int:
         # The manifests are checked here first, so a bad file is named once, not once per shard process.
         fleet = load_fleet(args.agents_dir, environment=args.environment)
         wanted = set(request.instances) if request.instances is not None else None
-        stacks = [
-            i.manifest.spec.stack_name for i in fleet.instances if wanted is None or i.key.selector in wanted
-        ]
+        stacks = [i.manifest.spec.stack_name for i in fleet.instances if wanted is None or i.key.selector in wanted]
     except ManifestError as exc:
         return _error(args, f"the manifests are invalid:\n{exc}", EXIT_FAILED)
     except ValueError as exc:

@@ -84,8 +84,9 @@ class SynthResult:
 async def synthesize(
     request: SynthRequest, cdk: CdkCli, runner: ProcessRunner, *, instance_stacks: Collection[str]
 ) -> SynthResult:
-    """Runs the synth processes (`instance_stacks`: the names of the instance stacks the request selects), writes the index, and moves the set to `request.out` (replacing what a previous
-    synth left there). SynthError when a process fails (the others are stopped, nothing is moved)."""
+    """Runs the synth processes (`instance_stacks`: the names of the instance stacks the request selects), writes
+    the index, and moves the set to `request.out` (replacing what a previous synth left there). SynthError when a
+    process fails (the others are stopped, nothing is moved)."""
     started = time.monotonic()
     out = request.out.resolve()
     _check_replaceable(out)
