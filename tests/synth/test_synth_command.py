@@ -65,9 +65,7 @@ def test_shards_hold_the_unsharded_stacks_and_an_added_instance_changes_one_shar
     assert placed.returncode == 0, placed.stderr
     grown = synth(repo.agents, tmp_path / "sharded", "--shards", "3", "--jobs", "2")  # replaces the earlier set
     new_stack = "af-dev-acme-retail-dev2"
-    changed = {
-        name for name in grown["assemblies"] if grown["assemblies"][name] != sharded["assemblies"].get(name)
-    }
+    changed = {name for name in grown["assemblies"] if grown["assemblies"][name] != sharded["assemblies"].get(name)}
     shard = f"shard-{shard_of(new_stack, 3)}"
     assert changed == {shard}
     assert new_stack in open_assembly_set(tmp_path / "sharded").assemblies[shard].stacks
