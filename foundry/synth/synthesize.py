@@ -128,10 +128,16 @@ async def synthesize(
 
 
 def _check_replaceable(out: Path) -> None:
-    """`out` may be missing, empty, or a set a previous synth wrote; anything else is not ours to delete."""
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / INDEX_FILE).is_file())):
+    """`out` may be missing, empty, a set a previous synth wrote, or a cloud assembly `cdk synth` wrote (`cdk.out`);
+    anything else is not ours to delete."""
+    if not out.exists():
+        return
+    ours = out.is_dir() and (
+        not any(out.iterdir()) or (out / INDEX_FILE).is_file() or (out / "manifest.json").is_file()
+    )
+    if not ours:
         raise SynthError(
-            f"{out} exists and is not a cloud assembly set written by `python -m foundry synth` (no {INDEX_FILE}); "
+            f"{out} exists and is not a cloud assembly (no {INDEX_FILE}, no manifest.json): it is not replaced; "
             "choose an empty or new folder"
         )
 

@@ -77,7 +77,7 @@ def test_synth_refuses_to_replace_a_folder_it_did_not_write_and_names_a_bad_sele
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep me")
     done = foundry("synth", "--out", str(tmp_path / "mine"), "--environment", "dev", "--instances", "acme/retail/dev")
-    assert done.returncode == 1 and "is not a cloud assembly set written by" in done.stderr
+    assert done.returncode == 1 and "is not a cloud assembly (no index.json, no manifest.json)" in done.stderr
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
     done = foundry("synth", "--out", str(tmp_path / "x"), "--instances", "acme/retail/dev")
     assert done.returncode == 2 and "give --environment ENV" in done.stderr
