@@ -148,7 +148,7 @@ def test_a_merge_synthesizes_each_environment_once_in_shards_of_at_most_250_and_
     many = [{"instance": f"o/d/i{n}", "kind": "added"} for n in range(600)]
     plan = {
         "environments": [
-            {**PLAN["environments"][0]},
+            PLAN["environments"][0],
             {"environment": "staging", "deploy_stacks": ["af-staging-platform"], "instances": many},
         ]
     }
