@@ -100,6 +100,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="rollout-bench-", dir=REPO_ROOT / "build") as tmp:
         root = Path(tmp)
         agents = generate_fleet(root / "agents", args.instances)
+        # The local AWS answers as the example dev account (the generator's fleets use another one).
+        settings = agents / "platform.yaml"
+        settings.write_text(settings.read_text().replace("444444444444", "111111111111"))
         # "after" is the committed HEAD of this checkout (commit first).
         for label, revision in (("before", args.before), ("after", "HEAD")):
             calls = root / f"{label}.calls"
