@@ -1,4 +1,4 @@
-"""A local-AWS rollout of a generated 20-instance fleet, before and after synth-once: `cdk` runs and CPU seconds.
+"""A local-AWS rollout of a 20-instance dev fleet, before and after synth-once: `cdk` runs and CPU seconds.
 
 "Before" is the code at a git revision that synthesized every instance again before deploying it (default
 7c27df9, the last one); "after" is this checkout (one synth, then every deploy from that assembly). Each is exported
@@ -28,13 +28,13 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from benchmarks.fleet_generator import generate_fleet  # noqa: E402
 from benchmarks.synth_benchmark import load_average  # noqa: E402
 from foundry.cdk.process import tool_environment  # noqa: E402
 from foundry.local.aws import LocalAws, default_runtime_image  # noqa: E402
 from foundry.local.server import aws_environment  # noqa: E402
+from tests.foundry.manifest_edits import add_instance  # noqa: E402
 
-ENVIRONMENT = "gen0"
+ENVIRONMENT = "dev"
 
 
 def export(revision: str, dest: Path, calls: Path) -> Path:
@@ -62,6 +62,17 @@ def export(revision: str, dest: Path, calls: Path) -> Path:
     shim.write_text(f'#!/usr/bin/env bash\necho "$1" >> "{calls}"\nexec "{real_modules / ".bin" / "cdk"}" "$@"\n')
     shim.chmod(0o755)
     return dest
+
+
+def dev_fleet(target: Path, count: int) -> Path:
+    """The example tree with its dev environment grown to `count` instances (copies of acme/retail/dev), placed.
+    (The generated fleets' platform settings do not deploy on moto; the example dev environment does.)"""
+    shutil.copytree(REPO_ROOT / "agents", target, ignore=shutil.ignore_patterns("schemas"))
+    for index in range(count - 2):
+        add_instance(target, ENVIRONMENT, "bench", "fleet", f"i{index:03d}", like=("acme", "retail", "dev"))
+    place = [sys.executable, "-m", "foundry", "place", "--agents-dir", str(target), "--environment", ENVIRONMENT]
+    subprocess.run(place, cwd=REPO_ROOT, check=True, capture_output=True)
+    return target
 
 
 def one_rollout(tree: Path, agents: Path, work: Path, calls: Path) -> dict[str, object]:
@@ -99,10 +110,7 @@ def main() -> int:
     print(f"machine: {os.cpu_count()} cpus, {platform.machine()}, load {load_average()}", flush=True)
     with tempfile.TemporaryDirectory(prefix="rollout-bench-", dir=REPO_ROOT / "build") as tmp:
         root = Path(tmp)
-        agents = generate_fleet(root / "agents", args.instances)
-        # The local AWS answers as the example dev account (the generator's fleets use another one).
-        settings = agents / "platform.yaml"
-        settings.write_text(settings.read_text().replace("444444444444", "111111111111"))
+        agents = dev_fleet(root / "agents", args.instances)
         # "after" is the committed HEAD of this checkout (commit first).
         for label, revision in (("before", args.before), ("after", "HEAD")):
             calls = root / f"{label}.calls"
