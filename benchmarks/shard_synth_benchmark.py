@@ -86,8 +86,9 @@ class Peaks:
         for child in children(root):
             pids = tree(child)
             self.whole[child] = max(self.whole.get(child, 0), sum(rss(p) for p in pids))
-            apps = [p for p in pids if is_app(p)]
-            app_total = sum(rss(p) for a in apps for p in tree(a))
+            # The CLI starts the app through a shell: both name app.py, so the subtrees are joined, not added.
+            app_pids = {p for a in pids if is_app(a) for p in tree(a)}
+            app_total = sum(rss(p) for p in app_pids)
             self.app[child] = max(self.app.get(child, 0), app_total)
 
 

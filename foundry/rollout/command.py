@@ -377,7 +377,12 @@ def _start(
 
 
 def _assembly(
-    args: argparse.Namespace, err: Console, store: RolloutStore, rollout: Rollout, targets: Targets, runner: Any
+    args: argparse.Namespace,
+    err: Console,
+    store: RolloutStore,
+    rollout: Rollout,
+    targets: Targets,
+    runner: ProcessRunner,
 ) -> AssemblySet:
     """The assembly this run deploys from: the recorded one when resuming (checked unchanged), else `--assembly`,
     else the change synthesized once now; a new one is recorded in the state before anything is deployed."""
