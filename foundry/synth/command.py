@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -78,12 +79,23 @@ def run_synth(args: argparse.Namespace) -> int:
     except ValueError as exc:
         return _error(args, str(exc), EXIT_USAGE)
     runner = ProcessRunner(cwd=REPO_ROOT, env=tool_environment(REPO_ROOT))
+    # A stopped synth (a CI job cancelled, SIGTERM) stops its cdk processes and leaves no half-written folder:
+    # the signal becomes KeyboardInterrupt, asyncio cancels the synth, and the runner stops each process group.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         result = asyncio.run(synthesize(request, CdkCli.of_repo(REPO_ROOT), runner, instance_stacks=stacks))
     except SynthError as exc:
         return _error(args, str(exc), EXIT_FAILED)
+    except KeyboardInterrupt:
+        return _error(args, "stopped: no assembly was written", EXIT_FAILED)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     _print(args, result)
     return EXIT_OK
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def summary(result: SynthResult) -> dict[str, Any]:

@@ -4,8 +4,10 @@ template for template, the platform stacks once; adding an instance changes exac
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -84,3 +86,43 @@ def test_synth_refuses_to_replace_a_folder_it_did_not_write_and_names_a_bad_sele
     done = foundry("synth", "--out", str(tmp_path / "y"), "--environment", "dev", "--instances", "no/such/one")
     assert done.returncode == 1 and "unknown instance(s) 'no/such/one'" in done.stderr
     assert not (tmp_path / "y").exists() and not list(tmp_path.glob(".y.synth-*"))
+
+
+def descendants(pid: int) -> set[int]:
+    found, stack = set(), [pid]
+    while stack:
+        for task in Path(f"/proc/{stack.pop()}/task").glob("*"):
+            try:
+                children = [int(c) for c in (task / "children").read_text().split()]
+            except OSError:
+                continue
+            found.update(children)
+            stack.extend(children)
+    return found
+
+
+@pytest.mark.slow
+def test_a_stopped_synth_stops_its_cdk_processes_and_writes_nothing(tmp_path):
+    argv = [sys.executable, "-m", "foundry", "synth", "--out", str(tmp_path / "out"), "--environment", "dev"]
+    argv += ["--shards", "2", "--jobs", "2", "--runtime-image", IMAGE]
+    process = subprocess.Popen(argv, cwd=REPO_ROOT, env=tool_environment(REPO_ROOT), stderr=subprocess.PIPE, text=True)
+    started: set[int] = set()
+    deadline = time.monotonic() + 120
+    while not any("app.py" in _cmdline(p) for p in started) and time.monotonic() < deadline:
+        started |= descendants(process.pid)
+        time.sleep(0.1)
+    assert started, "no cdk process started"
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 1 and "stopped: no assembly was written" in stderr
+    time.sleep(1)
+    assert [p for p in started if _cmdline(p)] == []  # cdk, node, the app and jsii all stopped
+    assert list(tmp_path.iterdir()) == []
+
+
+def _cmdline(pid: int) -> str:
+    """The process's command line; empty once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
