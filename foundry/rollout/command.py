@@ -384,9 +384,16 @@ def _assembly(
     targets: Targets,
     runner: ProcessRunner,
 ) -> AssemblySet:
-    """The assembly this run deploys from: the recorded one when resuming (checked unchanged), else `--assembly`,
-    else the change synthesized once now; a new one is recorded in the state before anything is deployed."""
+    """The assembly this run deploys from: the recorded one when resuming (checked unchanged; or `--assembly` when it
+    has the recorded digest), else `--assembly`, else the change synthesized once now; a new one is recorded in the
+    state before anything is deployed."""
     if rollout.assembly is not None:
+        given = targets.assemblies
+        if given is not None and given.digest == rollout.assembly_digest and given.root != Path(rollout.assembly):
+            # The same assembly, byte for byte, in another folder (a CI artifact downloaded on another runner).
+            rollout.assembly = str(given.root)
+            store.save(rollout)
+            return given
         return recorded_assembly(rollout)
     assemblies = targets.assemblies
     if assemblies is None:
