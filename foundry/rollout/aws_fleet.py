@@ -1,5 +1,6 @@
 """FleetOperations against AWS: each instance deployed through `foundry.deploy.deployer`, exactly as the Foundry
-MCP server deploys it (`cdk deploy <instance stack> --exclusively`: never the shared platform stack), and health
+MCP server deploys it (`cdk deploy <instance stack> --exclusively`: never the shared platform stack) but from the
+rollout's one cloud assembly (`--app <assembly>`, never synthesized again), and health
 as `foundry.aws.instance_status` reads it (the same verdict `foundry.get_instance_status` returns).
 
 Health, as the gate reads it: none of the instance's CloudWatch alarms is in ALARM (one that is fails the instance
@@ -23,8 +24,10 @@ from foundry.cdk.output import StackEvent
 from foundry.deploy.deployer import Deployer
 from foundry.deploy.locks import DeployRefusedError, HeldLock
 from foundry.deploy.request import DeployRequest
+from foundry.manifests.naming import platform_stack_name
 from foundry.manifests.resolve import ResolvedInstance
 from foundry.rollout.scheduler import DeployOutcome, HealthReading
+from foundry.synth.assembly_set import AssemblySet
 
 HealthScope = Literal["full", "records"]
 """`full`: everything `foundry.get_instance_status` reads, plus the instance probe. `records`: for an emulated
@@ -90,6 +93,8 @@ class AwsFleet:
     held: dict[str, HeldLock] = field(default_factory=dict)
     """The instances this run holds: from its deploy until the run ends (`release_all`), so no other deployer
     changes an instance the rollout deployed while its wave bakes, nor one it is about to deploy."""
+    assemblies: AssemblySet | None = None
+    """The rollout's one assembly (or sharded set): each deploy takes its instance's stack from it, unsynthesized."""
 
     def release_all(self) -> None:
         for held in self.held.values():
@@ -99,12 +104,19 @@ class AwsFleet:
 
     async def deploy(self, instance: str) -> DeployOutcome:
         resolved = self.instances[instance]
+        assembly = platform_assembly = None
+        if self.assemblies is not None:
+            assembly = self.assemblies.assembly_of(resolved.manifest.spec.stack_name)
+            platform = platform_stack_name(resolved.environment)
+            platform_assembly = self.assemblies.assembly_of(platform) if platform in self.assemblies.stacks else None
         request = DeployRequest(
             instance=resolved,
             agents_dir=self.agents_dir,
             runtime_image=self.runtime_image,
             timeout_seconds=self.timeout_seconds,
             region=self.region,
+            assembly=assembly,
+            platform_assembly=platform_assembly,
         )
 
         async def ignore(line: str, event: StackEvent | None) -> None:

@@ -87,6 +87,13 @@ class Rollout:
     bake_ends_at_seconds: float | None = None
     """While a wave bakes (every instance of it read healthy once): the rollout time its bake ends. None otherwise,
     also while the wave's instances are still settling."""
+    assembly: str | None = None
+    """The cloud assembly (or sharded set, `foundry.synth`) every deploy of this rollout uses: `--assembly DIR`, or
+    the one the rollout synthesized before its canary. A resumed run deploys from it, or refuses."""
+    assembly_digest: str | None = None
+    """Its digest when the rollout started; a resume refuses an assembly whose digest differs."""
+    git_revision: str | None = None
+    """The agents tree's git commit when the rollout started (`-dirty` when it had uncommitted changes)."""
 
     @property
     def finished(self) -> bool:
