@@ -19,11 +19,14 @@ from foundry.rollout.assembly import RolloutAssemblyError, record
 from foundry.rollout.command import Targets, _assembly
 from foundry.rollout.scheduler import new_rollout
 from foundry.rollout.state import RolloutStore
+from foundry.state.sqlite_store import SqliteStateStore
 from foundry.synth.assembly_set import AssemblySet, describe_assembly, open_assembly_set
 
 
 def run(capsys: pytest.CaptureFixture[str], tmp_path: Path, *args: str) -> tuple[int, dict[str, Any]]:
-    code = main(["rollout", "--environment", "dev", "--json", "--state-dir", str(tmp_path / "state"), *args])
+    code = main(
+        ["rollout", "--environment", "dev", "--json", "--state-url", f"sqlite:///{tmp_path / 'state.db'}", *args]
+    )
     return code, json.loads(capsys.readouterr().out)
 
 
@@ -82,16 +85,17 @@ def test_a_resume_takes_the_recorded_assembly_from_another_folder_only_with_the_
     record(rollout, first, REPO_ROOT / "agents")
     shutil.copytree(tmp_path / "runner-a", tmp_path / "runner-b")
     shutil.rmtree(tmp_path / "runner-a")
-    store = RolloutStore(tmp_path / "state")
-    args = argparse.Namespace(state_dir=tmp_path / "state", json=True, markdown=False, agents_dir=REPO_ROOT / "agents")
+    store = RolloutStore(SqliteStateStore(tmp_path / "state.db"))
+    args = argparse.Namespace(json=True, markdown=False, agents_dir=REPO_ROOT / "agents")
     runner = ProcessRunner(cwd=REPO_ROOT, env={})
 
     def targets(given: AssemblySet | None) -> Targets:
         return Targets([], {}, {}, "test", [], {}, assemblies=given)
 
-    with pytest.raises(RolloutAssemblyError, match=r"started with is missing: .*runner-a"):
-        _assembly(args, Console(), store, rollout, targets(None), runner)
-    moved = open_assembly_set(tmp_path / "runner-b")
-    assert _assembly(args, Console(), store, rollout, targets(moved), runner).root == tmp_path / "runner-b"
+    with store.hold("dev", "a test"):
+        with pytest.raises(RolloutAssemblyError, match=r"started with is missing: .*runner-a"):
+            _assembly(args, Console(), store, rollout, targets(None), runner)
+        moved = open_assembly_set(tmp_path / "runner-b")
+        assert _assembly(args, Console(), store, rollout, targets(moved), runner).root == tmp_path / "runner-b"
     assert store.load("dev").assembly == str(tmp_path / "runner-b")  # type: ignore[union-attr]
     assert runner.runs == {}  # nothing synthesized
