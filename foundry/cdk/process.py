@@ -47,15 +47,25 @@ class ProcessRunner:
     started: int = 0
     runs: collections.Counter[str] = field(default_factory=collections.Counter)
 
-    async def run(self, argv: Sequence[str], *, timeout_seconds: float, on_line: LineSink) -> ProcessResult:
+    async def run(
+        self,
+        argv: Sequence[str],
+        *,
+        timeout_seconds: float,
+        on_line: LineSink,
+        extra_env: Mapping[str, str] | None = None,
+        label: str | None = None,
+    ) -> ProcessResult:
+        """`extra_env` is set over the runner's environment for this command only; `label` is what `runs` counts
+        it as (default: its subcommand)."""
         if not argv or any(not isinstance(a, str) for a in argv):
             raise TypeError("argv must be a non-empty list of strings")
         self.started += 1
-        self.runs[argv[1] if len(argv) > 1 else argv[0]] += 1
+        self.runs[label or (argv[1] if len(argv) > 1 else argv[0])] += 1
         process = await asyncio.create_subprocess_exec(
             *argv,
             cwd=self.cwd,
-            env=dict(self.env),
+            env={**self.env, **(extra_env or {})},
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,

@@ -1,10 +1,12 @@
-"""Synthesizing the fleet (or part of it) into a set of cloud assemblies with the real CDK CLI.
+"""Synthesizing the fleet (or part of it) into a set of cloud assemblies.
 
-Unsharded, one `cdk synth` writes `OUT/app/`. With `shards=N`, the platform stacks are synthesized once
-(`-c shard=platform` into `OUT/platform/`) and the instance stacks in N processes (`-c shard=K/N` into
+Unsharded, one `cdk synth` (the real CDK CLI) writes `OUT/app/`. With `shards=N`, the platform stacks are
+synthesized once (`shard=platform` into `OUT/platform/`) and the instance stacks in N processes (`shard=K/N` into
 `OUT/shard-K/`, `foundry.fleet.shards` decides which stack goes where), at most `jobs` at once: each process holds
-only its shard's stacks, so the largest one is bounded by the shard, not the fleet. The set is built in a sibling
-folder and moved into place only when every process succeeded, so `OUT` never holds half a synth.
+only its shard's stacks, so the largest one is bounded by the shard, not the fleet. A shard's process is the app
+itself (`foundry.cdk.app_synth`: cdk.json's command with the environment `cdk synth` would give it), not a CLI
+waiting beside the app, so it costs the app alone. The set is built in a sibling folder and moved into place only
+when every process succeeded, so `OUT` never holds half a synth.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from foundry.cdk.app_synth import CdkApp, CdkAppError, missing_context
 from foundry.cdk.cli import CdkCli
 from foundry.cdk.process import ProcessResult, ProcessRunner
 from foundry.fleet.shards import PLATFORM, shard_of
@@ -25,10 +28,12 @@ from foundry.synth.assembly_set import INDEX_FILE, AssemblySet, describe_assembl
 UNSHARDED = "app"
 SYNTH_TIMEOUT_SECONDS = 3600
 ERROR_TAIL_LINES = 25
+APP_SYNTH_LABEL = "app-synth"
+"""What `ProcessRunner.runs` counts a shard's own app process as (a `cdk synth` counts as `synth`)."""
 
 
 class SynthError(Exception):
-    """A `cdk synth` failed; the message names the assembly and ends with what cdk printed."""
+    """A synth process failed; the message names the assembly and ends with what it printed."""
 
 
 @dataclass(frozen=True)
@@ -82,14 +87,24 @@ class SynthResult:
 
 
 async def synthesize(
-    request: SynthRequest, cdk: CdkCli, runner: ProcessRunner, *, instance_stacks: Collection[str]
+    request: SynthRequest,
+    cdk: CdkCli,
+    runner: ProcessRunner,
+    *,
+    instance_stacks: Collection[str],
+    app: CdkApp | None = None,
 ) -> SynthResult:
     """Runs the synth processes (`instance_stacks`: the names of the instance stacks the request selects), writes
     the index, and moves the set to `request.out` (replacing what a previous synth left there). SynthError when a
-    process fails (the others are stopped, nothing is moved)."""
+    process fails (the others are stopped, nothing is moved). A sharded synth runs `app` (default: cdk.json's in
+    the runner's folder) directly; an unsharded one runs `cdk synth`."""
     started = time.monotonic()
     out = request.out.resolve()
     _check_replaceable(out)
+    try:
+        direct = (app or CdkApp.of_repo(runner.cwd)) if request.shards is not None else None
+    except CdkAppError as exc:
+        raise SynthError(f"the CDK app cannot be run for the shards: {exc}") from exc
     staging = out.with_name(f".{out.name}.synth-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
@@ -97,14 +112,27 @@ async def synthesize(
     limit = asyncio.Semaphore(request.jobs)
 
     async def one(name: str, context: Mapping[str, str]) -> None:
+        output = staging / name
         async with limit:
+            if direct is None:
+                argv, extra_env, label = cdk.synth_app(context=context, output=output), None, None
+            else:
+                try:
+                    command = direct.synth_command(context=context, output=output)
+                except CdkAppError as exc:
+                    raise SynthError(f"the assembly {name!r} cannot be synthesized: {exc}") from exc
+                argv, extra_env, label = list(command.argv), dict(command.env), APP_SYNTH_LABEL
             result = await runner.run(
-                cdk.synth_app(context=context, output=staging / name),
+                argv,
                 timeout_seconds=request.timeout_seconds,
                 on_line=_ignore,
+                extra_env=extra_env,
+                label=label,
             )
         if not result.ok:
             raise SynthError(_failure(name, result))
+        if direct is not None:
+            _check_complete(name, output)
 
     try:
         try:
@@ -142,10 +170,24 @@ def _check_replaceable(out: Path) -> None:
         )
 
 
+def _check_complete(name: str, output: Path) -> None:
+    """What the CLI checks after running the app: a readable manifest, and no context the app still needs (the
+    CLI would look it up and run the app again; a shard cannot)."""
+    try:
+        missing = missing_context(output)
+    except (OSError, ValueError) as exc:
+        raise SynthError(f"the app wrote no readable cloud assembly for {name!r} in {output}: {exc}") from exc
+    if missing:
+        raise SynthError(
+            f"the app needs context it was not given for the assembly {name!r}: {', '.join(missing)}; "
+            "run `cdk synth` once so the CLI looks it up into cdk.context.json, then synthesize again"
+        )
+
+
 def _failure(name: str, result: ProcessResult) -> str:
     how = "timed out" if result.timed_out else f"exited with code {result.exit_code}"
     tail = "\n".join(result.lines[-ERROR_TAIL_LINES:])
-    return f"`cdk synth` of the assembly {name!r} {how}:\n{tail}"
+    return f"`{' '.join(result.argv[:2])}` of the assembly {name!r} {how}:\n{tail}"
 
 
 async def _ignore(line: str) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -112,7 +112,15 @@ class RecordingRunner(ProcessRunner):
         super().__init__(cwd=cwd, env={})
         self.argvs: list[list[str]] = []
 
-    async def run(self, argv: Sequence[str], *, timeout_seconds: float, on_line: LineSink) -> ProcessResult:
+    async def run(
+        self,
+        argv: Sequence[str],
+        *,
+        timeout_seconds: float,
+        on_line: LineSink,
+        extra_env: Mapping[str, str] | None = None,
+        label: str | None = None,
+    ) -> ProcessResult:
         self.argvs.append(list(argv))
         if argv[1] == "synth":
             write_assembly(Path(argv[argv.index("--output") + 1]), [PLATFORM, argv[2]])
