@@ -1,9 +1,10 @@
 """Sharded synth benchmark: `python -m foundry synth` over generated fleets, unsharded and in shards, measuring each
 synth process's peak memory and the wall time.
 
-Each `cdk synth` the command starts is one synth process: the CDK CLI (node), the app it runs (python app.py) and
-the app's jsii node process. Its peak is the largest total RSS of that process tree, sampled every 50 ms; the app's
-share (python and jsii, without the CLI) is shown beside it. Cases:
+Each process the command starts is one synth process. Unsharded it is `cdk synth`: the CDK CLI (node), the app it
+runs (python app.py) and the app's jsii node process. A shard's (and the platform assembly's) is the app itself
+with its jsii process, no CLI beside it (`foundry.cdk.app_synth`). Its peak is the largest total RSS of that
+process tree, sampled every 50 ms; the app's share (python and jsii, without a CLI) is shown beside it. Cases:
 
 * 1 instance, unsharded: the base cost of one synth (for the cost per added instance stack);
 * 1,000 instances unsharded, and with `--shards 4 --jobs 2`;
