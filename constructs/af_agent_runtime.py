@@ -45,6 +45,7 @@ from constructs.af_agent_runtime_props import (
 )
 from constructs.af_instance_state import AfInstanceState
 from constructs.af_nag import acknowledge
+from constructs.af_runtime_lifecycle import add_off_hours, effective_sizing, rule_action, service_options
 
 CONTAINER_NAME = "runtime"
 CONTAINER_PORT = 8080
@@ -109,7 +110,9 @@ class AfAgentRuntime(Construct):
         self.task_definition = self._add_task_definition(props.family, props.sizing)
         self.container = self._add_container(props)
         self.security_group = self._add_security_group(vpc)
-        self.service, self.scaling = self._add_service(cluster, vpc, props.sizing)
+        self.lifecycle = props.lifecycle
+        self.service, self.scaling = self._add_service(cluster, vpc, effective_sizing(props.sizing, self.lifecycle))
+        add_off_hours(self.scaling, props.sizing, self.lifecycle)
         self.target_group, self.listener_rule = self._add_routing(
             vpc, identity.hostname, platform.shard, props.listener_priority
         )
@@ -319,6 +322,7 @@ class AfAgentRuntime(Construct):
             security_groups=[self.security_group],
             enable_ecs_managed_tags=True,
             propagate_tags=ecs.PropagatedTagSource.SERVICE,
+            **service_options(self.lifecycle),
         )
         scaling = service.auto_scale_task_count(min_capacity=sizing.min_tasks, max_capacity=sizing.max_tasks)
         scaling.scale_on_cpu_utilization(
@@ -364,7 +368,7 @@ class AfAgentRuntime(Construct):
             listener=listener,
             priority=priority,
             conditions=[elbv2.ListenerCondition.host_headers([hostname]), shared.path_patterns(FORWARDED_PATHS)],
-            target_groups=[target_group],
+            action=rule_action(target_group, paused=self.lifecycle.paused, hostname=hostname),
         )
         # Registers the tasks in the target group; the service waits for the rule (ECS only accepts a target group
         # a listener forwards to), and the tasks' group admits the shard's load balancer on the container port.

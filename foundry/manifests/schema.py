@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, Field, StringConstraints, field_validator, model_validator
 
 from foundry.manifests.platform_settings import PlatformSettings
+from instance_contract.off_hours import OffHoursSchedule
 from instance_contract.schema import (
     API_VERSION,
     DNS_LABEL_PATTERN,
@@ -37,6 +38,7 @@ from instance_contract.schema import (
     InstanceKey,
     InstanceMetadata,
     InstanceSpec,
+    LifecycleState,
     McpToolConfig,
     ModelSettings,
     NonEmpty,
@@ -199,6 +201,9 @@ class DeployOverride(OverrideScope):
     min_tasks: Annotated[int, Field(ge=1, le=100)] | None = None
     max_tasks: Annotated[int, Field(ge=1, le=100)] | None = None
     cpu_target_percent: Annotated[int, Field(ge=10, le=95)] | None = None
+    state: LifecycleState | None = None
+    """`paused` stops the matching instances (no task, a 503 answer) and keeps their data; `active` resumes them."""
+    schedule: OffHoursSchedule | None = None
 
 
 DEFAULT_DEPLOY = DeploySettings(cpu=256, memory=512, min_tasks=1, max_tasks=2, cpu_target_percent=60)
