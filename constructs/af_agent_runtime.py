@@ -91,7 +91,8 @@ class AfAgentRuntime(Construct):
     """One agent instance's runtime. Public attributes are the L2 constructs, for composition and extension:
     `secrets`, `bundle`, `state` (the thread-state table), `log_group`, `task_role`, `execution_role`,
     `task_definition`, `container`, `security_group`, `service`, `scaling`, `target_group`, `listener_rule`,
-    `record`; `connections` and the `grant_*` methods give others access the CDK way.
+    `record`, `lifecycle` (paused, off-hours, capacity: constructs/af_runtime_lifecycle.py); `connections` and the
+    `grant_*` methods give others access the CDK way.
 
     The steps run in a fixed order: it decides the order of resources and policy statements in the template."""
 
