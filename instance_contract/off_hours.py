@@ -98,24 +98,17 @@ class OffHoursSchedule(BaseModel):
 
     stop: Annotated[str, StringConstraints(min_length=1, max_length=128)]
     start: Annotated[str, StringConstraints(min_length=1, max_length=128)]
-    time_zone: Annotated[str, StringConstraints(min_length=1, max_length=64)] = "UTC"
+    time_zone: Annotated[
+        str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$", max_length=64)
+    ] = "UTC"
+    """Its shape only: the control plane checks the name against the time zone database (`checked_time_zone`), so
+    the runtime, which never uses it, does not depend on that database being in its image."""
 
     @field_validator("stop", "start")
     @classmethod
     def _cron(cls, expression: str) -> str:
         parse_cron(expression)
         return expression
-
-    @field_validator("time_zone")
-    @classmethod
-    def _zone(cls, name: str) -> str:
-        try:
-            ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(
-                f"time_zone {name!r} is not an IANA time zone name (e.g. 'Europe/Berlin', 'America/New_York', 'UTC')"
-            ) from exc
-        return name
 
     @property
     def stop_cron(self) -> CronFields:
@@ -124,3 +117,23 @@ class OffHoursSchedule(BaseModel):
     @property
     def start_cron(self) -> CronFields:
         return parse_cron(self.start)
+
+
+def checked_time_zone(name: str) -> str:
+    """`name` if the IANA time zone database knows it; ValueError with examples otherwise."""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(
+            f"time_zone {name!r} is not an IANA time zone name (e.g. 'Europe/Berlin', 'America/New_York', 'UTC')"
+        ) from exc
+    return name
+
+
+class CheckedOffHoursSchedule(OffHoursSchedule):
+    """The schedule as people write it (the instance template): its time zone is checked against the database."""
+
+    @field_validator("time_zone")
+    @classmethod
+    def _zone(cls, name: str) -> str:
+        return checked_time_zone(name)

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, Field, StringConstraints, field_validator, model_validator
 
 from foundry.manifests.platform_settings import PlatformSettings
-from instance_contract.off_hours import OffHoursSchedule
+from instance_contract.off_hours import CheckedOffHoursSchedule, checked_time_zone
 from instance_contract.schema import (
     API_VERSION,
     DNS_LABEL_PATTERN,
@@ -203,7 +203,7 @@ class DeployOverride(OverrideScope):
     cpu_target_percent: Annotated[int, Field(ge=10, le=95)] | None = None
     state: LifecycleState | None = None
     """`paused` stops the matching instances (no task, a 503 answer) and keeps their data; `active` resumes them."""
-    schedule: OffHoursSchedule | None = None
+    schedule: CheckedOffHoursSchedule | None = None
 
 
 DEFAULT_DEPLOY = DeploySettings(cpu=256, memory=512, min_tasks=1, max_tasks=2, cpu_target_percent=60)
@@ -213,6 +213,14 @@ DEFAULT_DEPLOY = DeploySettings(cpu=256, memory=512, min_tasks=1, max_tasks=2, c
 class TemplateDeploy(Strict):
     defaults: DeploySettings = DEFAULT_DEPLOY
     overrides: list[DeployOverride] = Field(default_factory=list)
+
+    @field_validator("defaults")
+    @classmethod
+    def _known_time_zone(cls, defaults: DeploySettings) -> DeploySettings:
+        """The time zone database check the shared model leaves to the control plane (overrides have it too)."""
+        if defaults.schedule is not None:
+            checked_time_zone(defaults.schedule.time_zone)
+        return defaults
 
 
 class McpServerOverride(OverrideScope):

@@ -15,7 +15,7 @@ from foundry.manifests.overrides import deploy_for
 from foundry.manifests.platform_settings import PlatformSpec
 from foundry.manifests.problems import ManifestError
 from foundry.manifests.schema import DEFAULT_DEPLOY, InstanceKey, TemplateDeploy
-from instance_contract.off_hours import CronFields, OffHoursSchedule, parse_cron
+from instance_contract.off_hours import CheckedOffHoursSchedule, CronFields, OffHoursSchedule, parse_cron
 from tests.foundry.manifest_edits import Doc, edit, read
 
 ACME = InstanceKey("acme", "retail", "dev")
@@ -79,8 +79,20 @@ def test_cron_fields_map_to_application_auto_scaling_with_one_day_field() -> Non
 )
 def test_a_bad_schedule_is_refused_saying_what_is_wrong(schedule: dict[str, str], says: str) -> None:
     with pytest.raises(ValidationError) as caught:
-        OffHoursSchedule.model_validate(schedule)
+        CheckedOffHoursSchedule.model_validate(schedule)
     assert says in str(caught.value)
+
+
+def test_the_time_zone_database_is_the_control_plane_s_check_and_the_runtime_needs_none() -> None:
+    """The runtime reads the schedule from its bundle but never uses it: it checks only the name's shape."""
+    shaped = {"stop": "0 20 * * *", "start": "0 7 * * *", "time_zone": "Mars/Olympus"}
+    assert OffHoursSchedule.model_validate(shaped).time_zone == "Mars/Olympus"
+    with pytest.raises(ValidationError, match="is not an IANA time zone name"):
+        TemplateDeploy.model_validate({"overrides": [{"schedule": shaped}]})
+    with pytest.raises(ValidationError, match="is not an IANA time zone name"):
+        TemplateDeploy.model_validate({"defaults": {**DEFAULT_DEPLOY.model_dump(), "schedule": shaped}})
+    with pytest.raises(ValidationError, match="time_zone"):
+        OffHoursSchedule.model_validate({**shaped, "time_zone": "Europe/Berlin; rm -rf"})
 
 
 def test_a_bad_schedule_in_the_template_names_the_file_and_the_field(agents_copy: Path) -> None:
