@@ -317,7 +317,8 @@ class AfAgentRuntime(Construct):
             min_healthy_percent=100,
             max_healthy_percent=200,
             circuit_breaker=ecs.DeploymentCircuitBreaker(enable=True, rollback=True),
-            health_check_grace_period=shared.seconds(HEALTH_CHECK_GRACE_SECONDS),
+            # Only with a load balancer (ECS refuses it otherwise): a paused service has none.
+            health_check_grace_period=None if self.lifecycle.paused else shared.seconds(HEALTH_CHECK_GRACE_SECONDS),
             assign_public_ip=False,
             vpc_subnets=ec2.SubnetSelection(subnets=vpc.private_subnets),
             security_groups=[self.security_group],
@@ -373,7 +374,11 @@ class AfAgentRuntime(Construct):
         )
         # Registers the tasks in the target group; the service waits for the rule (ECS only accepts a target group
         # a listener forwards to), and the tasks' group admits the shard's load balancer on the container port.
-        self.service.attach_to_application_target_group(target_group)
+        # A paused service runs no task and its rule forwards nowhere, so it is not attached (resuming attaches it).
+        if not self.lifecycle.paused:
+            self.service.attach_to_application_target_group(target_group)
+        else:  # the same ingress rule as attached, so resuming changes no security group
+            listener.connections.allow_to(self.service, shared.tcp_port(CONTAINER_PORT), "Load balancer to target")
         return target_group, listener_rule
 
     def _add_record(self, platform: RuntimePlatform, hostname: str) -> route53.ARecord:

@@ -4,20 +4,24 @@ from hand-made props, as in test_cdk_agent_runtime_construct."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import aws_cdk as cdk
 import pytest
 from aws_cdk import aws_applicationautoscaling as appscaling
 from aws_cdk.assertions import Match, Template
+from cfnlint.api import ManualArgs, lint
 
 from constructs.af_agent_runtime import AfAgentRuntime
 from constructs.af_agent_runtime_props import Lifecycle, OffHours
 from foundry.fleet.load import load_fleet
 from foundry.manifests.schema import DEFAULT_DEPLOY
 from stacks.instance_stack import runtime_lifecycle
+from tests.cdk.cdk_harness import synth
 from tests.cdk.test_cdk_agent_runtime_construct import SIZING, build, bundle_file, logical_id
 from tests.cdk.test_cdk_deploy_state import AGENTS, platform_template
+from tests.foundry.manifest_edits import edit
 
 __all__ = ["bundle_file"]  # the module-scoped fixture, shared
 
@@ -41,6 +45,7 @@ def stateful_ids(stack: cdk.Stack, runtime: AfAgentRuntime) -> dict[str, str]:
         "record": logical_id(stack, runtime.record),
         "service": logical_id(stack, runtime.service),
         "rule": logical_id(stack, runtime.listener_rule),
+        "target group": logical_id(stack, runtime.target_group),
     }
     ids.update({f"secret {name}": logical_id(stack, secret) for name, secret in runtime.secrets.items()})
     return ids
@@ -63,6 +68,13 @@ def test_a_paused_instance_runs_no_task_and_nothing_can_scale_it_up(paused: Any)
     assert [(t["Properties"]["MinCapacity"], t["Properties"]["MaxCapacity"]) for t in targets.values()] == [(0, 0)]
     # No scheduled action could raise the range again (the schedule is kept in the manifest, not in the template).
     assert all("ScheduledActions" not in t["Properties"] for t in targets.values())
+
+
+def test_a_paused_service_is_detached_from_its_target_group_which_no_rule_forwards_to(paused: Any) -> None:
+    """ECS accepts only a target group that a listener forwards to; the target group itself stays (same id)."""
+    service = next(iter(paused[2].find_resources("AWS::ECS::Service").values()))["Properties"]
+    assert "LoadBalancers" not in service and "HealthCheckGracePeriodSeconds" not in service
+    paused[2].resource_count_is("AWS::ElasticLoadBalancingV2::TargetGroup", 1)
 
 
 def test_a_paused_instance_answers_503_with_a_json_body_on_its_host_rule(paused: Any) -> None:
@@ -91,6 +103,8 @@ def test_an_active_instance_forwards_to_its_tasks_and_has_no_fixed_desired_count
     )
     service = next(iter(template.find_resources("AWS::ECS::Service").values()))
     assert "DesiredCount" not in service["Properties"]
+    assert service["Properties"]["LoadBalancers"][0]["ContainerPort"] == 8080
+    assert service["Properties"]["HealthCheckGracePeriodSeconds"] == 60
 
 
 def test_pausing_keeps_the_logical_ids_of_data_secrets_logs_and_the_record(paused: Any, active: Any) -> None:
@@ -159,3 +173,38 @@ def test_the_instance_stack_passes_state_schedule_and_capacity_to_the_construct(
     assert (stop.minute, stop.hour, stop.day, stop.week_day) == ("15", "19", None, "MON-FRI")
     assert (start.minute, start.hour, start.day, start.week_day) == ("45", "6", "1", None)
     assert runtime_lifecycle(DEFAULT_DEPLOY, prod) == Lifecycle()
+
+
+def test_a_paused_instance_stack_of_the_example_app_passes_cdk_nag_cfn_lint_and_keeps_its_deployed_ids(
+    agents_copy: Path, tmp_path: Path
+) -> None:
+    """The real app (cdk-nag as in every synth, CDK's CloudFormation validation) with prod's acme instance paused:
+    its stack differs from the active one only in the service, its scaling range, the rule's action and the
+    bundle, never in a stateful resource."""
+    stack = "af-prod-acme-retail-us-east-1"
+    active = synth(tmp_path / "active" / "cdk.out", agents_dir=agents_copy, validation=True, environment="prod")
+    edit(
+        agents_copy / "manifests/manifest.instance-template.yaml",
+        lambda doc: doc["spec"]["deploy"]["overrides"].append(
+            {"environment": "prod", "organization_id": "acme", "state": "paused"}
+        ),
+    )
+    paused = synth(tmp_path / "paused" / "cdk.out", agents_dir=agents_copy, validation=True, environment="prod")
+    reports = json.loads((paused.outdir / "validation-report.json").read_text())["pluginReports"]
+    assert {r["pluginName"]: r["violations"] for r in reports if r["violations"]} == {}
+    text = (paused.outdir / f"{stack}.template.json").read_text()
+    assert [str(m) for m in lint(text, config=ManualArgs(regions=["us-east-1"])) if m.rule.id.startswith("E")] == []
+    before, after = active.templates[stack]["Resources"], paused.templates[stack]["Resources"]
+    changed = sorted({*before, *after} - {k for k in before.keys() & after.keys() if before[k] == after[k]})
+    kinds = {(before.get(k) or after[k])["Type"] for k in changed}
+    assert kinds <= {
+        "AWS::ECS::Service",
+        "AWS::ECS::TaskDefinition",  # the bundle (its manifest says paused) has a new hash, and so has
+        "AWS::IAM::Policy",  # the task role's read of that bundle object
+        "AWS::ApplicationAutoScaling::ScalableTarget",
+        "AWS::ElasticLoadBalancingV2::ListenerRule",
+    }, changed
+    for kept in ("RuntimeLogs040130CF", "RoutingAlias1109FB39", "RoutingTargetGroup2EF40F3D"):
+        assert before[kept] == after[kept]
+    tables = [k for k, v in after.items() if v["Type"] == "AWS::DynamoDB::Table"]
+    assert tables and all(before[k] == after[k] for k in tables)
