@@ -3,9 +3,11 @@
 `AfAgentRuntime` runs the one runtime image on Fargate for one (organization, domain, instance): its secrets, its
 bundle as an S3 asset, its thread-state table, a task definition and service (circuit breaker with rollback, CPU
 autoscaling), a target group with a host-header rule on its ALB shard's listener, an alias record, a security group
-and a log group. Its props (constructs/af_agent_runtime_props.py) are plain values of its own, platform values may
-be tokens; it reads no environment, file or AWS. This module is the one place that knows the runtime's port, health
-paths and environment variables (the contract with runtime/). Extending it: docs/cdk.md, "Extending an instance".
+and a log group; an OpenTelemetry collector beside the runtime (traces to X-Ray, metrics to CloudWatch) and the
+instance's CloudWatch alarms, the error alarms also rolling back an ECS deployment. Its props
+(constructs/af_agent_runtime_props.py) are plain values of its own, platform values may be tokens; it reads no
+environment, file or AWS. This module is the one place that knows the runtime's port, health paths and environment
+variables (the contract with runtime/). Extending it: docs/cdk.md, "Extending an instance".
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 
 from constructs import Construct
 from constructs import af_shared_values as shared
+from constructs.af_agent_runtime_alarms import add_alarms
 from constructs.af_agent_runtime_props import (
+    DEPLOYMENT_ALARM_KINDS,
     AgentRuntimeProps,
     BedrockFoundationModel,
     ImageFromAsset,
@@ -38,11 +42,13 @@ from constructs.af_agent_runtime_props import (
     RuntimePlatform,
     ShardAttributes,
     TaskSizing,
+    alarm_name,
     check_auth_environment,
     ecr_repository,
     log_retention,
     secret_construct_id,
 )
+from constructs.af_agent_runtime_telemetry import add_collector, metric_dimensions, runtime_otel_environment
 from constructs.af_instance_state import AfInstanceState
 from constructs.af_nag import acknowledge
 from constructs.af_runtime_lifecycle import add_off_hours, effective_sizing, rule_action, service_options
@@ -90,9 +96,10 @@ def secret_env_var(name: str) -> str:
 class AfAgentRuntime(Construct):
     """One agent instance's runtime. Public attributes are the L2 constructs, for composition and extension:
     `secrets`, `bundle`, `state` (the thread-state table), `log_group`, `task_role`, `execution_role`,
-    `task_definition`, `container`, `security_group`, `service`, `scaling`, `target_group`, `listener_rule`,
-    `record`, `lifecycle` (paused, off-hours, capacity: constructs/af_runtime_lifecycle.py); `connections` and the
-    `grant_*` methods give others access the CDK way.
+    `task_definition`, `container`, `collector` (the OpenTelemetry sidecar and its metrics log group),
+    `security_group`, `service`, `scaling`, `target_group`, `listener_rule`, `record`, `alarms` (by kind),
+    `lifecycle` (paused, off-hours, capacity: constructs/af_runtime_lifecycle.py); `connections` and the `grant_*`
+    methods give others access the CDK way.
 
     The steps run in a fixed order: it decides the order of resources and policy statements in the template."""
 
@@ -110,6 +117,17 @@ class AfAgentRuntime(Construct):
         self.execution_role, self.task_role = self._add_roles(identity.selector, props.bedrock_models)
         self.task_definition = self._add_task_definition(props.family, props.sizing)
         self.container = self._add_container(props)
+        self.collector = add_collector(
+            self,
+            family=props.family,
+            task_definition=self.task_definition,
+            task_role=self.task_role,
+            identity=identity,
+            collector=props.telemetry,
+            region=props.region,
+            log_group=self.log_group,
+            retention=log_retention(props.log_retention_days),
+        )
         self.security_group = self._add_security_group(vpc)
         self.lifecycle = props.lifecycle
         self.service, self.scaling = self._add_service(cluster, vpc, effective_sizing(props.sizing, self.lifecycle))
@@ -118,6 +136,23 @@ class AfAgentRuntime(Construct):
             vpc, identity.hostname, platform.shard, props.listener_priority
         )
         self.record = self._add_record(platform, identity.hostname)
+        self.alarms = add_alarms(
+            self,
+            family=props.family,
+            target_group=self.target_group,
+            load_balancer_arn=platform.shard.load_balancer_arn,
+            runtime_dimensions=metric_dimensions(identity),
+            thresholds=props.alarms,
+            topic_arn=props.alarm_topic_arn,
+        )
+        # ECS rolls a deployment back when an error alarm fires during it (besides its circuit breaker). The names
+        # are literals (a Ref would tie the service to the alarms' logical ids); the service waits for the alarms.
+        self.service.enable_deployment_alarms(
+            [alarm_name(props.family, kind) for kind in DEPLOYMENT_ALARM_KINDS],
+            behavior=ecs.AlarmBehavior.ROLLBACK_ON_ALARM,
+        )
+        for kind in DEPLOYMENT_ALARM_KINDS:
+            self.service.node.add_dependency(self.alarms[kind])
 
     @property
     def connections(self) -> ec2.Connections:
@@ -241,6 +276,7 @@ class AfAgentRuntime(Construct):
             "AWS_REGION": props.region,
             **self.state.task_environment,
             **props.auth_environment,
+            **runtime_otel_environment(),
         }
         image, pulls_itself = self._image(props.image)
         container = self.task_definition.add_container(

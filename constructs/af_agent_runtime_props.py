@@ -132,6 +132,29 @@ class BedrockFoundationModel:
 
 
 @dataclass(frozen=True, kw_only=True)
+class TelemetryCollector:
+    """The AWS Distro for OpenTelemetry collector each task runs beside the runtime (non-essential)."""
+
+    image: str
+    """A pinned image, e.g. public.ecr.aws/aws-observability/aws-otel-collector:v0.49.0."""
+    config_yaml: str
+    """The collector's configuration (constructs/af_otel_collector.yaml), passed as AOT_CONFIG_CONTENT."""
+    memory_limit_mib: int = 128
+    """The collector's hard memory limit: it is stopped (and only it) before it can starve the runtime."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class AlarmThresholds:
+    """When the instance's alarms fire (one-minute periods; constructs/af_agent_runtime_alarms.py)."""
+
+    target_5xx_percent: float
+    p95_response_seconds: float
+    unhealthy_hosts: int
+    error_rate_percent: float
+    evaluation_minutes: int
+
+
+@dataclass(frozen=True, kw_only=True)
 class AgentRuntimeProps:
     identity: RuntimeIdentity
     platform: RuntimePlatform
@@ -155,6 +178,11 @@ class AgentRuntimeProps:
     auth_environment: Mapping[str, str]
     """The runtime's AUTH_* variables: who may call the instance. Values or tokens. Required, with no default: a
     runtime open to every caller must say so (`{"AUTH_MODE": "none"}`), never be one because auth was forgotten."""
+    telemetry: TelemetryCollector
+    """The OpenTelemetry collector beside the runtime: traces to X-Ray, metrics to CloudWatch."""
+    alarms: AlarmThresholds
+    alarm_topic_arn: str | None = None
+    """The environment's alarm topic (SNS): every alarm's ALARM and OK go there. None: the alarms notify no one."""
     lifecycle: Lifecycle = field(default_factory=Lifecycle)
     """Paused, off-hours schedule and capacity; the default runs always, on demand."""
 
@@ -175,6 +203,17 @@ def check_auth_environment(selector: str, auth_environment: Mapping[str, str]) -
             "AUTH_* variables (foundry.manifests.instance_auth resolves them from agents/platform.yaml), or, only "
             "behind an internal load balancer, {'AUTH_MODE': 'none'} explicitly"
         )
+
+
+ALARM_KINDS = ("target-5xx-rate", "target-p95-response-time", "unhealthy-hosts", "runtime-error-rate")
+"""The instance's alarms, by the suffix of their names."""
+DEPLOYMENT_ALARM_KINDS = ("target-5xx-rate", "runtime-error-rate")
+"""The error alarms: the ECS service rolls a deployment back when one of them fires during it."""
+
+
+def alarm_name(family: str, kind: str) -> str:
+    """'af-dev-acme-retail-dev', 'target-5xx-rate' -> 'af-dev-acme-retail-dev-target-5xx-rate'."""
+    return f"{family}-{kind}"
 
 
 def secret_construct_id(name: str) -> str:

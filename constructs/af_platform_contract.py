@@ -20,6 +20,15 @@ def cluster_name(environment: str) -> str:
     return f"af-{environment}"
 
 
+def alarm_topic_name(environment: str) -> str:
+    """The environment's alarm topic (SNS): known at synth, so instances build its ARN without a parameter."""
+    return f"af-{environment}-alarms"
+
+
+def dashboard_name(environment: str) -> str:
+    return f"AgentFoundry-{environment}"
+
+
 @dataclass(frozen=True)
 class NetworkParameters:
     vpc_id: str

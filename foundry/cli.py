@@ -25,6 +25,7 @@ from foundry.manifests.resolve import ResolvedInstance
 from foundry.mcp.serve_cli import add_serve_parser, run_serve
 from foundry.plan.command import add_plan_parser, run_plan
 from foundry.rollout.command import add_rollout_parser, run_rollout
+from foundry.synth.command import add_synth_parser, run_synth
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 
@@ -123,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     schema.add_argument("--out", type=Path, default=DEFAULT_AGENTS_DIR / "schemas", metavar="DIR")
     add_serve_parser(sub)
     add_rollout_parser(sub)
+    add_synth_parser(sub)
     return parser
 
 
@@ -146,6 +148,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_plan(args)
     if args.command == "rollout":
         return run_rollout(args)
+    if args.command == "synth":
+        return run_synth(args)
     try:
         fleet = load_fleet(args.agents_dir, environment=args.environment, instance=args.instance)
     except ManifestError as exc:

@@ -7,6 +7,7 @@ server through the SDK's in-process client connection and may only use the tools
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from mcp import Client
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.context import Context
 from mcp.server.mcpserver.exceptions import ToolError
+from opentelemetry.trace import SpanKind
 from pydantic import BaseModel, Field
 
 from instance_contract.model_choice import AgentModel, agent_model
@@ -24,10 +26,23 @@ from runtime.bundle_source import InstanceBundle
 from runtime.config import OfflineModelSettings, Secrets
 from runtime.egress_http import EgressPolicy
 from runtime.external_mcp import ExternalServers, ExternalToolError, split_tool_name
+from runtime.genai_spans import (
+    AGENT_NAME,
+    OPERATION,
+    TOOL_NAME,
+    as_json,
+    fail,
+    provider_name,
+    span,
+    system_instructions,
+    text_messages,
+)
+from runtime.instruments import InstanceTelemetry
 from runtime.memory import StoredMessage, ThreadMemory
 from runtime.providers import (
     BedrockProvider,
     ModelProvider,
+    ModelReply,
     ModelRequest,
     OfflineProvider,
     ProviderError,
@@ -137,12 +152,20 @@ def providers_for(
     return chosen
 
 
+SDK_SPAN_MIDDLEWARE = "OpenTelemetryMiddleware"
+"""The MCP SDK's default server middleware that opens one span per request."""
+
+
 class BackendServer(MCPServer):
     """The SDK's server, with the external servers' tools listed and called beside its own."""
 
     def __init__(self, name: str, external: ExternalServers) -> None:
         super().__init__(name, log_level="WARNING")
         self.external = external
+        # In-process: every call already has its `execute_tool` span (ToolGateway.call), whose context the
+        # in-process transport carries into the handler; the SDK's server span per call would only double it. Its
+        # middleware class lives in a private module (mcp.server._otel), so it is matched by name, not imported.
+        self.middleware[:] = [m for m in self.middleware if type(m).__name__ != SDK_SPAN_MIDDLEWARE]
 
     async def list_tools(self) -> list[types.Tool]:
         own = await super().list_tools()
@@ -172,11 +195,13 @@ def build_backend_server(
     memory: Callable[[], ThreadMemory],
     secrets: Secrets,
     egress: EgressPolicy | None = None,
+    telemetry: InstanceTelemetry | None = None,
 ) -> BackendServer:
     """`memory` returns the instance's thread memory, which is opened (async) after the server is built. `egress`
     (default: the bundle's setting, serving on no port) is where external MCP servers may be reached."""
     if egress is None:
         egress = EgressPolicy(allow_private_targets=bundle.instance.spec.egress.allow_private_targets)
+    observed = telemetry or InstanceTelemetry.off()
     server = BackendServer(bundle.mcp.server.name, ExternalServers(bundle.instance.spec.mcp.servers, secrets, egress))
     identity = bundle.instance.spec.identity
     limits = bundle.instance.spec.limits
@@ -223,10 +248,7 @@ def build_backend_server(
             ),
             request_text=request,
         )
-        try:
-            reply = await route.provider.generate(model_request)
-        except ProviderError as exc:
-            raise ToolError(str(exc)) from None
+        reply = await _chat(route.provider, model_request, observed)
         return Generated(
             text=reply.text,
             provider=reply.provider,
@@ -262,11 +284,61 @@ def build_backend_server(
     return server
 
 
+async def _chat(provider: ModelProvider, request: ModelRequest, telemetry: InstanceTelemetry) -> ModelReply:
+    """One model call inside a `chat {model}` span, with its tokens and time recorded; a provider error becomes
+    the tool's error."""
+    model = request.model_id or provider.default_model
+    system = provider_name(provider.name)
+    attributes: dict[str, Any] = {
+        OPERATION: "chat",
+        "gen_ai.provider.name": system,
+        "gen_ai.request.model": model,
+        AGENT_NAME: request.agent_id,
+        "gen_ai.request.max_tokens": request.max_tokens,
+        "gen_ai.request.temperature": request.temperature,
+    }
+    if telemetry.capture_content:
+        attributes["gen_ai.system_instructions"] = system_instructions(request.system)
+        attributes["gen_ai.input.messages"] = text_messages("user", request.prompt)
+    started = time.perf_counter()
+    with span(f"chat {model}", attributes, SpanKind.CLIENT) as current:
+        try:
+            reply = await provider.generate(request)
+        except ProviderError as exc:
+            fail(current, type(exc).__name__)
+            telemetry.metrics.model_call(
+                provider=system, model=model, seconds=time.perf_counter() - started,
+                input_tokens=0, output_tokens=0, error_type=type(exc).__name__,
+            )  # fmt: skip
+            raise ToolError(str(exc)) from None
+        current.set_attributes(
+            {
+                "gen_ai.response.model": reply.model,
+                "gen_ai.usage.input_tokens": reply.input_tokens,
+                "gen_ai.usage.output_tokens": reply.output_tokens,
+            }
+        )
+        if telemetry.capture_content:
+            output: list[dict[str, Any]] = [{"type": "text", "content": reply.text}] if reply.text else []
+            output += [
+                {"type": "tool_call", "id": c.id, "name": c.name, "arguments": c.arguments} for c in reply.tool_calls
+            ]
+            current.set_attribute("gen_ai.output.messages", as_json([{"role": "assistant", "parts": output}]))
+    telemetry.metrics.model_call(
+        provider=system, model=model, seconds=time.perf_counter() - started,
+        input_tokens=reply.input_tokens, output_tokens=reply.output_tokens, error_type=None,
+    )  # fmt: skip
+    return reply
+
+
 class BackendConnection:
     """One in-process MCP client session to the backend server, shared by every request of the process."""
 
-    def __init__(self, server: BackendServer, allowed: dict[str, list[str]]) -> None:
+    def __init__(
+        self, server: BackendServer, allowed: dict[str, list[str]], telemetry: InstanceTelemetry | None = None
+    ) -> None:
         self._server = server
+        self.telemetry = telemetry or InstanceTelemetry.off()
         self._allowed = {agent: frozenset(tools) for agent, tools in allowed.items()}
         self._stack: AsyncExitStack | None = None
         self._client: Client | None = None
@@ -326,10 +398,30 @@ class ToolGateway:
         self.allowed = allowed
 
     async def call(self, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
-        if name not in self.allowed:
-            kind = "external tool" if split_tool_name(name) else "backend tool"
-            raise ToolCallError(f"agent {self.agent_id} may not call {kind} {name} (not in its spec's tools)")
-        return await self._connection.call(name, arguments)
+        """The call inside an `execute_tool {name}` span, counted by tool (a refused call counts as an error)."""
+        external = split_tool_name(name) is not None
+        telemetry = self._connection.telemetry
+        attributes: dict[str, Any] = {
+            OPERATION: "execute_tool",
+            TOOL_NAME: name,
+            "gen_ai.tool.type": "extension" if external else "function",
+            AGENT_NAME: self.agent_id,
+        }
+        if telemetry.capture_content:
+            attributes["gen_ai.tool.call.arguments"] = as_json(arguments)
+        ok = False
+        try:
+            with span(f"execute_tool {name}", attributes) as current:
+                if name not in self.allowed:
+                    kind = "external tool" if external else "backend tool"
+                    raise ToolCallError(f"agent {self.agent_id} may not call {kind} {name} (not in its spec's tools)")
+                result = await self._connection.call(name, arguments)
+                if telemetry.capture_content:
+                    current.set_attribute("gen_ai.tool.call.result", as_json(result))
+                ok = True
+                return result
+        finally:
+            telemetry.metrics.tool_call(name, ok)
 
     @property
     def external_tools(self) -> list[str]:

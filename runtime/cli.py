@@ -4,7 +4,8 @@
                             [--state sqlite:///PATH|dynamodb://TABLE|memory://]
     python -m runtime call --url http://127.0.0.1:8080/mcp --message "plan the Q3 roadmap" [--thread T] [--token JWT]
     python -m runtime healthcheck [--port N] [--timeout SECONDS]
-    python -m runtime state export|delete --bundle PATH [--state URL] [--thread T]
+    python -m runtime state export --bundle PATH [--state URL] [--org ORG --sub SUB [--thread T]]
+    python -m runtime state delete --bundle PATH [--state URL] --org ORG --sub SUB [--thread T]
     python -m runtime dev-issuer [--dir build/dev-issuer]     # a local token issuer: JWKS + discovery on 127.0.0.1
     python -m runtime token --bundle PATH [--sub alice]       # a development token from that issuer's key
 
@@ -59,11 +60,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     health.add_argument("--port", type=int, help="port the runtime listens on (default: $PORT or 8080)")
     health.add_argument("--timeout", type=float, default=HEALTHCHECK_TIMEOUT_SECONDS, help="seconds (default: 3)")
-    state = commands.add_parser("state", help="export or delete an instance's threads (offboarding)")
-    state.add_argument("action", choices=["export", "delete"], help="export: JSON lines to stdout; delete: --thread")
+    state = commands.add_parser(
+        "state", help="export an instance's threads (offboarding), or one caller's (data-subject requests); erase them"
+    )
+    state.add_argument(
+        "action", choices=["export", "delete"], help="export: JSON lines to stdout; delete: erase --org/--sub's threads"
+    )
     state.add_argument("--bundle", help="the instance's bundle (default: $BUNDLE_URI): its TTL and default file")
     state.add_argument("--state", help=f"the store: {ALLOWED_FORMS} (default: $STATE_URL or the local file)")
-    state.add_argument("--thread", help="only this thread (required for delete)")
+    state.add_argument("--org", help="the caller's organization (the token's organization claim)")
+    state.add_argument("--sub", help="the caller's subject (the token's sub)")
+    state.add_argument("--thread", help="only this thread of the caller (the thread id the caller used)")
     issuer = commands.add_parser(
         "dev-issuer", help="serve a local token issuer (JWKS and discovery on 127.0.0.1) for development"
     )
@@ -180,9 +187,13 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _state(args: argparse.Namespace) -> int:
-    """Offboarding and data requests: every thread (or one) as JSON lines, or one thread deleted."""
-    if args.action == "delete" and not args.thread:
-        print("runtime state delete: --thread is required", file=sys.stderr)
+    """Offboarding (every thread as JSON lines) and data-subject requests (one caller's threads, exported or
+    erased). A request that matches no thread is an error: an erasure that erased nothing must not look done."""
+    if (args.org is None) != (args.sub is None) or (args.thread is not None and args.org is None):
+        print("runtime state: --org and --sub go together, and --thread needs both", file=sys.stderr)
+        return 2
+    if args.action == "delete" and args.org is None:
+        print("runtime state delete: --org ORG --sub SUB are required (whose threads to erase)", file=sys.stderr)
         return 2
     from runtime.bundle_source import BundleError, load_bundle
 
@@ -195,19 +206,30 @@ def _state(args: argparse.Namespace) -> int:
         print(f"runtime state: {exc}", file=sys.stderr)
         return 1
     from runtime.instance import Instance
+    from runtime.subject_data import SubjectRequest, erase_subject, export_subject
     from runtime.thread_store import StateStoreError
+
+    request = SubjectRequest(args.org, args.sub, args.thread) if args.org is not None else None
 
     async def run() -> int:
         instance = Instance(bundle=bundle, config=config)
         state = await instance.open_state()
         try:
-            if args.action == "delete":
-                await state.delete_thread(args.thread)
-                print(json.dumps({"deleted": args.thread}))
-                return 0
-            for thread in await state.export():
-                if args.thread is None or thread["thread_id"] == args.thread:
+            if request is None:
+                for thread in await state.export():
                     print(json.dumps(thread, sort_keys=True))
+                return 0
+            if args.action == "delete":
+                erased = await erase_subject(state, request)
+                print(json.dumps({"erased": erased, **_names(request)}, sort_keys=True))
+            else:
+                threads = await export_subject(state, request)
+                for thread in threads:
+                    print(json.dumps(thread, sort_keys=True))
+                erased = len(threads)
+            if erased == 0:
+                print(f"runtime state {args.action}: no {request.describe()} in {state.where}", file=sys.stderr)
+                return 1
             return 0
         finally:
             await state.close()
@@ -217,6 +239,10 @@ def _state(args: argparse.Namespace) -> int:
     except StateStoreError as exc:
         print(f"runtime state: {exc}", file=sys.stderr)
         return 1
+
+
+def _names(request: Any) -> dict[str, str | None]:
+    return {"organization": request.organization, "subject": request.subject, "thread_id": request.thread}
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:

@@ -15,6 +15,7 @@ from typing import Literal
 from instance_contract.thread_state import STATE_URL_ENV
 from oauth_resource.urls import check_fetch_url
 from runtime.state_url import StateLocation, StateUrlError, parse_state_url
+from runtime.telemetry_settings import TelemetryConfigError, TelemetrySettings, telemetry_settings
 
 DEFAULT_PORT = 8080
 DEFAULT_THREAD_WAIT_SECONDS = 30.0
@@ -122,6 +123,8 @@ class RuntimeConfig:
     thread_wait_seconds: float = DEFAULT_THREAD_WAIT_SECONDS
     """How long a turn waits for the thread's previous turn before it is refused (thread_busy)."""
     auth: AuthConfig = field(default_factory=AuthConfig)
+    telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)
+    """The OTEL_* variables (runtime.telemetry_settings)."""
 
     def secrets_for(self, names: list[str]) -> tuple[Secrets, list[str]]:
         """The bundle's declared secrets that were injected, and the names that are missing."""
@@ -157,6 +160,10 @@ def config_from_env(
         location = parse_state_url(state_url, source="--state" if state else STATE_URL_ENV) if state_url else None
     except StateUrlError as exc:
         raise ConfigError(str(exc)) from None
+    try:
+        telemetry = telemetry_settings(env)
+    except TelemetryConfigError as exc:
+        raise ConfigError(str(exc)) from None
     return RuntimeConfig(
         bundle_uri=bundle_uri,
         bundle_hash=chosen_hash,
@@ -181,6 +188,7 @@ def config_from_env(
         state=location,
         thread_wait_seconds=_float(env, "THREAD_WAIT_SECONDS", DEFAULT_THREAD_WAIT_SECONDS),
         auth=auth_from_env(env),
+        telemetry=telemetry,
     )
 
 

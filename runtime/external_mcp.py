@@ -23,6 +23,7 @@ import httpx2
 import mcp_types as types
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
+from opentelemetry import propagate
 
 from instance_contract.schema import ExternalMcpServer
 from runtime.config import Secrets, secret_env_name
@@ -158,12 +159,15 @@ class ExternalServers:
 
     def _http(self, server: ExternalMcpServer, exchange: Exchange) -> httpx2.AsyncClient:
         """An HTTP client sending the bearer token over the egress transport, which notes what it refused and the
-        statuses it saw (the SDK's client reports a 401/403 only as a generic error response)."""
+        statuses it saw (the SDK's client reports a 401/403 only as a generic error response). Each request carries
+        the current W3C trace context as a `traceparent` header (the SDK's client also puts it in the request's
+        `_meta`), so the server's spans join the instance's trace."""
         return httpx2.AsyncClient(
             headers=self._headers(server),
             timeout=server.timeout_seconds,
             transport=EgressTransport(self._egress, exchange),
             trust_env=False,  # no proxy from the environment: the transport connects only to addresses it checked
+            event_hooks={"request": [_carry_trace_context]},
         )
 
     async def _list(self, server: ExternalMcpServer, exchange: Exchange) -> list[ExternalTool]:
@@ -224,6 +228,10 @@ class ExternalServers:
                 ) from None
             detail = _describe(exc)
             raise ExternalToolError(f"MCP server {server.name!r} ({server.url}) failed {doing}: {detail}") from None
+
+
+async def _carry_trace_context(request: httpx2.Request) -> None:
+    propagate.inject(request.headers)
 
 
 def _describe(exc: BaseException) -> str:

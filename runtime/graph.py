@@ -29,6 +29,7 @@ from langgraph.types import Send
 
 from instance_contract.bundle_documents import GraphDefinition
 from runtime.agents.exception import TIMEOUT_ERROR
+from runtime.genai_spans import AGENT_NAME, OPERATION, fail, span
 from runtime.state import Failure, PipelineState, TraceEntry, WorkerTask
 
 REQUEST_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("request_deadline", default=None)
@@ -53,7 +54,20 @@ def guarded(node: str, agent: Node, *, unlimited: bool = False) -> GuardedNode:
     """Times the node, adds its trace entry, and turns an exception into a recorded Failure. An `unlimited` node
     (on the error path, which turns a failure into the caller's answer) runs even after the deadline."""
 
+    attributes = {OPERATION: "invoke_agent", AGENT_NAME: agent.agent_id, "agentfoundry.graph.node": node}
+    name = f"invoke_agent {agent.agent_id}"
+
     async def run(state: Any) -> PipelineState:
+        with span(name, attributes) as current:
+            update = await step(state)
+            (entry,) = update["trace"]
+            if entry["status"] != "ok":
+                current.set_attribute("agentfoundry.node.status", entry["status"])
+            if entry["status"] == "error":
+                fail(current, update["failures"][0]["error_type"])
+            return update
+
+    async def step(state: Any) -> PipelineState:
         started = time.perf_counter()
         status: Literal["ok", "rejected", "error"] = "ok"
         deadline = None if unlimited or state.get("failures") else REQUEST_DEADLINE.get()

@@ -27,10 +27,15 @@ from runtime.backend_mcp import BackendConnection, build_backend_server, provide
 from runtime.bundle_source import InstanceBundle, load_bundle
 from runtime.config import RuntimeConfig, Secrets
 from runtime.egress_http import EgressPolicy
+from runtime.genai_spans import AGENT_NAME, OPERATION, fail, span, text_messages
 from runtime.graph import REQUEST_DEADLINE, Node, build_graph
+from runtime.instruments import InstanceTelemetry
 from runtime.memory import ThreadMemory
 from runtime.state import PipelineState
 from runtime.state_url import default_state_url, parse_state_url
+from runtime.subject_data import SubjectRequest, erase_subject, export_subject
+from runtime.telemetry import instance_resource
+from runtime.thread_leases import ThreadOwner
 from runtime.thread_store import StateStoreError, ThreadState, open_thread_state, writable_default
 from runtime.thread_turns import StateUnavailableError, ThreadBusyError
 
@@ -86,6 +91,27 @@ class InvokeResult(BaseModel):
     total_ms: float
 
 
+class SubjectThread(BaseModel):
+    thread_id: str | None
+    """The subject's own thread id."""
+    last_active: float
+    messages: list[dict[str, str]]
+
+
+class SubjectDataResult(BaseModel):
+    """One data-subject request's answer: whose threads, and what was found (export) or how many were erased."""
+
+    organization: str
+    subject: str
+    thread_id: str | None
+    threads: list[SubjectThread] = []
+    erased: int | None = None
+
+
+class SubjectRequestError(ValueError):
+    """A data-subject request that matched nothing (or named a malformed thread id); the message says whose."""
+
+
 @dataclass(frozen=True)
 class SecretStatus:
     name: str
@@ -99,6 +125,9 @@ class Instance:
         names = list(bundle.instance.spec.secrets)
         self.secrets, self.missing_secrets = config.secrets_for(names)
         self.metrics = Metrics()
+        self.resource = instance_resource(bundle.instance, bundle.content_hash, config.telemetry)
+        """Whose spans and metrics these are (service, environment, organization, domain, instance, bundle hash)."""
+        self.telemetry = InstanceTelemetry.from_settings(config.telemetry, self.resource)
         self.thread_state: ThreadState | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self.draining = False
@@ -114,8 +143,9 @@ class Instance:
             memory=self._memory,
             secrets=self.secrets,
             egress=self.egress,
+            telemetry=self.telemetry,
         )
-        self.backend = BackendConnection(backend, bundle.mcp.agents)
+        self.backend = BackendConnection(backend, bundle.mcp.agents, self.telemetry)
         self.graph = build_graph(bundle.graph, self._agents())
 
     @classmethod
@@ -211,6 +241,7 @@ class Instance:
         if self.thread_state is not None:
             await self.thread_state.close()
             self.thread_state = None
+        self.telemetry.metrics.shutdown()
 
     async def _sweep_forever(self, state: ThreadState) -> None:
         while True:
@@ -231,10 +262,33 @@ class Instance:
         """`caller` is who the bearer token says is calling (None: the anonymous caller of AUTH_MODE=none or stdio).
         The graph sees only the caller's opaque thread key and the token's organization as its tenant. Without a
         thread id the turn starts a new thread (never a shared default one: with auth off, or callers sharing one
-        client id, that would hand one caller another's history); the result's thread_id names it."""
-        trace_id = uuid.uuid4().hex
+        client id, that would hand one caller another's history); the result's thread_id names it.
+
+        The turn is one `invoke_agent` span (the graph's node spans are its children); the result's trace_id is the
+        span's trace id when there is one (the caller's, if it sent a traceparent), so a caller can find the trace."""
         if thread_id is None:
             thread_id = new_thread_id()
+        name = self.bundle.instance.metadata.name
+        attributes: dict[str, Any] = {OPERATION: "invoke_agent", AGENT_NAME: name}
+        capture = self.telemetry.capture_content
+        if capture:
+            attributes["gen_ai.input.messages"] = text_messages("user", message)
+        started = time.perf_counter()
+        with span(f"invoke_agent {name}", attributes) as current:
+            context = current.get_span_context()
+            trace_id = format(context.trace_id, "032x") if context.is_valid else uuid.uuid4().hex
+            if current.is_recording() and THREAD_ID.fullmatch(thread_id):
+                key = thread_key(caller or anonymous_caller(self.organization), thread_id)
+                current.set_attribute("gen_ai.conversation.id", key)
+            result = await self._invoke(message, thread_id, caller, trace_id)
+            if result.error is not None:
+                fail(current, result.error.code)
+            elif capture and result.answer is not None:
+                current.set_attribute("gen_ai.output.messages", text_messages("assistant", result.answer))
+        self.telemetry.metrics.turn(time.perf_counter() - started, result.error.code if result.error else None)
+        return result
+
+    async def _invoke(self, message: str, thread_id: str, caller: Caller | None, trace_id: str) -> InvokeResult:
         refusal: InvokeError | None = None
         if self.draining or not self.ready:
             self.metrics.refused += 1
@@ -269,7 +323,7 @@ class Instance:
             # The nodes enforce the deadline themselves (so the exception agent still answers); this outer limit
             # only catches the graph itself (or the wait for the thread's turn) hanging between nodes.
             async with asyncio.timeout_at(deadline + ERROR_PATH_GRACE_SECONDS):
-                state = await self._run_turn(request)
+                state = await self._run_turn(request, ThreadOwner(caller.organization, caller.subject, thread_id))
         except TimeoutError:
             self.metrics.failed += 1
             state = {
@@ -307,14 +361,39 @@ class Instance:
         )
         return result
 
-    async def _run_turn(self, request: PipelineState) -> PipelineState:
+    async def _run_turn(self, request: PipelineState, owner: ThreadOwner | None = None) -> PipelineState:
         """One turn per thread at a time, across all tasks (runtime.thread_turns: queued, then thread_busy). A
-        malformed thread id takes no turn: governance rejects it before any agent reads or writes memory."""
+        malformed thread id takes no turn: governance rejects it before any agent reads or writes memory. `owner`
+        (the caller's names) is kept in the thread's record for data-subject requests."""
         thread_id = request["thread_id"]
         if self.thread_state is None or not THREAD_ID.fullmatch(thread_id):
             return cast(PipelineState, await self.graph.ainvoke(request))
-        async with self.thread_state.turns.turn(thread_id):
+        async with self.thread_state.turns.turn(thread_id, owner):
             return cast(PipelineState, await self.graph.ainvoke(request))
+
+    async def export_subject(self, subject: str, thread_id: str | None = None) -> SubjectDataResult:
+        """The subject's threads (of this instance's organization) with their history (runtime.subject_data)."""
+        state, request = await self._subject_request(subject, thread_id)
+        threads = await export_subject(state, request)
+        if not threads:
+            raise SubjectRequestError(f"no {request.describe()} on this instance")
+        found = [SubjectThread(**{k: t[k] for k in ("thread_id", "last_active", "messages")}) for t in threads]
+        return SubjectDataResult(organization=self.organization, subject=subject, thread_id=thread_id, threads=found)
+
+    async def erase_subject(self, subject: str, thread_id: str | None = None) -> SubjectDataResult:
+        state, request = await self._subject_request(subject, thread_id)
+        erased = await erase_subject(state, request)
+        log.info(json.dumps({"event": "subject.erased", "threads": erased}))  # names no subject: it is personal
+        if erased == 0:
+            raise SubjectRequestError(f"erased 0 threads: no {request.describe()} on this instance")
+        return SubjectDataResult(organization=self.organization, subject=subject, thread_id=thread_id, erased=erased)
+
+    async def _subject_request(self, subject: str, thread_id: str | None) -> tuple[ThreadState, SubjectRequest]:
+        if thread_id is not None and not THREAD_ID.fullmatch(thread_id):
+            raise SubjectRequestError(
+                f"thread_id {thread_id[:40]!r} is not a thread id (1-128 of letters, digits, '.', '_', ':', '-')"
+            )
+        return await self.open_state(), SubjectRequest(self.organization, subject, thread_id)
 
     def describe(self) -> dict[str, Any]:
         spec = self.bundle.instance.spec
@@ -343,6 +422,8 @@ class Instance:
         }
 
     def status(self) -> dict[str, Any]:
+        """Health, the observability agent's per-node counts and the OpenTelemetry instruments' summary
+        (requests by outcome, errors by type, turn duration, tokens and model calls by model, tool calls by tool)."""
         return {
             "ready": self.ready and not self.draining,
             "draining": self.draining,
@@ -352,14 +433,8 @@ class Instance:
                 "where": self.thread_state.where if self.thread_state else None,
             },
             "metrics": self.metrics.snapshot(),
+            "telemetry": self.telemetry.metrics.summary(),
         }
-
-    def prometheus_labels(self) -> str:
-        identity = self.bundle.instance.spec.identity
-        return (
-            f'organization="{identity.organization_id}",domain="{identity.domain_id}",'
-            f'environment="{identity.environment}",instance="{identity.instance_id}"'
-        )
 
 
 def new_thread_id() -> str:
@@ -384,4 +459,4 @@ def _result(state: PipelineState, *, thread_id: str, trace_id: str, total_ms: fl
     )
 
 
-__all__ = ["Instance", "InvokeResult", "Secrets"]
+__all__ = ["Instance", "InvokeResult", "Secrets", "SubjectDataResult", "SubjectRequestError"]

@@ -6,7 +6,9 @@ Each thread is one checkpoint whose `messages` channel holds the kept tail of th
 a child checkpoint (the saver's own versioning) and prunes the one it replaced, so a thread's storage is bounded
 by `max_history_messages` (and by MAX_HISTORY_BYTES, which keeps a thread within one DynamoDB item). A thread
 idle for longer than the manifest's `thread_ttl_hours` reads as empty and is removed (DynamoDB's TTL, or the
-SQLite sweep). Appends are serialised per thread by runtime.thread_turns, so no concurrent turn is lost.
+SQLite sweep). Appends are serialised per thread by runtime.thread_turns, so no concurrent turn is lost, and each
+carries its turn's lease (owner and fence in the checkpoint's metadata): the store writes it only while that lease
+is still the thread's (runtime.thread_leases), so a turn that lost its lease writes nothing.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
@@ -25,6 +27,8 @@ from langgraph.checkpoint.base import (
     create_checkpoint,
     empty_checkpoint,
 )
+
+from runtime.thread_leases import HeldLease, LeaseLostError
 
 HISTORY_CHANNEL = "messages"
 MAX_HISTORY_BYTES = 300_000
@@ -76,6 +80,9 @@ class ThreadMemory:
         self._ttl_seconds = ttl_seconds
         self._max_bytes = max_bytes
         self._clock = clock
+        self.turn_of: Callable[[str], HeldLease | None] | None = None
+        """Set by the thread store: the lease of this process's running turn on a thread. When set, a write
+        outside a turn is refused, and every write carries its turn's lease."""
 
     async def read(self, thread_id: str, limit: int) -> list[StoredMessage]:
         latest = await self._latest(thread_id)
@@ -83,9 +90,16 @@ class ThreadMemory:
             return []
         return _messages(latest)[-limit:]
 
-    async def append(self, thread_id: str, messages: list[StoredMessage]) -> int:
+    async def append(self, thread_id: str, messages: list[StoredMessage], lease: HeldLease | None = None) -> int:
         """Writes the thread's next checkpoint and prunes the one it replaces. The caller holds the thread's turn
-        (runtime.thread_turns), so no other writer can interleave between the read and the write."""
+        (runtime.thread_turns), so no other writer can interleave between the read and the write; the write carries
+        the turn's lease and is refused (LeaseLostError, the lease marked lost) once another task has taken it."""
+        if lease is None and self.turn_of is not None:
+            lease = self.turn_of(thread_id)
+            if lease is None:
+                raise LeaseLostError(f"no running turn of this task holds thread {thread_id}; nothing was written")
+        if lease is not None and lease.lost is not None:
+            raise LeaseLostError(f"the turn lost its lease ({lease.lost}); nothing was written")
         latest = await self._latest(thread_id)
         previous = _messages(latest) if latest is not None else []
         kept = keep_within([*previous, *messages], max_messages=self._keep, max_bytes=self._max_bytes)
@@ -96,9 +110,15 @@ class ThreadMemory:
         version = self.saver.get_next_version(base["channel_versions"].get(HISTORY_CHANNEL), None)
         checkpoint["channel_values"] = {HISTORY_CHANNEL: [{"role": m.role, "content": m.content} for m in kept]}
         checkpoint["channel_versions"] = {**base["channel_versions"], HISTORY_CHANNEL: version}
-        metadata: CheckpointMetadata = {"source": "update", "step": step, "parents": {}}
+        fence: dict[str, Any] = {"af_owner": lease.owner, "af_fence": lease.fence} if lease is not None else {}
+        metadata = cast(CheckpointMetadata, {"source": "update", "step": step, "parents": {}, **fence})
         parent = latest.checkpoint["id"] if latest is not None else None
-        await self.saver.aput(thread_config(thread_id, parent), checkpoint, metadata, {HISTORY_CHANNEL: version})
+        try:
+            await self.saver.aput(thread_config(thread_id, parent), checkpoint, metadata, {HISTORY_CHANNEL: version})
+        except LeaseLostError:
+            if lease is not None:
+                lease.lost = lease.lost or "the store refused its write: another task holds the thread's lease"
+            raise
         await self.saver.aprune([thread_id], strategy="keep_latest")
         return len(kept)
 

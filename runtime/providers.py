@@ -103,6 +103,11 @@ def first_string_argument(schema: dict[str, Any]) -> str | None:
 class ModelProvider(Protocol):
     name: str
 
+    @property
+    def default_model(self) -> str:
+        """The model a request without its own model id gets."""
+        ...
+
     async def generate(self, request: ModelRequest) -> ModelReply: ...
 
 
@@ -110,6 +115,7 @@ class OfflineProvider:
     """Echoes a summary of the prompt with a digest of the whole input: same input, same answer."""
 
     name = "offline"
+    default_model = "offline-echo"
 
     def __init__(self, settings: OfflineModelSettings | None = None) -> None:
         self._settings = settings or OfflineModelSettings()
@@ -122,7 +128,7 @@ class OfflineProvider:
             raise ProviderError(f"offline provider is set to fail for agent {request.agent_id}")
         digest = hashlib.sha256(f"{request.system}\x00{request.prompt}".encode()).hexdigest()[:12]
         words = request.prompt.split()
-        model = request.model_id or "offline-echo"
+        model = request.model_id or self.default_model
         input_tokens = len(words) + len(request.system.split())
         if request.steps:  # the tool has answered: answer with its result
             result = " ".join(" ".join(step.results) for step in request.steps)
@@ -202,6 +208,10 @@ class BedrockProvider:
     def __init__(self, *, client: Any, default_model_id: str) -> None:
         self._client = client
         self._default_model_id = default_model_id
+
+    @property
+    def default_model(self) -> str:
+        return self._default_model_id
 
     @classmethod
     def from_region(cls, *, region: str | None, default_model_id: str) -> BedrockProvider:

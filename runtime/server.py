@@ -7,8 +7,9 @@ in-flight requests finish, and exits 0 within DRAIN_SECONDS.
 
 With AUTH_ISSUER set the instance is an OAuth 2.1 resource server (the MCP authorization specification): every /mcp
 request carries a bearer JWT, checked by the SDK's bearer middleware with our verifier (runtime/auth.py,
-oauth_resource/); `invoke` needs the agentfoundry/invoke scope, `describe`, `status` and /metrics agentfoundry/read;
-/.well-known/oauth-protected-resource (RFC 9728) names the resource and its issuer.
+oauth_resource/); `invoke` needs the agentfoundry/invoke scope, `describe`, `status` and /metrics agentfoundry/read,
+and the data-subject tools `export_subject_data` and `erase_subject_data` agentfoundry/admin (operators' tokens
+only); /.well-known/oauth-protected-resource (RFC 9728) names the resource and its issuer.
 """
 
 from __future__ import annotations
@@ -32,20 +33,25 @@ from mcp_types import CallToolResult, TextContent
 from pydantic import Field
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from runtime.auth import (
-    INSTANCE_SCOPES,
+    ADMIN_SCOPE,
     INVOKE_SCOPE,
     READ_SCOPE,
+    SUPPORTED_SCOPES,
     Caller,
     ResourceServer,
     ScopeError,
     caller_from_token,
     resource_server,
 )
-from runtime.instance import Instance, InvokeResult
+from runtime.instance import Instance, InvokeResult, SubjectDataResult, SubjectRequestError
+from runtime.telemetry import install_tracing, shutdown_tracing
+from runtime.trace_context import TraceContextMiddleware
+
+PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 log = logging.getLogger("runtime.server")
 MAX_MESSAGE_CHARS = 1_000_000
@@ -117,6 +123,47 @@ def build_mcp_server(instance: Instance, auth: ResourceServer | None = None) -> 
         caller(READ_SCOPE)
         return instance.status()
 
+    def admin() -> None:
+        """The data-subject tools need an operator's token with agentfoundry/admin; an instance that checks no
+        tokens (AUTH_MODE=none) offers them to nobody (`python -m runtime state` serves operators there)."""
+        if auth is None:
+            raise ToolError(
+                "the data-subject tools need an operator's token with the agentfoundry/admin scope, and this "
+                "instance checks no tokens (AUTH_MODE=none); use `python -m runtime state` on its store"
+            )
+        caller(ADMIN_SCOPE)
+
+    @server.tool()
+    async def export_subject_data(
+        subject: Annotated[str, Field(min_length=1, max_length=256, description="The caller's subject (sub).")],
+        thread_id: Annotated[
+            str | None, Field(max_length=128, description="Only this thread of the subject (its own thread id).")
+        ] = None,
+    ) -> SubjectDataResult:
+        """Data-subject access: every thread this instance keeps of one subject of its organization (or one of
+        them), with the subject's own thread ids and the kept history. Needs the agentfoundry/admin scope."""
+        admin()
+        try:
+            return await instance.export_subject(subject, thread_id)
+        except SubjectRequestError as exc:
+            raise ToolError(str(exc)) from None
+
+    @server.tool()
+    async def erase_subject_data(
+        subject: Annotated[str, Field(min_length=1, max_length=256, description="The caller's subject (sub).")],
+        thread_id: Annotated[
+            str | None, Field(max_length=128, description="Only this thread of the subject (its own thread id).")
+        ] = None,
+    ) -> SubjectDataResult:
+        """Data-subject erasure: deletes every thread of one subject of this instance's organization (or one of
+        them): history, checkpoints and thread records; answers how many threads it erased. Needs the
+        agentfoundry/admin scope. A subject with nothing to erase is an error, never a silent success."""
+        admin()
+        try:
+            return await instance.erase_subject(subject, thread_id)
+        except SubjectRequestError as exc:
+            raise ToolError(str(exc)) from None
+
     return server
 
 
@@ -134,7 +181,7 @@ def build_http_app(instance: Instance) -> Starlette:
     async def metrics(request: Request) -> Response:
         if auth is not None and (refused := _refuse_without_scope(request, READ_SCOPE, auth)) is not None:
             return refused
-        return PlainTextResponse(instance.metrics.prometheus(instance.prometheus_labels()))
+        return Response(instance.telemetry.metrics.prometheus(), media_type=PROMETHEUS_CONTENT_TYPE)
 
     security = TransportSecuritySettings(
         enable_dns_rebinding_protection=True,
@@ -147,6 +194,7 @@ def build_http_app(instance: Instance) -> Starlette:
     app.add_route("/healthz", healthz, methods=["GET"])
     app.add_route("/readyz", readyz, methods=["GET"])
     app.add_route("/metrics", metrics, methods=["GET"])
+    app.add_middleware(TraceContextMiddleware)
     if auth is not None:
         app.router.routes[:] = [*_without_metadata_routes(app.router.routes), *_metadata_routes(instance, auth)]
     mcp_lifespan = app.router.lifespan_context
@@ -179,7 +227,7 @@ def _metadata_routes(instance: Instance, auth: ResourceServer) -> list[BaseRoute
     routes = create_protected_resource_routes(
         resource_url=auth.settings.resource_server_url,  # type: ignore[arg-type]  # set by resource_server()
         authorization_servers=[auth.settings.issuer_url],
-        scopes_supported=list(INSTANCE_SCOPES),
+        scopes_supported=list(SUPPORTED_SCOPES),
         resource_name=f"Agent Foundry instance {instance.bundle.instance.metadata.name}",
     )
     bare = [Route("/.well-known/oauth-protected-resource", r.endpoint, methods=r.methods) for r in routes]
@@ -231,6 +279,7 @@ class DrainingServer(uvicorn.Server):
 
 async def serve_http(instance: Instance) -> None:
     config = instance.config
+    install_tracing(config.telemetry, instance.resource)
     uv_config = uvicorn.Config(
         build_http_app(instance),
         host=config.host,
@@ -242,12 +291,17 @@ async def serve_http(instance: Instance) -> None:
         timeout_graceful_shutdown=max(1, int(config.drain_seconds)),
         timeout_keep_alive=65,  # above the ALB's 60 s idle timeout, so the ALB closes first
     )
-    await DrainingServer(uv_config, instance).serve()
+    try:
+        await DrainingServer(uv_config, instance).serve()
+    finally:
+        shutdown_tracing()
 
 
 async def serve_stdio(instance: Instance) -> None:
+    install_tracing(instance.config.telemetry, instance.resource)
     await instance.start()
     try:
         await build_mcp_server(instance).run_stdio_async()
     finally:
         await instance.stop()
+        shutdown_tracing()

@@ -3,6 +3,12 @@ thread was last active. Taking a lease is a conditional write (SQLite: one upser
 ConditionExpression), so two tasks can never both hold one thread; an expired lease (a task that died mid-turn)
 is taken over. LangGraph's checkpointers do not coordinate concurrent writers — two turns that read the same
 checkpoint both write a child of it and the later one hides the earlier — which is why this small record exists.
+
+Each taking of a lease increments the record's `fence` (a fencing token). A turn's writes carry its owner and fence
+and the store refuses them unless the record still names both (runtime.thread_fencing), so a turn whose lease ran
+out and was taken over writes nothing. The record also keeps whose thread it is (organization, subject and the
+caller's own thread id; the thread id the store sees is an opaque hash of the three), so a data-subject request
+can find, export and erase one caller's threads.
 """
 
 from __future__ import annotations
@@ -24,14 +30,49 @@ SQLITE_BUSY_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True)
+class ThreadOwner:
+    """Whose thread a store key is: the token's organization and subject and the caller's own thread id."""
+
+    organization: str
+    subject: str
+    thread: str
+
+
+@dataclass(frozen=True)
 class ThreadRecord:
     thread_id: str
     last_active: float
     leased: bool
+    owner: ThreadOwner | None = None
+    """None for a thread written before the record kept its caller."""
+
+
+@dataclass
+class HeldLease:
+    """What a running turn holds: the owner string and fence its writes carry, and why it lost them (if it did)."""
+
+    thread_id: str
+    owner: str
+    fence: int
+    lost: str | None = None
+
+
+class LeaseLostError(RuntimeError):
+    """A write of a turn whose lease another task has taken (or whose record was erased): refused by the store."""
 
 
 class Leases(Protocol):
-    async def acquire(self, thread_id: str, owner: str, *, now: float, until: float, expires_at: float) -> bool: ...
+    async def acquire(
+        self,
+        thread_id: str,
+        owner: str,
+        *,
+        now: float,
+        until: float,
+        expires_at: float,
+        caller: ThreadOwner | None = None,
+    ) -> int | None:
+        """The lease's new fence when taken, None while another task holds the thread."""
 
     async def renew(self, thread_id: str, owner: str, *, until: float) -> bool: ...
 
@@ -40,44 +81,108 @@ class Leases(Protocol):
 
     async def records(self, *, now: float) -> list[ThreadRecord]: ...
 
-    async def forget(self, thread_id: str) -> None: ...
+    async def forget(self, thread_id: str) -> None:
+        """Removes an idle thread's record (a leased one stays)."""
+
+    async def erase(self, thread_id: str) -> None:
+        """Removes the record whether or not a turn holds it: that turn's later writes are then refused."""
+
+    async def find(self, organization: str, subject: str, *, now: float) -> list[ThreadRecord]:
+        """The records of one caller's threads."""
+
+    async def check(self, lease: HeldLease) -> None:
+        """Raises LeaseLostError unless the record still names the lease's owner and fence."""
 
     async def close(self) -> None: ...
 
 
+@dataclass
+class _MemoryRecord:
+    holder: str | None
+    lease_until: float
+    last_active: float
+    fence: int
+    caller: ThreadOwner | None
+
+
 class MemoryLeases:
     def __init__(self) -> None:
-        self._threads: dict[str, tuple[str | None, float, float]] = {}
+        self._threads: dict[str, _MemoryRecord] = {}
 
-    async def acquire(self, thread_id: str, owner: str, *, now: float, until: float, expires_at: float) -> bool:
-        holder, lease_until, last_active = self._threads.get(thread_id, (None, 0.0, now))
-        if holder is not None and holder != owner and lease_until >= now:
-            return False
-        self._threads[thread_id] = (owner, until, last_active)
-        return True
+    async def acquire(
+        self,
+        thread_id: str,
+        owner: str,
+        *,
+        now: float,
+        until: float,
+        expires_at: float,
+        caller: ThreadOwner | None = None,
+    ) -> int | None:
+        record = self._threads.get(thread_id) or _MemoryRecord(None, 0.0, now, 0, None)
+        if record.holder is not None and record.holder != owner and record.lease_until >= now:
+            return None
+        record.holder, record.lease_until, record.fence = owner, until, record.fence + 1
+        record.caller = caller or record.caller
+        self._threads[thread_id] = record
+        return record.fence
 
     async def renew(self, thread_id: str, owner: str, *, until: float) -> bool:
-        holder, _, last_active = self._threads.get(thread_id, (None, 0.0, 0.0))
-        if holder != owner:
+        record = self._threads.get(thread_id)
+        if record is None or record.holder != owner:
             return False
-        self._threads[thread_id] = (owner, until, last_active)
+        record.lease_until = until
         return True
 
     async def release(self, thread_id: str, owner: str, *, now: float, expires_at: float) -> None:
-        if self._threads.get(thread_id, (None,))[0] == owner:
-            self._threads[thread_id] = (None, 0.0, now)
+        record = self._threads.get(thread_id)
+        if record is not None and record.holder == owner:
+            record.holder, record.lease_until, record.last_active = None, 0.0, now
 
     async def records(self, *, now: float) -> list[ThreadRecord]:
         return [
-            ThreadRecord(thread_id, last_active, holder is not None and lease_until >= now)
-            for thread_id, (holder, lease_until, last_active) in sorted(self._threads.items())
+            ThreadRecord(thread_id, r.last_active, r.holder is not None and r.lease_until >= now, r.caller)
+            for thread_id, r in sorted(self._threads.items())
         ]
 
     async def forget(self, thread_id: str) -> None:
+        record = self._threads.get(thread_id)
+        if record is not None and record.holder is None:
+            del self._threads[thread_id]
+
+    async def erase(self, thread_id: str) -> None:
         self._threads.pop(thread_id, None)
+
+    async def find(self, organization: str, subject: str, *, now: float) -> list[ThreadRecord]:
+        return [
+            r
+            for r in await self.records(now=now)
+            if r.owner is not None and (r.owner.organization, r.owner.subject) == (organization, subject)
+        ]
+
+    async def check(self, lease: HeldLease) -> None:
+        record = self._threads.get(lease.thread_id)
+        if record is None or (record.holder, record.fence) != (lease.owner, lease.fence):
+            raise LeaseLostError(LEASE_LOST)
 
     async def close(self) -> None:
         return None
+
+
+LEASE_LOST = "af_lease_lost"
+"""The store's word for a refused fenced write (the SQLite trigger's message)."""
+SQLITE_COLUMNS = {"fence": "INTEGER NOT NULL DEFAULT 0", "org": "TEXT", "subject": "TEXT", "thread": "TEXT"}
+"""Added to an af_threads table created before fences and callers were kept."""
+SQLITE_FENCE_TRIGGER = (
+    "CREATE TRIGGER IF NOT EXISTS af_fenced_checkpoints BEFORE INSERT ON checkpoints"
+    " WHEN json_extract(CAST(NEW.metadata AS TEXT), '$.af_fence') IS NOT NULL AND NOT EXISTS ("
+    " SELECT 1 FROM af_threads WHERE af_threads.thread_id = NEW.thread_id"
+    " AND af_threads.owner = json_extract(CAST(NEW.metadata AS TEXT), '$.af_owner')"
+    " AND af_threads.fence = json_extract(CAST(NEW.metadata AS TEXT), '$.af_fence'))"
+    " BEGIN SELECT RAISE(ABORT, 'af_lease_lost'); END"
+)
+"""The conditional write, inside the store: a checkpoint that carries a fence is inserted only while the thread's
+record names that owner and fence, in the same statement (so no other task's lease can slip in between)."""
 
 
 class SqliteLeases:
@@ -98,16 +203,42 @@ class SqliteLeases:
             " thread_id TEXT PRIMARY KEY, owner TEXT, lease_until REAL NOT NULL DEFAULT 0,"
             " last_active REAL NOT NULL DEFAULT 0)"
         )
+        async with conn.execute("PRAGMA table_info(af_threads)") as cursor:
+            present = {str(row[1]) for row in await cursor.fetchall()}
+        for column, declaration in SQLITE_COLUMNS.items():
+            if column not in present:
+                await conn.execute(f"ALTER TABLE af_threads ADD COLUMN {column} {declaration}")
+        await conn.execute("CREATE INDEX IF NOT EXISTS af_threads_by_caller ON af_threads (org, subject)")
         return cls(conn)
 
-    async def acquire(self, thread_id: str, owner: str, *, now: float, until: float, expires_at: float) -> bool:
-        cursor = await self._conn.execute(
-            "INSERT INTO af_threads (thread_id, owner, lease_until, last_active) VALUES (?, ?, ?, ?)"
-            " ON CONFLICT (thread_id) DO UPDATE SET owner = excluded.owner, lease_until = excluded.lease_until"
-            " WHERE af_threads.owner IS NULL OR af_threads.owner = excluded.owner OR af_threads.lease_until < ?",
-            (thread_id, owner, until, now, now),
-        )
-        return cursor.rowcount == 1
+    async def fence_checkpoints(self) -> None:
+        """Installs the fenced-write trigger; the saver's `checkpoints` table must exist (saver.setup())."""
+        await self._conn.execute(SQLITE_FENCE_TRIGGER)
+
+    async def acquire(
+        self,
+        thread_id: str,
+        owner: str,
+        *,
+        now: float,
+        until: float,
+        expires_at: float,
+        caller: ThreadOwner | None = None,
+    ) -> int | None:
+        names = (caller.organization, caller.subject, caller.thread) if caller else (None, None, None)
+        async with self._conn.execute(
+            "INSERT INTO af_threads (thread_id, owner, lease_until, last_active, fence, org, subject, thread)"
+            " VALUES (?, ?, ?, ?, 1, ?, ?, ?)"
+            " ON CONFLICT (thread_id) DO UPDATE SET owner = excluded.owner, lease_until = excluded.lease_until,"
+            " fence = af_threads.fence + 1, org = coalesce(excluded.org, af_threads.org),"
+            " subject = coalesce(excluded.subject, af_threads.subject),"
+            " thread = coalesce(excluded.thread, af_threads.thread)"
+            " WHERE af_threads.owner IS NULL OR af_threads.owner = excluded.owner OR af_threads.lease_until < ?"
+            " RETURNING fence",
+            (thread_id, owner, until, now, *names, now),
+        ) as cursor:
+            row = await cursor.fetchone()
+        return int(row[0]) if row is not None else None
 
     async def renew(self, thread_id: str, owner: str, *, until: float) -> bool:
         cursor = await self._conn.execute(
@@ -122,14 +253,41 @@ class SqliteLeases:
         )
 
     async def records(self, *, now: float) -> list[ThreadRecord]:
+        return await self._select(now, None, None)
+
+    async def find(self, organization: str, subject: str, *, now: float) -> list[ThreadRecord]:
+        return await self._select(now, organization, subject)
+
+    async def _select(self, now: float, organization: str | None, subject: str | None) -> list[ThreadRecord]:
+        """All records, or one caller's (both names given)."""
         async with self._conn.execute(
-            "SELECT thread_id, last_active, owner IS NOT NULL AND lease_until >= ? FROM af_threads ORDER BY thread_id",
-            (now,),
+            "SELECT thread_id, last_active, owner IS NOT NULL AND lease_until >= ?, org, subject, thread"
+            " FROM af_threads WHERE (? IS NULL OR (org = ? AND subject = ?)) ORDER BY thread_id",
+            (now, organization, organization, subject),
         ) as cursor:
-            return [ThreadRecord(str(row[0]), float(row[1]), bool(row[2])) for row in await cursor.fetchall()]
+            return [
+                ThreadRecord(
+                    str(row[0]),
+                    float(row[1]),
+                    bool(row[2]),
+                    ThreadOwner(str(row[3]), str(row[4]), str(row[5])) if row[3] is not None else None,
+                )
+                for row in await cursor.fetchall()
+            ]
 
     async def forget(self, thread_id: str) -> None:
         await self._conn.execute("DELETE FROM af_threads WHERE thread_id = ? AND owner IS NULL", (thread_id,))
+
+    async def erase(self, thread_id: str) -> None:
+        await self._conn.execute("DELETE FROM af_threads WHERE thread_id = ?", (thread_id,))
+
+    async def check(self, lease: HeldLease) -> None:
+        async with self._conn.execute(
+            "SELECT 1 FROM af_threads WHERE thread_id = ? AND owner = ? AND fence = ?",
+            (lease.thread_id, lease.owner, lease.fence),
+        ) as cursor:
+            if await cursor.fetchone() is None:
+                raise LeaseLostError(LEASE_LOST)
 
     async def close(self) -> None:
         await self._conn.close()
@@ -151,6 +309,18 @@ class DynamoDBLeases:
             DYNAMODB_SORT_KEY: {"S": THREAD_ITEM_SORT_KEY},
         }
 
+    def fence_condition(self, lease: HeldLease) -> dict[str, Any]:
+        """A TransactWriteItems ConditionCheck: the thread's item still names the lease's owner and fence."""
+        return {
+            "ConditionCheck": {
+                "TableName": self._table,
+                "Key": self.key(lease.thread_id),
+                "ConditionExpression": "#o = :o AND fence = :f",
+                "ExpressionAttributeNames": {"#o": "owner"},
+                "ExpressionAttributeValues": {":o": {"S": lease.owner}, ":f": {"N": str(lease.fence)}},
+            }
+        }
+
     async def _call(self, method: Callable[..., Any], **kwargs: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(None, lambda: method(**kwargs))
 
@@ -158,31 +328,52 @@ class DynamoDBLeases:
         response = getattr(exc, "response", None)
         return isinstance(response, dict) and response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
-    async def acquire(self, thread_id: str, owner: str, *, now: float, until: float, expires_at: float) -> bool:
+    def _is_transaction_conflict(self, exc: Exception) -> bool:
+        """DynamoDB refuses a write to an item that the holder's fenced transaction is writing: it is held."""
+        response = getattr(exc, "response", None)
+        return isinstance(response, dict) and response.get("Error", {}).get("Code") == "TransactionConflictException"
+
+    async def acquire(
+        self,
+        thread_id: str,
+        owner: str,
+        *,
+        now: float,
+        until: float,
+        expires_at: float,
+        caller: ThreadOwner | None = None,
+    ) -> int | None:
+        names = ""
+        values: dict[str, dict[str, str]] = {
+            ":e": {"N": str(int(expires_at))},
+            ":t": {"S": thread_id},
+            ":o": {"S": owner},
+            ":u": {"N": repr(until)},
+            ":n": {"N": repr(now)},
+            ":one": {"N": "1"},
+        }
+        if caller is not None:
+            names = ", org = :org, subject = :sub, caller_thread = :ct"
+            values |= {":org": {"S": caller.organization}, ":sub": {"S": caller.subject}, ":ct": {"S": caller.thread}}
         try:
-            await self._call(
+            answer = await self._call(
                 self._client.update_item,
                 TableName=self._table,
                 Key=self.key(thread_id),
                 UpdateExpression=(
                     "SET thread_id = :t, #o = :o, lease_until = :u, last_active = if_not_exists(last_active, :n),"
-                    " #ttl = :e"
+                    f" #ttl = :e{names} ADD fence :one"
                 ),
                 ConditionExpression="attribute_not_exists(#o) OR #o = :o OR lease_until < :n",
                 ExpressionAttributeNames={"#o": "owner", "#ttl": DYNAMODB_TTL_ATTRIBUTE},
-                ExpressionAttributeValues={
-                    ":e": {"N": str(int(expires_at))},
-                    ":t": {"S": thread_id},
-                    ":o": {"S": owner},
-                    ":u": {"N": repr(until)},
-                    ":n": {"N": repr(now)},
-                },
+                ExpressionAttributeValues=values,
+                ReturnValues="UPDATED_NEW",
             )
         except Exception as exc:
-            if self._is_condition_failure(exc):
-                return False
+            if self._is_condition_failure(exc) or self._is_transaction_conflict(exc):
+                return None
             raise
-        return True
+        return int(answer["Attributes"]["fence"]["N"])
 
     async def renew(self, thread_id: str, owner: str, *, until: float) -> bool:
         try:
@@ -222,22 +413,33 @@ class DynamoDBLeases:
                 raise
 
     async def records(self, *, now: float) -> list[ThreadRecord]:
+        return await self._scan("begins_with(#pk, :p)", {}, now=now)
+
+    async def find(self, organization: str, subject: str, *, now: float) -> list[ThreadRecord]:
+        """A filtered scan of the table's thread items: a data-subject request is rare, and a scan needs no index
+        the instance stack would have to add."""
+        values = {":org": {"S": organization}, ":sub": {"S": subject}}
+        return await self._scan("begins_with(#pk, :p) AND org = :org AND subject = :sub", values, now=now)
+
+    async def _scan(self, condition: str, values: dict[str, Any], *, now: float) -> list[ThreadRecord]:
         found: list[ThreadRecord] = []
         arguments: dict[str, Any] = {
             "TableName": self._table,
-            "FilterExpression": "begins_with(#pk, :p)",
+            "FilterExpression": condition,
             "ExpressionAttributeNames": {"#pk": DYNAMODB_PARTITION_KEY},
-            "ExpressionAttributeValues": {":p": {"S": THREAD_ITEM_PREFIX}},
+            "ExpressionAttributeValues": {":p": {"S": THREAD_ITEM_PREFIX}, **values},
         }
         while True:
             page = await self._call(self._client.scan, **arguments)
             for item in page.get("Items", []):
                 lease_until = float(item.get("lease_until", {}).get("N", "0"))
+                names = [item.get(k, {}).get("S") for k in ("org", "subject", "caller_thread")]
                 found.append(
                     ThreadRecord(
                         thread_id=item["thread_id"]["S"],
                         last_active=float(item.get("last_active", {}).get("N", "0")),
                         leased="owner" in item and lease_until >= now,
+                        owner=ThreadOwner(*names) if all(n is not None for n in names) else None,
                     )
                 )
             if "LastEvaluatedKey" not in page:
@@ -245,7 +447,28 @@ class DynamoDBLeases:
             arguments["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     async def forget(self, thread_id: str) -> None:
+        try:
+            await self._call(
+                self._client.delete_item,
+                TableName=self._table,
+                Key=self.key(thread_id),
+                ConditionExpression="attribute_not_exists(#o)",
+                ExpressionAttributeNames={"#o": "owner"},
+            )
+        except Exception as exc:
+            if not self._is_condition_failure(exc):  # a turn took the thread meanwhile: it stays
+                raise
+
+    async def erase(self, thread_id: str) -> None:
         await self._call(self._client.delete_item, TableName=self._table, Key=self.key(thread_id))
+
+    async def check(self, lease: HeldLease) -> None:
+        answer = await self._call(
+            self._client.get_item, TableName=self._table, Key=self.key(lease.thread_id), ConsistentRead=True
+        )
+        item = answer.get("Item", {})
+        if (item.get("owner", {}).get("S"), item.get("fence", {}).get("N")) != (lease.owner, str(lease.fence)):
+            raise LeaseLostError(LEASE_LOST)
 
     async def close(self) -> None:
         return None

@@ -6,6 +6,9 @@ per-thread records that serialise turns (runtime.thread_leases, runtime.thread_t
     dynamodb   DynamoDBSaver (langgraph-checkpoint-aws) on the instance's table; region from AWS_REGION /
                AWS_DEFAULT_REGION, AWS_ENDPOINT_URL honoured by boto3; idle threads go by DynamoDB's TTL.
     memory     InMemorySaver: this process only, for tests.
+
+Every file the store creates (the SQLite database and its -wal and -shm files) is owner-only (0600): it holds
+the tenants' conversations.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from typing import Any
 from instance_contract.thread_state import DYNAMODB_PARTITION_KEY, DYNAMODB_SORT_KEY
 from runtime.memory import ThreadMemory
 from runtime.state_url import StateLocation
-from runtime.thread_leases import SQLITE_BUSY_TIMEOUT_S, Leases, MemoryLeases, SqliteLeases
+from runtime.thread_leases import SQLITE_BUSY_TIMEOUT_S, Leases, MemoryLeases, SqliteLeases, ThreadRecord
 from runtime.thread_turns import ThreadTurns
 
 log = logging.getLogger("runtime.thread_store")
@@ -55,24 +58,32 @@ class ThreadState:
                 removed += 1
         return removed
 
-    async def export(self) -> list[dict[str, Any]]:
-        """Every live thread with its kept history: what an operator saves before offboarding an instance."""
+    async def export(self, records: list[ThreadRecord] | None = None) -> list[dict[str, Any]]:
+        """Every live thread (or those of `records`) with its kept history: what an operator saves before
+        offboarding an instance. `key` is the store's opaque key; organization, subject and thread_id say whose
+        thread it is (null for a thread written before the store kept its caller)."""
         threads = []
-        for record in await self.turns.leases.records(now=self.clock()):
+        for record in records if records is not None else await self.turns.leases.records(now=self.clock()):
             messages = await self.memory.read(record.thread_id, limit=1_000_000)
             if messages:
+                owner = record.owner
                 threads.append(
                     {
-                        "thread_id": record.thread_id,
+                        "key": record.thread_id,
+                        "organization": owner.organization if owner else None,
+                        "subject": owner.subject if owner else None,
+                        "thread_id": owner.thread if owner else None,
                         "last_active": record.last_active,
                         "messages": [{"role": m.role, "content": m.content} for m in messages],
                     }
                 )
         return threads
 
-    async def delete_thread(self, thread_id: str) -> None:
-        await self.memory.delete(thread_id)
-        await self.turns.leases.forget(thread_id)
+    async def erase(self, key: str) -> None:
+        """Everything of one thread: its record first (so a turn still running on it can write nothing more: its
+        fence no longer matches), then its checkpoints and their writes."""
+        await self.turns.leases.erase(key)
+        await self.memory.delete(key)
 
     async def close(self) -> None:
         for close in reversed(self._closers):
@@ -92,12 +103,14 @@ async def open_thread_state(
     def build(saver: Any, leases: Leases, where: str) -> ThreadState:
         memory = ThreadMemory(saver, keep=keep, ttl_seconds=ttl_seconds, clock=clock)
         turns = ThreadTurns(leases, ttl_seconds=ttl_seconds, wait_seconds=wait_seconds, clock=clock)
+        memory.turn_of = turns.held
         return ThreadState(location, where, memory, turns, ttl_seconds, clock)
 
     if location.kind == "memory":
         from runtime.thread_savers import PrunableMemorySaver
 
-        return build(PrunableMemorySaver(), MemoryLeases(), "this process only (memory://)")
+        leases = MemoryLeases()
+        return build(PrunableMemorySaver(leases), leases, "this process only (memory://)")
     if location.kind == "sqlite":
         assert location.path is not None
         return await _open_sqlite(location, location.path, build)
@@ -111,7 +124,7 @@ async def _open_sqlite(location: StateLocation, path: Path, build: Callable[...,
     from runtime.thread_savers import PrunableSqliteSaver
 
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        owner_only(path)
         conn = await aiosqlite.connect(path, timeout=SQLITE_BUSY_TIMEOUT_S)
     except (OSError, aiosqlite.Error) as exc:
         raise StateStoreError(f"STATE_URL={location.url}: cannot open the SQLite file {path} ({exc})") from exc
@@ -121,6 +134,7 @@ async def _open_sqlite(location: StateLocation, path: Path, build: Callable[...,
         saver = PrunableSqliteSaver(conn)
         await saver.setup()  # creates the saver's tables and switches the file to WAL
         leases = await SqliteLeases.open(path)
+        await leases.fence_checkpoints()
     except aiosqlite.Error as exc:
         await conn.close()
         raise StateStoreError(f"STATE_URL={location.url}: {path} is not a usable SQLite file ({exc})") from exc
@@ -164,6 +178,19 @@ async def _open_dynamodb(
             "(RANGE), both strings (constructs/af_instance_state.py)"
         )
     return build(saver, DynamoDBLeases(client, table), f"DynamoDB table {table} in {region}")
+
+
+def owner_only(path: Path) -> None:
+    """Creates the database file readable and writable by its owner only (and the directories it creates for it
+    0700), or narrows an existing one (and its -wal and -shm files) to that. SQLite gives the -wal and -shm files
+    it creates the database file's mode."""
+    missing = [d for d in (path.parent, *path.parent.parents) if not d.exists()]
+    for directory in reversed(missing):
+        directory.mkdir(mode=0o700, exist_ok=True)
+    os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+    for each in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        if each.exists() and each.stat().st_mode & 0o077:
+            each.chmod(0o600)
 
 
 def writable_default(path: Path) -> Path:

@@ -7,7 +7,9 @@ within `wait_seconds` (THREAD_WAIT_SECONDS, default 30) is refused with ThreadBu
 nothing of it is recorded. So each turn reads the whole history written before it and no append is lost.
 
 A lease lasts LEASE_SECONDS and is renewed every RENEW_EVERY_SECONDS while the turn runs; a task that dies
-mid-turn holds its threads at most LEASE_SECONDS.
+mid-turn holds its threads at most LEASE_SECONDS. A turn whose renewals fail (a throttled store) may see its lease
+taken over by another task: its writes carry the lease's fence and the store refuses them (runtime.memory), and
+the turn then fails with TurnLostError (`code: thread_busy`) having recorded nothing.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 
 from runtime.config import DEFAULT_THREAD_WAIT_SECONDS
-from runtime.thread_leases import Leases
+from runtime.thread_leases import HeldLease, Leases, ThreadOwner
 
 LEASE_SECONDS = 30.0
 RENEW_EVERY_SECONDS = 10.0
@@ -34,6 +36,10 @@ log = logging.getLogger("runtime.thread_turns")
 
 class ThreadBusyError(RuntimeError):
     """The thread's previous turn did not finish within the wait; the caller may retry."""
+
+
+class TurnLostError(ThreadBusyError):
+    """The turn's lease was taken over by another task while it ran; its writes were refused."""
 
 
 class StateUnavailableError(RuntimeError):
@@ -48,6 +54,8 @@ class ThreadTurns:
         ttl_seconds: float,
         wait_seconds: float = DEFAULT_THREAD_WAIT_SECONDS,
         clock: Callable[[], float] = time.time,
+        lease_seconds: float = LEASE_SECONDS,
+        renew_every_seconds: float = RENEW_EVERY_SECONDS,
     ) -> None:
         self.leases = leases
         self.wait_seconds = wait_seconds
@@ -55,9 +63,17 @@ class ThreadTurns:
         self._clock = clock
         self._process = f"{socket.gethostname()}:{os.getpid()}"
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        self._held: dict[str, HeldLease] = {}
+        self._lease_seconds = lease_seconds
+        self._renew_every_seconds = renew_every_seconds
+
+    def held(self, thread_id: str) -> HeldLease | None:
+        """The lease of this process's running turn on the thread: what that turn's writes must carry."""
+        return self._held.get(thread_id)
 
     @asynccontextmanager
-    async def turn(self, thread_id: str) -> AsyncIterator[None]:
+    async def turn(self, thread_id: str, caller: ThreadOwner | None = None) -> AsyncIterator[HeldLease]:
+        """`caller`: whose thread it is, kept in the thread's record for data-subject requests."""
         deadline = time.monotonic() + self.wait_seconds
         lock = self._enter(thread_id)
         try:
@@ -67,34 +83,47 @@ class ThreadTurns:
                 raise self._busy(thread_id) from None
             try:
                 owner = f"{self._process}:{uuid.uuid4().hex}"
-                await self._take(thread_id, owner, deadline)
-                heartbeat = asyncio.create_task(self._renew(thread_id, owner))
+                lease = HeldLease(thread_id, owner, await self._take(thread_id, owner, deadline, caller))
+                self._held[thread_id] = lease
+                heartbeat = asyncio.create_task(self._renew(lease))
                 try:
-                    yield
+                    yield lease
                 finally:
+                    del self._held[thread_id]
                     heartbeat.cancel()
                     with suppress(asyncio.CancelledError):
                         await heartbeat
                     await self._release(thread_id, owner)
+                if lease.lost is not None:
+                    raise TurnLostError(
+                        f"lost its turn while it ran ({lease.lost}): another task took the thread, so nothing of "
+                        "this turn was recorded; retry"
+                    )
             finally:
                 lock.release()
         finally:
             self._leave(thread_id)
 
-    async def _take(self, thread_id: str, owner: str, deadline: float) -> None:
+    async def _take(self, thread_id: str, owner: str, deadline: float, caller: ThreadOwner | None) -> int:
+        """The fence of the lease taken."""
         attempt = 0
         while True:
             now = self._clock()
             try:
-                taken = await self.leases.acquire(
-                    thread_id, owner, now=now, until=now + LEASE_SECONDS, expires_at=now + self._ttl_seconds
+                fence = await self.leases.acquire(
+                    thread_id,
+                    owner,
+                    now=now,
+                    until=now + self._lease_seconds,
+                    expires_at=now + self._ttl_seconds,
+                    caller=caller,
                 )
             except Exception as exc:
                 raise StateUnavailableError(
                     f"the thread state store did not answer ({type(exc).__name__}: {str(exc)[:300]}); retry"
                 ) from exc
-            if taken:
-                return
+            if fence is not None:
+                return fence
             pause = min(MAX_POLL_SECONDS, 0.005 * 2**attempt) * random.uniform(0.5, 1.0)  # noqa: S311 - jitter
             if time.monotonic() + pause > deadline:
                 raise self._busy(thread_id)
@@ -109,16 +138,21 @@ class ThreadTurns:
         except Exception:
             log.exception('{"event": "thread.release_failed", "thread_id": %r}', thread_id)
 
-    async def _renew(self, thread_id: str, owner: str) -> None:
+    async def _renew(self, lease: HeldLease) -> None:
+        """A failed renewal is retried (the lease may still be ours); a refused one means another task took the
+        thread: the turn is marked lost, and the store refuses its writes in any case (their fence is stale)."""
         while True:
-            await asyncio.sleep(RENEW_EVERY_SECONDS)
+            await asyncio.sleep(self._renew_every_seconds)
             try:
-                renewed = await self.leases.renew(thread_id, owner, until=self._clock() + LEASE_SECONDS)
+                renewed = await self.leases.renew(
+                    lease.thread_id, lease.owner, until=self._clock() + self._lease_seconds
+                )
             except Exception:
-                log.exception('{"event": "thread.renew_failed", "thread_id": %r}', thread_id)
+                log.exception('{"event": "thread.renew_failed", "thread_id": %r}', lease.thread_id)
                 continue
             if not renewed:
-                log.warning('{"event": "thread.lease_lost", "thread_id": %r}', thread_id)
+                log.warning('{"event": "thread.lease_lost", "thread_id": %r}', lease.thread_id)
+                lease.lost = lease.lost or "its lease could not be renewed and was taken over"
                 return
 
     def _busy(self, thread_id: str) -> ThreadBusyError:

@@ -20,6 +20,7 @@ from foundry.bundles.archive import build_bundle
 from foundry.files.atomic import write_content_addressed
 from foundry.fleet import placement
 from foundry.fleet.load import load_fleet
+from foundry.fleet.shards import ShardSelection
 from foundry.manifests import naming
 from foundry.manifests.platform_settings import EnvironmentSettings
 from foundry.manifests.resolve import ResolvedInstance
@@ -33,7 +34,7 @@ RUNTIME_DOCKERFILE = "runtime/Dockerfile"
 @dataclass(frozen=True)
 class FleetSelection:
     """The app's CDK context: `-c agentsDir=`, `-c environment=`, `-c instance=`, `-c instances=`,
-    `-c runtimeImage=`."""
+    `-c runtimeImage=`, `-c shard=`."""
 
     agents_dir: Path
     environment: str | None = None
@@ -42,6 +43,9 @@ class FleetSelection:
     """`-c environment=ENV -c instances=A,B` (comma-separated selectors, may be empty): only these instances of ENV
     and ENV's platform stack; what a pull request synthesizes from its change plan."""
     runtime_image: str | None = None
+    shard: ShardSelection | None = None
+    """`-c shard=K/N`: only the selected instance stacks of shard K (`foundry.fleet.shards`), without the platform
+    stacks; `-c shard=platform`: only the platform stacks. What `python -m foundry synth --shards N` runs."""
 
     @classmethod
     def from_context(cls, app: App) -> FleetSelection:
@@ -51,12 +55,14 @@ class FleetSelection:
 
         agents_dir = text("agentsDir")
         listed = app.node.try_get_context("instances")
+        shard = text("shard")
         return cls(
             agents_dir=Path(agents_dir).resolve() if agents_dir else REPO_ROOT / "agents",
             environment=text("environment"),
             instance=text("instance"),
             instances=None if listed is None else tuple(sorted({s for s in str(listed).split(",") if s.strip()})),
             runtime_image=text("runtimeImage"),
+            shard=ShardSelection.parse(shard) if shard else None,
         )
 
 
@@ -109,6 +115,11 @@ def build_fleet(
         fleet = dataclasses.replace(
             fleet, instances=_listed(fleet.instances, selection.instances, selection.environment)
         )
+    shard = selection.shard
+    if shard is not None:
+        fleet = dataclasses.replace(
+            fleet, instances=[i for i in fleet.instances if shard.holds(i.manifest.spec.stack_name)]
+        )
     all_settings = fleet.tree.platform.model.spec.environments
     if selection.instance is not None:
         environments = sorted({i.environment for i in fleet.instances})
@@ -124,7 +135,7 @@ def build_fleet(
         placement.require_placed(selection.agents_dir, env, slots[env], selected)
 
     platforms: dict[str, PlatformStack] = {}
-    for env in environments:
+    for env in environments if shard is None or shard.platform else []:
         name = naming.platform_stack_name(env)
         platforms[env] = PlatformStack(
             app,
@@ -150,7 +161,8 @@ def build_fleet(
             image=runtime_image(selection, settings, repo_root),
             bundle=BundleFile(path=str(archive_path), content_hash=bundle.content_hash),
         )
-        stack.add_stack_dependency(platforms[env], "reads the platform's SSM parameters")
+        if env in platforms:  # a shard's app holds no platform stack (the platform assembly does)
+            stack.add_stack_dependency(platforms[env], "reads the platform's SSM parameters")
         instances[name] = stack
     Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     return FleetStacks(platforms={p.stack_name: p for p in platforms.values()}, instances=instances)

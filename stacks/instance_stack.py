@@ -11,15 +11,18 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+from functools import cache
 
-from aws_cdk import CfnOutput, CfnParameter, CfnResource, Environment, Fn, Stack
+from aws_cdk import ArnFormat, CfnOutput, CfnParameter, CfnResource, Environment, Fn, Stack
 from aws_cdk import aws_applicationautoscaling as appscaling
 
 from constructs import Construct, IConstruct
 from constructs import af_platform_contract as contract
 from constructs.af_agent_runtime import MCP_PATH, AfAgentRuntime
 from constructs.af_agent_runtime_props import (
+    ALARM_KINDS,
     AgentRuntimeProps,
+    AlarmThresholds,
     BedrockFoundationModel,
     Lifecycle,
     OffHours,
@@ -28,8 +31,11 @@ from constructs.af_agent_runtime_props import (
     RuntimePlatform,
     ShardAttributes,
     TaskSizing,
+    TelemetryCollector,
+    alarm_name,
     secret_construct_id,
 )
+from constructs.af_agent_runtime_telemetry import ADOT_COLLECTOR_IMAGE, COLLECTOR_CONFIG_FILE
 from constructs.af_platform_network import availability_zones
 from foundry.fleet.placement import Slot
 from foundry.manifests import naming
@@ -137,6 +143,7 @@ class InstanceStack(Stack):
             "BundleHash": bundle.content_hash,
             "BundleUri": self.instance.bundle_uri,
             "LogGroupName": self.instance.log_group.log_group_name,
+            "AlarmNames": ",".join(alarm_name(spec.stack_name, kind) for kind in ALARM_KINDS),
             "InstanceEndpoint": f"{scheme}://{spec.hostname}{MCP_PATH}",
         }
         for output_id, value in outputs.items():
@@ -206,6 +213,11 @@ class InstanceStack(Stack):
             region=settings.region,
             thread_state_point_in_time_recovery=settings.state_point_in_time_recovery,
             auth_environment=self._auth_environment(settings, env_name, key.organization_id, spec.hostname),
+            telemetry=TelemetryCollector(image=ADOT_COLLECTOR_IMAGE, config_yaml=collector_config()),
+            alarms=AlarmThresholds(**instance.alarms.model_dump()),
+            alarm_topic_arn=self.format_arn(
+                service="sns", resource=contract.alarm_topic_name(env_name), arn_format=ArnFormat.NO_RESOURCE_NAME
+            ),
             lifecycle=runtime_lifecycle(deploy, settings),
         )
 
@@ -259,6 +271,12 @@ def _cron_options(cron: CronFields) -> appscaling.CronOptions:
     return appscaling.CronOptions(
         minute=cron.minute, hour=cron.hour, day=cron.day, month=cron.month, week_day=cron.week_day
     )
+
+
+@cache
+def collector_config() -> str:
+    """The OpenTelemetry collector's configuration, read once per process."""
+    return COLLECTOR_CONFIG_FILE.read_text(encoding="utf-8")
 
 
 def instance_tags(environment: str, organization: str, domain: str, instance: str, bundle_hash: str) -> dict[str, str]:

@@ -1,8 +1,8 @@
 """The shared platform of one environment: network, ECS cluster, hosted zone, as many ALB shards as the
-environment's placement file uses, a Cognito token issuer when the settings name none (one app client per
-organization of the environment's manifest that has no issuer of its own), and the deploy-state table (rollout
-records and deploy locks shared by every deployer). Everything instances need is published as SSM parameters (see
-constructs/af_platform_contract.py), never as CloudFormation exports."""
+environment's placement file uses, the alarm topic and fleet dashboard, a Cognito token issuer when the settings
+name none (one app client per organization of the environment's manifest that has no issuer of its own), and the
+deploy-state table (rollout records and deploy locks shared by every deployer). Everything instances need is
+published as SSM parameters (see constructs/af_platform_contract.py), never as CloudFormation exports."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from constructs.af_deploy_state import AfDeployState
 from constructs.af_nag import acknowledge
 from constructs.af_platform_identity import AfPlatformIdentity
 from constructs.af_platform_network import AfNetwork, availability_zones
+from constructs.af_platform_observability import AfPlatformObservability, AlarmSubscription
 from constructs.af_platform_zone import AfZone
 from foundry.manifests.instance_auth import PLATFORM_ORG_CLAIM, platform_pool_organizations, uses_platform_pool
 from foundry.manifests.platform_settings import EnvironmentSettings
@@ -86,6 +87,16 @@ class PlatformStack(Stack):
                 log_retention=log_retention(settings.log_retention_days),
             )
         AfDeployState(self, "DeployState", parameter_name=contract.deploy_state_parameter(environment))
+        AfPlatformObservability(
+            self,
+            "Observability",
+            environment=environment,
+            topic_name=contract.alarm_topic_name(environment),
+            dashboard_name=contract.dashboard_name(environment),
+            subscribers=[
+                AlarmSubscription(protocol=s.protocol, endpoint=s.endpoint) for s in settings.alarms.subscribers
+            ],
+        )
         access_logs = s3.Bucket(
             self,
             "AccessLogs",

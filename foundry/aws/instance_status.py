@@ -8,6 +8,7 @@ primary deployment that runs another task definition than the stack's) and at th
 from __future__ import annotations
 
 import asyncio
+import datetime
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from foundry.aws.clients import ClientFactory
 from foundry.aws.cloudformation import describe_stack
+from foundry.aws.instance_metrics import InstanceMetrics, read_metrics
 from foundry.manifests import naming
 from foundry.manifests.resolve import ResolvedInstance
 
@@ -76,6 +78,18 @@ class TargetState:
 
 
 @dataclass(frozen=True)
+class AlarmState:
+    """One of the instance's CloudWatch alarms (named in the stack's AlarmNames output)."""
+
+    name: str
+    state: str
+    """OK, ALARM or INSUFFICIENT_DATA."""
+    reason: str | None
+    updated: str | None
+    """When the state last changed (ISO 8601)."""
+
+
+@dataclass(frozen=True)
 class InstanceStatus:
     environment: str
     instance: str
@@ -91,13 +105,25 @@ class InstanceStatus:
     instance_status_error: str | None = None
     errors: list[str] = field(default_factory=list)
     """AWS calls that failed (the verdict is built from what could be read)."""
+    alarms: list[AlarmState] = field(default_factory=list)
+    alarms_error: str | None = None
+    """Why the alarms named in the stack's AlarmNames output could not be read (also listed in `errors`)."""
+    metrics: InstanceMetrics | None = None
+    """The last hour's figures (only when asked for: the rollout gate reads the alarms alone)."""
+
+    @property
+    def alarms_firing(self) -> list[AlarmState]:
+        return [alarm for alarm in self.alarms if alarm.state == "ALARM"]
 
 
 # --- the verdict (pure) ------------------------------------------------------------------------------------
 
 
 def assess(
-    stack: StackState | None, service: ServiceState | None, targets: list[TargetState]
+    stack: StackState | None,
+    service: ServiceState | None,
+    targets: list[TargetState],
+    alarms: list[AlarmState] | None = None,
 ) -> tuple[Verdict, list[str]]:
     """Failed beats in-progress beats degraded beats healthy; every reason found is listed."""
     if stack is None:
@@ -145,6 +171,7 @@ def assess(
         )
     elif service is not None and service.desired_count > 0 and not any(t.state == "healthy" for t in targets):
         degraded.append("no healthy load-balancer target")
+    degraded.extend(alarm_reason(alarm) for alarm in alarms or [] if alarm.state == "ALARM")
 
     if failed:
         return "failed", failed + in_progress + degraded
@@ -153,6 +180,10 @@ def assess(
     if degraded:
         return "degraded", degraded
     return "healthy", [f"stack {status}, {service.running_count if service else 0} task(s) running, targets healthy"]
+
+
+def alarm_reason(alarm: AlarmState) -> str:
+    return f"alarm {alarm.name} is ALARM" + (f": {alarm.reason}" if alarm.reason else "")
 
 
 # --- reading AWS (edges) -----------------------------------------------------------------------------------
@@ -222,22 +253,52 @@ def read_targets(elbv2: Any, target_group_arn: str) -> list[TargetState]:
     ]
 
 
+def read_alarms(cloudwatch: Any, names: list[str]) -> list[AlarmState]:
+    """The named metric alarms, in the order named (an alarm not found is left out)."""
+    if not names:
+        return []
+    found = cloudwatch.describe_alarms(AlarmNames=names, AlarmTypes=["MetricAlarm"]).get("MetricAlarms", [])
+    by_name = {alarm["AlarmName"]: alarm for alarm in found}
+    return [
+        AlarmState(
+            name=name,
+            state=by_name[name].get("StateValue", "INSUFFICIENT_DATA"),
+            reason=by_name[name].get("StateReason"),
+            updated=_iso(by_name[name].get("StateUpdatedTimestamp")),
+        )
+        for name in names
+        if name in by_name
+    ]
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if isinstance(value, datetime.datetime) else (str(value) if value else None)
+
+
 def _aws_error(what: str, exc: Exception) -> str:
     return f"{what}: {exc}"
 
 
-def read_deployed(
-    instance: ResolvedInstance, region: str, clients: ClientFactory
-) -> tuple[StackState | None, ServiceState | None, list[TargetState], list[str]]:
+@dataclass
+class Deployed:
+    stack: StackState | None
+    service: ServiceState | None = None
+    targets: list[TargetState] = field(default_factory=list)
+    alarms: list[AlarmState] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    alarms_error: str | None = None
+
+
+def read_deployed(instance: ResolvedInstance, region: str, clients: ClientFactory) -> Deployed:
     """Synchronous boto3 reads; a failing call is recorded in the errors list, not raised."""
     stack_name = naming.instance_stack_name(instance.environment, instance.key)
     errors: list[str] = []
     try:
         stack = read_stack(clients("cloudformation", region), stack_name)
     except (ClientError, BotoCoreError) as exc:
-        return None, None, [], [_aws_error("cloudformation.describe_stacks", exc)]
+        return Deployed(None, errors=[_aws_error("cloudformation.describe_stacks", exc)])
     if stack is None:
-        return None, None, [], []
+        return Deployed(None)
     service: ServiceState | None = None
     targets: list[TargetState] = []
     cluster, service_name = stack.outputs.get("ClusterName"), stack.outputs.get("ServiceName")
@@ -254,14 +315,36 @@ def read_deployed(
             targets = read_targets(clients("elbv2", region), target_group)
         except (ClientError, BotoCoreError) as exc:
             errors.append(_aws_error("elbv2.describe_target_health", exc))
-    return stack, service, targets, errors
+    alarms: list[AlarmState] = []
+    alarms_error: str | None = None
+    alarm_names = [name for name in stack.outputs.get("AlarmNames", "").split(",") if name]
+    if alarm_names:
+        try:
+            alarms = read_alarms(clients("cloudwatch", region), alarm_names)
+        except (ClientError, BotoCoreError) as exc:
+            alarms_error = _aws_error("cloudwatch.describe_alarms", exc)
+            errors.append(alarms_error)
+    return Deployed(stack, service, targets, alarms, errors, alarms_error)
 
 
 async def instance_status(
-    instance: ResolvedInstance, *, region: str, clients: ClientFactory, probe: InstanceProbe | None
+    instance: ResolvedInstance,
+    *,
+    region: str,
+    clients: ClientFactory,
+    probe: InstanceProbe | None,
+    with_metrics: bool = False,
 ) -> InstanceStatus:
-    stack, service, targets, errors = await asyncio.to_thread(read_deployed, instance, region, clients)
-    verdict, reasons = assess(stack, service, targets)
+    """`with_metrics`: also the last hour's figures from CloudWatch (GetMetricData)."""
+    deployed = await asyncio.to_thread(read_deployed, instance, region, clients)
+    stack, service, targets, errors = deployed.stack, deployed.service, deployed.targets, deployed.errors
+    verdict, reasons = assess(stack, service, targets, deployed.alarms)
+    metrics: InstanceMetrics | None = None
+    if with_metrics and stack is not None:
+        try:
+            metrics = await asyncio.to_thread(read_metrics, clients("cloudwatch", region), instance)
+        except (ClientError, BotoCoreError) as exc:
+            errors = [*errors, _aws_error("cloudwatch.get_metric_data", exc)]
     if errors and stack is None:
         verdict, reasons = "unknown", ["the stack could not be read, so whether it is deployed is unknown", *errors]
     endpoint = stack.outputs.get("InstanceEndpoint") if stack else None
@@ -290,6 +373,9 @@ async def instance_status(
         instance_status=own_status,
         instance_status_error=own_error,
         errors=errors,
+        alarms=deployed.alarms,
+        alarms_error=deployed.alarms_error,
+        metrics=metrics,
     )
 
 

@@ -7,6 +7,7 @@ started (cdk runs node, which runs `python app.py`); nothing is left running beh
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import contextlib
 import os
@@ -38,16 +39,19 @@ class ProcessResult:
 
 @dataclass
 class ProcessRunner:
-    """Starts commands in `cwd` with `env`; `started` counts every command actually started (tests read it)."""
+    """Starts commands in `cwd` with `env`; `started` counts every command actually started, and `runs` counts them
+    by subcommand (argv[1]: `synth`, `deploy`, ...; a rollout reports how many `cdk` runs of each kind it made)."""
 
     cwd: Path
     env: Mapping[str, str]
     started: int = 0
+    runs: collections.Counter[str] = field(default_factory=collections.Counter)
 
     async def run(self, argv: Sequence[str], *, timeout_seconds: float, on_line: LineSink) -> ProcessResult:
         if not argv or any(not isinstance(a, str) for a in argv):
             raise TypeError("argv must be a non-empty list of strings")
         self.started += 1
+        self.runs[argv[1] if len(argv) > 1 else argv[0]] += 1
         process = await asyncio.create_subprocess_exec(
             *argv,
             cwd=self.cwd,

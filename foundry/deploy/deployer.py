@@ -4,8 +4,9 @@ The CLI (`foundry.cdk.cli`) runs from the repository root with an argv list, sel
 context (`-c environment=ENV -c instance=ORG/DOMAIN/INSTANCE`) and naming its stack (never `--all`), in the
 instance's own working folder (`foundry.deploy.request.work_paths`).
 
-A deploy synthesizes first, then checks the environment's platform stack in AWS (`foundry.deploy.platform_gate`), then
-deploys the assembly it just checked with `--exclusively`: only the instance's stack, never the shared platform.
+A deploy synthesizes first (unless it is given an assembly synthesized beforehand, as a rollout's deploys are),
+then checks the environment's platform stack in AWS (`foundry.deploy.platform_gate`), then deploys the assembly it
+just checked with `--exclusively`: only the instance's stack, never the shared platform.
 Killing `cdk` does not stop CloudFormation: after a timeout or a cancelled request the instance's stack is read back,
 and while CloudFormation is still working on it the instance stays locked (`foundry.deploy.interruption`).
 """
@@ -150,6 +151,7 @@ class Deployer:
             environment=request.instance.environment,
             assembly=paths.assembly,
             instance_stack=request.stack,
+            platform_assembly=request.platform_assembly,
         )
 
     # --- the steps of one deploy ---------------------------------------------------------------------------
@@ -178,15 +180,21 @@ class Deployer:
             remaining = max(1.0, deadline - time.monotonic())
             return await self.runner.run(argv, timeout_seconds=remaining, on_line=on_line)
 
-        synth = await step(self.cdk.synth_stacks([request.stack], context=request.context(), output=paths.assembly))
-        if not synth.ok:
-            return self._failed(base, synth, commands, paths)
+        if request.assembly is not None:
+            # Synthesized beforehand (a rollout's one assembly): deployed as it is, never synthesized again.
+            paths = dataclasses.replace(paths, assembly=request.assembly)
+            log_tail: list[str] = []
+        else:
+            synth = await step(self.cdk.synth_stacks([request.stack], context=request.context(), output=paths.assembly))
+            if not synth.ok:
+                return self._failed(base, synth, commands, paths)
+            log_tail = list(synth.lines[-LOG_TAIL_LINES:])
         base = _replace(
             base,
             synthesized_stacks=assembly_stacks(paths.assembly),
             platform=await self._check_platform(request, paths),
             commands=commands,
-            log_tail=list(synth.lines[-LOG_TAIL_LINES:]),
+            log_tail=log_tail,
         )
         if request.dry_run:
             return await self._diff(request, paths, base, step)

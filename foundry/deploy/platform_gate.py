@@ -187,13 +187,22 @@ def check_platform(
 
 
 async def check_assembly_platform(
-    clients: ClientFactory, *, region: str, environment: str, assembly: Path, instance_stack: str
+    clients: ClientFactory,
+    *,
+    region: str,
+    environment: str,
+    assembly: Path,
+    instance_stack: str,
+    platform_assembly: Path | None = None,
 ) -> PlatformCheck:
-    """`check_platform` against the templates of a synthesized assembly, in a worker thread with a time limit.
-    A platform that cannot be checked (a template missing from the assembly, AWS unreadable) is not ready."""
+    """`check_platform` against the templates of a synthesized assembly (the platform's from `platform_assembly`
+    when a sharded set keeps it apart), in a worker thread with a time limit. A platform that cannot be checked
+    (a template missing from the assembly, AWS unreadable) is not ready."""
     platform = platform_stack_name(environment)
     try:
         templates = await asyncio.to_thread(stack_templates, assembly)
+        if platform_assembly is not None and platform_assembly != assembly:
+            templates = {**templates, **await asyncio.to_thread(stack_templates, platform_assembly)}
         platform_template, instance_template = templates[platform], templates[instance_stack]
     except (OSError, ValueError, KeyError) as exc:
         return unchecked_platform(environment, f"the synthesized assembly {assembly} lacks a template: {exc}")

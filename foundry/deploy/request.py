@@ -34,6 +34,11 @@ class DeployRequest:
     timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS
     region: str | None = None
     """The environment's region, for reading CloudFormation's events when a deploy fails."""
+    assembly: Path | None = None
+    """A cloud assembly synthesized beforehand that holds the instance's stack: deployed as it is, with no synth
+    (a rollout deploys every instance from the one assembly it synthesized or was given)."""
+    platform_assembly: Path | None = None
+    """Where that assembly set keeps the platform stack, when not in `assembly` (a sharded set)."""
 
     @property
     def label(self) -> str:

@@ -30,7 +30,7 @@ async def deployed_status(
     clients: ClientFactory,
     probe: InstanceProbe | None,
 ) -> DeployedStatus:
-    status = await instance_status(instance, region=region, clients=clients, probe=probe)
+    status = await instance_status(instance, region=region, clients=clients, probe=probe, with_metrics=True)
     interrupted = await asyncio.to_thread(deployer.last_interruption, instance)
     lock = await asyncio.to_thread(deployer.lock_reason, instance, region)
     return DeployedStatus(status, lock, interrupted)

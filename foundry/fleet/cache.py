@@ -35,6 +35,7 @@ from foundry.files.repo import PACKAGE_DIR
 from foundry.files.safe_yaml import YamlDocument
 from foundry.files.user_key import KeyUnavailableError, load_or_create_key
 from foundry.fleet.model import Fleet
+from foundry.manifests.alarm_settings import AlarmThresholds
 from foundry.manifests.loader import AgentsTree, Loaded
 from foundry.manifests.platform_settings import PlatformSettings
 from foundry.manifests.resolve import ResolvedInstance
@@ -98,6 +99,7 @@ class _CachedSpec(_Data):
 class _CachedInstance(_Data):
     manifest: AgentInstance
     spec_paths: list[str]
+    alarms: AlarmThresholds
 
 
 class _CachedFleet(_Data):
@@ -158,7 +160,10 @@ def _to_data(key: str, fleet: Fleet) -> _CachedFleet:
             )
             for path, spec in tree.specs.items()
         },
-        instances=[_CachedInstance(manifest=i.manifest, spec_paths=sorted(i.spec_files)) for i in fleet.instances],
+        instances=[
+            _CachedInstance(manifest=i.manifest, spec_paths=sorted(i.spec_files), alarms=i.alarms)
+            for i in fleet.instances
+        ],
     )
 
 
@@ -177,6 +182,7 @@ def _from_data(data: _CachedFleet) -> Fleet:
             manifest=i.manifest,
             spec_files={p: raw[p] for p in i.spec_paths},
             specs={p: specs[p] for p in i.spec_paths},
+            alarms=i.alarms,
         )
         for i in data.instances
     ]

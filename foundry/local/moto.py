@@ -2,7 +2,8 @@
 the CloudFormation type `AWS::SecretsManager::Secret` that moto 5.2 lacks (an instance's secrets, which its task
 execution role is granted by ARN; without the secret the grant's resource resolves to nothing and moto's IAM
 refuses the policy), and a service created without `DesiredCount` starts with CloudFormation's default of 1 task
-(moto uses 0), since the stacks leave the count to autoscaling.
+(moto uses 0), since the stacks leave the count to autoscaling. Its DynamoDB answers one request at a time
+(foundry/local/moto_dynamodb.py), so a transaction is isolated from other writes as in DynamoDB.
 
 The secret is created in moto's own Secrets Manager with a random placeholder value, as CloudFormation would with
 `GenerateSecretString`. Started by `foundry.local.aws` as `python -m foundry.local.moto -H 127.0.0.1 -p PORT`.
@@ -18,7 +19,9 @@ def main() -> None:
     from moto.server import main as moto_main
 
     import foundry.local.moto_models  # noqa: F401
+    from foundry.local.moto_dynamodb import serialise_dynamodb_requests
 
+    serialise_dynamodb_requests()
     moto_main(sys.argv[1:])
 
 

@@ -1,16 +1,29 @@
-"""Where moto's CloudFormation differs from AWS for our templates (see foundry/local/moto.py): it lacks
-`AWS::SecretsManager::Secret`, and it creates an `AWS::ECS::Service` without `DesiredCount` with 0 tasks where
-CloudFormation uses 1. A module of its own: moto files every model class under the second part of its module name,
-which a `python -m` entry point lacks."""
+"""Where moto differs from AWS for our templates (see foundry/local/moto.py): its CloudFormation lacks
+`AWS::SecretsManager::Secret` and `AWS::CloudWatch::Alarm` (an instance's alarms, which the rollout gate reads) and
+a target group's attributes (`TargetGroupFullName`, the alarms' dimension); it creates an `AWS::ECS::Service`
+without `DesiredCount` with 0 tasks where CloudFormation uses 1; and its GetMetricData answers no percentile
+statistic (p95), which `foundry.get_instance_status` reads. A module of its own: moto files every model class under
+the second part of its module name, which a `python -m` entry point lacks."""
 
 from __future__ import annotations
 
 import json
+import math
 import secrets
-from typing import Any
+from typing import Any, cast
 
+from moto.cloudwatch.models import (
+    Dimension,
+    Metric,
+    MetricDataQuery,
+    MetricDatum,
+    MetricStat,
+    Statistics,
+    cloudwatch_backends,
+)
 from moto.core.common_models import CloudFormationModel
 from moto.ecs.models import Service
+from moto.elbv2.models import FakeTargetGroup
 from moto.secretsmanager.models import secretsmanager_backends
 
 ECS_DEFAULT_DESIRED_COUNT = 1
@@ -83,3 +96,131 @@ def _create_service_with_cloudformation_default(
 
 
 Service.create_from_cloudformation_json = classmethod(_create_service_with_cloudformation_default)  # type: ignore[method-assign,assignment]
+
+
+class CloudFormationAlarm(CloudFormationModel):
+    """A metric alarm made by CloudFormation, created in moto's own CloudWatch (so DescribeAlarms and SetAlarmState
+    see it). Its Ref is its name, as in AWS."""
+
+    def __init__(self, *, name: str, arn: str) -> None:
+        self.name = name
+        self.arn = arn
+
+    @property
+    def physical_resource_id(self) -> str:
+        return self.name
+
+    @staticmethod
+    def cloudformation_type() -> str:
+        return "AWS::CloudWatch::Alarm"
+
+    @staticmethod
+    def cloudformation_name_type() -> str:
+        return "AlarmName"
+
+    @classmethod
+    def create_from_cloudformation_json(
+        cls, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str, **kwargs: Any
+    ) -> CloudFormationAlarm:
+        properties = cloudformation_json.get("Properties", {})
+        name = properties.get("AlarmName") or resource_name
+        alarm = cloudwatch_backends[account_id][region_name].put_metric_alarm(
+            name=name,
+            namespace=properties.get("Namespace"),
+            metric_name=properties.get("MetricName"),
+            metric_data_queries=[_query(q) for q in properties.get("Metrics", [])] or None,
+            comparison_operator=properties.get("ComparisonOperator"),
+            evaluation_periods=int(properties.get("EvaluationPeriods", 1)),
+            datapoints_to_alarm=properties.get("DatapointsToAlarm"),
+            period=properties.get("Period"),
+            threshold=float(properties.get("Threshold", 0)),
+            statistic=properties.get("Statistic"),
+            extended_statistic=properties.get("ExtendedStatistic"),
+            description=properties.get("AlarmDescription"),
+            dimensions=[{"Name": d["Name"], "Value": d["Value"]} for d in properties.get("Dimensions", [])],
+            alarm_actions=list(properties.get("AlarmActions", [])),
+            ok_actions=list(properties.get("OKActions", [])),
+            insufficient_data_actions=list(properties.get("InsufficientDataActions", [])),
+            unit=properties.get("Unit"),
+            actions_enabled=properties.get("ActionsEnabled", True),
+            treat_missing_data=properties.get("TreatMissingData"),
+        )
+        return cls(name=name, arn=alarm.alarm_arn)
+
+    @classmethod
+    def update_from_cloudformation_json(
+        cls,
+        original_resource: CloudFormationAlarm,
+        new_resource_name: str,
+        cloudformation_json: Any,
+        account_id: str,
+        region_name: str,
+    ) -> CloudFormationAlarm:
+        cls.delete_from_cloudformation_json(original_resource.name, cloudformation_json, account_id, region_name)
+        return cls.create_from_cloudformation_json(new_resource_name, cloudformation_json, account_id, region_name)
+
+    @classmethod
+    def delete_from_cloudformation_json(
+        cls, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str
+    ) -> None:
+        name = cloudformation_json.get("Properties", {}).get("AlarmName") or resource_name
+        cloudwatch_backends[account_id][region_name].delete_alarms([name])
+
+
+def _query(query: dict[str, Any]) -> MetricDataQuery:
+    stat = query.get("MetricStat")
+    metric_stat = None
+    if stat is not None:
+        metric = stat["Metric"]
+        metric_stat = MetricStat(
+            metric=Metric(
+                metric_name=metric["MetricName"],
+                namespace=metric["Namespace"],
+                dimensions=[Dimension(d["Name"], d["Value"]) for d in metric.get("Dimensions", [])],
+            ),
+            period=stat.get("Period"),
+            stat=stat.get("Stat"),
+            unit=stat.get("Unit"),
+        )
+    return MetricDataQuery(
+        query_id=query["Id"],
+        label=cast(str, query.get("Label")),
+        period=cast(str, query.get("Period")),
+        return_data=cast(str, query.get("ReturnData", True)),
+        expression=query.get("Expression"),
+        metric_stat=metric_stat,
+    )
+
+
+_statistic = Statistics.get_statistics_for_type
+
+
+def _statistic_with_percentiles(self: Statistics, stat: str) -> Any:
+    """pNN over the single values put in the period (nearest rank), as CloudWatch answers for raw values."""
+    if len(stat) > 1 and stat[0] == "p" and stat[1:].replace(".", "", 1).isdigit():
+        values = sorted(m.value for m in self.metric_data if isinstance(m, MetricDatum))
+        if not values:
+            return None
+        rank = max(1, math.ceil(float(stat[1:]) / 100 * len(values)))
+        return values[min(rank, len(values)) - 1]
+    return _statistic(self, stat)
+
+
+Statistics.get_statistics_for_type = _statistic_with_percentiles  # type: ignore[method-assign]
+
+
+def _target_group_attribute(self: FakeTargetGroup, attribute_name: str) -> Any:
+    """AWS::ElasticLoadBalancingV2::TargetGroup's Fn::GetAtt values (moto's target group has none)."""
+    full_name = self.arn.split(":", 5)[5]  # targetgroup/NAME/ID
+    values = {
+        "TargetGroupFullName": full_name,
+        "TargetGroupName": self.name,
+        "TargetGroupArn": self.arn,
+        "LoadBalancerArns": list(self.load_balancer_arns),
+    }
+    if attribute_name not in values:
+        raise NotImplementedError(f"Fn::GetAtt {attribute_name} of a target group is not modelled")
+    return values[attribute_name]
+
+
+FakeTargetGroup.get_cfn_attribute = _target_group_attribute  # type: ignore[attr-defined]

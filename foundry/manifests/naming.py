@@ -23,9 +23,11 @@ INSTANCE_STACK_OUTPUTS = frozenset(
         "BundleUri",
         "LogGroupName",
         "InstanceEndpoint",
+        "AlarmNames",
     }
 )
-"""CfnOutput ids of every InstanceStack: the Foundry MCP server and the local-AWS loop read these."""
+"""CfnOutput ids of every InstanceStack: the Foundry MCP server and the local-AWS loop read these (AlarmNames: the
+instance's CloudWatch alarms, comma-separated, which the rollout gate and get_instance_status read)."""
 
 
 def hostname_label(key: InstanceKey) -> str:

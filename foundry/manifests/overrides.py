@@ -1,6 +1,7 @@
-"""What one instance takes from the template's scoped settings: its deploy sizing and its external MCP servers.
+"""What one instance takes from the template's scoped settings: its deploy sizing, its alarm thresholds and its
+external MCP servers.
 
-Both follow the same rule (`OverrideScope`): the template's defaults, then every override whose scope matches the
+All follow the same rule (`OverrideScope`): the template's defaults, then every override whose scope matches the
 instance, in file order, later ones winning. The MCP servers chosen this way are also checked against the instance's
 secrets and its agents' tools here, since both would otherwise fail only at run time. Pure.
 """
@@ -8,6 +9,7 @@ secrets and its agents' tools here, since both would otherwise fail only at run 
 from __future__ import annotations
 
 from foundry.files.safe_yaml import LinePath
+from foundry.manifests.alarm_settings import AlarmThresholds, apply_alarm_overrides, environment_alarm_defaults
 from foundry.manifests.loader import AgentsTree, Loaded
 from foundry.manifests.problems import Problem
 from foundry.manifests.schema import (
@@ -29,11 +31,17 @@ ServerAt = tuple[ExternalMcpServer, LinePath]
 def deploy_for(deploy: TemplateDeploy, environment: str, key: InstanceKey) -> DeploySettings:
     """Defaults, then every matching override in file order (later ones win)."""
     values = deploy.defaults.model_dump()
-    scope = set(OverrideScope.model_fields)
+    scope = {*OverrideScope.model_fields, "alarms"}
     for override in deploy.overrides:
         if override.applies_to(environment, key):
             values.update({k: v for k, v in override.model_dump(exclude=scope).items() if v is not None})
     return DeploySettings.model_validate(values)
+
+
+def alarms_for(deploy: TemplateDeploy, environment: str, key: InstanceKey) -> AlarmThresholds:
+    """The environment's default thresholds, then the template's `alarms`, then every matching override's."""
+    matching = [o.alarms for o in deploy.overrides if o.applies_to(environment, key)]
+    return apply_alarm_overrides(environment_alarm_defaults(environment), deploy.alarms, *matching)
 
 
 def mcp_servers_for(mcp: TemplateMcp, environment: str, key: InstanceKey) -> list[ServerAt]:

@@ -10,6 +10,7 @@ aws-cdk-lib). Unknown keys are rejected everywhere.
 from __future__ import annotations
 
 import datetime
+import re
 from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints, field_validator, model_validator
@@ -229,6 +230,36 @@ class PricingSettings(Strict):
         return datetime.date.fromisoformat(value) if isinstance(value, str) else value
 
 
+# --- Alarm notifications (issue 22): who hears of an instance's alarms --------------------------------------
+
+
+class AlarmSubscriber(Strict):
+    """One subscriber of the environment's alarm topic (SNS): an e-mail address, an HTTPS endpoint (a paging
+    service's webhook) or an SQS queue in the environment's account and region."""
+
+    protocol: Literal["email", "https", "sqs"]
+    endpoint: NonEmpty
+    """An address for email, an https:// URL for https, a queue ARN for sqs."""
+
+    @model_validator(mode="after")
+    def _check(self) -> AlarmSubscriber:
+        rules = {
+            "email": (r"^[^@\s]+@[^@\s]+\.[^@\s]+$", "an e-mail address"),
+            "https": (r"^https://[^\s]+$", "an https:// URL"),
+            "sqs": (r"^arn:aws[a-z-]*:sqs:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,80}(\.fifo)?$", "an SQS queue ARN"),
+        }
+        pattern, what = rules[self.protocol]
+        if re.match(pattern, self.endpoint) is None:
+            raise ValueError(f"endpoint {self.endpoint!r} is not {what} (protocol {self.protocol})")
+        return self
+
+
+class AlarmNotifications(Strict):
+    """The environment's alarm topic: every instance alarm's ALARM and OK go to it (docs/deploy.md, "Alarms")."""
+
+    subscribers: list[AlarmSubscriber] = Field(default_factory=list)
+
+
 class EnvironmentSettings(Strict):
     account: Annotated[str, StringConstraints(pattern=r"^\d{12}$")]
     region: Annotated[str, StringConstraints(pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")]
@@ -240,6 +271,8 @@ class EnvironmentSettings(Strict):
     runtime_image: NonEmpty | None = None
     """A prebuilt runtime image URI; left out, the image is built from runtime/Dockerfile as a CDK asset."""
     thread_state: ThreadStateSettings = Field(default_factory=lambda: ThreadStateSettings())
+    alarms: AlarmNotifications = Field(default_factory=lambda: AlarmNotifications())
+    """Who is told when an instance's alarm fires (the thresholds are in the template's deploy settings)."""
 
     @property
     def state_point_in_time_recovery(self) -> bool:

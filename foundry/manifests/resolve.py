@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from foundry.manifests import naming
+from foundry.manifests.alarm_settings import AlarmThresholds
 from foundry.manifests.cross_checks import (
     KnownNames,
     binding_problems,
@@ -23,7 +24,15 @@ from foundry.manifests.cross_checks import (
     wrong_environment_problems,
 )
 from foundry.manifests.loader import AgentsTree, Loaded
-from foundry.manifests.overrides import ServerAt, deploy_for, instance_mcp, mcp_problems, mcp_servers_for, used_servers
+from foundry.manifests.overrides import (
+    ServerAt,
+    alarms_for,
+    deploy_for,
+    instance_mcp,
+    mcp_problems,
+    mcp_servers_for,
+    used_servers,
+)
 from foundry.manifests.problems import Problem, raise_if_any
 from foundry.manifests.schema import (
     AgentInstance,
@@ -48,6 +57,9 @@ class ResolvedInstance:
     spec_files: dict[str, bytes]
     specs: dict[str, AgentSpec]
     """Both keyed by spec_path (the entry's yaml_path, relative to `agents/`)."""
+    alarms: AlarmThresholds
+    """The thresholds of the instance's CloudWatch alarms (the instance stack's; not part of the bundle: the
+    runtime never reads them)."""
 
     @property
     def environment(self) -> str:
@@ -222,10 +234,22 @@ def _resolve_one(tree: AgentsTree, instance: _BoundInstance) -> ResolvedInstance
     )
     if server_problems:
         return server_problems
+    alarms = alarms_for(tree.template.model.spec.deploy, env, key)
+    idle_timeout = settings.load_balancer.idle_timeout_seconds
+    if alarms.p95_response_seconds >= idle_timeout:
+        return [
+            Problem(
+                file=tree.template.file,
+                field="spec.deploy.alarms.p95_response_seconds",
+                message=f"instance {env}/{key.selector}: p95_response_seconds {alarms.p95_response_seconds:g} is not "
+                f"below the load balancer's idle timeout in environment {env!r} ({idle_timeout} s, "
+                f"{tree.platform.file}): no response can take that long, so the alarm could never fire. Lower it",
+            )
+        ]
     manifest = _instance_manifest(
         tree, instance, host=host, stack=stack, deploy=deploy, agents=agents, servers=servers, egress=settings.egress
     )
-    return ResolvedInstance(manifest=manifest, spec_files=agents.spec_files, specs=agents.specs)
+    return ResolvedInstance(manifest=manifest, spec_files=agents.spec_files, specs=agents.specs, alarms=alarms)
 
 
 def _missing_system_agents(tree: AgentsTree, instance: _BoundInstance) -> list[Problem]:

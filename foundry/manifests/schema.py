@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, StringConstraints, field_validator, model_validator
 
+from foundry.manifests.alarm_settings import AlarmOverrides
 from foundry.manifests.platform_settings import PlatformSettings
 from instance_contract.off_hours import CheckedOffHoursSchedule, checked_time_zone
 from instance_contract.schema import (
@@ -204,6 +205,8 @@ class DeployOverride(OverrideScope):
     state: LifecycleState | None = None
     """`paused` stops the matching instances (no task, a 503 answer) and keeps their data; `active` resumes them."""
     schedule: CheckedOffHoursSchedule | None = None
+    alarms: AlarmOverrides | None = None
+    """Alarm thresholds for the instances that match (fields left out keep the value they had)."""
 
 
 DEFAULT_DEPLOY = DeploySettings(cpu=256, memory=512, min_tasks=1, max_tasks=2, cpu_target_percent=60)
@@ -212,6 +215,8 @@ DEFAULT_DEPLOY = DeploySettings(cpu=256, memory=512, min_tasks=1, max_tasks=2, c
 
 class TemplateDeploy(Strict):
     defaults: DeploySettings = DEFAULT_DEPLOY
+    alarms: AlarmOverrides = Field(default_factory=AlarmOverrides)
+    """Alarm thresholds of every instance, over the environment's defaults (foundry/manifests/alarm_settings.py)."""
     overrides: list[DeployOverride] = Field(default_factory=list)
 
     @field_validator("defaults")

@@ -1,6 +1,7 @@
 """Who may call the Foundry MCP server over HTTP: the static bearer token for local use (all scopes), and, when an
 issuer is configured, the same JWT verification as the instances (oauth_resource/) with the Foundry's scopes:
-`foundry:read` for every call, `foundry:deploy` as well for `foundry.deploy_instance`.
+`foundry:read` for every call, `foundry:deploy` as well for `foundry.deploy_instance` and for
+`foundry.erase_subject_data` (it changes what an instance holds; the operator's instance token is needed besides).
 
 The deploy scope is checked on the JSON-RPC request before the tool runs (an ASGI gate around the SDK's /mcp route),
 so a token without it gets the MCP authorization specification's answer: 403 with
@@ -29,6 +30,8 @@ from oauth_resource.verifier import JwtVerifier, TokenRules
 READ_SCOPE = "foundry:read"
 DEPLOY_SCOPE = "foundry:deploy"
 DEPLOY_TOOL = "foundry.deploy_instance"
+GATED_TOOLS = (DEPLOY_TOOL, "foundry.erase_subject_data")
+"""The tools that change something outside the Foundry: each needs the deploy scope."""
 ISSUER_ENV, AUDIENCE_ENV, JWKS_ENV = "FOUNDRY_AUTH_ISSUER", "FOUNDRY_AUTH_AUDIENCE", "FOUNDRY_AUTH_JWKS_URI"
 MAX_GATED_BODY = 1024 * 1024
 
@@ -94,7 +97,7 @@ def auth_for(static: TokenVerifier | None, jwt: JwtOptions | None) -> tuple[Toke
 
 
 def gate_deploys(app: Starlette, settings: AuthSettings, path: str = "/mcp") -> None:
-    """Wraps the SDK's /mcp route so that a `tools/call` of foundry.deploy_instance needs the deploy scope."""
+    """Wraps the SDK's /mcp route so that a `tools/call` of a GATED_TOOLS tool needs the deploy scope."""
     metadata = str(build_resource_metadata_url(settings.resource_server_url)) if settings.resource_server_url else None
     for route in app.router.routes:
         if isinstance(route, Route) and route.path == path:
@@ -115,7 +118,7 @@ class DeployScopeGate:
             await self.app(scope, receive, send)
             return
         messages, body = await _read_body(receive)
-        if _calls_tool(body, DEPLOY_TOOL):
+        if any(_calls_tool(body, tool) for tool in GATED_TOOLS):
             await self._refuse(send)
             return
 

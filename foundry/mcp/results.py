@@ -15,7 +15,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from foundry.aws.cloudformation import Failure
-from foundry.aws.instance_status import ServiceState, StackState, TargetState, Verdict
+from foundry.aws.instance_metrics import InstanceMetrics
+from foundry.aws.instance_status import AlarmState, ServiceState, StackState, TargetState, Verdict
 from foundry.deploy.interruption import Interruption
 from foundry.deploy.platform_gate import PlatformCheck
 from foundry.deploy.request import DeployResult, Outcome
@@ -68,6 +69,12 @@ class InstanceStatusResult(BaseModel):
     instance_status: dict[str, Any] | None
     instance_status_error: str | None
     errors: list[str]
+    alarms: list[AlarmState]
+    """The instance's CloudWatch alarms and their states (an alarm in ALARM also makes the verdict degraded)."""
+    alarms_error: str | None
+    """Why the alarms could not be read (then `alarms` is empty)."""
+    metrics: InstanceMetrics | None
+    """The last hour's requests, errors, error rate, p95 turn duration and tokens (CloudWatch GetMetricData)."""
     deploy_lock: str | None
     """Who holds the instance's deploy lock right now and why (a deploy, the watch of a stopped one, a rollout)."""
     last_interrupted_deploy: Interruption | None

@@ -20,6 +20,9 @@ READ_ONLY = ToolAnnotations(read_only_hint=True, open_world_hint=False)
 DEPLOYS = ToolAnnotations(destructive_hint=True, idempotent_hint=True, open_world_hint=True)
 """Deploying replaces what runs (destructive), the same request twice changes nothing more (idempotent), and it
 reaches AWS (open world)."""
+READS_INSTANCE = ToolAnnotations(read_only_hint=True, open_world_hint=True)
+ERASES = ToolAnnotations(destructive_hint=True, idempotent_hint=False, open_world_hint=True)
+"""A second erasure of the same subject finds nothing and says so (an error), hence not idempotent."""
 
 
 def build_server(
@@ -39,6 +42,9 @@ def build_server(
     server.add_tool(tools.get_instance_status, name="foundry.get_instance_status", annotations=READ_ONLY)
     # Rollouts (issue 15): read-only, from the deploy state `python -m foundry rollout` keeps (FOUNDRY_STATE_URL).
     server.add_tool(tools.get_rollout_status, name="foundry.get_rollout_status", annotations=READ_ONLY)
+    # Data-subject requests (issue 21): carried to the instance's own admin tools over its MCP endpoint.
+    server.add_tool(tools.export_subject_data, name="foundry.export_subject_data", annotations=READS_INSTANCE)
+    server.add_tool(tools.erase_subject_data, name="foundry.erase_subject_data", annotations=ERASES)
     return server
 
 

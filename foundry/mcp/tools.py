@@ -37,6 +37,7 @@ from foundry.deploy.deployer import Deployer
 from foundry.deploy.locks import DeployRefusedError
 from foundry.deploy.request import DEFAULT_TIMEOUT_SECONDS, DeployRequest
 from foundry.deploy.status import deployed_status
+from foundry.deploy.subject_data import SubjectAction, SubjectDataRefusedError, SubjectDataReport, subject_data
 from foundry.fleet import catalog
 from foundry.fleet.catalog import AgentConfig, AgentList, InstanceList, UnknownAgentError
 from foundry.fleet.load import load_fleet
@@ -48,7 +49,13 @@ from foundry.rollout.state import RolloutConflictError, RolloutStore
 from foundry.rollout.status import RolloutStatusReport, rollout_status
 from foundry.state.store import StateStoreError
 
-REFUSALS = (ToolArgumentError, UnknownAgentError, DeployRefusedError, RolloutConflictError)
+REFUSALS = (
+    ToolArgumentError,
+    UnknownAgentError,
+    DeployRefusedError,
+    RolloutConflictError,
+    SubjectDataRefusedError,
+)
 """What a tool answers with a tool error whose text is the refusal (anything else is a crash, its text kept on the
 server)."""
 
@@ -217,9 +224,10 @@ class FoundryTools:
         self, environment: str, instance: str, probe_instance: bool = True, agents_dir: str | None = None
     ) -> InstanceStatusResult:
         """CloudFormation stack status, the ECS service's deployments (a circuit-breaker rollback shows as failed),
-        load-balancer target health, and the instance's own `status` tool when its endpoint is reachable; also who
-        holds the instance's deploy lock and why (deploy_lock: this server, a rollout, another server) and the last
-        deploy whose cdk was stopped (last_interrupted_deploy: how CloudFormation ended it)."""
+        load-balancer target health, the instance's CloudWatch alarms (their states) and its last hour's requests,
+        error rate, p95 turn duration and tokens, and the instance's own `status` tool when its endpoint is
+        reachable; also who holds the instance's deploy lock and why (deploy_lock: this server, a rollout, another
+        server) and the last deploy whose cdk was stopped (last_interrupted_deploy: how CloudFormation ended it)."""
 
         def prepare() -> tuple[ResolvedInstance, str]:
             fleet, _ = self._fleet(agents_dir)
@@ -231,6 +239,68 @@ class FoundryTools:
         probe = config.probe if probe_instance else None
         report = await deployed_status(config.deployer, resolved, region=region, clients=config.clients, probe=probe)
         return InstanceStatusResult.of(report)
+
+    @refusals_as_tool_errors
+    async def export_subject_data(
+        self,
+        environment: str,
+        instance: str,
+        subject: str,
+        instance_token: str,
+        thread_id: str | None = None,
+        agents_dir: str | None = None,
+    ) -> SubjectDataReport:
+        """Data-subject access: every thread the instance keeps of one subject of its organization (or one thread),
+        with the subject's own thread ids and history, asked of the instance's own `export_subject_data` tool
+        over its MCP endpoint (never its table). instance_token: your bearer token for that instance with the
+        agentfoundry/admin scope; passed through on this call only, never kept."""
+        return await self._subject_data("export", environment, instance, subject, instance_token, thread_id, agents_dir)
+
+    @refusals_as_tool_errors
+    async def erase_subject_data(
+        self,
+        environment: str,
+        instance: str,
+        subject: str,
+        instance_token: str,
+        thread_id: str | None = None,
+        agents_dir: str | None = None,
+    ) -> SubjectDataReport:
+        """Data-subject erasure: the instance deletes every thread of one subject of its organization (or one
+        thread: history, checkpoints, thread records) through its own `erase_subject_data` tool and answers how
+        many it erased; nothing to erase is an error. instance_token: as for foundry.export_subject_data."""
+        return await self._subject_data("erase", environment, instance, subject, instance_token, thread_id, agents_dir)
+
+    async def _subject_data(
+        self,
+        action: SubjectAction,
+        environment: str,
+        instance: str,
+        subject: str,
+        token: str,
+        thread_id: str | None,
+        agents_dir: str | None,
+    ) -> SubjectDataReport:
+        if not subject.strip() or len(subject) > 256:
+            raise ToolArgumentError(f"subject must be 1-256 characters, got {len(subject)}")
+        if not token.strip():
+            raise ToolArgumentError("instance_token is empty: an operator's token for the instance is needed")
+
+        def prepare() -> tuple[ResolvedInstance, str]:
+            fleet, _ = self._fleet(agents_dir)
+            resolved = find_instance(fleet, environment, instance)
+            return resolved, fleet.tree.platform.model.spec.environments[environment].region
+
+        resolved, region = await asyncio.to_thread(prepare)
+        return await subject_data(
+            resolved,
+            action,
+            subject=subject,
+            thread_id=thread_id,
+            token=token.strip(),
+            region=region,
+            clients=self.config.clients,
+        )
 
     @refusals_as_tool_errors
     async def get_rollout_status(self, environment: str | None = None, simulated: bool = False) -> RolloutStatusReport:

@@ -78,3 +78,12 @@ def changed_paths(repo: Path, commit: str) -> list[str]:
 def describe(repo: Path, commit: str) -> str:
     """`abc1234 (subject)`, for a plan's heading."""
     return _git(repo, "log", "-1", "--format=%h %s", commit).decode().strip()
+
+
+def tree_revision(path: Path) -> str:
+    """The commit checked out where `path` is, with `-dirty` when `path` has uncommitted changes (what a rollout
+    records of the agents tree it started from)."""
+    repo = repo_root(path)
+    commit = resolve_revision(repo, "HEAD")
+    changed = _git(repo, "status", "--porcelain", "--", str(path.resolve())).strip()
+    return f"{commit}-dirty" if changed else commit

@@ -1,5 +1,5 @@
-"""Fleet rollouts: waves (canary, growth factor), bounded concurrency, a bake gate, resumable state, the simulator,
-reports, and `python -m foundry rollout`.
+"""Fleet rollouts: waves (canary, growth factor), bounded concurrency, a bake gate, resumable state, the one cloud
+assembly every deploy of a rollout uses, the simulator, reports, and `python -m foundry rollout`.
 
-May import everything below it (manifests, fleet, cdk, state, aws, deploy, plan); nothing below imports it.
+May import everything below it (manifests, fleet, cdk, state, aws, deploy, plan, synth); nothing below imports it.
 """

@@ -1,10 +1,13 @@
 """FleetOperations against AWS: each instance deployed through `foundry.deploy.deployer`, exactly as the Foundry
-MCP server deploys it (`cdk deploy <instance stack> --exclusively`: never the shared platform stack), and health
+MCP server deploys it (`cdk deploy <instance stack> --exclusively`: never the shared platform stack) but from the
+rollout's one cloud assembly (`--app <assembly>`, never synthesized again), and health
 as `foundry.aws.instance_status` reads it (the same verdict `foundry.get_instance_status` returns).
 
-Health, as the gate reads it: the verdict is `healthy` (stack complete without rollback, the ECS deployment
-completed, load-balancer targets healthy) and the instance's own `status` tool answers. Where the instance cannot
-be reached by design (the local AWS runs no container), the probe is skipped with a reason the report shows.
+Health, as the gate reads it: none of the instance's CloudWatch alarms is in ALARM (one that is fails the instance
+at once, named in the reason, in either health scope), the verdict is `healthy` (stack complete without rollback,
+the ECS deployment completed, load-balancer targets healthy) and the instance's own `status` tool answers. Where the
+instance cannot be reached by design (the local AWS runs no container), the probe is skipped with a reason the
+report shows.
 """
 
 from __future__ import annotations
@@ -16,13 +19,15 @@ from pathlib import Path
 from typing import Literal
 
 from foundry.aws.clients import ClientFactory
-from foundry.aws.instance_status import InstanceProbe, InstanceStatus, instance_status, read_stack
+from foundry.aws.instance_status import InstanceProbe, InstanceStatus, alarm_reason, instance_status, read_stack
 from foundry.cdk.output import StackEvent
 from foundry.deploy.deployer import Deployer
 from foundry.deploy.locks import DeployRefusedError, HeldLock
 from foundry.deploy.request import DeployRequest
+from foundry.manifests.naming import platform_stack_name
 from foundry.manifests.resolve import ResolvedInstance
 from foundry.rollout.scheduler import DeployOutcome, HealthReading
+from foundry.synth.assembly_set import AssemblySet
 
 HealthScope = Literal["full", "records"]
 """`full`: everything `foundry.get_instance_status` reads, plus the instance probe. `records`: for an emulated
@@ -38,6 +43,11 @@ ROLLED_BACK_STACK_STATUSES = ("UPDATE_ROLLBACK_COMPLETE",)
 
 def classify(status: InstanceStatus, *, probe_skipped: str | None, scope: HealthScope = "full") -> HealthReading:
     """The gate's reading of one InstanceStatus."""
+    firing = status.alarms_firing
+    if firing:  # whatever else is read: an alarm in ALARM fails the gate, and its name is the reason
+        return HealthReading("unhealthy", "; ".join(alarm_reason(alarm) for alarm in firing))
+    if status.alarms_error is not None:  # unread alarms are not quiet alarms: no healthy reading without them
+        return HealthReading("settling", f"the instance's alarms could not be read: {status.alarms_error}")
     reasons = "; ".join(status.reasons + status.errors)
     if scope == "records" and status.stack is not None:
         stack = status.stack
@@ -83,6 +93,8 @@ class AwsFleet:
     held: dict[str, HeldLock] = field(default_factory=dict)
     """The instances this run holds: from its deploy until the run ends (`release_all`), so no other deployer
     changes an instance the rollout deployed while its wave bakes, nor one it is about to deploy."""
+    assemblies: AssemblySet | None = None
+    """The rollout's one assembly (or sharded set): each deploy takes its instance's stack from it, unsynthesized."""
 
     def release_all(self) -> None:
         for held in self.held.values():
@@ -92,12 +104,19 @@ class AwsFleet:
 
     async def deploy(self, instance: str) -> DeployOutcome:
         resolved = self.instances[instance]
+        assembly = platform_assembly = None
+        if self.assemblies is not None:
+            assembly = self.assemblies.assembly_of(resolved.manifest.spec.stack_name)
+            platform = platform_stack_name(resolved.environment)
+            platform_assembly = self.assemblies.assembly_of(platform) if platform in self.assemblies.stacks else None
         request = DeployRequest(
             instance=resolved,
             agents_dir=self.agents_dir,
             runtime_image=self.runtime_image,
             timeout_seconds=self.timeout_seconds,
             region=self.region,
+            assembly=assembly,
+            platform_assembly=platform_assembly,
         )
 
         async def ignore(line: str, event: StackEvent | None) -> None:

@@ -3,10 +3,16 @@
     rollout --environment ENV [--base REV | --plan PLAN.json]   what the change plan names (neither: every instance)
     rollout ... --simulate [--simulate-fail ORG/DOMAIN/INSTANCE]  the same scheduler in virtual time; changes nothing
                                                                   (and keeps no state unless --simulate-keep-state)
+    rollout ... --assembly DIR                                     deploy exactly what DIR (`foundry synth`) holds
 
 Rollout state and the instances' deploy locks live in the environment's deploy state (FOUNDRY_STATE_URL or
 --state-url: `dynamodb://` is the platform stack's table, shared by every deployer; unset, a SQLite file
 build/foundry-state.db in the agents tree's repository). A halted rollout resumes from any machine sharing it.
+
+Every instance is deployed from one cloud assembly: DIR, or (without --assembly) the one the rollout synthesizes
+once, before its canary, into build/rollout-assemblies/ of the agents tree's repository. The state records the
+assembly's digest and the agents tree's git revision; a resumed run deploys from that assembly again, and refuses
+if it is missing or was altered.
 
 Exit codes: 0 every instance deployed and baked, 1 the rollout halted at a failing gate (the report says where;
 run the same command again to resume), 2 error (bad arguments, invalid manifests, another change's rollout is
@@ -29,6 +35,8 @@ from typing import Any
 from pydantic import ValidationError
 from rich.console import Console
 
+from foundry.cdk.cli import CdkCli
+from foundry.cdk.process import ProcessRunner, tool_environment
 from foundry.deploy.arguments import ToolArgumentError, check_runtime_image
 from foundry.files.repo import REPO_ROOT
 from foundry.fleet.load import DEFAULT_AGENTS_DIR, load_fleet
@@ -38,6 +46,14 @@ from foundry.manifests.problems import ManifestError
 from foundry.manifests.resolve import ResolvedInstance
 from foundry.plan.command import PlanError, make_plan
 from foundry.plan.git_revision import GitError
+from foundry.rollout.assembly import (
+    RolloutAssemblyError,
+    given_assembly,
+    own_assembly_dir,
+    record,
+    recorded_assembly,
+    synthesize_change,
+)
 from foundry.rollout.aws_fleet import RECORDS_SKIPPED, AwsFleet
 from foundry.rollout.report import LiveView, duration_text, markdown, report, summary_text
 from foundry.rollout.scheduler import Rollout, Scheduler, new_rollout
@@ -55,6 +71,7 @@ from foundry.state.locations import STATE_URL_ENV, parse_state_url, repository_o
 from foundry.state.memory_store import MemoryStateStore
 from foundry.state.store import StateStoreError
 from foundry.state.stores import StateStores
+from foundry.synth.assembly_set import AssemblySet, AssemblySetError
 
 EXIT_COMPLETE, EXIT_HALTED, EXIT_ERROR = 0, 1, 2
 POLICY_OVERRIDES = ("canary_count", "growth_factor", "max_wave_size", "concurrency", "bake_seconds")
@@ -87,6 +104,13 @@ def add_rollout_parser(sub: Any) -> None:
         "the agents tree's repository): sqlite:///PATH, dynamodb:// (the platform's table) or dynamodb://TABLE",
     )
     p.add_argument("--runtime-image", metavar="URI", help="a prebuilt runtime image instead of building one")
+    p.add_argument(
+        "--assembly",
+        type=Path,
+        metavar="DIR",
+        help="deploy from this cloud assembly (`python -m foundry synth --out DIR`, sharded or not, or a `cdk synth` "
+        "output) instead of synthesizing; every stack the rollout deploys must be in it",
+    )
     p.add_argument(
         "--no-instance-probe",
         action="store_true",
@@ -133,6 +157,8 @@ class Targets:
     change: str
     notes: list[str]
     resolved: dict[str, ResolvedInstance]
+    assemblies: AssemblySet | None = None
+    """`--assembly DIR`, read and checked."""
 
 
 def _fingerprint(instance: ResolvedInstance) -> str:
@@ -182,6 +208,7 @@ def select_targets(args: argparse.Namespace) -> Targets:
     fleet = load_fleet(args.agents_dir, environment=args.environment)
     by_selector = {i.key.selector: i for i in fleet.instances}
     notes: list[str] = []
+    given = given_assembly(args.assembly) if args.assembly is not None else None
     if args.plan is not None:
         try:
             document = json.loads(args.plan.read_text(encoding="utf-8"))
@@ -191,6 +218,10 @@ def select_targets(args: argparse.Namespace) -> Targets:
     elif args.base is not None:
         plan = make_plan(args.agents_dir, args.base, environment=args.environment).as_dict()
         names, notes, change = _plan_section(plan, args.environment, f"the plan since {args.base}")
+    elif given is not None:
+        held = given.stacks
+        names = sorted(s for s, i in by_selector.items() if i.manifest.spec.stack_name in held)
+        change = f"every instance of {args.environment} in {given.root}"
     else:
         names, change = sorted(by_selector), "every instance"
     missing = [n for n in names if n not in by_selector]
@@ -200,13 +231,21 @@ def select_targets(args: argparse.Namespace) -> Targets:
             f"{', '.join(missing)}; make the plan from this working tree"
         )
     chosen = {n: by_selector[n] for n in sorted(names)}
+    stacks = {n: i.manifest.spec.stack_name for n, i in chosen.items()}
+    if given is not None:
+        given.require(sorted(stacks.values()))
+        # The change is what the assembly holds, not what the tree holds now.
+        fingerprints = dict.fromkeys(chosen, given.digest)
+    else:
+        fingerprints = {n: _fingerprint(i) for n, i in chosen.items()}
     return Targets(
         selectors=sorted(chosen),
-        stacks={n: i.manifest.spec.stack_name for n, i in chosen.items()},
-        fingerprints={n: _fingerprint(i) for n, i in chosen.items()},
+        stacks=stacks,
+        fingerprints=fingerprints,
         change=change,
         notes=notes,
         resolved=chosen,
+        assemblies=given,
     )
 
 
@@ -247,6 +286,8 @@ def run_rollout(args: argparse.Namespace) -> int:
         ValueError,
         LeaseLostError,
         StateStoreError,
+        RolloutAssemblyError,
+        AssemblySetError,
     ) as exc:
         return _error(args, str(exc))
     except ManifestError as exc:
@@ -268,6 +309,13 @@ def _run(args: argparse.Namespace, err: Console) -> int:
     if simulate_only and not args.simulate:
         raise RolloutError(
             "--simulate-fail, --simulate-unhealthy, --simulate-instances and --simulate-keep-state need --simulate"
+        )
+    if args.assembly is not None and args.simulate:
+        raise RolloutError("--assembly deploys a cloud assembly; --simulate deploys nothing: give one or the other")
+    if args.assembly is not None and args.runtime_image is not None:
+        raise RolloutError(
+            "--runtime-image with --assembly: the assembly already fixes the runtime image; synthesize it with "
+            "`python -m foundry synth --runtime-image URI`"
         )
     fleet = load_fleet(args.agents_dir, environment=args.environment)
     settings = fleet.tree.platform.model.spec.environments[args.environment]
@@ -334,6 +382,8 @@ def _start(
         rollout.status = "complete"
         store.save(rollout)
         return _finish(args, rollout)
+    runner = ProcessRunner(cwd=REPO_ROOT, env=tool_environment(REPO_ROOT))
+    assemblies = None if args.simulate else _assembly(args, err, store, rollout, targets, runner)
 
     def checkpoint(current: Rollout, boundary: bool) -> None:
         if boundary or not args.simulate:
@@ -353,7 +403,7 @@ def _start(
 
         run_in_virtual_time(simulate)
     else:
-        aws = _aws_fleet(args, fleet, targets, policy, stores, holder)
+        aws = _aws_fleet(args, fleet, targets, policy, stores, holder, runner, assemblies)
         scheduler = Scheduler(policy=policy, ops=aws, checkpoint=checkpoint)
         try:
             if not quiet and err.is_terminal:
@@ -364,7 +414,46 @@ def _start(
                 asyncio.run(scheduler.run(rollout))
         finally:
             aws.release_all()
-    return _finish(args, rollout)
+    return _finish(args, rollout, runner.runs)
+
+
+def _assembly(
+    args: argparse.Namespace,
+    err: Console,
+    store: RolloutStore,
+    rollout: Rollout,
+    targets: Targets,
+    runner: ProcessRunner,
+) -> AssemblySet:
+    """The assembly this run deploys from: the recorded one when resuming (checked unchanged; or `--assembly` when it
+    has the recorded digest), else `--assembly`, else the change synthesized once now; a new one is recorded in the
+    state before anything is deployed."""
+    if rollout.assembly is not None:
+        given = targets.assemblies
+        if given is not None and given.digest == rollout.assembly_digest and given.root != Path(rollout.assembly):
+            # The same assembly, byte for byte, in another folder (a CI artifact downloaded on another runner).
+            rollout.assembly = str(given.root)
+            store.save(rollout)
+            return given
+        return recorded_assembly(rollout)
+    assemblies = targets.assemblies
+    if assemblies is None:
+        out = own_assembly_dir(repository_of(args.agents_dir), rollout.environment, rollout.change_id)
+        if not (args.json or args.markdown):
+            err.print(f"synthesizing the change once into {out}")
+        assemblies = synthesize_change(
+            out=out,
+            agents_dir=args.agents_dir,
+            environment=rollout.environment,
+            selectors=list(rollout.instances),
+            instance_stacks=[p.stack for p in rollout.instances.values()],
+            runtime_image=args.runtime_image,
+            cdk=CdkCli.of_repo(REPO_ROOT),
+            runner=runner,
+        )
+    record(rollout, assemblies, args.agents_dir)
+    store.save(rollout)
+    return assemblies
 
 
 def _plain_progress(err: Console) -> Any:
@@ -395,15 +484,15 @@ def _aws_fleet(
     policy: RolloutPolicy,
     stores: StateStores,
     holder: str,
+    runner: ProcessRunner,
+    assemblies: AssemblySet | None,
 ) -> AwsFleet:
     from foundry.aws.clients import boto3_clients
     from foundry.aws.cloudformation import stack_events_failure
     from foundry.aws.instance_status import probe_instance_mcp
-    from foundry.cdk.process import ProcessRunner, tool_environment
     from foundry.deploy.deployer import Deployer
     from foundry.deploy.locks import InstanceLocks
 
-    runner = ProcessRunner(cwd=REPO_ROOT, env=tool_environment(REPO_ROOT))
     deployer = Deployer(
         repo_root=REPO_ROOT,
         runner=runner,
@@ -424,14 +513,20 @@ def _aws_fleet(
         runtime_image=args.runtime_image,
         timeout_seconds=policy.deploy_timeout_seconds,
         holder=holder,
+        assemblies=assemblies,
     )
 
 
-def _finish(args: argparse.Namespace, rollout: Rollout) -> int:
+def _finish(args: argparse.Namespace, rollout: Rollout, cdk_runs: Mapping[str, int] | None = None) -> int:
+    """The report; `cdk_runs`: the `cdk` commands this run started, by subcommand (a rollout synthesizes at most
+    once, and only when it was given no assembly)."""
+    runs = dict(sorted((cdk_runs or {}).items()))
     if args.json:
-        print(json.dumps(report(rollout), indent=2))
+        print(json.dumps({**report(rollout), "cdk_runs": runs}, indent=2))
     elif args.markdown:
         sys.stdout.write(markdown(rollout))
     else:
         sys.stdout.write(summary_text(rollout))
+        if runs:
+            print("cdk runs this run: " + ", ".join(f"{name} {n}" for name, n in runs.items()))
     return EXIT_COMPLETE if rollout.status == "complete" else EXIT_HALTED

@@ -58,6 +58,9 @@ def report(rollout: Rollout) -> dict[str, Any]:
         "elapsed_seconds": round(rollout.elapsed_seconds, 1),
         "policy": rollout.policy,
         "notes": list(rollout.notes),
+        "assembly": rollout.assembly,
+        "assembly_digest": rollout.assembly_digest,
+        "git_revision": rollout.git_revision,
         "totals": {"instances": len(instances), **rollout.counts()},
         "waves": wave_rows(rollout),
         "instances": [

@@ -84,6 +84,16 @@ class Rollout:
     """Rollout time over every run: wall time for a real rollout, virtual time for a simulated one."""
     simulated: bool = False
     notes: list[str] = field(default_factory=list)
+    bake_ends_at_seconds: float | None = None
+    """While a wave bakes (every instance of it read healthy once): the rollout time its bake ends. None otherwise,
+    also while the wave's instances are still settling."""
+    assembly: str | None = None
+    """The cloud assembly (or sharded set, `foundry.synth`) every deploy of this rollout uses: `--assembly DIR`, or
+    the one the rollout synthesized before its canary. A resumed run deploys from it, or refuses."""
+    assembly_digest: str | None = None
+    """Its digest when the rollout started; a resume refuses an assembly whose digest differs."""
+    git_revision: str | None = None
+    """The agents tree's git commit when the rollout started (`-dirty` when it had uncommitted changes)."""
 
     @property
     def finished(self) -> bool:
@@ -257,6 +267,7 @@ class Scheduler:
             await asyncio.sleep(min(policy.health_interval_seconds, max(0.0, settle_deadline - loop.time())))
         bake_end = loop.time() + policy.bake_seconds
         self.phase, self.bake_ends_at = "baking", self._now() + policy.bake_seconds
+        rollout.bake_ends_at_seconds = self.bake_ends_at
         self._changed(rollout)
         while loop.time() < bake_end:
             await asyncio.sleep(min(policy.health_interval_seconds, bake_end - loop.time()))
@@ -266,7 +277,7 @@ class Scheduler:
                 return self._gate_failed(rollout, number, wave, bad, "unhealthy during the bake")
         for selector in wave:
             rollout.instances[selector].state = "deployed"
-        self.bake_ends_at = None
+        self.bake_ends_at = rollout.bake_ends_at_seconds = None
         return True
 
     async def _read(self, instances: Sequence[str]) -> list[tuple[str, HealthReading]]:
@@ -301,7 +312,7 @@ class Scheduler:
                 progress.reason = f"deployed; the bake of wave {number} stopped when another instance failed"
         first = rollout.instances[bad[0][0]]
         rollout.halt_reason = f"wave {number}: {first.instance} {first.state.replace('_', ' ')}: {first.reason}"
-        self.bake_ends_at = None
+        self.bake_ends_at = rollout.bake_ends_at_seconds = None
         return False
 
     def _changed(self, rollout: Rollout, *, boundary: bool = False) -> None:

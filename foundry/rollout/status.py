@@ -63,6 +63,11 @@ class RolloutStatusReport(BaseModel):
     policy: dict[str, Any] | None = None
     """The environment's rollout policy the rollout ran with (agents/platform.yaml)."""
     notes: list[str] | None = None
+    assembly: str | None = None
+    """The cloud assembly every deploy of the rollout uses (`rollout --assembly`, or the one it synthesized)."""
+    assembly_digest: str | None = None
+    git_revision: str | None = None
+    """The agents tree's commit when the rollout started (`-dirty`: with uncommitted changes)."""
     totals: dict[str, int] | None = None
     """Instances in all, and per state."""
     waves: list[RolloutWave] | None = None

@@ -64,21 +64,6 @@ class Metrics:
             },
         }
 
-    def prometheus(self, labels: str) -> str:
-        """The same counters in Prometheus text format, for `GET /metrics`."""
-        lines = []
-        for name in ("requests", "answered", "rejected", "failed", "refused", "in_flight"):
-            kind = "gauge" if name == "in_flight" else "counter"
-            metric = f"agentfoundry_runtime_{name}" + ("" if kind == "gauge" else "_total")
-            lines += [f"# TYPE {metric} {kind}", f"{metric}{{{labels}}} {getattr(self, name)}"]
-        lines.append("# TYPE agentfoundry_runtime_node_seconds_total counter")
-        for node, s in sorted(self.nodes.items()):
-            lines.append(f'agentfoundry_runtime_node_seconds_total{{{labels},node="{node}"}} {s.total_ms / 1000:.6f}')
-        lines.append("# TYPE agentfoundry_runtime_node_calls_total counter")
-        for node, s in sorted(self.nodes.items()):
-            lines.append(f'agentfoundry_runtime_node_calls_total{{{labels},node="{node}"}} {s.calls}')
-        return "\n".join(lines) + "\n"
-
 
 class ObservabilityAgent:
     def __init__(self, *, agent_id: str, metrics: Metrics) -> None:

@@ -112,9 +112,9 @@ def test_users_extend_an_instance_with_tags_aspects_removal_policies_grants_and_
     template.has_resource_properties(
         "AWS::ECS::TaskDefinition",
         {
-            "ContainerDefinitions": [
-                Match.object_like({"Environment": Match.array_with([{"Name": "FEATURE_X", "Value": "on"}])})
-            ]
+            "ContainerDefinitions": Match.array_with(
+                [Match.object_like({"Environment": Match.array_with([{"Name": "FEATURE_X", "Value": "on"}])})]
+            )
         },
     )
     assert "sqs:SendMessage" in json.dumps(template.find_resources("AWS::IAM::Policy"))

@@ -17,18 +17,26 @@ from aws_cdk.assertions import Match, Template
 from constructs.af_agent_runtime import CONTAINER_PORT, AfAgentRuntime
 from constructs.af_agent_runtime_props import (
     AgentRuntimeProps,
+    AlarmThresholds,
     BedrockFoundationModel,
     ImageFromUri,
     RuntimeIdentity,
     RuntimePlatform,
     ShardAttributes,
     TaskSizing,
+    TelemetryCollector,
 )
+from constructs.af_agent_runtime_telemetry import ADOT_COLLECTOR_IMAGE, COLLECTOR_CONFIG_FILE
 from tests.conftest import REPO_ROOT
 
 HAIKU = BedrockFoundationModel(region="us-east-1", model_id="anthropic.claude-3-haiku-20240307-v1:0")
 SONNET = BedrockFoundationModel(region="eu-west-1", model_id="anthropic.claude-3-5-sonnet-20240620-v1:0")
 SIZING = TaskSizing(cpu=512, memory_mib=2048, min_tasks=2, max_tasks=7, cpu_target_percent=55)
+COLLECTOR_CONFIG = COLLECTOR_CONFIG_FILE.read_text()
+ALARMS = AlarmThresholds(
+    target_5xx_percent=2.5, p95_response_seconds=20, unhealthy_hosts=1, error_rate_percent=4, evaluation_minutes=3
+)
+ALARM_TOPIC_ARN = "arn:aws:sns:us-east-1:111111111111:af-test-alarms"
 SECRETS = {
     "ticket-api-token": "agentfoundry/test/acme/retail/dev/ticket-api-token",
     "api-key": "agentfoundry/test/acme/retail/dev/api-key",
@@ -82,6 +90,9 @@ def make_props(bundle_path: str, **changes: Any) -> AgentRuntimeProps:
         family="af-test-acme-retail-dev",
         region="us-east-1",
         auth_environment=ISSUER_AUTH,
+        telemetry=TelemetryCollector(image=ADOT_COLLECTOR_IMAGE, config_yaml=COLLECTOR_CONFIG),
+        alarms=ALARMS,
+        alarm_topic_arn=ALARM_TOPIC_ARN,
     )
     values.update(changes)
     return AgentRuntimeProps(**{name: value for name, value in values.items() if value is not OMIT})
@@ -158,7 +169,8 @@ def test_each_secret_becomes_a_secret_resource_and_a_container_secret(
         },
     ]
     template.has_resource_properties(
-        "AWS::ECS::TaskDefinition", {"ContainerDefinitions": [Match.object_like({"Secrets": container_secrets})]}
+        "AWS::ECS::TaskDefinition",
+        {"ContainerDefinitions": Match.array_with([Match.object_like({"Secrets": container_secrets})])},
     )
     assert "agentfoundry/test" not in json.dumps(template.find_resources("AWS::ECS::TaskDefinition")), (
         "a secret's value or name must not be a container variable"
@@ -176,15 +188,17 @@ def test_the_container_carries_the_identity_and_listens_on_its_port(template: Te
     template.has_resource_properties(
         "AWS::ECS::TaskDefinition",
         {
-            "ContainerDefinitions": [
-                Match.object_like(
-                    {
-                        "Environment": Match.array_with(environment),
-                        "PortMappings": [{"ContainerPort": CONTAINER_PORT, "Protocol": "tcp"}],
-                        "ReadonlyRootFilesystem": True,
-                    }
-                )
-            ]
+            "ContainerDefinitions": Match.array_with(
+                [
+                    Match.object_like(
+                        {
+                            "Environment": Match.array_with(environment),
+                            "PortMappings": [{"ContainerPort": CONTAINER_PORT, "Protocol": "tcp"}],
+                            "ReadonlyRootFilesystem": True,
+                        }
+                    )
+                ]
+            )
         },
     )
 

@@ -53,25 +53,27 @@ def test_the_task_definition_runs_the_runtime_with_identity_bundle_and_secrets(p
             "Memory": str(spec.deploy.memory),
             "RequiresCompatibilities": ["FARGATE"],
             "NetworkMode": "awsvpc",
-            "ContainerDefinitions": [
-                Match.object_like(
-                    {
-                        "Environment": Match.array_with(
-                            [
-                                {"Name": "DOMAIN_ID", "Value": key.domain_id},
-                                {"Name": "ENVIRONMENT", "Value": PROD.environment},
-                                {"Name": "INSTANCE_ID", "Value": key.instance_id},
-                                {"Name": "ORG_ID", "Value": key.organization_id},
-                            ]
-                        ),
-                        "Secrets": [
-                            {"Name": Match.string_like_regexp("^SECRET_"), "ValueFrom": {"Ref": Match.any_value()}}
-                            for _ in spec.secrets
-                        ],
-                        "LogConfiguration": Match.object_like({"LogDriver": "awslogs"}),
-                    }
-                )
-            ],
+            "ContainerDefinitions": Match.array_with(
+                [
+                    Match.object_like(
+                        {
+                            "Environment": Match.array_with(
+                                [
+                                    {"Name": "DOMAIN_ID", "Value": key.domain_id},
+                                    {"Name": "ENVIRONMENT", "Value": PROD.environment},
+                                    {"Name": "INSTANCE_ID", "Value": key.instance_id},
+                                    {"Name": "ORG_ID", "Value": key.organization_id},
+                                ]
+                            ),
+                            "Secrets": [
+                                {"Name": Match.string_like_regexp("^SECRET_"), "ValueFrom": {"Ref": Match.any_value()}}
+                                for _ in spec.secrets
+                            ],
+                            "LogConfiguration": Match.object_like({"LogDriver": "awslogs"}),
+                        }
+                    )
+                ]
+            ),
         },
     )
 
@@ -134,14 +136,16 @@ def test_the_container_has_a_read_only_root_filesystem_with_only_tmp_writable(pr
         "AWS::ECS::TaskDefinition",
         {
             "Volumes": [{"Name": "tmp"}],
-            "ContainerDefinitions": [
-                Match.object_like(
-                    {
-                        "ReadonlyRootFilesystem": True,
-                        "MountPoints": [{"ContainerPath": "/tmp", "SourceVolume": "tmp", "ReadOnly": False}],
-                    }
-                )
-            ],
+            "ContainerDefinitions": Match.array_with(
+                [
+                    Match.object_like(
+                        {
+                            "ReadonlyRootFilesystem": True,
+                            "MountPoints": [{"ContainerPath": "/tmp", "SourceVolume": "tmp", "ReadOnly": False}],
+                        }
+                    )
+                ]
+            ),
         },
     )
 
@@ -150,19 +154,21 @@ def test_the_container_checks_its_own_health_with_the_runtime_cli(prod: Template
     prod.has_resource_properties(
         "AWS::ECS::TaskDefinition",
         {
-            "ContainerDefinitions": [
-                Match.object_like(
-                    {
-                        "HealthCheck": {
-                            "Command": ["CMD", "python", "-m", "runtime", "healthcheck"],
-                            "Interval": 15,
-                            "Timeout": 5,
-                            "Retries": 3,
-                            "StartPeriod": 30,
+            "ContainerDefinitions": Match.array_with(
+                [
+                    Match.object_like(
+                        {
+                            "HealthCheck": {
+                                "Command": ["CMD", "python", "-m", "runtime", "healthcheck"],
+                                "Interval": 15,
+                                "Timeout": 5,
+                                "Retries": 3,
+                                "StartPeriod": 30,
+                            }
                         }
-                    }
-                )
-            ]
+                    )
+                ]
+            )
         },
     )
 
@@ -327,15 +333,17 @@ def test_each_instance_owns_one_retained_thread_state_table_that_its_tasks_find_
     prod.has_resource_properties(
         "AWS::ECS::TaskDefinition",
         {
-            "ContainerDefinitions": [
-                Match.object_like(
-                    {
-                        "Environment": Match.array_with(
-                            [{"Name": "STATE_URL", "Value": {"Fn::Join": ["", ["dynamodb://", {"Ref": table_id}]]}}]
-                        )
-                    }
-                )
-            ]
+            "ContainerDefinitions": Match.array_with(
+                [
+                    Match.object_like(
+                        {
+                            "Environment": Match.array_with(
+                                [{"Name": "STATE_URL", "Value": {"Fn::Join": ["", ["dynamodb://", {"Ref": table_id}]]}}]
+                            )
+                        }
+                    )
+                ]
+            )
         },
     )
     dev = Template.from_stack(app.stacks.instances[DEV.manifest.spec.stack_name])
@@ -355,20 +363,22 @@ def test_callers_are_checked_against_the_environments_issuer(app: Synthesized, p
     prod.has_resource_properties(
         "AWS::ECS::TaskDefinition",
         {
-            "ContainerDefinitions": [
-                Match.object_like(
-                    {
-                        "Environment": Match.array_with(
-                            [
-                                {"Name": "AUTH_AUDIENCE", "Value": {"Ref": "IdentityClientId"}},
-                                {"Name": "AUTH_AUDIENCE_CLAIM", "Value": "client_id"},
-                                {"Name": "AUTH_ISSUER", "Value": {"Ref": "IdentityIssuerUrl"}},
-                                {"Name": "AUTH_ORG_CLAIM", "Value": "org"},
-                            ]
-                        )
-                    }
-                )
-            ]
+            "ContainerDefinitions": Match.array_with(
+                [
+                    Match.object_like(
+                        {
+                            "Environment": Match.array_with(
+                                [
+                                    {"Name": "AUTH_AUDIENCE", "Value": {"Ref": "IdentityClientId"}},
+                                    {"Name": "AUTH_AUDIENCE_CLAIM", "Value": "client_id"},
+                                    {"Name": "AUTH_ISSUER", "Value": {"Ref": "IdentityIssuerUrl"}},
+                                    {"Name": "AUTH_ORG_CLAIM", "Value": "org"},
+                                ]
+                            )
+                        }
+                    )
+                ]
+            )
         },
     )
     parameters = app.templates[PROD.manifest.spec.stack_name]["Parameters"]

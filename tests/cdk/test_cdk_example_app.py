@@ -221,8 +221,10 @@ def test_only_the_shard_load_balancer_reaches_the_tasks_on_the_container_port(ap
 def test_logs_go_to_a_log_group_of_the_instance_with_the_environment_retention(app: Synthesized) -> None:
     settings = EXAMPLE.tree.platform.model.spec.environments
     for name in INSTANCE_STACKS:
-        logs = app.only(name, "AWS::Logs::LogGroup")["Properties"]
-        assert logs["RetentionInDays"] == settings[BY_STACK[name].environment].log_retention_days
+        groups = [g["Properties"] for g in app.resources(name, "AWS::Logs::LogGroup").values()]
+        assert len(groups) == 2, "the containers' logs and the collector's metrics (EMF) log group"
+        for logs in groups:
+            assert logs["RetentionInDays"] == settings[BY_STACK[name].environment].log_retention_days
 
 
 def test_instance_stacks_carry_the_identity_and_bundle_hash_tags(app: Synthesized) -> None:
@@ -274,6 +276,8 @@ def test_the_task_role_reads_exactly_its_own_bundle_object_and_uses_only_its_own
 ) -> None:
     for name in INSTANCE_STACKS:
         granted = statements(app, name, "RuntimeTaskRoleAB7E1F72")
+        # the other two: the collector's X-Ray writes and its metrics log group (test_cdk_runtime_observability.py)
+        granted = [s for s in granted if not {"xray:PutTraceSegments", "logs:PutLogEvents"} & set(actions_of(s))]
         assert len(granted) == 2 and granted[0]["Action"] == "s3:GetObject"
         (table,) = app.resources(name, "AWS::DynamoDB::Table")
         state = granted[1]
@@ -445,3 +449,22 @@ def test_a_listed_instance_of_another_environment_is_refused(tmp_path: Path) -> 
 def test_an_instance_list_needs_its_environment(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="give -c environment=ENV"):
         synth(tmp_path / "cdk.out", instances="acme/retail/dev")
+
+
+def test_instance_alarms_follow_the_resolved_thresholds_and_notify_their_environment_topic(app: Synthesized) -> None:
+    for name in INSTANCE_STACKS:
+        instance = BY_STACK[name]
+        alarms = {
+            a["Properties"]["AlarmName"]: a["Properties"]
+            for a in app.resources(name, "AWS::CloudWatch::Alarm").values()
+        }
+        output = app.templates[name]["Outputs"]["AlarmNames"]["Value"]
+        assert sorted(output.split(",")) == sorted(alarms), "the gate finds the alarms by this output"
+        error_rate = alarms[f"{name}-runtime-error-rate"]
+        assert error_rate["Threshold"] == instance.alarms.error_rate_percent
+        assert error_rate["EvaluationPeriods"] == instance.alarms.evaluation_minutes
+        topic = json.dumps(error_rate["AlarmActions"])
+        assert f":af-{instance.environment}-alarms" in topic and ":sns:" in topic
+    prod = next(n for n in INSTANCE_STACKS if BY_STACK[n].environment == "prod")
+    dev = next(n for n in INSTANCE_STACKS if BY_STACK[n].environment == "dev")
+    assert BY_STACK[prod].alarms.error_rate_percent < BY_STACK[dev].alarms.error_rate_percent

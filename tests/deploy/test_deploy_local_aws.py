@@ -79,6 +79,7 @@ async def test_dev_environment_deploys_to_the_local_aws_and_reads_back_honestly(
     # foundry/local/moto.py models secrets (the execution role's grant names them), so they exist in moto.
     assert "AWS::SecretsManager::Secret" not in instance_gaps
     assert "AWS::ECS::Service" not in instance_gaps
+    assert "AWS::CloudWatch::Alarm" not in instance_gaps, "the rollout gate reads the instance's alarms"
     assert "AWS::S3::BucketPolicy" in {r["type"] for r in result["not_modelled"]["af-dev-platform"]}
     env = aws_environment(state)
     secrets = boto3.client(

@@ -127,9 +127,54 @@ def test_a_pull_request_synthesizes_only_the_stacks_its_plan_names(tmp_path: Pat
     assert result.returncode == 0, result.stderr
     assert calls.read_text(encoding="utf-8").splitlines() == [
         "python -m foundry place --check",
-        "cdk synth --quiet --output cdk.out/dev --context environment=dev --context instances=acme/retail/dev",
-        "cdk synth --quiet --output cdk.out/prod --context environment=prod --context instances=",
+        "python -m foundry synth --out cdk.out/dev --environment dev --instances acme/retail/dev",
+        "python -m foundry synth --out cdk.out/prod --environment prod --instances ",
     ]
+
+
+def test_a_merge_synthesizes_each_environment_once_in_shards_of_at_most_250_and_hands_on_the_assemblies(
+    tmp_path: Path,
+) -> None:
+    """The plan job's synth step, run with stand-ins that record their arguments: one synth per environment with
+    changes, sharded when the change holds more than 250 instances; the artifact carries the assemblies."""
+    if shutil.which("jq") is None:
+        pytest.skip("the workflow step uses jq (present on GitHub's runners)")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "calls"
+    stub = bin_dir / "python"
+    stub.write_text(f'#!/usr/bin/env bash\necho "python $*" >> "{calls}"\n', encoding="utf-8")
+    stub.chmod(0o755)
+    many = [{"instance": f"o/d/i{n}", "kind": "added"} for n in range(600)]
+    plan = {
+        "environments": [
+            PLAN["environments"][0],
+            {"environment": "staging", "deploy_stacks": ["af-staging-platform"], "instances": many},
+        ]
+    }
+    (tmp_path / "plan.json").write_text(json.dumps(plan), encoding="utf-8")
+    deploy = load("deploy.yml")
+    script = step_script(
+        deploy, "Synthesize the change once (the cloud assemblies every environment job deploys, never re-synthesized)"
+    )
+    result = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        cwd=tmp_path,
+        env={**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    selectors = ",".join(i["instance"] for i in many)
+    assert calls.read_text(encoding="utf-8").splitlines() == [
+        "python -m foundry place --check",
+        "python -m foundry synth --out assemblies/dev --environment dev --instances acme/retail/dev",
+        f"python -m foundry synth --out assemblies/staging --environment staging --instances {selectors} --shards 3",
+    ]
+    [upload] = [s for s in deploy["jobs"]["plan"]["steps"] if str(s.get("uses", "")).startswith("actions/upload")]
+    assert upload["with"]["path"].split() == ["plan.json", "assemblies/"]
 
 
 def test_merges_deploy_only_planned_stacks_with_oidc_and_prod_behind_an_environment():
@@ -173,6 +218,9 @@ def run_rollout_step(tmp_path: Path, stacks: str, rollout_exit: int) -> tuple[in
         stub.write_text(f'#!/bin/bash\necho "{name} $*" >> "{calls}"\n{tail}\n')
         stub.chmod(0o755)
     summary = tmp_path / "summary.md"
+    (tmp_path / "assemblies" / "dev").mkdir(parents=True)
+    index = {"stacks": {"af-dev-platform": "platform", "af-dev-acme-retail-dev": "shard-1"}}
+    (tmp_path / "assemblies" / "dev" / "index.json").write_text(json.dumps(index))
     step = rollout_step()
     env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "GITHUB_STEP_SUMMARY": str(summary), "ROLLOUT_EXIT": str(rollout_exit)}
     env |= {
@@ -187,19 +235,22 @@ def run_rollout_step(tmp_path: Path, stacks: str, rollout_exit: int) -> tuple[in
     return done.returncode, recorded, summary.read_text() if summary.exists() else ""
 
 
+ROLLOUT_CALL = "python -m foundry rollout --environment dev --plan plan.json --assembly assemblies/dev --markdown"
+
+
 def test_an_environment_deploys_its_changed_platform_stack_alone_then_rolls_out_the_plan(tmp_path):
     code, calls, summary = run_rollout_step(tmp_path, "af-dev-platform af-dev-acme-retail-dev", 0)
     assert code == 0
     assert len(calls) == 2
-    assert calls[0].startswith("cdk deploy af-dev-platform --exclusively ")
-    assert calls[1] == "python -m foundry rollout --environment dev --plan plan.json --markdown"
+    assert calls[0].startswith("cdk deploy af-dev-platform --exclusively --app assemblies/dev/platform ")
+    assert calls[1] == ROLLOUT_CALL
     assert "## rollout report" in summary
 
 
 def test_a_halted_rollout_fails_the_job_after_writing_its_report_to_the_summary(tmp_path):
     code, calls, summary = run_rollout_step(tmp_path, "af-dev-acme-retail-dev", 1)
     assert code == 1
-    assert calls == ["python -m foundry rollout --environment dev --plan plan.json --markdown"]
+    assert calls == [ROLLOUT_CALL]
     assert "## rollout report" in summary
 
 

@@ -3,6 +3,7 @@ the live view."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 from collections.abc import Sequence
@@ -11,13 +12,20 @@ from typing import Any
 
 from rich.console import Console
 
-from foundry.aws.instance_status import DeploymentState, InstanceStatus, ServiceState, StackState, assess
+from foundry.aws.instance_status import (
+    AlarmState,
+    DeploymentState,
+    InstanceStatus,
+    ServiceState,
+    StackState,
+    assess,
+)
 from foundry.cdk.process import LineSink, ProcessResult, ProcessRunner
 from foundry.deploy.deployer import Deployer
 from foundry.deploy.locks import InstanceLocks
 from foundry.fleet.load import load_fleet
 from foundry.manifests.platform_settings import RolloutPolicy
-from foundry.rollout.aws_fleet import AwsFleet, classify
+from foundry.rollout.aws_fleet import AwsFleet, HealthScope, classify
 from foundry.rollout.report import LiveView
 from foundry.rollout.scheduler import Scheduler, new_rollout
 from foundry.rollout.simulator import SimulatedFleet
@@ -34,6 +42,46 @@ def status(stack_status: str, rollout_state: str, running: int, service_task: st
     service = ServiceState("af-dev", "x", "ACTIVE", service_task, running, 1, [deployment], [])
     verdict, reasons = assess(stack, service, [])
     return InstanceStatus("dev", "a/b/c", "h", "af-dev-x", verdict, reasons, stack=stack, service=service)
+
+
+def alarmed(alarms: list[AlarmState]) -> InstanceStatus:
+    healthy = status("UPDATE_COMPLETE", "COMPLETED", 1)
+    verdict, reasons = assess(healthy.stack, healthy.service, [], alarms)
+    return InstanceStatus(
+        "dev", "a/b/c", "h", "af-dev-x", verdict, reasons, healthy.stack, healthy.service, alarms=alarms
+    )
+
+
+ERROR_RATE = "af-dev-x-runtime-error-rate"
+
+
+def test_an_alarm_in_alarm_fails_the_gate_naming_the_alarm_in_either_health_scope():
+    firing = AlarmState(ERROR_RATE, "ALARM", "Threshold Crossed: 3 datapoints were greater than 10.0", None)
+    quiet = AlarmState("af-dev-x-unhealthy-hosts", "OK", None, None)
+    scopes: tuple[HealthScope, ...] = ("full", "records")
+    for scope in scopes:
+        reading = classify(alarmed([quiet, firing]), probe_skipped="no container", scope=scope)
+        assert reading.kind == "unhealthy"
+        assert reading.reason == f"alarm {ERROR_RATE} is ALARM: {firing.reason}"
+
+
+def test_alarms_in_ok_or_without_data_leave_the_reading_to_the_other_checks():
+    states = [AlarmState(ERROR_RATE, "INSUFFICIENT_DATA", None, None), AlarmState("b", "OK", None, None)]
+    reading = classify(alarmed(states), probe_skipped="no container", scope="records")
+    assert reading.kind == "healthy"
+    assert not any("alarm" in reason for reason in alarmed(states).reasons)
+
+
+def test_alarms_that_cannot_be_read_never_read_healthy():
+    unread = dataclasses.replace(alarmed([]), alarms_error="cloudwatch.describe_alarms: AccessDenied")
+    reading = classify(unread, probe_skipped="no container", scope="records")
+    assert reading.kind == "settling"
+    assert reading.reason == "the instance's alarms could not be read: cloudwatch.describe_alarms: AccessDenied"
+
+
+def test_an_alarm_in_alarm_makes_the_status_verdict_degraded_with_its_reason():
+    firing = alarmed([AlarmState(ERROR_RATE, "ALARM", None, None)])
+    assert firing.verdict == "degraded" and f"alarm {ERROR_RATE} is ALARM" in firing.reasons
 
 
 def test_a_running_service_without_a_probe_answer_is_not_yet_healthy():

@@ -11,6 +11,7 @@ moto keeps ECS services, target groups and DNS as records and runs no container,
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import subprocess
@@ -28,14 +29,17 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from foundry.aws.clients import boto3_clients
+from foundry.cdk.cloud_assembly import read_templates
 from foundry.cdk.process import tool_environment
 from foundry.deploy.locks import InstanceLocks, LockTarget
 from foundry.local.aws import LocalAws, default_runtime_image
 from foundry.local.server import ServerState, aws_environment, using_aws_environment
+from foundry.rollout.state import RolloutConflictError, RolloutStore
 from foundry.state.locations import parse_state_url
+from foundry.state.sqlite_store import SqliteStateStore
 from foundry.state.store import StateStore, this_process
 from foundry.state.stores import StateStores
-from tests.deploy.git_repos import REPO_ROOT, git
+from tests.deploy.git_repos import REPO_ROOT, git, new_git_repo
 from tests.mcp.foundry_mcp_process_helpers import http_server
 
 TIMEOUT_S = 900
@@ -69,11 +73,13 @@ def local_aws(tmp_path: Path) -> Iterator[LocalAws]:
         local.down()
 
 
-def start_rollout(state: ServerState, checkout: Path) -> subprocess.Popen[str]:
+def start_rollout(state: ServerState, checkout: Path, *extra: str) -> subprocess.Popen[str]:
     """The rollout CLI of `checkout`, run from it, with the deploy state in the local AWS's platform table."""
     argv = [sys.executable, "-m", "foundry", "rollout", "--environment", "dev", "--health", "records"]
     image = default_runtime_image(state.account, state.region)  # the environment's own ECR: the allowed default
-    argv += ["--cdk-method", "direct", "--runtime-image", image, "--bake-seconds", "15", "--json"]
+    argv += ["--cdk-method", "direct", "--bake-seconds", "15", "--json", *extra]
+    if "--assembly" not in extra:  # an assembly fixed its runtime image when it was synthesized
+        argv += ["--runtime-image", image]
     env = tool_environment(checkout, {**aws_environment(state), **SHARED_STATE})
     env.pop("PYTHONPATH", None)
     return subprocess.Popen(argv, cwd=checkout, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -85,8 +91,8 @@ def finished(process: subprocess.Popen[str]) -> tuple[int, dict[str, Any]]:
     return process.returncode, json.loads(stdout)
 
 
-def rollout(state: ServerState, checkout: Path) -> tuple[int, dict[str, Any]]:
-    return finished(start_rollout(state, checkout))
+def rollout(state: ServerState, checkout: Path, *extra: str) -> tuple[int, dict[str, Any]]:
+    return finished(start_rollout(state, checkout, *extra))
 
 
 def shared_store(state: ServerState, tmp_path: Path) -> StateStores:
@@ -115,6 +121,21 @@ async def mcp_deploy(url: str, instance: str) -> tuple[bool, str]:
     ):
         result = await client.call_tool("foundry.deploy_instance", {"environment": "dev", "instance": instance})
     return result.is_error, " ".join(getattr(c, "text", "") for c in result.content)
+
+
+def rollout_in(state: ServerState, state_dir: Path, *extra: str) -> tuple[int, dict[str, Any]]:
+    """From this checkout, with the deploy state in a SQLite file in `state_dir`. `extra` with `--assembly DIR`
+    deploys that assembly (whose runtime image was fixed when it was synthesized)."""
+    argv = [sys.executable, "-m", "foundry", "rollout", "--environment", "dev", "--health", "records"]
+    if "--assembly" not in extra:
+        # The environment's own ECR: the allowed default.
+        argv += ["--runtime-image", default_runtime_image(state.account, state.region)]
+    argv += ["--cdk-method", "direct", "--bake-seconds", "15", *extra]
+    argv += ["--state-url", f"sqlite:///{state_dir / 'foundry-state.db'}", "--json"]
+    env = tool_environment(REPO_ROOT, aws_environment(state))
+    done = subprocess.run(argv, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT_S, check=False)
+    assert done.stdout, done.stderr
+    return done.returncode, json.loads(done.stdout)
 
 
 def take_listener_priority(state: ServerState, selector: str) -> tuple[str, str]:
@@ -176,6 +197,14 @@ async def test_a_rollout_halted_from_one_clone_resumes_from_another_and_refuses_
     assert report["halted_wave"] == 2 and report["status"] == "halted"
     assert report["totals"] == {"instances": 2, "deployed": 1, "failed": 1, "rolled_back": 0, "not_started": 0}
     assert any("no container runs" in note for note in report["notes"])
+    # The change was synthesized once, before the canary, into the clone's build/rollout-assemblies/; no deploy
+    # synthesized.
+    assert report["cdk_runs"] == {"deploy": 2, "synth": 1}
+    assembly = Path(report["assembly"])
+    assert assembly.parent == clone_a / "build" / "rollout-assemblies" and report["assembly_digest"].startswith(
+        "sha256:"
+    )
+    assert report["git_revision"] and len(report["git_revision"].removesuffix("-dirty")) == 40
 
     with using_aws_environment(aws_environment(state)):
         # The fix: the hand-made rule goes, and so does the half-created stack (real CloudFormation leaves a failed
@@ -203,8 +232,23 @@ async def test_a_rollout_halted_from_one_clone_resumes_from_another_and_refuses_
     assert blocked["state"] == "failed"
     assert f"held by the Foundry MCP server on {this_process()}" in blocked["reason"]
 
+    # A resume deploys only the assembly it recorded: altered or missing, it is refused and nothing is deployed.
+    [template] = assembly.glob(f"*/{rows[BLOCKED]['stack']}.template.json")
+    original = template.read_bytes()
+    template.write_bytes(original.replace(b'"Resources"', b'"Resources" '))
+    code, altered = rollout(state, clone_b)
+    assert code == 2 and "was altered" in altered["error"], altered
+    assert "a resumed rollout deploys only the assembly it started with" in altered["error"]
+    template.write_bytes(original)
+    assembly.rename(tmp_path / "moved")
+    code, missing = rollout(state, clone_b)
+    assert code == 2 and f"is missing: {assembly}" in missing["error"], missing
+    (tmp_path / "moved").rename(assembly)
+
     code, resumed = rollout(state, clone_b)
     assert code == 0, resumed["instances"]
+    assert resumed["cdk_runs"] == {"deploy": 1}  # the recorded assembly: no second synth
+    assert resumed["assembly"] == report["assembly"] and resumed["assembly_digest"] == report["assembly_digest"]
     assert resumed["runs"] == 3 and resumed["change_id"] == report["change_id"]
     assert {r["instance"]: (r["state"], r["deploys"]) for r in resumed["instances"]} == {
         CANARY: ("deployed", 1),
@@ -215,3 +259,125 @@ async def test_a_rollout_halted_from_one_clone_resumes_from_another_and_refuses_
     )
     final = local_aws.status()
     assert final["ok"], final
+
+
+CANARY_ALARM = "af-dev-acme-retail-dev-runtime-error-rate"
+
+
+def wait_until_baking(state_file: Path, rollout: subprocess.Popen[str], selector: str) -> None:
+    """Until the rollout's record says `selector`'s wave bakes (it read healthy once; the bake has begun). Polls the
+    deploy state the rollout writes at every step (a subprocess: there is nothing else to wait on)."""
+    deadline = time.monotonic() + TIMEOUT_S
+    while time.monotonic() < deadline:
+        assert rollout.poll() is None, "the rollout ended before the canary baked"
+        saved = None
+        if state_file.exists():
+            with contextlib.suppress(RolloutConflictError):
+                saved = RolloutStore(SqliteStateStore(state_file)).load("dev")
+        if saved is not None and saved.instances[selector].state == "baking" and saved.bake_ends_at_seconds is not None:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{selector} never baked")
+
+
+@pytest.mark.slow
+def test_a_canary_whose_alarm_fires_during_the_bake_halts_the_rollout_naming_the_alarm(local_aws, tmp_path):
+    state = local_aws.up()
+    assert local_aws.deploy(platform_only=True) == ["af-dev-platform"]
+    state_file = tmp_path / "rollouts" / "foundry-state.db"
+    argv = [sys.executable, "-m", "foundry", "rollout", "--environment", "dev", "--health", "records"]
+    argv += ["--cdk-method", "direct", "--runtime-image", default_runtime_image(state.account, state.region)]
+    argv += ["--bake-seconds", "120", "--state-url", f"sqlite:///{state_file}", "--json"]
+    env = tool_environment(REPO_ROOT, aws_environment(state))
+    with subprocess.Popen(
+        argv, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as run:
+        try:
+            wait_until_baking(state_file, run, CANARY)
+            with using_aws_environment(aws_environment(state)):
+                cloudwatch = boto3.client("cloudwatch", region_name=state.region)
+                cloudwatch.set_alarm_state(
+                    AlarmName=CANARY_ALARM, StateValue="ALARM", StateReason="Threshold Crossed: errors at 40%"
+                )
+            stdout, stderr = run.communicate(timeout=TIMEOUT_S)
+        finally:
+            if run.poll() is None:
+                run.kill()
+    assert run.returncode == 1, stderr
+    report = json.loads(stdout)
+    assert report["status"] == "halted" and report["halted_wave"] == 1
+    rows = {r["instance"]: r for r in report["instances"]}
+    assert rows[CANARY]["state"] == "failed", rows[CANARY]
+    assert rows[CANARY]["reason"] == (
+        f"unhealthy during the bake: alarm {CANARY_ALARM} is ALARM: Threshold Crossed: errors at 40%"
+    )
+    assert CANARY_ALARM in report["halt_reason"]
+    assert rows["default-org/default-domain/dev"]["state"] == "not_started", "the next wave never starts"
+
+
+def deployed_templates(state: ServerState, stacks: list[str]) -> dict[str, dict[str, Any]]:
+    with using_aws_environment(aws_environment(state)):
+        cloudformation = boto3.client("cloudformation", region_name=state.region)
+        bodies = {s: cloudformation.get_template(StackName=s)["TemplateBody"] for s in stacks}
+    return {s: body if isinstance(body, dict) else json.loads(body) for s, body in bodies.items()}
+
+
+def synth(agents: Path, out: Path, image: str, *extra: str) -> None:
+    argv = [sys.executable, "-m", "foundry", "synth", "--agents-dir", str(agents), "--environment", "dev"]
+    argv += ["--out", str(out), "--runtime-image", image, *extra]
+    env = tool_environment(REPO_ROOT)
+    done = subprocess.run(argv, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT_S, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def set_templates(root: Path) -> dict[str, dict[str, Any]]:
+    index = json.loads((root / "index.json").read_text())
+    return {stack: read_templates(root / name)[stack] for stack, name in index["stacks"].items()}
+
+
+@pytest.mark.slow
+def test_a_rollout_deploys_the_assembly_it_is_given_not_the_tree_and_synthesizes_nothing(local_aws, tmp_path):
+    state = local_aws.up()
+    assert local_aws.deploy(platform_only=True) == ["af-dev-platform"]
+    repo = new_git_repo(tmp_path / "repo")
+    image = default_runtime_image(state.account, state.region)
+    synth(repo.agents, tmp_path / "planned", image, "--shards", "2", "--jobs", "2")
+    # The tree moves on after the synth: an agent spec changes (every instance's bundle with it).
+    spec = repo.agents / "specs" / "system" / "coherence-agent.yaml"
+    spec.write_text(spec.read_text().replace("Merge the workers' answers", "Reconcile the workers' answers"))
+    synth(repo.agents, tmp_path / "moved-on", image, "--shards", "2", "--jobs", "2")
+    planned, moved_on = set_templates(tmp_path / "planned"), set_templates(tmp_path / "moved-on")
+    instance_stacks = sorted(s for s in planned if s != "af-dev-platform")
+    assert len(instance_stacks) == 2 and all(planned[s] != moved_on[s] for s in instance_stacks)
+
+    with_agents = ("--agents-dir", str(repo.agents))
+    code, report = rollout_in(state, tmp_path / "rollouts", *with_agents, "--assembly", str(tmp_path / "planned"))
+    assert code == 0, report
+    assert report["totals"]["deployed"] == 2
+    assert report["cdk_runs"] == {"deploy": 2}  # no `cdk synth`: every deploy used the assembly as it is
+    assert report["assembly"] == str(tmp_path / "planned")
+    assert report["git_revision"].endswith("-dirty")  # the spec edit is not committed
+    assert deployed_templates(state, instance_stacks) == {s: planned[s] for s in instance_stacks}
+
+    # A stack the assembly does not hold is refused before anything is deployed.
+    (tmp_path / "plan.json").write_text(
+        json.dumps(
+            {
+                "environments": [
+                    {"environment": "dev", "instances": [{"instance": "acme/retail/dev", "kind": "changed"}]}
+                ]
+            }
+        )
+    )
+    only_platform = tmp_path / "platform-only"
+    synth(repo.agents, only_platform, image, "--instances", "")
+    code, refused = rollout_in(
+        state,
+        tmp_path / "other-rollouts",
+        *with_agents,
+        "--plan",
+        str(tmp_path / "plan.json"),
+        "--assembly",
+        str(only_platform),
+    )
+    assert code == 2 and "does not hold 1 stack(s) this rollout must deploy: af-dev-acme-retail-dev" in refused["error"]

@@ -270,3 +270,33 @@ def test_rollout_state_lives_beside_the_agents_trees_repository_not_the_working_
     assert not any(elsewhere.iterdir()), "the rollout wrote into the working directory"
     recorded = RolloutStore(SqliteStateStore(repo.root / "build" / "foundry-state.db"), simulated=True).load("dev")
     assert recorded is not None and recorded.status == "complete"
+
+
+def test_the_rollout_record_says_when_a_bake_ends_while_it_bakes_and_nothing_otherwise():
+    policy = RolloutPolicy.model_validate({"canary": {"count": 1}, "bake_seconds": 600, "health_interval_seconds": 30})
+    seen: list[tuple[str, float | None, float]] = []
+
+    def checkpoint(current: Rollout, boundary: bool) -> None:
+        state = current.instances[current.waves[0][0]].state
+        seen.append((state, current.bake_ends_at_seconds, current.elapsed_seconds))
+
+    scheduler = Scheduler(policy=policy, ops=SimulatedFleet(), checkpoint=checkpoint)
+    rollout = new_rollout(
+        environment="sim",
+        change_id="c1",
+        change="test change",
+        policy=policy,
+        waves=plan_waves(FLEET[:3], policy),
+        stacks={i: f"af-sim-{i.replace('/', '-')}" for i in FLEET[:3]},
+        simulated=True,
+    )
+
+    async def go() -> Rollout:
+        return await scheduler.run(rollout)
+
+    result, _ = run_in_virtual_time(go)
+    assert result.status == "complete" and result.bake_ends_at_seconds is None
+    baking = [(ends, at) for state, ends, at in seen if state == "baking"]
+    assert baking[0][0] is None, "while the canary settles, no bake has begun"
+    [(ends, started)] = [(ends, at) for ends, at in baking if ends is not None]
+    assert ends == started + policy.bake_seconds

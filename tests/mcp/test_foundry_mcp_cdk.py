@@ -10,6 +10,7 @@ cdk's error, not a stack event.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -118,7 +119,7 @@ def test_deploy_to_local_aws_returns_the_outcome_hostname_and_stack_outputs(
     deployed: dict[str, Any], local_aws: LocalAws
 ) -> None:
     out = deployed["result"]
-    assert out["outcome"] == "deployed", out
+    assert out["outcome"] == "deployed", json.dumps(out)[-6000:]
     assert out["hostname"] == "acme-retail-dev.dev.agentfoundry.internal"
     outputs = out["outputs"]["af-dev-acme-retail-dev"]
     assert set(outputs) >= INSTANCE_STACK_OUTPUTS
@@ -167,6 +168,63 @@ async def test_status_of_the_deployed_instance_reads_stack_service_and_targets(
     assert after["targets"] == [
         {"id": "10.10.1.23", "port": 8080, "state": "healthy", "reason": None, "description": None}
     ]
+
+
+STACK = "af-dev-acme-retail-dev"
+ACME_DIMENSIONS = [
+    {"Name": "environment", "Value": "dev"},
+    {"Name": "organization", "Value": "acme"},
+    {"Name": "domain", "Value": "retail"},
+    {"Name": "instance", "Value": "dev"},
+]
+
+
+async def test_status_shows_the_alarm_states_and_the_last_hours_requests_errors_latency_and_tokens(
+    deployed: dict[str, Any], server: MCPServer, local_aws: LocalAws
+) -> None:
+    """The instance's alarms (created by its stack) and its metrics as the collector would have sent them, read back
+    through the MCP tool: DescribeAlarms and one GetMetricData."""
+    cloudwatch = local_aws.client("cloudwatch")
+    recent = datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=10)
+
+    def point(name: str, value: float, minutes_ago: int = 0) -> dict[str, Any]:
+        timestamp = recent - datetime.timedelta(minutes=minutes_ago)
+        return {"MetricName": name, "Dimensions": ACME_DIMENSIONS, "Timestamp": timestamp, "Value": value}
+
+    old = datetime.timedelta(hours=2)
+    cloudwatch.put_metric_data(
+        Namespace="AgentFoundry",
+        MetricData=[
+            point("agentfoundry.requests", 30),
+            point("agentfoundry.requests", 10, minutes_ago=20),
+            point("agentfoundry.errors", 2),
+            point("gen_ai.client.token.usage", 700),
+            point("gen_ai.client.token.usage", 500),
+            *(point("agentfoundry.turn.duration", tenths / 10) for tenths in range(1, 21)),
+            {**point("agentfoundry.requests", 1000), "Timestamp": recent - old},  # outside the last hour
+        ],
+    )
+    reason = "Threshold Crossed: 3 datapoints [12.5, 11.0, 15.0] were greater than the threshold (10.0)"
+    cloudwatch.set_alarm_state(AlarmName=f"{STACK}-runtime-error-rate", StateValue="ALARM", StateReason=reason)
+    try:
+        async with Client(server) as client:
+            out = (await client.call_tool("foundry.get_instance_status", ACME_STATUS)).structured_content
+    finally:
+        cloudwatch.set_alarm_state(AlarmName=f"{STACK}-runtime-error-rate", StateValue="OK", StateReason="test over")
+    states = {a["name"]: (a["state"], a["reason"]) for a in out["alarms"]}
+    assert set(states) == {
+        f"{STACK}-target-5xx-rate",
+        f"{STACK}-target-p95-response-time",
+        f"{STACK}-unhealthy-hosts",
+        f"{STACK}-runtime-error-rate",
+    }
+    assert states[f"{STACK}-runtime-error-rate"] == ("ALARM", reason)
+    assert states[f"{STACK}-target-5xx-rate"][0] == "OK"
+    assert f"alarm {STACK}-runtime-error-rate is ALARM: {reason}" in out["reasons"]
+    metrics = out["metrics"]
+    assert (metrics["requests"], metrics["errors"], metrics["tokens"]) == (40, 2, 1200)
+    assert metrics["error_rate_percent"] == 5.0
+    assert metrics["p95_turn_seconds"] == 1.9
 
 
 async def test_service_rolled_back_by_the_circuit_breaker_is_failed_although_the_stack_is_complete(

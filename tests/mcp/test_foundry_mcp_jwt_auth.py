@@ -69,17 +69,21 @@ async def test_a_read_token_lists_instances(server: ServerProcess, issuer: Runni
     assert result.structured_content["count"] == 2
 
 
+@pytest.mark.parametrize(
+    ("tool", "extra"),
+    [
+        ("foundry.deploy_instance", {}),
+        ("foundry.erase_subject_data", {"subject": "alice", "instance_token": "x" * 20}),
+    ],
+)
 async def test_deploy_needs_the_deploy_scope_and_is_refused_with_403_before_anything_runs(
-    server: ServerProcess, issuer: RunningIssuer
+    server: ServerProcess, issuer: RunningIssuer, tool: str, extra: dict[str, str]
 ) -> None:
     call = {
         "jsonrpc": "2.0",
         "id": 2,
         "method": "tools/call",
-        "params": {
-            "name": "foundry.deploy_instance",
-            "arguments": {"environment": "dev", "instance": "acme/retail/dev"},
-        },
+        "params": {"name": tool, "arguments": {"environment": "dev", "instance": "acme/retail/dev", **extra}},
     }
     headers = {**MCP_HEADERS, "Authorization": f"Bearer {token(issuer, 'foundry:read')}"}
     async with httpx.AsyncClient() as http:

@@ -24,6 +24,8 @@ TOOLS = {
     "foundry.deploy_instance",
     "foundry.get_instance_status",
     "foundry.get_rollout_status",
+    "foundry.export_subject_data",
+    "foundry.erase_subject_data",
 }
 
 

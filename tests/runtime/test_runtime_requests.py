@@ -172,8 +172,8 @@ async def test_status_and_metrics_count_requests_per_node(runtime: RuntimeProces
     assert metrics["nodes"]["pm-agent"]["calls"] >= 1
     async with httpx.AsyncClient(base_url=runtime.base) as http:
         text = (await http.get("/metrics")).text
-    assert re.search(r'agentfoundry_runtime_requests_total\{organization="default-org",.*\} \d+', text)
-    assert 'node="coherence"' in text
+    assert re.search(r'agentfoundry_requests_total\{.*agentfoundry_organization="default-org".*\} \d+', text)
+    assert 'gen_ai_tool_name="memory_append"' in text
 
 
 async def test_mcp_accepts_the_instance_hostname_and_rejects_other_host_headers(runtime: RuntimeProcess) -> None:

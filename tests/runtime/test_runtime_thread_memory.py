@@ -87,7 +87,8 @@ async def test_a_thread_keeps_max_history_messages_and_one_checkpoint(
     sqlite_state: ThreadState, tmp_path: Path
 ) -> None:
     for i in range(25):
-        await sqlite_state.memory.append("t1", _turn(i))
+        async with sqlite_state.turns.turn("t1"):
+            await sqlite_state.memory.append("t1", _turn(i))
     assert await sqlite_state.memory.read("t1", limit=100) == [*_turn(23), *_turn(24)]
     with sqlite3.connect(tmp_path / "state.db") as db:
         (count,) = db.execute("SELECT COUNT(*) FROM checkpoints WHERE thread_id = 't1'").fetchone()
@@ -100,12 +101,14 @@ async def test_a_thread_keeps_max_history_messages_and_one_checkpoint(
 async def test_an_idle_thread_reads_as_empty_after_the_ttl_and_starts_afresh(clock: Clock) -> None:
     location = parse_state_url("memory://")
     state = await open_thread_state(location, keep=10, ttl_seconds=HOUR, wait_seconds=1, clock=clock)
-    await state.memory.append("t1", _turn(1))
+    async with state.turns.turn("t1"):
+        await state.memory.append("t1", _turn(1))
     clock.now += HOUR - 1
     assert await state.memory.read("t1", limit=10) == _turn(1)
     clock.now += 2
     assert await state.memory.read("t1", limit=10) == []
-    await state.memory.append("t1", _turn(2))
+    async with state.turns.turn("t1"):
+        await state.memory.append("t1", _turn(2))
     assert await state.memory.read("t1", limit=10) == _turn(2)
 
 
@@ -118,7 +121,7 @@ async def test_the_sweep_removes_idle_threads_and_keeps_active_ones(sqlite_state
         await sqlite_state.memory.append("active", _turn(2))
     clock.now += HOUR / 2 + 1
     assert await sqlite_state.sweep() == 1
-    assert [t["thread_id"] for t in await sqlite_state.export()] == ["active"]
+    assert [t["key"] for t in await sqlite_state.export()] == ["active"]
     assert await sqlite_state.memory.saver.aget_tuple({"configurable": {"thread_id": "idle", "checkpoint_ns": ""}}) is (
         None
     )

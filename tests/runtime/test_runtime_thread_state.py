@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import stat
 import subprocess
 import sys
 import time
@@ -104,7 +105,7 @@ def _export(bundle: Path, store: Store) -> dict[str, list[dict[str, str]]]:
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    return {t["thread_id"]: t["messages"] for t in map(json.loads, done.stdout.splitlines())}
+    return {t["key"]: t["messages"] for t in map(json.loads, done.stdout.splitlines())}
 
 
 def _key(thread_id: str) -> str:
@@ -192,6 +193,8 @@ def test_serve_with_nothing_set_keeps_threads_in_a_file_under_build_state(
     opened = runtime.wait_for_line(r'"event": "state.opened", "store": "sqlite", "where": "([^"]+)"')
     assert opened.group(1) == str(expected)
     assert expected.is_file()
+    assert stat.S_IMODE(expected.stat().st_mode) == 0o600  # the tenants' conversations: owner-only
+    assert stat.S_IMODE((tmp_path / "build").stat().st_mode) == 0o700
     assert runtime.terminate() == 0
 
 

@@ -1,7 +1,8 @@
 """A real external MCP server for the tests: the SDK's MCPServer over streamable HTTP on 127.0.0.1 (a free port,
 served by uvicorn in a thread), requiring a bearer token through the SDK's own auth (a TokenVerifier).
 
-It records the tokens it was shown and the tickets it created, so a test can check what the instance sent.
+It records the tokens it was shown, the tickets it created and the W3C trace context each tool call carried (the
+HTTP `traceparent` header and the MCP `_meta.traceparent`), so a test can check what the instance sent.
 """
 
 from __future__ import annotations
@@ -12,12 +13,15 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import uvicorn
 from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.settings import AuthSettings
+from mcp.server.context import CallNext, HandlerResult, ServerMiddleware, ServerRequestContext
 from mcp.server.mcpserver import MCPServer
 from pydantic import BaseModel
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 TOOL_DESCRIPTIONS = {
     "create_ticket": "Open a new ticket in the tracker for a bug, incident or outage.",
@@ -37,6 +41,10 @@ class TicketingServer:
     expected_token: str
     tokens_seen: list[str] = field(default_factory=list)
     tickets: list[Ticket] = field(default_factory=list)
+    traceparent_headers: list[str] = field(default_factory=list)
+    """The `traceparent` header of every HTTP request that had one."""
+    traceparent_meta: list[str] = field(default_factory=list)
+    """The `_meta.traceparent` of every tools/call that had one."""
 
 
 class _Verifier:
@@ -48,6 +56,28 @@ class _Verifier:
         if token != self.state.expected_token:
             return None
         return AccessToken(token=token, client_id="agent-instance", scopes=["tickets"])
+
+
+class _MetaRecorder(ServerMiddleware[Any]):
+    def __init__(self, state: TicketingServer) -> None:
+        self.state = state
+
+    async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        traceparent = (ctx.meta or {}).get("traceparent")
+        if ctx.method == "tools/call" and isinstance(traceparent, str):
+            self.state.traceparent_meta.append(traceparent)
+        return await call_next(ctx)
+
+
+def _recording_headers(app: ASGIApp, state: TicketingServer) -> ASGIApp:
+    async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            found = dict(scope["headers"]).get(b"traceparent")
+            if found is not None:
+                state.traceparent_headers.append(found.decode())
+        await app(scope, receive, send)
+
+    return wrapped
 
 
 def _build(state: TicketingServer, port: int, report_bytes: int) -> MCPServer:
@@ -62,6 +92,7 @@ def _build(state: TicketingServer, port: int, report_bytes: int) -> MCPServer:
             validate_token_resource=False,
         ),
         log_level="WARNING",
+        middleware=[_MetaRecorder(state)],
     )
 
     @server.tool(description=TOOL_DESCRIPTIONS["create_ticket"])
@@ -91,7 +122,7 @@ def serve_ticketing(expected_token: str, *, report_bytes: int = 20_000) -> Itera
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     state = TicketingServer(url=f"http://127.0.0.1:{port}/mcp", expected_token=expected_token)
-    app = _build(state, port, report_bytes).streamable_http_app()
+    app = _recording_headers(_build(state, port, report_bytes).streamable_http_app(), state)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, name="ticketing-mcp", daemon=True)
     thread.start()
