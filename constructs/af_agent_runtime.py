@@ -51,6 +51,7 @@ from constructs.af_agent_runtime_props import (
 from constructs.af_agent_runtime_telemetry import add_collector, metric_dimensions, runtime_otel_environment
 from constructs.af_instance_state import AfInstanceState
 from constructs.af_nag import acknowledge
+from constructs.af_runtime_lifecycle import add_off_hours, effective_sizing, rule_action, service_options
 
 CONTAINER_NAME = "runtime"
 CONTAINER_PORT = 8080
@@ -96,8 +97,9 @@ class AfAgentRuntime(Construct):
     """One agent instance's runtime. Public attributes are the L2 constructs, for composition and extension:
     `secrets`, `bundle`, `state` (the thread-state table), `log_group`, `task_role`, `execution_role`,
     `task_definition`, `container`, `collector` (the OpenTelemetry sidecar and its metrics log group),
-    `security_group`, `service`, `scaling`, `target_group`, `listener_rule`, `record`, `alarms` (by kind);
-    `connections` and the `grant_*` methods give others access the CDK way.
+    `security_group`, `service`, `scaling`, `target_group`, `listener_rule`, `record`, `alarms` (by kind),
+    `lifecycle` (paused, off-hours, capacity: constructs/af_runtime_lifecycle.py); `connections` and the `grant_*`
+    methods give others access the CDK way.
 
     The steps run in a fixed order: it decides the order of resources and policy statements in the template."""
 
@@ -127,7 +129,9 @@ class AfAgentRuntime(Construct):
             retention=log_retention(props.log_retention_days),
         )
         self.security_group = self._add_security_group(vpc)
-        self.service, self.scaling = self._add_service(cluster, vpc, props.sizing)
+        self.lifecycle = props.lifecycle
+        self.service, self.scaling = self._add_service(cluster, vpc, effective_sizing(props.sizing, self.lifecycle))
+        add_off_hours(self.scaling, props.sizing, self.lifecycle)
         self.target_group, self.listener_rule = self._add_routing(
             vpc, identity.hostname, platform.shard, props.listener_priority
         )
@@ -349,12 +353,14 @@ class AfAgentRuntime(Construct):
             min_healthy_percent=100,
             max_healthy_percent=200,
             circuit_breaker=ecs.DeploymentCircuitBreaker(enable=True, rollback=True),
-            health_check_grace_period=shared.seconds(HEALTH_CHECK_GRACE_SECONDS),
+            # Only with a load balancer (ECS refuses it otherwise): a paused service has none.
+            health_check_grace_period=None if self.lifecycle.paused else shared.seconds(HEALTH_CHECK_GRACE_SECONDS),
             assign_public_ip=False,
             vpc_subnets=ec2.SubnetSelection(subnets=vpc.private_subnets),
             security_groups=[self.security_group],
             enable_ecs_managed_tags=True,
             propagate_tags=ecs.PropagatedTagSource.SERVICE,
+            **service_options(self.lifecycle),
         )
         scaling = service.auto_scale_task_count(min_capacity=sizing.min_tasks, max_capacity=sizing.max_tasks)
         scaling.scale_on_cpu_utilization(
@@ -400,11 +406,15 @@ class AfAgentRuntime(Construct):
             listener=listener,
             priority=priority,
             conditions=[elbv2.ListenerCondition.host_headers([hostname]), shared.path_patterns(FORWARDED_PATHS)],
-            target_groups=[target_group],
+            action=rule_action(target_group, paused=self.lifecycle.paused, hostname=hostname),
         )
         # Registers the tasks in the target group; the service waits for the rule (ECS only accepts a target group
         # a listener forwards to), and the tasks' group admits the shard's load balancer on the container port.
-        self.service.attach_to_application_target_group(target_group)
+        # A paused service runs no task and its rule forwards nowhere, so it is not attached (resuming attaches it).
+        if not self.lifecycle.paused:
+            self.service.attach_to_application_target_group(target_group)
+        else:  # the same ingress rule as attached, so resuming changes no security group
+            listener.connections.allow_to(self.service, shared.tcp_port(CONTAINER_PORT), "Load balancer to target")
         return target_group, listener_rule
 
     def _add_record(self, platform: RuntimePlatform, hostname: str) -> route53.ARecord:

@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from aws_cdk import aws_applicationautoscaling as appscaling
 from aws_cdk import aws_logs as logs
 
 
@@ -97,6 +98,28 @@ class TaskSizing:
     """The average CPU utilization autoscaling keeps the service at."""
 
 
+@dataclass(frozen=True, kw_only=True)
+class OffHours:
+    """Scheduled actions of the service's scalable target: 0 tasks from `stop`, min..max tasks again from `start`,
+    both in `time_zone` (an IANA name)."""
+
+    stop: appscaling.CronOptions
+    start: appscaling.CronOptions
+    time_zone: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Lifecycle:
+    """Whether the runtime runs, when, and on which Fargate capacity."""
+
+    paused: bool = False
+    """No task runs (desired 0, scaling 0..0, no scheduled action) and the listener rule answers 503 itself."""
+    off_hours: OffHours | None = None
+    capacity: str = "on_demand"
+    """`on_demand` (Fargate), `spot` (Fargate Spot only) or `spot_with_fallback` (the first task on Fargate, the
+    others on Fargate Spot). Spot needs the cluster's Fargate capacity providers (the platform stack enables them)."""
+
+
 @dataclass(frozen=True, order=True, kw_only=True)
 class BedrockFoundationModel:
     """One Amazon Bedrock foundation model the task role may invoke, in the region it is called in."""
@@ -160,6 +183,8 @@ class AgentRuntimeProps:
     alarms: AlarmThresholds
     alarm_topic_arn: str | None = None
     """The environment's alarm topic (SNS): every alarm's ALARM and OK go there. None: the alarms notify no one."""
+    lifecycle: Lifecycle = field(default_factory=Lifecycle)
+    """Paused, off-hours schedule and capacity; the default runs always, on demand."""
 
 
 def check_auth_environment(selector: str, auth_environment: Mapping[str, str]) -> None:

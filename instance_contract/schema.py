@@ -22,6 +22,8 @@ from pydantic import (
     model_validator,
 )
 
+from instance_contract.off_hours import OffHoursSchedule
+
 API_VERSION = "agent-foundry/v1"
 
 DNS_LABEL_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
@@ -68,14 +70,31 @@ class Strict(BaseModel):
 # --- Shared by the template and the instance manifest ---------------------------------------------------
 
 
+LifecycleState = Literal["active", "paused"]
+"""`paused`: no task runs and the listener rule answers 503; data, secrets, logs and DNS name are kept."""
+
+
 class DeploySettings(Strict):
-    """Fargate sizing and scaling of one instance. CPU/memory must be a valid Fargate pair."""
+    """Fargate sizing and scaling of one instance, and its lifecycle. CPU/memory must be a valid Fargate pair."""
 
     cpu: Literal[256, 512, 1024, 2048, 4096]
     memory: Annotated[int, Field(ge=512, le=30720)]
     min_tasks: Annotated[int, Field(ge=1, le=100)]
     max_tasks: Annotated[int, Field(ge=1, le=100)]
     cpu_target_percent: Annotated[int, Field(ge=10, le=95)] = 60
+    state: LifecycleState = "active"
+    schedule: OffHoursSchedule | None = None
+    """Off-hours: scheduled actions that scale the service to 0 at `stop` and back at `start`."""
+
+    @model_serializer(mode="wrap")
+    def _omit_lifecycle_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """An active instance without a schedule serialises as before lifecycle settings existed (same bundle)."""
+        data: dict[str, Any] = handler(self)
+        if self.state == "active":
+            data.pop("state", None)
+        if self.schedule is None:
+            data.pop("schedule", None)
+        return data
 
     @model_validator(mode="after")
     def _check(self) -> DeploySettings:

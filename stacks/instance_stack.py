@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from functools import cache
 
 from aws_cdk import ArnFormat, CfnOutput, CfnParameter, CfnResource, Environment, Fn, Stack
+from aws_cdk import aws_applicationautoscaling as appscaling
 
 from constructs import Construct, IConstruct
 from constructs import af_platform_contract as contract
@@ -23,6 +24,8 @@ from constructs.af_agent_runtime_props import (
     AgentRuntimeProps,
     AlarmThresholds,
     BedrockFoundationModel,
+    Lifecycle,
+    OffHours,
     RuntimeIdentity,
     RuntimeImage,
     RuntimePlatform,
@@ -40,6 +43,8 @@ from foundry.manifests.bedrock_models import bedrock_models
 from foundry.manifests.instance_auth import PLATFORM_ISSUER, resolve_instance_auth
 from foundry.manifests.platform_settings import EnvironmentSettings
 from foundry.manifests.resolve import ResolvedInstance
+from foundry.manifests.schema import DeploySettings
+from instance_contract.off_hours import CronFields
 
 INSTANCE_ID = "Instance"
 """The AfAgentRuntime's construct id: never change it (every id in DEPLOYED_LOGICAL_IDS is derived from it)."""
@@ -213,6 +218,7 @@ class InstanceStack(Stack):
             alarm_topic_arn=self.format_arn(
                 service="sns", resource=contract.alarm_topic_name(env_name), arn_format=ArnFormat.NO_RESOURCE_NAME
             ),
+            lifecycle=runtime_lifecycle(deploy, settings),
         )
 
     def _auth_environment(
@@ -246,6 +252,25 @@ class InstanceStack(Stack):
             default=parameter_name,
             description=SSM_PARAMETER_DESCRIPTION,
         ).value_as_list
+
+
+def runtime_lifecycle(deploy: DeploySettings, settings: EnvironmentSettings) -> Lifecycle:
+    """The instance's `state` and `schedule`, and its environment's capacity, as the construct's props."""
+    schedule = deploy.schedule
+    off_hours = None
+    if schedule is not None:
+        off_hours = OffHours(
+            stop=_cron_options(schedule.stop_cron),
+            start=_cron_options(schedule.start_cron),
+            time_zone=schedule.time_zone,
+        )
+    return Lifecycle(paused=deploy.state == "paused", off_hours=off_hours, capacity=settings.capacity)
+
+
+def _cron_options(cron: CronFields) -> appscaling.CronOptions:
+    return appscaling.CronOptions(
+        minute=cron.minute, hour=cron.hour, day=cron.day, month=cron.month, week_day=cron.week_day
+    )
 
 
 @cache

@@ -63,6 +63,8 @@ class PlatformStack(Stack):
             cluster_name=contract.cluster_name(environment),
             vpc=network.vpc,
             container_insights_v2=ecs.ContainerInsights.ENABLED,
+            # Spot capacity (agents/platform.yaml `capacity`) needs the FARGATE and FARGATE_SPOT providers.
+            enable_fargate_capacity_providers=settings.capacity != "on_demand",
         )
         AfZone(
             self,

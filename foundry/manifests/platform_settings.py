@@ -9,6 +9,7 @@ aws-cdk-lib). Unknown keys are rejected everywhere.
 
 from __future__ import annotations
 
+import datetime
 import re
 from typing import Annotated, Literal
 
@@ -198,6 +199,37 @@ class InstanceAuthSettings(Strict):
         return self
 
 
+# --- Compute capacity and prices (issue 24): what an instance's tasks run on and what they cost ---------------
+
+Capacity = Literal["on_demand", "spot", "spot_with_fallback"]
+"""`on_demand`: Fargate. `spot`: Fargate Spot only (tasks may be stopped with two minutes' notice).
+`spot_with_fallback`: the first task of each service on Fargate, the others on Fargate Spot, so an instance keeps
+one task through a Spot interruption."""
+
+
+class FargatePrices(Strict):
+    """USD per hour of a running task's vCPU and memory (Linux/x86_64)."""
+
+    vcpu_hour: Annotated[float, Field(ge=0)]
+    gb_hour: Annotated[float, Field(ge=0)]
+
+
+class PricingSettings(Strict):
+    """Prices `python -m foundry plan` estimates the always-on compute cost with. The defaults are AWS's us-east-1
+    Fargate list prices (Linux/x86_64) as recorded on `taken`; Spot prices move, so they are an estimate."""
+
+    taken: datetime.date = datetime.date(2026, 12, 2)
+    """When these prices were recorded: check them against the AWS Fargate pricing page and update both."""
+    fargate: FargatePrices = FargatePrices(vcpu_hour=0.04048, gb_hour=0.004445)
+    fargate_spot: FargatePrices = FargatePrices(vcpu_hour=0.01214, gb_hour=0.00133)
+
+    @field_validator("taken", mode="before")
+    @classmethod
+    def _date_from_yaml(cls, value: object) -> object:
+        """YAML gives a date for 2026-12-02 and a string for '2026-12-02': both are the same day."""
+        return datetime.date.fromisoformat(value) if isinstance(value, str) else value
+
+
 # --- Alarm notifications (issue 22): who hears of an instance's alarms --------------------------------------
 
 
@@ -262,6 +294,11 @@ class EnvironmentSettings(Strict):
     """Where instances may connect: external MCP servers are https to public DNS names unless
     `allow_private_targets: true` (local development and tests only)."""
 
+    capacity: Capacity = "on_demand"
+    """What the instances' tasks run on: Fargate Spot is cheaper and may be interrupted (docs/deploy.md)."""
+    allow_spot_in_production: bool = False
+    """A production environment (prod, production) refuses Spot capacity unless this says so."""
+
     @model_validator(mode="after")
     def _check(self) -> EnvironmentSettings:
         if self.vpc.vpc_id and self.load_balancer.internet_facing and not self.vpc.public_subnet_ids:
@@ -280,6 +317,7 @@ class EnvironmentSettings(Strict):
 
 class PlatformSpec(Strict):
     environments: dict[DnsId, EnvironmentSettings]
+    pricing: PricingSettings = Field(default_factory=PricingSettings)
 
     @field_validator("environments")
     @classmethod
@@ -291,6 +329,12 @@ class PlatformSpec(Strict):
                 raise ValueError(
                     f"environment {name}: rollout.canary names no instance and has count 0; a production rollout "
                     "must start with a canary wave (set rollout.canary.count >= 1 or list rollout.canary.instances)"
+                )
+            if name in PROD_ENVIRONMENTS and settings.capacity != "on_demand" and not settings.allow_spot_in_production:
+                raise ValueError(
+                    f"environment {name}: capacity {settings.capacity} puts a production environment's tasks on "
+                    "Fargate Spot, which AWS may stop with two minutes' notice; use capacity: on_demand, or set "
+                    "allow_spot_in_production: true to accept that"
                 )
         return environments
 

@@ -15,6 +15,7 @@ from pydantic import BeforeValidator, Field, StringConstraints, field_validator,
 
 from foundry.manifests.alarm_settings import AlarmOverrides
 from foundry.manifests.platform_settings import PlatformSettings
+from instance_contract.off_hours import CheckedOffHoursSchedule, checked_time_zone
 from instance_contract.schema import (
     API_VERSION,
     DNS_LABEL_PATTERN,
@@ -38,6 +39,7 @@ from instance_contract.schema import (
     InstanceKey,
     InstanceMetadata,
     InstanceSpec,
+    LifecycleState,
     McpToolConfig,
     ModelSettings,
     NonEmpty,
@@ -200,6 +202,9 @@ class DeployOverride(OverrideScope):
     min_tasks: Annotated[int, Field(ge=1, le=100)] | None = None
     max_tasks: Annotated[int, Field(ge=1, le=100)] | None = None
     cpu_target_percent: Annotated[int, Field(ge=10, le=95)] | None = None
+    state: LifecycleState | None = None
+    """`paused` stops the matching instances (no task, a 503 answer) and keeps their data; `active` resumes them."""
+    schedule: CheckedOffHoursSchedule | None = None
     alarms: AlarmOverrides | None = None
     """Alarm thresholds for the instances that match (fields left out keep the value they had)."""
 
@@ -213,6 +218,14 @@ class TemplateDeploy(Strict):
     alarms: AlarmOverrides = Field(default_factory=AlarmOverrides)
     """Alarm thresholds of every instance, over the environment's defaults (foundry/manifests/alarm_settings.py)."""
     overrides: list[DeployOverride] = Field(default_factory=list)
+
+    @field_validator("defaults")
+    @classmethod
+    def _known_time_zone(cls, defaults: DeploySettings) -> DeploySettings:
+        """The time zone database check the shared model leaves to the control plane (overrides have it too)."""
+        if defaults.schedule is not None:
+            checked_time_zone(defaults.schedule.time_zone)
+        return defaults
 
 
 class McpServerOverride(OverrideScope):

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from foundry.manifests.naming import platform_stack_name
+from foundry.plan.compute_cost import cost_change
 from foundry.plan.model import ChangeKind, EnvironmentPlan, FleetState, InstanceChange, InstanceState, Plan
 
 CDK_CODE_PATHS = ("app.py", "cdk.json", "stacks/", "constructs/", "runtime/", "foundry/")
@@ -89,6 +90,7 @@ def _plan_environment(
         platform_kind=platform.kind,
         platform_reasons=tuple(platform.reasons),
         instances=tuple(instances),
+        compute_cost=cost_change(base, head, env),
     )
 
 
@@ -309,6 +311,7 @@ def plan_templates(
                 platform_kind=platform_kind,
                 platform_reasons=platform_reasons,
                 instances=tuple(instances),
+                compute_cost=env.compute_cost,
             )
         )
     return Plan(

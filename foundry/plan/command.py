@@ -152,6 +152,7 @@ def _only(state: FleetState, environment: str) -> FleetState:
         instances={k: v for k, v in state.instances.items() if k[0] == environment},
         environments={k: v for k, v in state.environments.items() if k == environment},
         manifest_files={k: v for k, v in state.manifest_files.items() if k == environment},
+        pricing=state.pricing,
     )
 
 

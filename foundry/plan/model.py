@@ -38,6 +38,8 @@ class FleetState:
     """Each environment's platform settings (agents/platform.yaml), as plain data."""
     manifest_files: Mapping[str, str]
     """Environment -> the environment manifest file that lists its instances."""
+    pricing: Mapping[str, Any] | None = None
+    """agents/platform.yaml `pricing`, as plain data (None: a revision from before prices were kept)."""
 
 
 @dataclass(frozen=True)
@@ -50,12 +52,38 @@ class InstanceChange:
 
 
 @dataclass(frozen=True)
+class CostChange:
+    """An environment's monthly always-on compute cost (USD) at the base revision and at the head
+    (foundry.plan.compute_cost)."""
+
+    before: float
+    after: float
+    pricing_taken: str
+    """The date the prices were recorded (agents/platform.yaml `pricing.taken`)."""
+
+    @property
+    def delta(self) -> float:
+        return self.after - self.before
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "currency": "USD",
+            "before": round(self.before, 2),
+            "after": round(self.after, 2),
+            "delta": round(self.delta, 2),
+            "pricing_taken": self.pricing_taken,
+        }
+
+
+@dataclass(frozen=True)
 class EnvironmentPlan:
     environment: str
     platform_stack: str
     platform_kind: ChangeKind
     platform_reasons: tuple[str, ...]
     instances: tuple[InstanceChange, ...]
+    compute_cost: CostChange | None = None
+    """The monthly always-on compute cost before and after the change."""
 
     @property
     def deploy_stacks(self) -> list[str]:
@@ -103,6 +131,7 @@ class Plan:
                     "deploy_stacks": e.deploy_stacks,
                     "removed_stacks": e.removed_stacks,
                     "counts": {kind: e.count(kind) for kind in KINDS},
+                    **({"monthly_compute_cost": e.compute_cost.as_dict()} if e.compute_cost else {}),
                     "platform": {
                         "stack": e.platform_stack,
                         "kind": e.platform_kind,
@@ -144,7 +173,12 @@ def fleet_state(snapshot: Mapping[str, Any], agents_label: str = "agents") -> Fl
             content_hash=item["content_hash"],
             slot=(int(slot[0]), int(slot[1])) if slot else None,
         )
-    return FleetState(instances=instances, environments=snapshot["environments"], manifest_files=manifest_files)
+    return FleetState(
+        instances=instances,
+        environments=snapshot["environments"],
+        manifest_files=manifest_files,
+        pricing=snapshot.get("pricing"),
+    )
 
 
 EMPTY_FLEET = FleetState(instances={}, environments={}, manifest_files={})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from foundry.plan.model import KINDS, Plan
+from foundry.plan.model import KINDS, CostChange, Plan
 
 
 def render_table(plan: Plan, *, markdown: bool = False, show_unchanged: bool = False) -> str:
@@ -43,9 +43,20 @@ def render_table(plan: Plan, *, markdown: bool = False, show_unchanged: bool = F
             lines.append(f"  deploy: {' '.join(env.deploy_stacks) or '(nothing)'}")
             if env.removed_stacks:
                 lines.append(f"  remove by hand: {' '.join(env.removed_stacks)}")
+        if env.compute_cost is not None:
+            lines.append(f"{'' if markdown else '  '}{cost_line(env.compute_cost)}")
         lines.append("")
     lines.append("changes: yes" if plan.has_changes else "no changes")
     return "\n".join(lines) + "\n"
+
+
+def cost_line(cost: CostChange) -> str:
+    """'always-on compute: $12.34/month -> $20.00/month (+$7.66/month; Fargate prices of 2026-12-02)'."""
+    sign = "+" if cost.delta >= 0 else "-"
+    return (
+        f"always-on compute: ${cost.before:,.2f}/month -> ${cost.after:,.2f}/month "
+        f"({sign}${abs(cost.delta):,.2f}/month; Fargate prices of {cost.pricing_taken})"
+    )
 
 
 def _why(reasons: Sequence[str]) -> str:

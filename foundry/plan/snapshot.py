@@ -60,6 +60,12 @@ def snapshot(agents_dir: Path) -> dict[str, Any]:
             if env in fleet.tree.environments
         },
         "instances": instances,
+        # Prices (issue 24): a revision from before they were kept has none.
+        **(
+            {"pricing": pricing.model_dump(mode="json")}
+            if (pricing := getattr(fleet.tree.platform.model.spec, "pricing", None)) is not None
+            else {}
+        ),
     }
 
 

@@ -156,10 +156,13 @@ def test_the_service_runs_privately_with_circuit_breaker_rollback_and_a_grace_pe
         service = app.only(name, "AWS::ECS::Service")
         props = service["Properties"]
         assert props["Cluster"] == f"af-{BY_STACK[name].environment}"
-        assert props["LaunchType"] == "FARGATE"
+        settings = EXAMPLE.tree.platform.model.spec.environments[BY_STACK[name].environment]
+        if settings.capacity == "on_demand":
+            assert props["LaunchType"] == "FARGATE"
+        else:  # Fargate Spot (dev): a capacity provider strategy instead of the launch type
+            assert "LaunchType" not in props and props["CapacityProviderStrategy"]
         network = props["NetworkConfiguration"]["AwsvpcConfiguration"]
         assert network["AssignPublicIp"] == "DISABLED"
-        settings = EXAMPLE.tree.platform.model.spec.environments[BY_STACK[name].environment]
         zones = availability_zones(settings.vpc, settings.region)
         assert len(zones) == 2
         assert network["Subnets"] == [{"Fn::Select": [i, {"Ref": "PrivateSubnetIds"}]} for i in range(len(zones))]
