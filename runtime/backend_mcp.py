@@ -50,6 +50,7 @@ from runtime.providers import (
     ToolSpec,
     ToolStep,
 )
+from runtime.usage_tally import TURN_TALLY
 
 
 class MemoryMessage(BaseModel):
@@ -410,6 +411,7 @@ class ToolGateway:
         if telemetry.capture_content:
             attributes["gen_ai.tool.call.arguments"] = as_json(arguments)
         ok = False
+        result: dict[str, Any] | None = None
         try:
             with span(f"execute_tool {name}", attributes) as current:
                 if name not in self.allowed:
@@ -422,6 +424,8 @@ class ToolGateway:
                 return result
         finally:
             telemetry.metrics.tool_call(name, ok)
+            if (tally := TURN_TALLY.get()) is not None:  # the turn's usage (runtime.usage_tally)
+                tally.note_gateway_call(name, ok, result)
 
     @property
     def external_tools(self) -> list[str]:

@@ -20,6 +20,8 @@ from runtime.telemetry_settings import TelemetryConfigError, TelemetrySettings, 
 DEFAULT_PORT = 8080
 DEFAULT_THREAD_WAIT_SECONDS = 30.0
 """How long a turn waits for its thread's previous turn (runtime.thread_turns) before thread_busy."""
+DEFAULT_USAGE_RETENTION_DAYS = 400
+"""How long the usage ledger (runtime.usage_ledger) keeps an hour: long enough for a year's invoices and disputes."""
 DEFAULT_DRAIN_SECONDS = 20
 """Below ECS's default 30 s stop timeout, so in-flight requests finish before SIGKILL."""
 DEFAULT_MAX_TOKEN_LIFETIME_SECONDS = 24 * 3600
@@ -125,6 +127,8 @@ class RuntimeConfig:
     auth: AuthConfig = field(default_factory=AuthConfig)
     telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)
     """The OTEL_* variables (runtime.telemetry_settings)."""
+    usage_retention_days: int = DEFAULT_USAGE_RETENTION_DAYS
+    """How long the usage ledger keeps an hour (USAGE_RETENTION_DAYS, 1 to 3650)."""
 
     def secrets_for(self, names: list[str]) -> tuple[Secrets, list[str]]:
         """The bundle's declared secrets that were injected, and the names that are missing."""
@@ -189,6 +193,7 @@ def config_from_env(
         thread_wait_seconds=_float(env, "THREAD_WAIT_SECONDS", DEFAULT_THREAD_WAIT_SECONDS),
         auth=auth_from_env(env),
         telemetry=telemetry,
+        usage_retention_days=_int(env, "USAGE_RETENTION_DAYS", DEFAULT_USAGE_RETENTION_DAYS, 1, 3650),
     )
 
 

@@ -14,6 +14,7 @@ from typing import Any, Literal, cast
 from pydantic import BaseModel
 
 from instance_contract.bundle_documents import GraphNode
+from instance_contract.usage import ModelUsage, UsageReport, UsageWindow
 from runtime.agents.coherence import CoherenceAgent
 from runtime.agents.context import ContextAgent
 from runtime.agents.exception import ExceptionAgent, timeout_error
@@ -38,6 +39,7 @@ from runtime.telemetry import instance_resource
 from runtime.thread_leases import ThreadOwner
 from runtime.thread_store import StateStoreError, ThreadState, open_thread_state, writable_default
 from runtime.thread_turns import StateUnavailableError, ThreadBusyError
+from runtime.usage_tally import TURN_TALLY, UsageTally, hour_of, usage_report
 
 log = logging.getLogger("runtime.instance")
 ERROR_PATH_GRACE_SECONDS = 5.0
@@ -73,6 +75,12 @@ class InvokeError(BaseModel):
     agent_id: str
 
 
+class TurnUsage(BaseModel):
+    input_tokens: int = 0
+    output_tokens: int = 0
+    models: list[ModelUsage] = []
+
+
 class InvokeResult(BaseModel):
     ok: bool
     answer: str | None
@@ -89,6 +97,8 @@ class InvokeResult(BaseModel):
     tool_calls: list[ToolCallStep] = []
     """Every external tool call the workers made, in order."""
     total_ms: float
+    usage: TurnUsage = TurnUsage()
+    """The tokens this turn's model calls reported (what the instance's usage ledger added for it)."""
 
 
 class SubjectThread(BaseModel):
@@ -218,6 +228,7 @@ class Instance:
             ttl_seconds=mcp.thread_ttl_hours * 3600.0,
             wait_seconds=self.config.thread_wait_seconds,
             region=self.config.aws_region,
+            usage_retention_days=self.config.usage_retention_days,
         )
         log.info(json.dumps({"event": "state.opened", "store": location.kind, "where": self.thread_state.where}))
         return self.thread_state
@@ -273,20 +284,61 @@ class Instance:
         capture = self.telemetry.capture_content
         if capture:
             attributes["gen_ai.input.messages"] = text_messages("user", message)
-        started = time.perf_counter()
-        with span(f"invoke_agent {name}", attributes) as current:
-            context = current.get_span_context()
-            trace_id = format(context.trace_id, "032x") if context.is_valid else uuid.uuid4().hex
-            if current.is_recording() and THREAD_ID.fullmatch(thread_id):
-                key = thread_key(caller or anonymous_caller(self.organization), thread_id)
-                current.set_attribute("gen_ai.conversation.id", key)
-            result = await self._invoke(message, thread_id, caller, trace_id)
-            if result.error is not None:
-                fail(current, result.error.code)
-            elif capture and result.answer is not None:
-                current.set_attribute("gen_ai.output.messages", text_messages("assistant", result.answer))
-        self.telemetry.metrics.turn(time.perf_counter() - started, result.error.code if result.error else None)
+        started, started_at = time.perf_counter(), time.time()
+        tally = UsageTally()
+        counting = TURN_TALLY.set(tally)  # the graph's nodes run in copies of this context: they add to `tally`
+        try:
+            with span(f"invoke_agent {name}", attributes) as current:
+                context = current.get_span_context()
+                trace_id = format(context.trace_id, "032x") if context.is_valid else uuid.uuid4().hex
+                if current.is_recording() and THREAD_ID.fullmatch(thread_id):
+                    key = thread_key(caller or anonymous_caller(self.organization), thread_id)
+                    current.set_attribute("gen_ai.conversation.id", key)
+                result = await self._invoke(message, thread_id, caller, trace_id)
+                if result.error is not None:
+                    fail(current, result.error.code)
+                elif capture and result.answer is not None:
+                    current.set_attribute("gen_ai.output.messages", text_messages("assistant", result.answer))
+        finally:
+            TURN_TALLY.reset(counting)
+        seconds = time.perf_counter() - started
+        error_code = result.error.code if result.error else None
+        self.telemetry.metrics.turn(seconds, error_code)
+        models = tally.model_usage()
+        result.usage = TurnUsage(
+            input_tokens=sum(m.input_tokens for m in models),
+            output_tokens=sum(m.output_tokens for m in models),
+            models=models,
+        )
+        await self._record_usage(started_at, tally.counters(outcome=error_code or "ok", seconds=seconds))
         return result
+
+    async def _record_usage(self, started_at: float, counters: dict[str, int]) -> None:
+        """Adds the turn to the usage ledger (the hour it started in). A store that cannot take it does not fail the
+        answered turn: the counters are logged, so the hour can be reconciled by hand."""
+        state = self.thread_state
+        if state is None:
+            log.error(json.dumps({"event": "usage.not_recorded", "reason": "state not open", "counters": counters}))
+            return
+        try:
+            await state.usage.add(hour_of(started_at), counters)
+        except Exception as exc:
+            log.error(
+                json.dumps(
+                    {
+                        "event": "usage.not_recorded",
+                        "reason": f"{type(exc).__name__}: {exc}"[:500],
+                        "hour": hour_of(started_at).isoformat(),
+                        "counters": counters,
+                    }
+                )
+            )
+
+    async def usage(self, window: UsageWindow) -> UsageReport:
+        """What this instance used over the window, from its ledger (every task's turns, across restarts)."""
+        state = await self.open_state()
+        hours = await state.usage.hours(window.since, window.until)
+        return usage_report(self.bundle.instance.metadata.name, window, hours)
 
     async def _invoke(self, message: str, thread_id: str, caller: Caller | None, trace_id: str) -> InvokeResult:
         refusal: InvokeError | None = None

@@ -134,7 +134,7 @@ class RuntimeMetrics:
         found: dict[str, Any] = {
             "requests": {},
             "errors": {},
-            "turn_seconds": _describe([], 0, 0.0),
+            "turn_seconds": describe_histogram([], 0, 0.0),
             "tokens": {},
             "model_calls": {},
             "tool_calls": {},
@@ -180,7 +180,7 @@ class RuntimeMetrics:
                 elif name in ("agentfoundry_tool_calls_total", "agentfoundry_tool_errors_total"):
                     tool = found["tool_calls"].setdefault(labels.get("gen_ai_tool_name", ""), {"calls": 0, "errors": 0})
                     add(tool, "calls" if "calls" in name else "errors", value)
-        found["turn_seconds"] = _describe(turn_buckets, turn_count, turn_sum)
+        found["turn_seconds"] = describe_histogram(turn_buckets, turn_count, turn_sum)
         return found
 
     def shutdown(self) -> None:
@@ -190,7 +190,7 @@ class RuntimeMetrics:
             self._provider = None
 
 
-def _describe(buckets: list[tuple[float, float]], count: int, total: float) -> dict[str, Any]:
+def describe_histogram(buckets: list[tuple[float, float]], count: int, total: float) -> dict[str, Any]:
     """count, mean and p50/p95 estimated from cumulative buckets (linear within a bucket, as Prometheus's
     histogram_quantile does); the buckets of several label sets are summed by bound first."""
     if not count:

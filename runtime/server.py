@@ -1,5 +1,5 @@
 """The instance's public surface: an MCP server (streamable HTTP at /mcp, or stdio) with the tools invoke,
-describe and status, plus plain GET /healthz, /readyz and /metrics for the load balancer and operators.
+describe, status and usage, plus plain GET /healthz, /readyz and /metrics for the load balancer and operators.
 
 Stateless streamable HTTP with JSON responses: any task behind the load balancer can answer any request, so no
 sticky sessions are needed. SIGTERM flips the instance to draining (readyz 503, new invokes refused), lets
@@ -7,13 +7,14 @@ in-flight requests finish, and exits 0 within DRAIN_SECONDS.
 
 With AUTH_ISSUER set the instance is an OAuth 2.1 resource server (the MCP authorization specification): every /mcp
 request carries a bearer JWT, checked by the SDK's bearer middleware with our verifier (runtime/auth.py,
-oauth_resource/); `invoke` needs the agentfoundry/invoke scope, `describe`, `status` and /metrics agentfoundry/read,
-and the data-subject tools `export_subject_data` and `erase_subject_data` agentfoundry/admin (operators' tokens
-only); /.well-known/oauth-protected-resource (RFC 9728) names the resource and its issuer.
+oauth_resource/); `invoke` needs the agentfoundry/invoke scope, `describe`, `status`, `usage` and /metrics
+agentfoundry/read, and the data-subject tools `export_subject_data` and `erase_subject_data` agentfoundry/admin
+(operators' tokens only); /.well-known/oauth-protected-resource (RFC 9728) names the resource and its issuer.
 """
 
 from __future__ import annotations
 
+import datetime
 import gc
 import logging
 import socket
@@ -36,6 +37,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from instance_contract.usage import UsageReport, UsageWindowError, usage_window
 from runtime.auth import (
     ADMIN_SCOPE,
     INVOKE_SCOPE,
@@ -122,6 +124,34 @@ def build_mcp_server(instance: Instance, auth: ResourceServer | None = None) -> 
         """Health and metrics of this process."""
         caller(READ_SCOPE)
         return instance.status()
+
+    @server.tool()
+    async def usage(
+        since: Annotated[
+            str | None,
+            Field(
+                max_length=64,
+                description="Start (ISO 8601 date or date-time, UTC unless it names a zone); default: the first of "
+                "the current UTC month. Rounded down to the hour.",
+            ),
+        ] = None,
+        until: Annotated[
+            str | None,
+            Field(
+                max_length=64,
+                description="End, exclusive (a date alone includes that whole day); default: the end of the "
+                "current UTC month. Rounded up to the hour.",
+            ),
+        ] = None,
+    ) -> UsageReport:
+        """What this instance used over a window, from its usage ledger (every task, across restarts): requests by
+        outcome, input and output tokens per model, tool calls per tool, turn durations."""
+        caller(READ_SCOPE)
+        try:
+            window = usage_window(since, until, now=datetime.datetime.now(datetime.UTC))
+        except UsageWindowError as exc:
+            raise ToolError(str(exc)) from None
+        return await instance.usage(window)
 
     def admin() -> None:
         """The data-subject tools need an operator's token with agentfoundry/admin; an instance that checks no

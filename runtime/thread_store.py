@@ -1,5 +1,6 @@
 """Opens the store STATE_URL names: a kept LangGraph checkpointer for the threads' history (runtime.memory) and the
-per-thread records that serialise turns (runtime.thread_leases, runtime.thread_turns).
+per-thread records that serialise turns (runtime.thread_leases, runtime.thread_turns), and the instance's usage
+ledger (runtime.usage_ledger) in the same store.
 
     sqlite     AsyncSqliteSaver (langgraph-checkpoint-sqlite) on the file, WAL journal and a busy timeout, so
                several processes on one file share threads safely; idle threads are swept.
@@ -23,10 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from instance_contract.thread_state import DYNAMODB_PARTITION_KEY, DYNAMODB_SORT_KEY
+from runtime.config import DEFAULT_USAGE_RETENTION_DAYS
 from runtime.memory import ThreadMemory
 from runtime.state_url import StateLocation
 from runtime.thread_leases import SQLITE_BUSY_TIMEOUT_S, Leases, MemoryLeases, SqliteLeases, ThreadRecord
 from runtime.thread_turns import ThreadTurns
+from runtime.usage_ledger import MemoryUsageLedger, SqliteUsageLedger, UsageLedger
 
 log = logging.getLogger("runtime.thread_store")
 
@@ -43,13 +46,17 @@ class ThreadState:
     memory: ThreadMemory
     turns: ThreadTurns
     ttl_seconds: float
+    usage: UsageLedger
+    """Each turn's usage, per hour, in the same store (runtime.usage_ledger)."""
     clock: Callable[[], float] = time.time
     _closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     async def sweep(self) -> int:
-        """Removes threads idle for longer than the TTL (their checkpoints and their record). DynamoDB also
-        expires them by itself (TTL attribute); SQLite and memory rely on this. Returns how many went."""
+        """Removes threads idle for longer than the TTL (their checkpoints and their record) and usage hours past
+        their retention. DynamoDB also expires both by itself (TTL attribute); SQLite and memory rely on this.
+        Returns how many threads went."""
         now = self.clock()
+        await self.usage.sweep(now)
         removed = 0
         for record in await self.turns.leases.records(now=now):
             if not record.leased and now - record.last_active > self.ttl_seconds:
@@ -99,26 +106,30 @@ async def open_thread_state(
     wait_seconds: float,
     region: str | None = None,
     clock: Callable[[], float] = time.time,
+    usage_retention_days: float = DEFAULT_USAGE_RETENTION_DAYS,
 ) -> ThreadState:
-    def build(saver: Any, leases: Leases, where: str) -> ThreadState:
+    def build(saver: Any, leases: Leases, where: str, usage: UsageLedger) -> ThreadState:
         memory = ThreadMemory(saver, keep=keep, ttl_seconds=ttl_seconds, clock=clock)
         turns = ThreadTurns(leases, ttl_seconds=ttl_seconds, wait_seconds=wait_seconds, clock=clock)
         memory.turn_of = turns.held
-        return ThreadState(location, where, memory, turns, ttl_seconds, clock)
+        return ThreadState(location, where, memory, turns, ttl_seconds, usage, clock)
 
     if location.kind == "memory":
         from runtime.thread_savers import PrunableMemorySaver
 
         leases = MemoryLeases()
-        return build(PrunableMemorySaver(leases), leases, "this process only (memory://)")
+        usage = MemoryUsageLedger(usage_retention_days)
+        return build(PrunableMemorySaver(leases), leases, "this process only (memory://)", usage)
     if location.kind == "sqlite":
         assert location.path is not None
-        return await _open_sqlite(location, location.path, build)
+        return await _open_sqlite(location, location.path, usage_retention_days, build)
     assert location.table is not None
-    return await _open_dynamodb(location, location.table, region, ttl_seconds, build)
+    return await _open_dynamodb(location, location.table, region, ttl_seconds, usage_retention_days, build)
 
 
-async def _open_sqlite(location: StateLocation, path: Path, build: Callable[..., ThreadState]) -> ThreadState:
+async def _open_sqlite(
+    location: StateLocation, path: Path, usage_retention_days: float, build: Callable[..., ThreadState]
+) -> ThreadState:
     import aiosqlite
 
     from runtime.thread_savers import PrunableSqliteSaver
@@ -135,16 +146,24 @@ async def _open_sqlite(location: StateLocation, path: Path, build: Callable[...,
         await saver.setup()  # creates the saver's tables and switches the file to WAL
         leases = await SqliteLeases.open(path)
         await leases.fence_checkpoints()
+        usage = await SqliteUsageLedger.open(
+            path, retention_days=usage_retention_days, busy_timeout_seconds=SQLITE_BUSY_TIMEOUT_S
+        )
     except aiosqlite.Error as exc:
         await conn.close()
         raise StateStoreError(f"STATE_URL={location.url}: {path} is not a usable SQLite file ({exc})") from exc
-    state: ThreadState = build(saver, leases, str(path.resolve()))
-    state._closers += [conn.close, leases.close]
+    state: ThreadState = build(saver, leases, str(path.resolve()), usage)
+    state._closers += [conn.close, leases.close, usage.close]
     return state
 
 
 async def _open_dynamodb(
-    location: StateLocation, table: str, region: str | None, ttl_seconds: float, build: Callable[..., ThreadState]
+    location: StateLocation,
+    table: str,
+    region: str | None,
+    ttl_seconds: float,
+    usage_retention_days: float,
+    build: Callable[..., ThreadState],
 ) -> ThreadState:
     import asyncio
 
@@ -152,6 +171,7 @@ async def _open_dynamodb(
 
     from runtime.thread_leases import DynamoDBLeases
     from runtime.thread_saver_dynamodb import PrunableDynamoDBSaver
+    from runtime.usage_ledger import DynamoDBUsageLedger
 
     region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
     if not region:
@@ -177,7 +197,8 @@ async def _open_dynamodb(
             f"STATE_URL={location.url}: table {table!r} has keys {keys}; the state table needs PK (HASH) and SK "
             "(RANGE), both strings (constructs/af_instance_state.py)"
         )
-    return build(saver, DynamoDBLeases(client, table), f"DynamoDB table {table} in {region}")
+    usage = DynamoDBUsageLedger(client, table, usage_retention_days)
+    return build(saver, DynamoDBLeases(client, table), f"DynamoDB table {table} in {region}", usage)
 
 
 def owner_only(path: Path) -> None:

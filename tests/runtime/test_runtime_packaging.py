@@ -36,5 +36,5 @@ async def test_the_stdio_mode_serves_the_same_tools(example_bundles: list[BuiltB
     async with Client(params) as client:
         tools = sorted(tool.name for tool in (await client.list_tools()).tools)
         result = await client.call_tool("invoke", {"message": "plan the roadmap", "thread_id": "stdio"})
-    assert tools == ["describe", "erase_subject_data", "export_subject_data", "invoke", "status"]
+    assert tools == ["describe", "erase_subject_data", "export_subject_data", "invoke", "status", "usage"]
     assert result.structured_content is not None and result.structured_content["ok"] is True

@@ -19,6 +19,7 @@ from mcp import Client
 
 from instance_contract.thread_state import DYNAMODB_PARTITION_KEY, DYNAMODB_SORT_KEY, DYNAMODB_TTL_ATTRIBUTE
 from runtime.auth import anonymous_caller, thread_key
+from runtime.usage_ledger import USAGE_PARTITION
 from tests.mcp.foundry_mcp_local_aws import moto_server
 from tests.runtime.runtime_harness import (
     REPO_ROOT,
@@ -255,6 +256,7 @@ async def test_every_dynamodb_item_of_a_thread_carries_the_ttl_from_the_manifest
     assert runtime.terminate() == 0
     ttl_seconds = built.instance.manifest.spec.mcp.thread_ttl_hours * 3600
     items = moto.client("dynamodb").scan(TableName="af-test-ttl")["Items"]
+    items = [i for i in items if i["PK"]["S"] != USAGE_PARTITION]  # the usage ledger's hours keep their own TTL
     assert {item["PK"]["S"].split("_", 1)[0] for item in items} == {"AF", "CHECKPOINT", "CHUNK"}
     assert len([i for i in items if i["PK"]["S"].startswith("CHECKPOINT_")]) == 1  # the superseded one was pruned
     for item in items:
