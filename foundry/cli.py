@@ -26,6 +26,7 @@ from foundry.mcp.serve_cli import add_serve_parser, run_serve
 from foundry.plan.command import add_plan_parser, run_plan
 from foundry.rollout.command import add_rollout_parser, run_rollout
 from foundry.synth.command import add_synth_parser, run_synth
+from foundry.usage.command import add_usage_parser, run_usage
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 
@@ -125,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_serve_parser(sub)
     add_rollout_parser(sub)
     add_synth_parser(sub)
+    add_usage_parser(sub)
     return parser
 
 
@@ -150,6 +152,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_rollout(args)
     if args.command == "synth":
         return run_synth(args)
+    if args.command == "usage":
+        return run_usage(args)
     try:
         fleet = load_fleet(args.agents_dir, environment=args.environment, instance=args.instance)
     except ManifestError as exc:

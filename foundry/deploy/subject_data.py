@@ -29,6 +29,10 @@ class SubjectDataRefusedError(RuntimeError):
     """The request could not be carried out; the message says by whom (the instance's own words) and why."""
 
 
+class InstanceAnsweredError(SubjectDataRefusedError):
+    """The instance was reached and refused: HTTP 401/403 (token) or its tool answered with an error."""
+
+
 class SubjectThreadData(BaseModel):
     thread_id: str | None
     last_active: float
@@ -60,8 +64,16 @@ def instance_endpoint(instance: ResolvedInstance, *, region: str, clients: Clien
     return str(endpoint)
 
 
-async def call_instance_tool(endpoint: str, tool: str, arguments: dict[str, Any], token: str) -> dict[str, Any]:
-    """One call of the instance's MCP tool over streamable HTTP, presenting the operator's bearer token."""
+async def call_instance_tool(
+    endpoint: str,
+    tool: str,
+    arguments: dict[str, Any],
+    token: str | None,
+    *,
+    timeout_seconds: float = CALL_TIMEOUT_SECONDS,
+) -> dict[str, Any]:
+    """One call of the instance's MCP tool over streamable HTTP, presenting the operator's bearer token (none for
+    an instance that checks no tokens)."""
     import httpx2
     from mcp import Client
     from mcp.client.streamable_http import streamable_http_client
@@ -72,23 +84,23 @@ async def call_instance_tool(endpoint: str, tool: str, arguments: dict[str, Any]
         if response.status_code in (401, 403):
             refusals.append(f"HTTP {response.status_code} {response.headers.get('www-authenticate', '')}".strip())
 
-    headers = {"Authorization": f"Bearer {token}"}
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     async with httpx2.AsyncClient(
-        headers=headers, timeout=httpx2.Timeout(CALL_TIMEOUT_SECONDS), event_hooks={"response": [note_refusal]}
+        headers=headers, timeout=httpx2.Timeout(timeout_seconds), event_hooks={"response": [note_refusal]}
     ) as http:
         try:
             async with (
-                asyncio.timeout(CALL_TIMEOUT_SECONDS * 2),
+                asyncio.timeout(timeout_seconds * 2),
                 Client(streamable_http_client(endpoint, http_client=http)) as client,
             ):
                 result = await client.call_tool(tool, arguments)
         except Exception as exc:
             why = refusals[-1] if refusals else "; ".join(f"{type(e).__name__}: {e}" for e in exception_leaves(exc))
             message = f"the instance at {endpoint} refused or could not answer {tool}: {why}"
-            raise SubjectDataRefusedError(message) from exc
+            raise (InstanceAnsweredError if refusals else SubjectDataRefusedError)(message) from exc
     if result.is_error or not isinstance(result.structured_content, dict):
         text = " ".join(getattr(c, "text", "") for c in result.content)
-        raise SubjectDataRefusedError(f"the instance's {tool} tool answered: {text}")
+        raise InstanceAnsweredError(f"the instance's {tool} tool answered: {text}")
     return result.structured_content
 
 

@@ -214,14 +214,40 @@ class FargatePrices(Strict):
     gb_hour: Annotated[float, Field(ge=0)]
 
 
+class ModelPrices(Strict):
+    """USD per million tokens of one model (Amazon Bedrock on-demand, in and out)."""
+
+    input_per_million: Annotated[float, Field(ge=0)]
+    output_per_million: Annotated[float, Field(ge=0)]
+
+
+ModelId = Annotated[str, StringConstraints(min_length=1, max_length=2048, pattern=r"^\S+$")]
+DEFAULT_MODEL_PRICES: dict[str, ModelPrices] = {
+    "amazon.nova-micro-v1:0": ModelPrices(input_per_million=0.035, output_per_million=0.14),
+    "amazon.nova-lite-v1:0": ModelPrices(input_per_million=0.06, output_per_million=0.24),
+    "amazon.nova-pro-v1:0": ModelPrices(input_per_million=0.8, output_per_million=3.2),
+    "anthropic.claude-3-haiku-20240307-v1:0": ModelPrices(input_per_million=0.25, output_per_million=1.25),
+    "anthropic.claude-3-5-haiku-20241022-v1:0": ModelPrices(input_per_million=0.8, output_per_million=4.0),
+    "anthropic.claude-3-5-sonnet-20240620-v1:0": ModelPrices(input_per_million=3.0, output_per_million=15.0),
+    "anthropic.claude-3-5-sonnet-20241022-v2:0": ModelPrices(input_per_million=3.0, output_per_million=15.0),
+    "anthropic.claude-3-7-sonnet-20250219-v1:0": ModelPrices(input_per_million=3.0, output_per_million=15.0),
+    "anthropic.claude-sonnet-4-20250514-v1:0": ModelPrices(input_per_million=3.0, output_per_million=15.0),
+}
+"""Amazon Bedrock's on-demand list prices in us-east-1 (USD per million tokens, as of `taken`)."""
+
+
 class PricingSettings(Strict):
-    """Prices `python -m foundry plan` estimates the always-on compute cost with. The defaults are AWS's us-east-1
-    Fargate list prices (Linux/x86_64) as recorded on `taken`; Spot prices move, so they are an estimate."""
+    """Prices `python -m foundry plan` estimates the always-on compute cost with, and `python -m foundry usage` an
+    instance's cost. The defaults are AWS's us-east-1 list prices as recorded on `taken`: Fargate (Linux/x86_64;
+    Spot prices move, so they are an estimate) and Amazon Bedrock on-demand tokens per model id."""
 
     taken: datetime.date = datetime.date(2026, 12, 2)
-    """When these prices were recorded: check them against the AWS Fargate pricing page and update both."""
+    """When these prices were recorded: check them against the AWS Fargate and Bedrock pricing pages and update."""
     fargate: FargatePrices = FargatePrices(vcpu_hour=0.04048, gb_hour=0.004445)
     fargate_spot: FargatePrices = FargatePrices(vcpu_hour=0.01214, gb_hour=0.00133)
+    models: dict[ModelId, ModelPrices] = Field(default_factory=lambda: dict(DEFAULT_MODEL_PRICES))
+    """Bedrock model id -> token prices. Listing `models` replaces the defaults; a model not listed is priced as
+    unknown (never 0). The offline provider calls no model and costs nothing."""
 
     @field_validator("taken", mode="before")
     @classmethod

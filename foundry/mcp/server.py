@@ -45,6 +45,8 @@ def build_server(
     # Data-subject requests (issue 21): carried to the instance's own admin tools over its MCP endpoint.
     server.add_tool(tools.export_subject_data, name="foundry.export_subject_data", annotations=READS_INSTANCE)
     server.add_tool(tools.erase_subject_data, name="foundry.erase_subject_data", annotations=ERASES)
+    # Usage and cost (issue 24): asked of the instance's own `usage` tool, priced with agents/platform.yaml.
+    server.add_tool(tools.get_instance_usage, name="foundry.get_instance_usage", annotations=READS_INSTANCE)
     return server
 
 

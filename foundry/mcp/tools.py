@@ -9,6 +9,7 @@ each under its `foundry.` name.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import functools
 import warnings
 from collections.abc import Awaitable, Callable
@@ -48,6 +49,9 @@ from foundry.mcp.results import DeployInstanceResult, InstanceStatusResult
 from foundry.rollout.state import RolloutConflictError, RolloutStore
 from foundry.rollout.status import RolloutStatusReport, rollout_status
 from foundry.state.store import StateStoreError
+from foundry.usage.collect import UsageAsk, instance_usage
+from foundry.usage.model import InstanceUsage
+from instance_contract.usage import UsageWindowError, usage_window
 
 REFUSALS = (
     ToolArgumentError,
@@ -300,6 +304,46 @@ class FoundryTools:
             token=token.strip(),
             region=region,
             clients=self.config.clients,
+        )
+
+    @refusals_as_tool_errors
+    async def get_instance_usage(
+        self,
+        environment: str,
+        instance: str,
+        since: str | None = None,
+        until: str | None = None,
+        instance_token: str | None = None,
+        agents_dir: str | None = None,
+    ) -> InstanceUsage:
+        """What one instance used over a window and what it cost: requests by outcome, tokens per model, tool calls,
+        compute hours (ECS Container Insights, else the template's minimum as a stated estimate) and the cost at
+        agents/platform.yaml's prices, asked of the instance's own `usage` tool over its MCP endpoint (never its
+        store). since/until: ISO dates or date-times, UTC (a date as until includes that day); default the current
+        UTC month. instance_token: your bearer token for that instance with agentfoundry/read, when its environment
+        checks tokens; passed through on this call only, never kept. An instance that does not answer is a result
+        whose status says so (unreachable, refused, not_deployed), not an error."""
+        if instance_token is not None and not instance_token.strip():
+            raise ToolArgumentError("instance_token is empty: leave it out, or pass a token for the instance")
+        try:
+            window = usage_window(since, until, now=datetime.datetime.now(datetime.UTC))
+        except UsageWindowError as exc:
+            raise ToolArgumentError(str(exc)) from exc
+
+        def prepare() -> tuple[ResolvedInstance, Fleet]:
+            fleet, _ = self._fleet(agents_dir)
+            return find_instance(fleet, environment, instance), fleet
+
+        resolved, fleet = await asyncio.to_thread(prepare)
+        spec = fleet.tree.platform.model.spec
+        tokens = {resolved.key.selector: instance_token.strip()} if instance_token else {}
+        return await instance_usage(
+            resolved,
+            window,
+            UsageAsk(tokens=tokens),
+            self.config.clients,
+            settings=spec.environments[environment],
+            pricing=spec.pricing,
         )
 
     @refusals_as_tool_errors

@@ -32,16 +32,20 @@ def instance_monthly_cost(
     schedule = deploy.get("schedule")
     hours = HOURS_PER_MONTH if schedule is None else running_hours_per_month(schedule["stop"], schedule["start"])
     tasks = int(deploy["min_tasks"])
-    on_demand = task_hour_price(int(deploy["cpu"]), int(deploy["memory"]), pricing.fargate)
-    spot = task_hour_price(int(deploy["cpu"]), int(deploy["memory"]), pricing.fargate_spot)
     capacity = environment.get("capacity", "on_demand")
+    return tasks_hour_price(tasks, int(deploy["cpu"]), int(deploy["memory"]), capacity, pricing) * hours
+
+
+def tasks_hour_price(tasks: float, cpu_units: int, memory_mib: int, capacity: str, pricing: PricingSettings) -> float:
+    """USD for `tasks` tasks (an hour's average may be fractional) running one hour on the environment's capacity:
+    with `spot_with_fallback` the first task is on demand and the rest on Spot."""
+    on_demand = task_hour_price(cpu_units, memory_mib, pricing.fargate)
+    spot = task_hour_price(cpu_units, memory_mib, pricing.fargate_spot)
     if capacity == "spot":
-        per_hour = tasks * spot
-    elif capacity == "spot_with_fallback":
-        per_hour = on_demand + (tasks - 1) * spot
-    else:
-        per_hour = tasks * on_demand
-    return per_hour * hours
+        return tasks * spot
+    if capacity == "spot_with_fallback":
+        return min(tasks, 1.0) * on_demand + max(tasks - 1.0, 0.0) * spot
+    return tasks * on_demand
 
 
 def environment_monthly_cost(state: FleetState, env: str, pricing: PricingSettings) -> float:

@@ -51,11 +51,12 @@ def schema_of(schemas: dict[str, dict[str, Any] | None], tool: str) -> dict[str,
 async def test_every_tool_publishes_an_object_output_schema_named_after_its_result(server: MCPServer) -> None:
     found = await output_schemas(server)
     schemas = {tool: schema_of(found, tool) for tool in found}
-    assert len(schemas) == 8
+    assert len(schemas) == 9
     assert {s["type"] for s in schemas.values()} == {"object"}
     assert schemas["foundry.deploy_instance"]["title"] == "DeployInstanceResult"
     assert schemas["foundry.list_agents"]["title"] == "AgentList"
     assert schemas["foundry.erase_subject_data"]["title"] == "SubjectDataReport"
+    assert schemas["foundry.get_instance_usage"]["title"] == "InstanceUsage"
 
 
 @pytest.mark.parametrize(("tool", "arguments"), READ_CALLS)

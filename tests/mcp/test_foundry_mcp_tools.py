@@ -26,6 +26,7 @@ TOOLS = {
     "foundry.get_rollout_status",
     "foundry.export_subject_data",
     "foundry.erase_subject_data",
+    "foundry.get_instance_usage",
 }
 
 
