@@ -143,15 +143,23 @@ async def _drain(clients: list[Client], count: int) -> float:
     return count / (time.perf_counter() - begin)
 
 
-async def store_turn_ms(state_url: str, turns: int) -> float:
+async def store_turn_ms(state_url: str, turns: int) -> tuple[float, float]:
     """The store's own cost of one turn, in this process without HTTP or the graph: take the thread, read its
-    history, append a user and an assistant message, release (what every invoke does around the graph)."""
+    history, append a user and an assistant message, release, and add the turn to the usage ledger (what every
+    invoke does around the graph); and the ledger's add alone. Both in ms per turn."""
     from runtime.memory import StoredMessage
     from runtime.state_url import parse_state_url
     from runtime.thread_store import open_thread_state
+    from runtime.usage_tally import UsageTally, hour_of
 
     state = await open_thread_state(parse_state_url(state_url), keep=20, ttl_seconds=3600, wait_seconds=30)
+    tally = UsageTally()
+    tally.note_gateway_call(
+        "model_generate", True, {"provider": "offline", "model": "offline-echo", "input_tokens": 40, "output_tokens": 9}
+    )
+    counters = tally.counters(outcome="ok", seconds=0.012)
     try:
+        ledger_seconds = 0.0
         begin = time.perf_counter()
         for i in range(turns):
             thread_id = f"s-{i % 32}"
@@ -159,7 +167,10 @@ async def store_turn_ms(state_url: str, turns: int) -> float:
                 await state.memory.read(thread_id, 20)
                 turn = [StoredMessage("user", "plan the roadmap"), StoredMessage("assistant", "x" * 200)]
                 await state.memory.append(thread_id, turn)
-        return (time.perf_counter() - begin) / turns * 1000
+            added = time.perf_counter()
+            await state.usage.add(hour_of(time.time()), counters)
+            ledger_seconds += time.perf_counter() - added
+        return (time.perf_counter() - begin) / turns * 1000, ledger_seconds / turns * 1000
     finally:
         await state.close()
 
@@ -319,8 +330,10 @@ def main() -> None:
                 rps = asyncio.run(throughput(url, args.requests, args.concurrency))
             finally:
                 stop(process)
+            store_ms, ledger_ms = asyncio.run(store_turn_ms(store["STATE_URL"], 300))
             results[name] = {
-                "store_ms_per_turn": round(asyncio.run(store_turn_ms(store["STATE_URL"], 300)), 2),
+                "store_ms_per_turn": round(store_ms, 2),
+                "usage_ledger_ms_per_turn": round(ledger_ms, 2),
                 "p50_ms": round(statistics.median(samples), 2),
                 "p99_ms": round(samples[int(len(samples) * 0.99) - 1], 2),
                 "mean_ms": round(statistics.fmean(samples), 2),
