@@ -55,14 +55,6 @@ class InstanceUsage(BaseModel):
     total_cost: float | None
     """token_cost + compute.cost; None when token_cost is unknown."""
 
-    @property
-    def requests(self) -> int:
-        return self.usage.requests if self.usage else 0
-
-    @property
-    def tool_calls(self) -> int:
-        return self.usage.tool_calls if self.usage else 0
-
 
 class UsageTotals(BaseModel):
     requests: int
