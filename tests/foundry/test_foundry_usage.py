@@ -121,6 +121,8 @@ class Served:
     until: datetime.datetime
     token_file: Path
     aws: LocalAws
+    bedrock_url: str
+    all_bundles: list[BuiltBundle]
 
 
 def _stack_template(endpoint: str, cluster: str, service: str) -> str:
@@ -180,7 +182,7 @@ def issuer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningIssuer]:
         yield running
 
 
-async def _invoke(runtime: RuntimeProcess, token: str, count: int) -> tuple[int, int, int]:
+async def _invoke(runtime: RuntimeProcess, token: str | None, count: int) -> tuple[int, int, int]:
     """`count` invokes; (requests, input tokens, output tokens) as their answers reported them."""
     totals = [0, 0, 0]
     async with mcp_client(runtime.url, token) as client:
@@ -201,9 +203,8 @@ async def _invoke(runtime: RuntimeProcess, token: str, count: int) -> tuple[int,
 def served(tmp_path_factory: pytest.TempPathFactory, issuer: RunningIssuer) -> Iterator[Served]:
     root = tmp_path_factory.mktemp("usage")
     agents = _priced_agents(root)
-    bundles = {
-        b.instance.key.selector: b for b in write_bundles(agents, root / "bundles") if b.instance.environment == "prod"
-    }
+    built = write_bundles(agents, root / "bundles")
+    bundles = {b.instance.key.selector: b for b in built if b.instance.environment == "prod"}
     with moto_server() as aws, fake_bedrock() as bedrock_url:
         runtimes: dict[str, RuntimeProcess] = {}
         try:
@@ -257,7 +258,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, issuer: RunningIssuer) -> I
             }
             token_file = root / "tokens.json"
             token_file.write_text(json.dumps(tokens))
-            yield Served(agents, bundles, runtimes, reported, since, until, token_file, aws)
+            yield Served(agents, bundles, runtimes, reported, since, until, token_file, aws, bedrock_url, built)
         finally:
             for runtime in runtimes.values():
                 if runtime.process.poll() is None:
@@ -388,3 +389,39 @@ async def test_the_foundry_mcp_tool_answers_one_instances_usage_and_says_when_it
     assert down.structured_content is not None and down.structured_content["status"] == "unreachable"
     bad_text = " ".join(getattr(c, "text", "") for c in bad.content)
     assert bad.is_error and "since 'yesterday' is not an ISO 8601 date" in bad_text
+
+
+@pytest.mark.slow
+def test_an_instance_served_locally_is_asked_at_the_endpoint_given_and_without_a_token_where_auth_is_off(
+    served: Served, tmp_path: Path
+) -> None:
+    dev = next(b for b in served.all_bundles if b.instance.key.selector == "default-org/default-domain/dev")
+    runtime = serve(
+        {
+            **dev.identity_env(),
+            "STATE_URL": f"sqlite:///{tmp_path / 'dev.db'}",
+            "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": served.bedrock_url,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_REGION": "us-east-1",
+        }
+    )  # AUTH_MODE=none, as the dev environment's auth says
+    try:
+        requests, tokens_in, tokens_out = asyncio.run(_invoke(runtime, None, 2))
+        argv = [
+            sys.executable, "-m", "foundry", "usage", "--environment", "dev", "--agents-dir", str(served.agents),
+            "--endpoint", f"default-org/default-domain/dev={runtime.url}", "--json",
+        ]  # fmt: skip
+        env = {**os.environ, **served.aws.env}
+        done = subprocess.run(argv, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=180, check=False)
+    finally:
+        runtime.terminate()
+    assert done.returncode == 1, done.stderr  # the other dev instance is not deployed
+    rows = {row["instance"]: row for row in json.loads(done.stdout)["instances"]}
+    local = rows["default-org/default-domain/dev"]
+    assert (local["status"], local["endpoint"], local["usage"]["requests"]) == ("ok", runtime.url, requests)
+    assert (local["usage"]["input_tokens"], local["usage"]["output_tokens"]) == (tokens_in, tokens_out)
+    assert local["compute"]["source"] == "estimate" and "a locally served instance" in local["compute"]["note"]
+    assert local["token_cost"] == pytest.approx(tokens_in * PRICE_IN / 1e6 + tokens_out * PRICE_OUT / 1e6)
+    other = rows["acme/retail/dev"]
+    assert (other["status"], other["compute"]["source"], other["token_cost"]) == ("not_deployed", "none", None)
