@@ -4,7 +4,8 @@ exports bucket, then delete its stack, then (when it has a key of its own) sched
 The export is DynamoDB's own `ExportTableToPointInTime` into the platform stack's bucket (its name is the stack
 output `OffboardingBucketName`): it reads the table, not the instance, so a paused instance (no task) offboards
 like a running one, and it does not consume the table's read capacity. It needs point-in-time recovery: a table
-without it (an internal dev environment's default) has it turned on first, and the report says so.
+without it (an internal dev environment's default) has it turned on for the export and off again, as the report
+says.
 
 Nothing half-done: the stack is deleted only after the export has COMPLETED and its files are in the bucket; any
 failure before that leaves the stack exactly as it was and says why. The instance's deploy lock is held throughout,
@@ -68,7 +69,8 @@ class TableExport:
     files: int
     bytes: int
     enabled_point_in_time_recovery: bool
-    """The table had no point-in-time recovery, which the export needs: offboarding turned it on."""
+    """The table had no point-in-time recovery, which the export needs: offboarding turned it on for the export
+    (and off again once it completed)."""
 
     @property
     def location(self) -> str:
@@ -214,7 +216,7 @@ class Offboarder:
                 found.append(
                     StackResource(
                         logical_id=logical_id,
-                        resource_type=summary["ResourceType"],
+                        resource_type=str(spec.get("Type") or summary.get("ResourceType", "")),
                         physical_id=str(summary.get("PhysicalResourceId", "")),
                         retained=spec.get("DeletionPolicy") == "Retain",
                         properties=spec.get("Properties", {}),
@@ -254,6 +256,13 @@ class Offboarder:
             raise OffboardError(
                 f"the export of table {table_name} to {where} failed ({why}); nothing was deleted: stack "
                 f"{target.stack_name} is as it was"
+            )
+        if enabled:  # as it was: continuous backups of a retained table are billed by the GB-month
+            self._aws(
+                f"turning point-in-time recovery of {table_name} off again after the export",
+                dynamodb.update_continuous_backups,
+                TableName=table_name,
+                PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": False},
             )
         files, size = self._exported_files(target, bucket, prefix)
         if files == 0:

@@ -127,7 +127,9 @@ KEPT_WHY = {
 def kept_lines(report: OffboardReport) -> list[tuple[str, str, str]]:
     """(what, name, why) of everything that outlives the stack, the export first."""
     export = report.export
-    pitr = " (point-in-time recovery was turned on for it)" if export.enabled_point_in_time_recovery else ""
+    pitr = ""
+    if export.enabled_point_in_time_recovery:
+        pitr = " (point-in-time recovery was turned on for the export, then off)"
     lines = [
         (
             "export",
@@ -159,7 +161,7 @@ def print_report(report: OffboardReport, console: Console) -> None:
     for key in report.key_deletions:
         console.print(
             f"Key {key.key_id} is scheduled for deletion in {key.pending_window_days} days: from {key.deletion_date} "
-            "the retained table, logs and secret versions it encrypted are unreadable (the export is not: it is "
+            "the retained table and logs it encrypted are unreadable (the export is not: it is "
             "encrypted by its bucket). Cancel with `aws kms cancel-key-deletion --key-id " + key.key_id + "`."
         )
     if not report.key_deletions:

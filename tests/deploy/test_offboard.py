@@ -208,6 +208,8 @@ def test_offboarding_exports_the_table_deletes_the_stack_keeps_the_retained_and_
     assert sorted(i["pk"]["S"] for i in items) == ["thread#t1", "usage#2026-12-03T05"]
     assert GONE_STACK not in stack_names(aws) and "af-dev-platform" in stack_names(aws)
     assert table in aws.client("dynamodb").list_tables()["TableNames"]  # retained
+    backups = aws.client("dynamodb").describe_continuous_backups(TableName=table)["ContinuousBackupsDescription"]
+    assert backups["PointInTimeRecoveryDescription"]["PointInTimeRecoveryStatus"] == "DISABLED"  # as it was
     kept = {r["type"] for r in answer["kept"]}
     assert kept == {"AWS::DynamoDB::Table", "AWS::Logs::LogGroup", "AWS::KMS::Key"}
     assert [r["type"] for r in answer["deleted"]] == ["AWS::SSM::Parameter"]
