@@ -167,6 +167,11 @@ class Offboarder:
                 )
             export = self.export_table(target, tables[0].physical_id, bucket)
             held.describe(f"offboarding {label}: deleting stack {target.stack_name} (exported to {export.location})")
+            if held.lease.lost:
+                raise OffboardError(
+                    f"the deploy lock of {label} was lost during the export (its lease expired or was taken over): "
+                    f"stack {target.stack_name} was not deleted; its data was exported to {export.location}"
+                )
             self.delete_stack(cloudformation, target, export)
             try:
                 keys = [self.schedule_key_deletion(target.region, r) for r in resources if r.resource_type == KEY_TYPE]

@@ -323,6 +323,8 @@ def _run(args: argparse.Namespace, err: Console) -> int:
         raise RolloutError(
             "--simulate-fail, --simulate-unhealthy, --simulate-instances and --simulate-keep-state need --simulate"
         )
+    if args.offboard_removed and args.simulate:
+        raise RolloutError("--offboard-removed deletes stacks; --simulate changes nothing: give one or the other")
     if args.assembly is not None and args.simulate:
         raise RolloutError("--assembly deploys a cloud assembly; --simulate deploys nothing: give one or the other")
     if args.assembly is not None and args.runtime_image is not None:
@@ -370,8 +372,6 @@ def _run(args: argparse.Namespace, err: Console) -> int:
     elif args.no_instance_probe and not args.simulate:
         fresh.notes.append(f"health without the instance probe ({NO_PROBE_REASON})")
     holder = rollout_holder(fresh.change_id, args.environment)
-    if args.offboard_removed and args.simulate:
-        raise RolloutError("--offboard-removed deletes stacks; --simulate changes nothing: give one or the other")
     closing = None if args.simulate else _removed_instances(args, fleet, settings.region, stores, holder)
     with store.hold(args.environment, holder):
         return _start(args, err, store, fresh, policy, fleet, targets, stores, holder, closing)

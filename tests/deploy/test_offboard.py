@@ -227,3 +227,46 @@ def test_the_human_report_says_what_was_deleted_and_kept(aws, tmp_path, capsys) 
     assert f"Offboarded dev/{GONE}: stack {GONE_STACK} deleted" in text
     assert f"s3://{BUCKET}/dev/{GONE}/" in text and "AWS::SSM::Parameter" in text
     assert "AWS::DynamoDB::Table" in text and "retained" in text and "AWS-managed encryption" in text
+
+
+def test_the_instance_stacks_of_an_environment_are_found_by_their_tags(aws) -> None:
+    """What a rollout reads to find instances that left the manifests: other environments' stacks, the platform
+    stack and untagged stacks are not instance stacks of dev."""
+    from foundry.aws.cloudformation import instance_stacks
+
+    def tagged(environment: str, org: str, domain: str, instance: str) -> list[dict[str, str]]:
+        values = {"environment": environment, "organization": org, "domain": domain, "instance": instance}
+        return [{"Key": f"agentfoundry:{k}", "Value": v} for k, v in values.items()]
+
+    cloudformation = aws.client("cloudformation")
+    body = json.dumps({"Resources": {"Topic": {"Type": "AWS::SNS::Topic"}}})
+    cloudformation.create_stack(StackName=GONE_STACK, TemplateBody=body, Tags=tagged("dev", "acme", "retail", "gone"))
+    cloudformation.create_stack(
+        StackName="af-prod-acme-retail-x", TemplateBody=body, Tags=tagged("prod", "acme", "retail", "x")
+    )
+    cloudformation.create_stack(
+        StackName="af-dev-platform", TemplateBody=body, Tags=[{"Key": "agentfoundry:environment", "Value": "dev"}]
+    )
+    cloudformation.create_stack(StackName="unrelated", TemplateBody=body)
+    assert instance_stacks(cloudformation, "dev") == {GONE: GONE_STACK}
+
+
+def test_a_simulated_rollout_refuses_to_offboard(tmp_path, capsys) -> None:
+    from foundry.rollout.command import run_rollout
+
+    args = build_parser().parse_args(
+        [
+            "rollout",
+            "--environment",
+            "dev",
+            "--agents-dir",
+            str(AGENTS_DIR),
+            "--simulate",
+            "--offboard-removed",
+            "--json",
+        ]
+    )
+    assert run_rollout(args) == 2
+    assert (
+        "--offboard-removed deletes stacks; --simulate changes nothing" in json.loads(capsys.readouterr().out)["error"]
+    )
