@@ -25,7 +25,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from foundry.aws.clients import ClientFactory
 from foundry.aws.cloudformation import describe_stack, first_failure_since, in_progress, read_deployed_template
-from foundry.deploy.locks import DeployRefusedError, InstanceLocks, LockTarget
+from foundry.deploy.locks import InstanceLocks, LockTarget
 from foundry.manifests.naming import platform_stack_name
 
 PLATFORM_BUCKET_OUTPUT = "OffboardingBucketName"
@@ -150,9 +150,10 @@ class Offboarder:
         held = self.locks.acquire(LockTarget(target.environment, target.instance, target.region), label, holder=holder)
         try:
             held.describe(f"offboarding {label}: exporting its data")
-            status = str(
-                self._aws("reading the stack", describe_stack, cloudformation, target.stack_name)["StackStatus"]
-            )
+            current = self._aws("reading the stack", describe_stack, cloudformation, target.stack_name)
+            if current is None:
+                raise OffboardError(f"stack {target.stack_name} was deleted meanwhile: nothing was exported")
+            status = str(current["StackStatus"])
             if in_progress(status):
                 raise OffboardError(
                     f"stack {target.stack_name} is {status}: CloudFormation is working on it; offboard it when that "
@@ -364,6 +365,3 @@ class Offboarder:
             return call(*args, **kwargs)
         except (ClientError, BotoCoreError) as exc:
             raise OffboardError(f"{doing}: {exc}") from exc
-
-
-__all__ = ["DeployRefusedError", "OffboardError", "OffboardReport", "OffboardTarget", "Offboarder"]
