@@ -16,13 +16,14 @@ from collections.abc import Mapping, Sequence
 from functools import reduce
 
 import jsii
-from aws_cdk import Annotations
+from aws_cdk import Annotations, Duration, RemovalPolicy
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_route53 as route53
 from aws_cdk import aws_route53_targets as route53_targets
@@ -37,6 +38,7 @@ from constructs.af_agent_runtime_props import (
     AgentRuntimeProps,
     BedrockFoundationModel,
     ImageFromAsset,
+    InstanceKey,
     RuntimeIdentity,
     RuntimeImage,
     RuntimePlatform,
@@ -63,6 +65,9 @@ PROTECTED_RESOURCE_PATH = "/.well-known/oauth-protected-resource"
 FORWARDED_PATHS = (MCP_PATH, PROTECTED_RESOURCE_PATH, f"{PROTECTED_RESOURCE_PATH}/*")
 """All the listener rule forwards: /metrics, /healthz and /readyz stay inside the VPC (the target group's health
 check reaches /readyz directly)."""
+KEY_ID = "Key"
+"""The instance key's construct id (only with `encryption_key`): never change it (a new key could not read the data
+the old one encrypted)."""
 STATE_ID = "State"
 """The thread-state construct's id: never change it (a new logical id replaces the table, with every thread)."""
 HEALTH_CHECK_GRACE_SECONDS = 60
@@ -76,6 +81,10 @@ SCRATCH_PATH = "/tmp"  # noqa: S108 - the container's own task-local volume, not
 IAM5_REASON = (
     "ecr:GetAuthorizationToken has no resource-level permissions in IAM; the image pull itself is limited "
     "to the runtime repository"
+)
+KMS_IAM5_REASON = (
+    "DynamoDB's grant of a table encrypted with a customer-managed key: the actions cover data-key generation and "
+    "re-encryption of the instance's own key only (the statement's resource is that one key)"
 )
 ECS2_REASON = (
     "the environment variables are the instance's identity and bundle location (the runtime contract); "
@@ -98,7 +107,8 @@ class AfAgentRuntime(Construct):
     `secrets`, `bundle`, `state` (the thread-state table), `log_group`, `task_role`, `execution_role`,
     `task_definition`, `container`, `collector` (the OpenTelemetry sidecar and its metrics log group),
     `security_group`, `service`, `scaling`, `target_group`, `listener_rule`, `record`, `alarms` (by kind),
-    `lifecycle` (paused, off-hours, capacity: constructs/af_runtime_lifecycle.py); `connections` and the `grant_*`
+    `lifecycle` (paused, off-hours, capacity: constructs/af_runtime_lifecycle.py), `key` (the instance's own KMS
+    key, or None for AWS-managed encryption); `connections` and the `grant_*`
     methods give others access the CDK way.
 
     The steps run in a fixed order: it decides the order of resources and policy statements in the template."""
@@ -109,12 +119,18 @@ class AfAgentRuntime(Construct):
         self._connections: ec2.Connections | None = None
         identity, platform = props.identity, props.platform
         vpc, cluster = self._import_network(platform)
+        self.key = self._add_key(identity, props.encryption_key, props.region)
         self.secrets = self._add_secrets(identity, props.secrets)
         self.bundle = s3_assets.Asset(self, "Bundle", path=props.bundle_path)
         self.bundle_uri = self.bundle.s3_object_url
         self.state = self._add_state(identity, point_in_time_recovery=props.thread_state_point_in_time_recovery)
-        self.log_group = logs.LogGroup(self, "Logs", retention=log_retention(props.log_retention_days))
+        self.log_group = logs.LogGroup(
+            self, "Logs", retention=log_retention(props.log_retention_days), encryption_key=self.key
+        )
         self.execution_role, self.task_role = self._add_roles(identity.selector, props.bedrock_models)
+        if self.key is not None:
+            for action in ("kms:GenerateDataKey*", "kms:ReEncrypt*"):
+                acknowledge(self.task_role, f"AwsSolutions-IAM5[Action::{action}]", KMS_IAM5_REASON)
         self.task_definition = self._add_task_definition(props.family, props.sizing)
         self.container = self._add_container(props)
         self.collector = add_collector(
@@ -127,6 +143,7 @@ class AfAgentRuntime(Construct):
             region=props.region,
             log_group=self.log_group,
             retention=log_retention(props.log_retention_days),
+            encryption_key=self.key,
         )
         self.security_group = self._add_security_group(vpc)
         self.lifecycle = props.lifecycle
@@ -193,6 +210,34 @@ class AfAgentRuntime(Construct):
         cluster = ecs.Cluster.from_cluster_attributes(self, "Cluster", cluster_name=platform.cluster_name, vpc=vpc)
         return vpc, cluster
 
+    def _add_key(self, identity: RuntimeIdentity, key: InstanceKey | None, region: str) -> kms.Key | None:
+        """The instance's own KMS key, when its environment chooses one (None: AWS-managed encryption). Retained
+        when the stack is deleted: offboarding exports the data, then schedules the key's deletion itself. The key
+        policy admits CloudWatch Logs for this account's log groups in `region` (AWS requires it of a log group's
+        key); the table and secrets grant their readers the key through their own grants."""
+        if key is None:
+            return None
+        instance_key = kms.Key(
+            self,
+            KEY_ID,
+            alias=key.alias(identity),
+            description=f"Agent Foundry {identity.environment}/{identity.selector}: its state table, secrets and logs",
+            enable_key_rotation=True,
+            pending_window=Duration.days(key.pending_window_days),
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        log_groups = f"arn:{shared.partition()}:logs:{region}:{shared.account_id()}:log-group:*"
+        instance_key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="CloudWatchLogsOfThisAccount",
+                principals=[iam.ServicePrincipal(f"logs.{region}.amazonaws.com")],
+                actions=["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
+                resources=["*"],
+                conditions={"ArnLike": {"kms:EncryptionContext:aws:logs:arn": log_groups}},
+            )
+        )
+        return instance_key
+
     def _add_secrets(self, identity: RuntimeIdentity, names: Mapping[str, str]) -> dict[str, secretsmanager.Secret]:
         """One secret per manifest name, with a generated placeholder until an operator sets the real value."""
         secrets: dict[str, secretsmanager.Secret] = {}
@@ -206,6 +251,7 @@ class AfAgentRuntime(Construct):
                 generate_secret_string=secretsmanager.SecretStringGenerator(
                     password_length=32, exclude_punctuation=True
                 ),
+                encryption_key=self.key,
             )
             acknowledge(secret, "AwsSolutions-SMG4", SMG4_REASON)
             secrets[name] = secret
@@ -214,7 +260,9 @@ class AfAgentRuntime(Construct):
     def _add_state(self, identity: RuntimeIdentity, *, point_in_time_recovery: bool) -> AfInstanceState:
         """The instance's own data: its threads outlive tasks, deploys and a deleted stack (RETAIN). Tagged in the
         template itself (not only through stack tags), so cost allocation sees the tenant's table."""
-        return AfInstanceState(self, STATE_ID, point_in_time_recovery=point_in_time_recovery, tags=identity.tags)
+        return AfInstanceState(
+            self, STATE_ID, point_in_time_recovery=point_in_time_recovery, tags=identity.tags, encryption_key=self.key
+        )
 
     def _add_roles(self, who: str, bedrock_models: Sequence[BedrockFoundationModel]) -> tuple[iam.Role, iam.Role]:
         """(execution role, task role). The task role reads its own bundle object, reads and writes its state, and

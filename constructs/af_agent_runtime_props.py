@@ -120,6 +120,19 @@ class Lifecycle:
     others on Fargate Spot). Spot needs the cluster's Fargate capacity providers (the platform stack enables them)."""
 
 
+@dataclass(frozen=True, kw_only=True)
+class InstanceKey:
+    """A customer-managed KMS key of the instance's own for its state table, secrets and log groups (rotated yearly,
+    retained when the stack is deleted, so that offboarding can schedule its deletion after exporting the data)."""
+
+    pending_window_days: int = 30
+    """The waiting period (7 to 30 days) of a scheduled deletion of the key."""
+
+    def alias(self, identity: RuntimeIdentity) -> str:
+        """'alias/agentfoundry/dev/acme/retail/dev': the key's name in KMS, naming the instance."""
+        return f"alias/agentfoundry/{identity.environment}/{identity.selector}"
+
+
 @dataclass(frozen=True, order=True, kw_only=True)
 class BedrockFoundationModel:
     """One Amazon Bedrock foundation model the task role may invoke, in the region it is called in."""
@@ -185,6 +198,8 @@ class AgentRuntimeProps:
     """The environment's alarm topic (SNS): every alarm's ALARM and OK go there. None: the alarms notify no one."""
     lifecycle: Lifecycle = field(default_factory=Lifecycle)
     """Paused, off-hours schedule and capacity; the default runs always, on demand."""
+    encryption_key: InstanceKey | None = None
+    """A KMS key of the instance's own for its table, secrets and logs; None: AWS-managed encryption."""
 
 
 def check_auth_environment(selector: str, auth_environment: Mapping[str, str]) -> None:

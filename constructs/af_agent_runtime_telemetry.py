@@ -16,6 +16,7 @@ from pathlib import Path
 from aws_cdk import RemovalPolicy
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 
 from constructs import Construct
@@ -79,6 +80,7 @@ def add_collector(
     region: str,
     log_group: logs.ILogGroup,
     retention: logs.RetentionDays,
+    encryption_key: kms.IKey | None = None,
 ) -> CollectorSidecar:
     """The collector container, its metrics log group and the task role's grants for it."""
     # Named (the collector's config derives the name), and deleted with the stack: it only holds copies of metrics
@@ -89,6 +91,7 @@ def add_collector(
         log_group_name=metrics_log_group_name(family),
         retention=retention,
         removal_policy=RemovalPolicy.DESTROY,
+        encryption_key=encryption_key,
     )
     metrics_log_group.grant_write(task_role)
     task_role.add_to_principal_policy(iam.PolicyStatement(actions=list(XRAY_WRITE_ACTIONS), resources=["*"]))

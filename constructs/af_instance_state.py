@@ -1,9 +1,10 @@
 """The instance's own thread-state table (DynamoDB), where every task of the instance keeps its conversations.
 
-On-demand, encrypted, the TTL attribute the runtime writes for idle threads, point-in-time recovery when the
-environment asks for it, the instance's tags, and retained when the stack is deleted (a mistaken delete loses no
-tenant's data; offboarding exports, then deletes the table: docs/runtime.md). `grant_task` gives one role read and
-write on this table only, `grant_read` read only, and `task_environment` is what the task needs to find it.
+On-demand, encrypted (AWS-managed, or with the instance's own KMS key), the TTL attribute the runtime writes for
+idle threads, point-in-time recovery when the environment asks for it, the instance's tags, and retained when the
+stack is deleted (a mistaken delete loses no tenant's data; `python -m foundry offboard` exports it first and keeps
+it: docs/deploy.md, "Offboarding"). `grant_task` gives one role read and write on this table only, `grant_read` read
+only, and `task_environment` is what the task needs to find it.
 
 An L2 `aws_dynamodb.Table` rather than `TableV2`: the table lives in one region, and moto's CloudFormation (the
 local AWS) models `AWS::DynamoDB::Table` but not `AWS::DynamoDB::GlobalTable`.
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from aws_cdk import RemovalPolicy, Tags, aws_dynamodb, aws_iam
+from aws_cdk import RemovalPolicy, Tags, aws_dynamodb, aws_iam, aws_kms
 
 from constructs import Construct
 from constructs.af_nag import acknowledge
@@ -43,7 +44,9 @@ class AfInstanceState(Construct):
         point_in_time_recovery: bool,
         tags: Mapping[str, str],
         removal_policy: RemovalPolicy = RemovalPolicy.RETAIN,
+        encryption_key: aws_kms.IKey | None = None,
     ) -> None:
+        """`encryption_key`: the instance's own KMS key (the table is then CUSTOMER_MANAGED); None: AWS-managed."""
         super().__init__(scope, id_)
         self.table = aws_dynamodb.Table(
             self,
@@ -51,7 +54,10 @@ class AfInstanceState(Construct):
             partition_key=aws_dynamodb.Attribute(name=DYNAMODB_PARTITION_KEY, type=aws_dynamodb.AttributeType.STRING),
             sort_key=aws_dynamodb.Attribute(name=DYNAMODB_SORT_KEY, type=aws_dynamodb.AttributeType.STRING),
             billing_mode=aws_dynamodb.BillingMode.PAY_PER_REQUEST,
-            encryption=aws_dynamodb.TableEncryption.AWS_MANAGED,
+            encryption=aws_dynamodb.TableEncryption.AWS_MANAGED
+            if encryption_key is None
+            else aws_dynamodb.TableEncryption.CUSTOMER_MANAGED,
+            encryption_key=encryption_key,
             point_in_time_recovery_specification=aws_dynamodb.PointInTimeRecoverySpecification(
                 point_in_time_recovery_enabled=point_in_time_recovery
             ),

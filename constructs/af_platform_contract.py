@@ -10,6 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+OFFBOARDING_BUCKET_OUTPUT = "OffboardingBucketName"
+"""The platform stack's output naming the bucket offboarding exports instances' data to (foundry/deploy/offboard.py
+reads it by this name)."""
+
 
 def parameter_prefix(environment: str) -> str:
     return f"/agentfoundry/{environment}/platform"

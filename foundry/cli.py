@@ -14,6 +14,7 @@ from typing import Any
 
 from foundry.bundles.archive import build_bundle
 from foundry.bundles.render import instance_yaml
+from foundry.deploy.offboard_command import add_offboard_parser, run_offboard
 from foundry.files.atomic import write_atomically
 from foundry.fleet.load import DEFAULT_AGENTS_DIR, load_fleet
 from foundry.fleet.model import Fleet
@@ -127,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_rollout_parser(sub)
     add_synth_parser(sub)
     add_usage_parser(sub)
+    add_offboard_parser(sub)
     return parser
 
 
@@ -154,6 +156,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_synth(args)
     if args.command == "usage":
         return run_usage(args)
+    if args.command == "offboard":
+        return run_offboard(args)
     try:
         fleet = load_fleet(args.agents_dir, environment=args.environment, instance=args.instance)
     except ManifestError as exc:

@@ -24,6 +24,7 @@ from constructs.af_agent_runtime_props import (
     AgentRuntimeProps,
     AlarmThresholds,
     BedrockFoundationModel,
+    InstanceKey,
     Lifecycle,
     OffHours,
     RuntimeIdentity,
@@ -219,6 +220,7 @@ class InstanceStack(Stack):
                 service="sns", resource=contract.alarm_topic_name(env_name), arn_format=ArnFormat.NO_RESOURCE_NAME
             ),
             lifecycle=runtime_lifecycle(deploy, settings),
+            encryption_key=instance_key(settings),
         )
 
     def _auth_environment(
@@ -265,6 +267,13 @@ def runtime_lifecycle(deploy: DeploySettings, settings: EnvironmentSettings) -> 
             time_zone=schedule.time_zone,
         )
     return Lifecycle(paused=deploy.state == "paused", off_hours=off_hours, capacity=settings.capacity)
+
+
+def instance_key(settings: EnvironmentSettings) -> InstanceKey | None:
+    """The environment's `encryption` as the construct's prop: a key of the instance's own, or None."""
+    if settings.encryption != "per_instance_key":
+        return None
+    return InstanceKey(pending_window_days=settings.key_pending_window_days)
 
 
 def _cron_options(cron: CronFields) -> appscaling.CronOptions:

@@ -1,14 +1,15 @@
 """The shared platform of one environment: network, ECS cluster, hosted zone, as many ALB shards as the
 environment's placement file uses, the alarm topic and fleet dashboard, a Cognito token issuer when the settings
-name none (one app client per organization of the environment's manifest that has no issuer of its own), and the
-deploy-state table (rollout records and deploy locks shared by every deployer). Everything instances need is
-published as SSM parameters (see constructs/af_platform_contract.py), never as CloudFormation exports."""
+name none (one app client per organization of the environment's manifest that has no issuer of its own), the
+deploy-state table (rollout records and deploy locks shared by every deployer), and the bucket offboarding exports
+instances' data to (its name a stack output, read by the Foundry). Everything instances need is published as SSM
+parameters (see constructs/af_platform_contract.py), never as CloudFormation exports."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from aws_cdk import Duration, Environment, RemovalPolicy, Stack
+from aws_cdk import CfnOutput, Duration, Environment, RemovalPolicy, Stack
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_s3 as s3
 
@@ -24,6 +25,9 @@ from constructs.af_platform_observability import AfPlatformObservability, AlarmS
 from constructs.af_platform_zone import AfZone
 from foundry.manifests.instance_auth import PLATFORM_ORG_CLAIM, platform_pool_organizations, uses_platform_pool
 from foundry.manifests.platform_settings import EnvironmentSettings
+
+OFFBOARDING_ACCESS_LOG_PREFIX = "offboarding-exports/"
+"""Server access logs of the exports bucket (who read a departed tenant's data), beside the load balancers' logs."""
 
 
 class PlatformStack(Stack):
@@ -111,6 +115,7 @@ class PlatformStack(Stack):
             "AwsSolutions-S1",
             "this bucket only receives the load balancers' access logs; logging access to it would log the logs",
         )
+        self.offboarding_exports = self._offboarding_exports(access_logs)
         listener = ShardListenerSettings(
             internet_facing=settings.load_balancer.internet_facing,
             certificate_arn=settings.load_balancer.certificate_arn,
@@ -128,3 +133,26 @@ class PlatformStack(Stack):
                 access_logs=access_logs,
                 parameters=contract.shard_parameters(environment, shard),
             )
+
+    def _offboarding_exports(self, access_logs: s3.IBucket) -> s3.Bucket:
+        """Where `python -m foundry offboard` exports an instance's table before deleting its stack: private,
+        encrypted, TLS only, versioned (an export is never overwritten) and retained with the data of every tenant
+        that left; its name is the stack output the Foundry reads."""
+        bucket = s3.Bucket(
+            self,
+            "OffboardedData",
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            versioned=True,
+            removal_policy=RemovalPolicy.RETAIN,
+            server_access_logs_bucket=access_logs,
+            server_access_logs_prefix=OFFBOARDING_ACCESS_LOG_PREFIX,
+        )
+        CfnOutput(
+            self,
+            contract.OFFBOARDING_BUCKET_OUTPUT,
+            value=bucket.bucket_name,
+            description="Where offboarded instances' data is exported (python -m foundry offboard)",
+        )
+        return bucket

@@ -117,3 +117,24 @@ def stack_events_failure(clients: ClientFactory) -> FailureLookup:
         return await asyncio.to_thread(lookup, stack_name, region, since)
 
     return run
+
+
+INSTANCE_TAGS = ("agentfoundry:organization", "agentfoundry:domain", "agentfoundry:instance")
+"""The stack tags every instance stack carries (stacks/instance_stack.py's instance_tags), with
+`agentfoundry:environment`."""
+GONE_STATUSES = frozenset({"DELETE_COMPLETE"})
+
+
+def instance_stacks(cloudformation: Any, environment: str) -> dict[str, str]:
+    """ORG/DOMAIN/INSTANCE -> stack name of every instance stack of `environment` in the client's account and region,
+    found by their tags (an instance that left the manifests is still found)."""
+    found: dict[str, str] = {}
+    for page in cloudformation.get_paginator("describe_stacks").paginate():
+        for stack in page["Stacks"]:
+            if stack.get("StackStatus") in GONE_STATUSES:
+                continue
+            tags = {t["Key"]: t["Value"] for t in stack.get("Tags", [])}
+            if tags.get("agentfoundry:environment") != environment or not all(t in tags for t in INSTANCE_TAGS):
+                continue
+            found["/".join(tags[t] for t in INSTANCE_TAGS)] = str(stack["StackName"])
+    return dict(sorted(found.items()))

@@ -2,7 +2,8 @@
 `AWS::SecretsManager::Secret` and `AWS::CloudWatch::Alarm` (an instance's alarms, which the rollout gate reads) and
 a target group's attributes (`TargetGroupFullName`, the alarms' dimension); it creates an `AWS::ECS::Service`
 without `DesiredCount` with 0 tasks where CloudFormation uses 1; and its GetMetricData answers no percentile
-statistic (p95), which `foundry.get_instance_status` reads. A module of its own: moto files every model class under
+statistic (p95), which `foundry.get_instance_status` reads; and it keeps a template's `AWS::KMS::Key` policy as an
+object, not text, so every DescribeKey of the key fails. A module of its own: moto files every model class under
 the second part of its module name, which a `python -m` entry point lacks."""
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from moto.cloudwatch.models import (
 from moto.core.common_models import CloudFormationModel
 from moto.ecs.models import Service
 from moto.elbv2.models import FakeTargetGroup
+from moto.kms.models import Key
 from moto.secretsmanager.models import secretsmanager_backends
 
 ECS_DEFAULT_DESIRED_COUNT = 1
@@ -224,3 +226,24 @@ def _target_group_attribute(self: FakeTargetGroup, attribute_name: str) -> Any:
 
 
 FakeTargetGroup.get_cfn_attribute = _target_group_attribute  # type: ignore[attr-defined]
+
+
+_create_key = Key.create_from_cloudformation_json.__func__  # type: ignore[attr-defined]
+
+
+def _create_key_with_policy_text(
+    cls: type[Key], resource_name: str, cloudformation_json: Any, *args: Any, **kwargs: Any
+) -> Key:
+    """AWS::KMS::Key's KeyPolicy is a JSON object in a template; KMS keeps a policy as text (moto keeps the object,
+    and then fails every DescribeKey of the key)."""
+    properties = cloudformation_json["Properties"]
+    if isinstance(properties.get("KeyPolicy"), dict):
+        cloudformation_json = {
+            **cloudformation_json,
+            "Properties": {**properties, "KeyPolicy": json.dumps(properties["KeyPolicy"])},
+        }
+    created: Key = _create_key(cls, resource_name, cloudformation_json, *args, **kwargs)
+    return created
+
+
+Key.create_from_cloudformation_json = classmethod(_create_key_with_policy_text)  # type: ignore[method-assign,assignment]

@@ -256,6 +256,17 @@ class PricingSettings(Strict):
         return datetime.date.fromisoformat(value) if isinstance(value, str) else value
 
 
+# --- Encryption at rest of an instance's data (issue 24) ----------------------------------------------------
+
+Encryption = Literal["aws_managed", "per_instance_key"]
+"""`aws_managed`: AWS's own keys (no charge). `per_instance_key`: one customer-managed KMS key per instance for its
+state table, secrets and logs (about USD 1 a month per key plus requests), so offboarding can schedule the key's
+deletion and leave what is retained unreadable (docs/deploy.md, "Offboarding")."""
+KEY_PENDING_WINDOW_DAYS = 30
+"""The days between scheduling an instance key's deletion and the deletion (KMS allows 7 to 30): the time to
+change one's mind, with `aws kms cancel-key-deletion`."""
+
+
 # --- Alarm notifications (issue 22): who hears of an instance's alarms --------------------------------------
 
 
@@ -324,6 +335,13 @@ class EnvironmentSettings(Strict):
     """What the instances' tasks run on: Fargate Spot is cheaper and may be interrupted (docs/deploy.md)."""
     allow_spot_in_production: bool = False
     """A production environment (prod, production) refuses Spot capacity unless this says so."""
+
+    encryption: Encryption = "aws_managed"
+    """How instances' state tables, secrets and logs are encrypted: AWS-managed keys, or one KMS key per instance
+    (about USD 1 a month each: 1,000 instances cost about USD 1,000 a month more; docs/deploy.md)."""
+    key_pending_window_days: Annotated[int, Field(ge=7, le=30)] = KEY_PENDING_WINDOW_DAYS
+    """With per_instance_key: how long after offboarding schedules an instance key's deletion the key is deleted
+    (and the retained table, logs and secret versions become unreadable)."""
 
     @model_validator(mode="after")
     def _check(self) -> EnvironmentSettings:

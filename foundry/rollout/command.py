@@ -4,6 +4,12 @@
     rollout ... --simulate [--simulate-fail ORG/DOMAIN/INSTANCE]  the same scheduler in virtual time; changes nothing
                                                                   (and keeps no state unless --simulate-keep-state)
     rollout ... --assembly DIR                                     deploy exactly what DIR (`foundry synth`) holds
+    rollout ... --offboard-removed                                 then offboard every instance whose stack remains
+                                                                   but which left the manifests (export, then delete)
+
+Instances whose stacks remain after they left the manifests are reported and left alone, unless --offboard-removed:
+then, once every wave is done, each is offboarded as `python -m foundry offboard` does (its data exported to the
+environment's exports bucket, then its stack deleted), under its deploy lock held by the rollout.
 
 Rollout state and the instances' deploy locks live in the environment's deploy state (FOUNDRY_STATE_URL or
 --state-url: `dynamodb://` is the platform stack's table, shared by every deployer; unset, a SQLite file
@@ -27,7 +33,7 @@ import hashlib
 import json
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,6 +61,7 @@ from foundry.rollout.assembly import (
     synthesize_change,
 )
 from foundry.rollout.aws_fleet import RECORDS_SKIPPED, AwsFleet
+from foundry.rollout.removed import RemovedInstances
 from foundry.rollout.report import LiveView, duration_text, markdown, report, summary_text
 from foundry.rollout.scheduler import Rollout, Scheduler, new_rollout
 from foundry.rollout.simulator import DEFAULT_DEPLOY_SECONDS, DEFAULT_JITTER, SimulatedFleet, run_in_virtual_time
@@ -124,6 +131,12 @@ def add_rollout_parser(sub: Any) -> None:
         "emulated AWS (moto) where no container runs: stack complete and ECS service ACTIVE only",
     )
     p.add_argument("--cdk-method", choices=["change-set", "direct"], default="change-set", help="cdk deploy --method")
+    p.add_argument(
+        "--offboard-removed",
+        action="store_true",
+        help="after the rollout completes, offboard every instance of the environment whose stack exists but which "
+        "is no longer in the manifests (export its data, then delete its stack); without it they are only reported",
+    )
     policy = p.add_argument_group("policy overrides for this run (default: the environment's rollout policy)")
     policy.add_argument("--canary-count", type=int, metavar="N")
     policy.add_argument("--growth-factor", type=float, metavar="F")
@@ -310,6 +323,8 @@ def _run(args: argparse.Namespace, err: Console) -> int:
         raise RolloutError(
             "--simulate-fail, --simulate-unhealthy, --simulate-instances and --simulate-keep-state need --simulate"
         )
+    if args.offboard_removed and args.simulate:
+        raise RolloutError("--offboard-removed deletes stacks; --simulate changes nothing: give one or the other")
     if args.assembly is not None and args.simulate:
         raise RolloutError("--assembly deploys a cloud assembly; --simulate deploys nothing: give one or the other")
     if args.assembly is not None and args.runtime_image is not None:
@@ -357,8 +372,40 @@ def _run(args: argparse.Namespace, err: Console) -> int:
     elif args.no_instance_probe and not args.simulate:
         fresh.notes.append(f"health without the instance probe ({NO_PROBE_REASON})")
     holder = rollout_holder(fresh.change_id, args.environment)
+    closing = None if args.simulate else _removed_instances(args, fleet, settings.region, stores, holder)
     with store.hold(args.environment, holder):
-        return _start(args, err, store, fresh, policy, fleet, targets, stores, holder)
+        return _start(args, err, store, fresh, policy, fleet, targets, stores, holder, closing)
+
+
+def _removed_instances(
+    args: argparse.Namespace, fleet: Any, region: str, stores: StateStores, holder: str
+) -> Callable[[Rollout], bool]:
+    """What the rollout does with instances whose stacks remain after they left the manifests, once it is done:
+    reports them, or (--offboard-removed, and only after a complete rollout) offboards them. False: one failed."""
+    from foundry.deploy.locks import InstanceLocks
+    from foundry.deploy.offboard import Offboarder
+
+    clients = _clients()
+
+    def closing(rollout: Rollout) -> bool:
+        listed = {i.key.selector for i in fleet.instances}
+        removed = RemovedInstances.find(clients, args.environment, region, listed)
+        if not args.offboard_removed or not removed.stacks:
+            note = removed.left_note()
+            rollout.notes.extend([note] if note else [])
+            return not args.offboard_removed or removed.unreadable is None
+        if rollout.status != "complete":
+            rollout.notes.append(
+                f"removed instances were not offboarded ({', '.join(removed.stacks)}): the rollout did not complete; "
+                "run it again to resume, and they are offboarded once it has"
+            )
+            return True
+        offboarder = Offboarder(clients=clients, locks=InstanceLocks(stores, holder=holder))
+        notes, ok = removed.offboard(offboarder, holder)
+        rollout.notes.extend(notes)
+        return ok
+
+    return closing
 
 
 def _start(
@@ -371,17 +418,18 @@ def _start(
     targets: Targets,
     stores: StateStores,
     holder: str,
+    closing: Callable[[Rollout], bool] | None = None,
 ) -> int:
     rollout, how = resume_or_start(store, fresh, abandon=args.abandon)
     quiet = args.json or args.markdown
     if not quiet:
         err.print(f"{how}: {rollout.environment}, {rollout.change} ({rollout.change_id}), {len(rollout.waves)} waves")
     if rollout.finished:
-        return _finish(args, rollout)
+        return _finish(args, rollout, closing=closing)
     if not rollout.instances:
         rollout.status = "complete"
         store.save(rollout)
-        return _finish(args, rollout)
+        return _finish(args, rollout, closing=closing)
     runner = ProcessRunner(cwd=REPO_ROOT, env=tool_environment(REPO_ROOT))
     assemblies = None if args.simulate else _assembly(args, err, store, rollout, targets, runner)
 
@@ -414,7 +462,7 @@ def _start(
                 asyncio.run(scheduler.run(rollout))
         finally:
             aws.release_all()
-    return _finish(args, rollout, runner.runs)
+    return _finish(args, rollout, runner.runs, closing=closing)
 
 
 def _assembly(
@@ -517,9 +565,17 @@ def _aws_fleet(
     )
 
 
-def _finish(args: argparse.Namespace, rollout: Rollout, cdk_runs: Mapping[str, int] | None = None) -> int:
+def _finish(
+    args: argparse.Namespace,
+    rollout: Rollout,
+    cdk_runs: Mapping[str, int] | None = None,
+    *,
+    closing: Callable[[Rollout], bool] | None = None,
+) -> int:
     """The report; `cdk_runs`: the `cdk` commands this run started, by subcommand (a rollout synthesizes at most
-    once, and only when it was given no assembly)."""
+    once, and only when it was given no assembly); `closing`: what is done with removed instances (its notes join
+    the report's; False makes the exit code 1)."""
+    closed = closing(rollout) if closing is not None else True
     runs = dict(sorted((cdk_runs or {}).items()))
     if args.json:
         print(json.dumps({**report(rollout), "cdk_runs": runs}, indent=2))
@@ -529,4 +585,4 @@ def _finish(args: argparse.Namespace, rollout: Rollout, cdk_runs: Mapping[str, i
         sys.stdout.write(summary_text(rollout))
         if runs:
             print("cdk runs this run: " + ", ".join(f"{name} {n}" for name, n in runs.items()))
-    return EXIT_COMPLETE if rollout.status == "complete" else EXIT_HALTED
+    return EXIT_COMPLETE if rollout.status == "complete" and closed else EXIT_HALTED

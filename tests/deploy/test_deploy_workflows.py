@@ -206,7 +206,9 @@ def rollout_step() -> dict[str, Any]:
     return step
 
 
-def run_rollout_step(tmp_path: Path, stacks: str, rollout_exit: int) -> tuple[int, list[str], str]:
+def run_rollout_step(
+    tmp_path: Path, stacks: str, rollout_exit: int, variables: dict[str, str] | None = None, *, assemblies: bool = True
+) -> tuple[int, list[str], str]:
     """Runs the step's script as GitHub does (bash -eo pipefail) with `cdk` and `python` replaced by stubs that
     record their arguments; the `python` stub prints a report and exits like `foundry rollout` would."""
     bin_dir = tmp_path / "bin"
@@ -218,15 +220,21 @@ def run_rollout_step(tmp_path: Path, stacks: str, rollout_exit: int) -> tuple[in
         stub.write_text(f'#!/bin/bash\necho "{name} $*" >> "{calls}"\n{tail}\n')
         stub.chmod(0o755)
     summary = tmp_path / "summary.md"
-    (tmp_path / "assemblies" / "dev").mkdir(parents=True)
-    index = {"stacks": {"af-dev-platform": "platform", "af-dev-acme-retail-dev": "shard-1"}}
-    (tmp_path / "assemblies" / "dev" / "index.json").write_text(json.dumps(index))
+    if assemblies:
+        (tmp_path / "assemblies" / "dev").mkdir(parents=True)
+        index = {"stacks": {"af-dev-platform": "platform", "af-dev-acme-retail-dev": "shard-1"}}
+        (tmp_path / "assemblies" / "dev" / "index.json").write_text(json.dumps(index))
     step = rollout_step()
     env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "GITHUB_STEP_SUMMARY": str(summary), "ROLLOUT_EXIT": str(rollout_exit)}
-    env |= {
-        k: v.replace("${{ inputs.environment }}", "dev").replace("${{ inputs.stacks }}", stacks)
-        for k, v in step["env"].items()
-    }
+    replaced = {"${{ inputs.environment }}": "dev", "${{ inputs.stacks }}": stacks}
+    replaced |= {f"${{{{ vars.{name} }}}}": value for name, value in (variables or {}).items()}
+
+    def expand(value: str) -> str:
+        for expression, text in replaced.items():
+            value = value.replace(expression, text)
+        return value
+
+    env |= {k: expand(v) for k, v in step["env"].items()}
     done = subprocess.run(
         ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False,
@@ -252,6 +260,23 @@ def test_a_halted_rollout_fails_the_job_after_writing_its_report_to_the_summary(
     assert code == 1
     assert calls == [ROLLOUT_CALL]
     assert "## rollout report" in summary
+
+
+def test_removed_instances_are_offboarded_by_the_rollout_only_when_the_repository_variable_says_so(tmp_path):
+    code, calls, _ = run_rollout_step(tmp_path, "af-dev-acme-retail-dev", 0, {"OFFBOARD_REMOVED": "true"})
+    assert code == 0 and calls == [f"{ROLLOUT_CALL} --offboard-removed"]
+    other = tmp_path / "off"
+    other.mkdir()
+    code, calls, _ = run_rollout_step(other, "af-dev-acme-retail-dev", 0, {"OFFBOARD_REMOVED": "false"})
+    assert code == 0 and calls == [ROLLOUT_CALL]
+
+
+def test_an_environment_with_only_removed_instances_rolls_out_without_an_assembly(tmp_path):
+    """Nothing was synthesized for it (the plan job synthesizes changed instances only): the rollout deploys nothing
+    and, with OFFBOARD_REMOVED, offboards the removed ones."""
+    code, calls, _ = run_rollout_step(tmp_path, "", 0, {"OFFBOARD_REMOVED": "true"}, assemblies=False)
+    assert code == 0
+    assert calls == ["python -m foundry rollout --environment dev --plan plan.json --markdown --offboard-removed"]
 
 
 def test_the_rollout_keeps_its_state_in_the_platforms_table_not_in_the_ci_cache(tmp_path):
