@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from instance_contract.thread_state import DYNAMODB_PARTITION_KEY, DYNAMODB_SORT_KEY
+from runtime.approval_store import Approvals, MemoryApprovals, SqliteApprovals
 from runtime.memory import ThreadMemory
 from runtime.state_url import StateLocation
 from runtime.thread_leases import SQLITE_BUSY_TIMEOUT_S, Leases, MemoryLeases, SqliteLeases, ThreadRecord
@@ -43,6 +44,8 @@ class ThreadState:
     memory: ThreadMemory
     turns: ThreadTurns
     ttl_seconds: float
+    approvals: Approvals
+    """The approvals of paused turns (runtime.approval_store), kept with their threads."""
     clock: Callable[[], float] = time.time
     _closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
@@ -65,7 +68,8 @@ class ThreadState:
         threads = []
         for record in records if records is not None else await self.turns.leases.records(now=self.clock()):
             messages = await self.memory.read(record.thread_id, limit=1_000_000)
-            if messages:
+            approvals = await self.approvals.of_thread(record.thread_id)
+            if messages or approvals:
                 owner = record.owner
                 threads.append(
                     {
@@ -75,6 +79,7 @@ class ThreadState:
                         "thread_id": owner.thread if owner else None,
                         "last_active": record.last_active,
                         "messages": [{"role": m.role, "content": m.content} for m in messages],
+                        "approvals": [a.audit() for a in approvals],
                     }
                 )
         return threads
@@ -84,6 +89,7 @@ class ThreadState:
         fence no longer matches), then its checkpoints and their writes."""
         await self.turns.leases.erase(key)
         await self.memory.delete(key)
+        await self.approvals.erase_thread(key)
 
     async def close(self) -> None:
         for close in reversed(self._closers):
@@ -100,17 +106,17 @@ async def open_thread_state(
     region: str | None = None,
     clock: Callable[[], float] = time.time,
 ) -> ThreadState:
-    def build(saver: Any, leases: Leases, where: str) -> ThreadState:
+    def build(saver: Any, leases: Leases, where: str, approvals: Approvals) -> ThreadState:
         memory = ThreadMemory(saver, keep=keep, ttl_seconds=ttl_seconds, clock=clock)
         turns = ThreadTurns(leases, ttl_seconds=ttl_seconds, wait_seconds=wait_seconds, clock=clock)
         memory.turn_of = turns.held
-        return ThreadState(location, where, memory, turns, ttl_seconds, clock)
+        return ThreadState(location, where, memory, turns, ttl_seconds, approvals, clock)
 
     if location.kind == "memory":
         from runtime.thread_savers import PrunableMemorySaver
 
         leases = MemoryLeases()
-        return build(PrunableMemorySaver(leases), leases, "this process only (memory://)")
+        return build(PrunableMemorySaver(leases), leases, "this process only (memory://)", MemoryApprovals())
     if location.kind == "sqlite":
         assert location.path is not None
         return await _open_sqlite(location, location.path, build)
@@ -135,11 +141,12 @@ async def _open_sqlite(location: StateLocation, path: Path, build: Callable[...,
         await saver.setup()  # creates the saver's tables and switches the file to WAL
         leases = await SqliteLeases.open(path)
         await leases.fence_checkpoints()
+        approvals = await SqliteApprovals.open(path)
     except aiosqlite.Error as exc:
         await conn.close()
         raise StateStoreError(f"STATE_URL={location.url}: {path} is not a usable SQLite file ({exc})") from exc
-    state: ThreadState = build(saver, leases, str(path.resolve()))
-    state._closers += [conn.close, leases.close]
+    state: ThreadState = build(saver, leases, str(path.resolve()), approvals)
+    state._closers += [conn.close, leases.close, approvals.close]
     return state
 
 
@@ -150,6 +157,7 @@ async def _open_dynamodb(
 
     from botocore.exceptions import BotoCoreError, ClientError
 
+    from runtime.approval_store import DynamoDBApprovals
     from runtime.thread_leases import DynamoDBLeases
     from runtime.thread_saver_dynamodb import PrunableDynamoDBSaver
 
@@ -177,7 +185,8 @@ async def _open_dynamodb(
             f"STATE_URL={location.url}: table {table!r} has keys {keys}; the state table needs PK (HASH) and SK "
             "(RANGE), both strings (constructs/af_instance_state.py)"
         )
-    return build(saver, DynamoDBLeases(client, table), f"DynamoDB table {table} in {region}")
+    approvals = DynamoDBApprovals(client, table, keep_seconds=ttl_seconds)
+    return build(saver, DynamoDBLeases(client, table), f"DynamoDB table {table} in {region}", approvals)
 
 
 def owner_only(path: Path) -> None:
