@@ -240,9 +240,15 @@ class Instance:
 
     async def open_state(self) -> ThreadState:
         """Opens the store STATE_URL names (or the instance's default SQLite file); raises StateStoreError with
-        a message for the operator when it cannot be used. `serve` calls it before listening."""
-        if self.thread_state is not None:
-            return self.thread_state
+        a message for the operator when it cannot be used. `serve` calls it before listening. A state set before
+        (a test's, with its own clock) is used as it is."""
+        if self.thread_state is None:
+            self.thread_state = await self._open_thread_state()
+        if self.approval_policy.active and self.paused is None:
+            self._open_approvals(self.thread_state)
+        return self.thread_state
+
+    async def _open_thread_state(self) -> ThreadState:
         location = self.config.state
         if location is None:
             identity = self.bundle.instance.spec.identity
@@ -250,17 +256,15 @@ class Instance:
             assert default.path is not None
             location = parse_state_url(f"sqlite:///{writable_default(default.path)}")
         mcp = self.bundle.instance.spec.mcp
-        self.thread_state = await open_thread_state(
+        state = await open_thread_state(
             location,
             keep=mcp.max_history_messages,
             ttl_seconds=mcp.thread_ttl_hours * 3600.0,
             wait_seconds=self.config.thread_wait_seconds,
             region=self.config.aws_region,
         )
-        log.info(json.dumps({"event": "state.opened", "store": location.kind, "where": self.thread_state.where}))
-        if self.approval_policy.active:
-            self._open_approvals(self.thread_state)
-        return self.thread_state
+        log.info(json.dumps({"event": "state.opened", "store": location.kind, "where": state.where}))
+        return state
 
     async def start(self) -> None:
         state = await self.open_state()
