@@ -169,11 +169,12 @@ def _bad_regex(root: Path) -> None:
     edit(root / "specs/system/governance-agent.yaml", lambda d: d["spec"]["policy"].update(blocked_patterns=["(oops"]))
 
 
-def _approval(patterns: list[object], timeout: object = 3600) -> Callable[[Path], None]:
+def _approval(patterns: list[object], timeout: object = 3600, thread_ttl_hours: int = 720) -> Callable[[Path], None]:
     """The governance policy asks approval for `patterns`; the template declares the ticketing server."""
 
     def apply(root: Path) -> None:
         _mcp([TICKETING])(root)
+        edit(root / TEMPLATE, lambda d: d["spec"]["mcp"].update(thread_ttl_hours=thread_ttl_hours))
         policy = {"approval_required": patterns, "approval_timeout_seconds": timeout}
         edit(root / "specs/system/governance-agent.yaml", lambda d: d["spec"]["policy"].update(policy))
 
@@ -363,6 +364,12 @@ CASES: dict[str, Case] = {
         "specs/system/governance-agent.yaml",
         "spec.policy.approval_required",
         "more than once",
+    ),
+    "an approval timeout longer than threads are kept": Case(
+        _approval(["ticketing.*"], timeout=7200, thread_ttl_hours=1),
+        "specs/system/governance-agent.yaml",
+        "spec.policy.approval_timeout_seconds",
+        "longer than instance",
     ),
     "an approval timeout under a minute": Case(
         _approval(["ticketing.*"], timeout=5),
