@@ -96,6 +96,9 @@ class Approvals(Protocol):
 
     async def pending(self, organization: str, *, now: float) -> list[ApprovalRecord]: ...
 
+    async def expired(self, *, now: float) -> list[ApprovalRecord]:
+        """Every approval that expired undecided (its paused turn's checkpoint can go)."""
+
     async def of_thread(self, thread_key: str) -> list[ApprovalRecord]: ...
 
     async def erase_thread(self, thread_key: str) -> None: ...
@@ -141,6 +144,9 @@ class MemoryApprovals:
     async def pending(self, organization: str, *, now: float) -> list[ApprovalRecord]:
         found = [r for r in self._records.values() if r.organization == organization and r.state(now) == "pending"]
         return sorted(found, key=lambda r: (r.created_at, r.id))
+
+    async def expired(self, *, now: float) -> list[ApprovalRecord]:
+        return sorted((r for r in self._records.values() if r.state(now) == "expired"), key=lambda r: r.id)
 
     async def of_thread(self, thread_key: str) -> list[ApprovalRecord]:
         return sorted((r for r in self._records.values() if r.thread_key == thread_key), key=lambda r: r.created_at)
@@ -234,6 +240,9 @@ class SqliteApprovals:
         return await self._select(
             "organization = ? AND status = 'pending' AND expires_at > ?", (organization, now), "created_at, id"
         )
+
+    async def expired(self, *, now: float) -> list[ApprovalRecord]:
+        return await self._select("status = 'pending' AND expires_at <= ?", (now,))
 
     async def of_thread(self, thread_key: str) -> list[ApprovalRecord]:
         return await self._select("thread_key = ?", (thread_key,), "created_at, id")
@@ -376,6 +385,10 @@ class DynamoDBApprovals:
             {":o": {"S": organization}, ":p": {"S": "pending"}, ":now": {"N": repr(now)}},
         )
         return sorted(found, key=lambda r: (r.created_at, r.id))
+
+    async def expired(self, *, now: float) -> list[ApprovalRecord]:
+        found = await self._scan("#s = :p AND expires_at <= :now", {":p": {"S": "pending"}, ":now": {"N": repr(now)}})
+        return sorted(found, key=lambda r: r.id)
 
     async def of_thread(self, thread_key: str) -> list[ApprovalRecord]:
         found = await self._scan("thread_key = :k", {":k": {"S": thread_key}})

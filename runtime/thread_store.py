@@ -50,15 +50,19 @@ class ThreadState:
     _closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     async def sweep(self) -> int:
-        """Removes threads idle for longer than the TTL (their checkpoints and their record). DynamoDB also
-        expires them by itself (TTL attribute); SQLite and memory rely on this. Returns how many went."""
+        """Removes threads idle for longer than the TTL (their checkpoints, record and approvals) and the checkpoints
+        of turns paused for an approval that expired. DynamoDB also expires them by itself (TTL attribute); SQLite and
+        memory rely on this. Returns how many threads went."""
         now = self.clock()
         removed = 0
         for record in await self.turns.leases.records(now=now):
             if not record.leased and now - record.last_active > self.ttl_seconds:
                 await self.memory.delete(record.thread_id)
                 await self.turns.leases.forget(record.thread_id)
+                await self.approvals.erase_thread(record.thread_id)
                 removed += 1
+        for approval in await self.approvals.expired(now=now):  # its paused turn will never resume
+            await self.memory.saver.adelete_thread(approval.run_id)
         return removed
 
     async def export(self, records: list[ThreadRecord] | None = None) -> list[dict[str, Any]]:

@@ -23,6 +23,7 @@ from runtime.auth import APPROVE_SCOPE, INSTANCE_SCOPES, READ_SCOPE
 from runtime.bundle_source import load_bundle
 from runtime.config import ExpectedIdentity, config_from_env
 from runtime.instance import Instance
+from runtime.memory import thread_config
 from runtime.state_url import parse_state_url
 from runtime.thread_store import open_thread_state
 from tests.foundry.manifest_edits import Doc, allow_private_targets, edit
@@ -208,6 +209,14 @@ async def test_an_expired_or_unknown_approval_is_refused_and_its_call_never_made
             await instance.approve(paused.approval.id, "approve")
         assert await instance.pending_approvals() == []
         assert (await instance.get_approval(paused.approval.id)).state == "expired"
+        state = instance.thread_state
+        assert state is not None
+        record = await state.approvals.get(paused.approval.id)
+        assert record is not None
+        run = thread_config(record.run_id)
+        assert await state.memory.saver.aget_tuple(run) is not None  # kept while it could still be decided
+        await state.sweep()
+        assert await state.memory.saver.aget_tuple(run) is None  # the paused turn's checkpoint went
         with pytest.raises(ApprovalError, match="no approval 'apr-nope'"):
             await instance.approve("apr-nope", "approve")
     assert len(ticketing.tickets) == before
