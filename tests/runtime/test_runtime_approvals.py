@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -29,11 +31,13 @@ from runtime.thread_store import open_thread_state
 from tests.foundry.manifest_edits import Doc, allow_private_targets, edit
 from tests.mcp.foundry_mcp_local_aws import LocalAws, moto_server
 from tests.runtime.runtime_harness import (
+    REPO_ROOT,
     BuiltBundle,
     RuntimeProcess,
     auth_env,
     copy_agents,
     mcp_client,
+    runtime_env,
     serve,
     write_bundles,
 )
@@ -281,3 +285,39 @@ async def test_served_approval_survives_a_restart_needs_its_scope_and_two_concur
     async with mcp_client(second.url, alice) as client:
         done = _structured(await client.call_tool("get_approval", {"approval_id": approval["id"]}))
     assert done["state"] == "approved" and done["decided_by"] == "bob" and done["result"] == one["result"]
+
+
+def _cli(*args: str) -> tuple[int, Any]:
+    done = subprocess.run(
+        [sys.executable, "-m", "runtime", "call", *args],
+        cwd=REPO_ROOT,
+        env=runtime_env({}),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return done.returncode, json.loads(done.stdout) if done.stdout.startswith("{") else done.stdout + done.stderr
+
+
+@pytest.mark.slow
+def test_the_local_loop_shows_an_approval_with_the_call_command(
+    ticketing: TicketingServer, bundle: BuiltBundle, runtime_factory: list[RuntimeProcess], tmp_path: Path
+) -> None:
+    """What the README shows: invoke pauses, pending_approvals lists it, approve runs it and prints the result."""
+    before = len(ticketing.tickets)
+    env = {**bundle.identity_env(), **SECRET_ENV, "STATE_URL": f"sqlite:///{tmp_path / 'threads.db'}"}
+    runtime = serve(env)
+    runtime_factory.append(runtime)
+    code, paused = _cli("--url", runtime.url, "--message", REQUEST, "--thread", "loop")
+    assert code == 0 and paused["status"] == "awaiting_approval", paused
+    code, listed = _cli("--url", runtime.url, "--tool", "pending_approvals")
+    assert code == 0 and [a["approval_id"] for a in listed["approvals"]] == [paused["approval"]["id"]]
+    code, missing = _cli("--url", runtime.url, "--tool", "approve", "--approval", paused["approval"]["id"])
+    assert code == 2 and "--decision approve|reject is required" in missing
+    code, decided = _cli(
+        "--url", runtime.url, "--tool", "approve", "--approval", paused["approval"]["id"],
+        "--decision", "approve", "--comment", "go ahead",
+    )  # fmt: skip
+    assert code == 0 and decided["state"] == "approved" and decided["comment"] == "go ahead"
+    (ticket,) = ticketing.tickets[before:]
+    assert ticket.id in decided["result"]["answer"]
