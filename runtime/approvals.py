@@ -136,6 +136,8 @@ class ApprovalState(BaseModel):
     requested_by: str
     thread_id: str
     """The requester's own thread id."""
+    trace_id: str
+    """The paused turn's trace id (the resumed turn keeps it)."""
     requested_at: str
     expires_at: str
     decided_by: str | None = None
@@ -156,6 +158,7 @@ class ApprovalState(BaseModel):
             agent_id=record.agent_id,
             requested_by=record.subject,
             thread_id=record.thread,
+            trace_id=record.trace_id,
             requested_at=requested,
             expires_at=expires,
             decided_by=record.decided_by,

@@ -27,10 +27,10 @@ import uvicorn
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.routes import build_resource_metadata_url, create_protected_resource_routes
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.transport_security import TransportSecuritySettings
-from mcp_types import CallToolResult, TextContent
+from mcp_types import CallToolResult, InputRequiredResult, TextContent
 from pydantic import BaseModel, Field
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -50,6 +50,7 @@ from runtime.auth import (
     caller_from_token,
     resource_server,
 )
+from runtime.inline_approval import invoke_asking
 from runtime.instance import Instance, InvokeResult, SubjectDataResult, SubjectRequestError
 from runtime.telemetry import install_tracing, shutdown_tracing
 from runtime.trace_context import TraceContextMiddleware
@@ -105,10 +106,17 @@ def build_mcp_server(instance: Instance, auth: ResourceServer | None = None) -> 
                 "thread_id names it, pass that to continue.",
             ),
         ] = None,
-    ) -> Annotated[CallToolResult, InvokeResult]:
+        ctx: Context[Any, Any] | None = None,
+    ) -> Annotated[CallToolResult | InputRequiredResult, InvokeResult]:
         """Run the message through the instance's agents; returns the answer, its thread id and the per-node
-        trace."""
-        result = await instance.invoke(message, thread_id, caller(INVOKE_SCOPE))
+        trace. A call that needs a person's approval pauses (status awaiting_approval), or asks the client's user
+        inline where the client supports elicitation."""
+        try:
+            result = await invoke_asking(instance, message, thread_id, caller(INVOKE_SCOPE), ctx)
+        except ApprovalError as exc:  # only on the retry that answers an inline approval question
+            raise ToolError(str(exc)) from None
+        if isinstance(result, InputRequiredResult):
+            return result
         payload = result.model_dump(mode="json")
         text = result.answer if result.ok and result.answer is not None else f"error: {result.error}"
         if result.approval is not None:

@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mcp_types import CallToolResult
+from mcp import Client, StdioServerParameters
+from mcp.client.session import ClientRequestContext
+from mcp_types import CallToolResult, ElicitRequestParams, ElicitResult
 
 from instance_contract.thread_state import DYNAMODB_PARTITION_KEY, DYNAMODB_SORT_KEY
 from oauth_resource.dev_issuer import RunningIssuer
@@ -321,3 +323,75 @@ def test_the_local_loop_shows_an_approval_with_the_call_command(
     assert code == 0 and decided["state"] == "approved" and decided["comment"] == "go ahead"
     (ticket,) = ticketing.tickets[before:]
     assert ticket.id in decided["result"]["answer"]
+
+
+@pytest.mark.slow
+async def test_a_client_that_can_elicit_is_asked_inline_and_the_same_call_goes_on(
+    ticketing: TicketingServer, bundle: BuiltBundle, runtime_factory: list[RuntimeProcess], tmp_path: Path
+) -> None:
+    """Over real HTTP: a 2026-07-28 client with an elicitation callback is asked in the invoke call (the
+    input-required result), answers, and the same call returns the resumed turn's answer; a client without the
+    capability gets the approval object."""
+    before = len(ticketing.tickets)
+    env = {**bundle.identity_env(), **SECRET_ENV, "STATE_URL": f"sqlite:///{tmp_path / 'threads.db'}"}
+    runtime = serve(env)
+    runtime_factory.append(runtime)
+    asked: list[ElicitRequestParams] = []
+
+    async def approve_it(context: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult:
+        asked.append(params)
+        return ElicitResult(action="accept", content={"decision": "approve", "comment": "asked inline"})
+
+    async with Client(runtime.url, elicitation_callback=approve_it) as client:
+        assert client.protocol_version == "2026-07-28"
+        done = _structured(await client.call_tool("invoke", {"message": REQUEST, "thread_id": "inline"}))
+    assert done["status"] == "completed" and done["ok"], done
+    (question,) = asked
+    assert "ticketing.create_ticket" in question.message
+    (ticket,) = ticketing.tickets[before:]
+    assert ticket.id in done["answer"]
+
+    async def refuse_it(context: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult:
+        return ElicitResult(action="decline")
+
+    async with Client(runtime.url, elicitation_callback=refuse_it) as client:
+        refused = _structured(await client.call_tool("invoke", {"message": REQUEST, "thread_id": "inline-2"}))
+    assert refused["status"] == "completed" and "refused" in refused["answer"]
+    assert [c["status"] for c in refused["tool_calls"]] == ["refused"]
+
+    async with Client(runtime.url) as client:  # declares no elicitation: the approval object
+        paused = _structured(await client.call_tool("invoke", {"message": REQUEST, "thread_id": "inline-3"}))
+        assert paused["status"] == "awaiting_approval"
+        shown = _structured(await client.call_tool("get_approval", {"approval_id": paused["approval"]["id"]}))
+    assert shown["state"] == "pending"
+    # a 2025-11-25 client would be asked on the request's stream; JSON responses have none: the approval object
+    async with Client(runtime.url, mode="legacy", elicitation_callback=approve_it) as client:
+        assert client.protocol_version == "2025-11-25"
+        legacy = _structured(await client.call_tool("invoke", {"message": REQUEST, "thread_id": "inline-4"}))
+    assert legacy["status"] == "awaiting_approval" and len(asked) == 1
+    assert len(ticketing.tickets) == before + 1
+
+
+@pytest.mark.slow
+async def test_a_2025_11_25_client_over_stdio_is_asked_on_the_requests_stream(
+    ticketing: TicketingServer, bundle: BuiltBundle, tmp_path: Path
+) -> None:
+    before = len(ticketing.tickets)
+    env = {**SECRET_ENV, "STATE_URL": f"sqlite:///{tmp_path / 'threads.db'}"}
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "runtime", "serve", "--bundle", str(bundle.path), "--stdio"],
+        env=runtime_env(env),
+        cwd=str(REPO_ROOT),
+    )
+    asked: list[ElicitRequestParams] = []
+
+    async def approve_it(context: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult:
+        asked.append(params)
+        return ElicitResult(action="accept", content={"decision": "approve"})
+
+    async with Client(params, mode="legacy", elicitation_callback=approve_it) as client:
+        done = _structured(await client.call_tool("invoke", {"message": REQUEST, "thread_id": "stdio"}))
+    assert done["status"] == "completed" and len(asked) == 1
+    (ticket,) = ticketing.tickets[before:]
+    assert ticket.id in done["answer"]
