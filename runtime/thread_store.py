@@ -59,7 +59,7 @@ class ThreadState:
             if not record.leased and now - record.last_active > self.ttl_seconds:
                 await self.memory.delete(record.thread_id)
                 await self.turns.leases.forget(record.thread_id)
-                await self.approvals.erase_thread(record.thread_id)
+                await self._forget_approvals(record.thread_id)
                 removed += 1
         for approval in await self.approvals.expired(now=now):  # its paused turn will never resume
             await self.memory.saver.adelete_thread(approval.run_id)
@@ -90,9 +90,15 @@ class ThreadState:
 
     async def erase(self, key: str) -> None:
         """Everything of one thread: its record first (so a turn still running on it can write nothing more: its
-        fence no longer matches), then its checkpoints and their writes."""
+        fence no longer matches), then its checkpoints and their writes, its approvals and their paused turns."""
         await self.turns.leases.erase(key)
         await self.memory.delete(key)
+        await self._forget_approvals(key)
+
+    async def _forget_approvals(self, key: str) -> None:
+        """A thread's approvals and the checkpoints of its paused turns (they hold the turn's messages)."""
+        for approval in await self.approvals.of_thread(key):
+            await self.memory.saver.adelete_thread(approval.run_id)
         await self.approvals.erase_thread(key)
 
     async def close(self) -> None:

@@ -182,6 +182,26 @@ async def test_a_call_that_needs_approval_pauses_and_another_task_approving_it_r
         assert ticket.id in thread.messages[-1]["content"]  # the resumed turn's answer is in the thread's history
 
 
+async def test_erasing_a_subjects_thread_erases_its_pending_approval_and_the_paused_turn(
+    ticketing: TicketingServer, bundle: BuiltBundle, tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path / 'threads.db'}"
+    async with task(bundle, url) as instance:
+        paused = await instance.invoke(REQUEST, thread_id="t-erase")
+        assert paused.approval is not None
+        state = instance.thread_state
+        assert state is not None
+        record = await state.approvals.get(paused.approval.id)
+        assert record is not None
+        assert await state.memory.saver.aget_tuple(thread_config(record.run_id)) is not None
+        (thread,) = (await instance.export_subject("anonymous", "t-erase")).threads
+        assert thread.messages == [] and [a["approval_id"] for a in thread.approvals] == [paused.approval.id]
+        assert (await instance.erase_subject("anonymous", "t-erase")).erased == 1
+        assert await state.memory.saver.aget_tuple(thread_config(record.run_id)) is None  # the paused request
+        with pytest.raises(ApprovalError, match="no approval"):
+            await instance.approve(paused.approval.id, "approve")
+
+
 async def test_a_rejected_call_is_never_made_and_the_answer_says_so(
     ticketing: TicketingServer, bundle: BuiltBundle, tmp_path: Path
 ) -> None:
