@@ -158,8 +158,13 @@ async def test_a_call_that_needs_approval_pauses_and_another_task_approving_it_r
         assert other.ok and other.status == "completed", other.error
         assert [p.approval_id for p in await first.pending_approvals()] == [approval.id]
 
-    async with task(bundle, store_url) as second:  # the first task has stopped: a restart, or a deploy
-        decided = await second.approve(approval.id, "approve", comment="outage confirmed")
+    # the first task has stopped (a restart, or a deploy); two new tasks get a decision each, at once
+    async with task(bundle, store_url) as second, task(bundle, store_url) as third:
+        decided, twin = await asyncio.gather(
+            second.approve(approval.id, "approve", comment="outage confirmed"),
+            third.approve(approval.id, "approve", comment="confirmed twice"),
+        )
+        assert twin == decided  # the one taken decision's answer, on both tasks
         assert decided.state == "approved" and decided.decided_by == "anonymous"
         assert decided.result is not None and decided.result["ok"] and decided.result["status"] == "completed"
         (ticket,) = ticketing.tickets[before:]
@@ -169,7 +174,7 @@ async def test_a_call_that_needs_approval_pauses_and_another_task_approving_it_r
         assert decided.result["thread_id"] == "t-approve" and decided.result["trace_id"] == paused.trace_id
 
         again = await second.approve(approval.id, "reject", comment="too late")
-        assert again.result == decided.result and again.state == "approved" and again.comment == "outage confirmed"
+        assert again.result == decided.result and again.state == "approved" and again.comment == decided.comment
         assert len(ticketing.tickets) == before + 1  # no second call
         assert await second.pending_approvals() == []
         shown = await second.get_approval(approval.id)
@@ -177,7 +182,7 @@ async def test_a_call_that_needs_approval_pauses_and_another_task_approving_it_r
 
         (thread,) = (await second.export_subject("anonymous", "t-approve")).threads
         (kept,) = thread.approvals
-        assert (kept["decided_by"], kept["comment"], kept["status"]) == ("anonymous", "outage confirmed", "approved")
+        assert (kept["decided_by"], kept["comment"], kept["status"]) == ("anonymous", decided.comment, "approved")
         assert kept["tool"] == "ticketing.create_ticket" and kept["decided_at"] >= kept["requested_at"]
         assert ticket.id in thread.messages[-1]["content"]  # the resumed turn's answer is in the thread's history
 
