@@ -187,6 +187,32 @@ async def test_a_call_that_needs_approval_pauses_and_another_task_approving_it_r
         assert ticket.id in thread.messages[-1]["content"]  # the resumed turn's answer is in the thread's history
 
 
+async def test_a_decision_whose_task_died_before_resuming_is_resumed_by_the_next_approve_once_its_claim_ran_out(
+    ticketing: TicketingServer, bundle: BuiltBundle, tmp_path: Path
+) -> None:
+    before = len(ticketing.tickets)
+    url = f"sqlite:///{tmp_path / 'threads.db'}"
+    clock = Clock(1_900_000_000.0)
+    async with task(bundle, url, clock) as instance:
+        paused = await instance.invoke(REQUEST, thread_id="t-dead")
+        assert paused.approval is not None
+        state = instance.thread_state
+        assert state is not None
+        # what a task that took the decision and died before resuming leaves in the store
+        taken = await state.approvals.decide(
+            paused.approval.id, "approved", by="bob", comment="go", now=clock.now, runner="gone:1", until=clock.now + 60
+        )
+        assert taken
+        clock.now += 61
+        resumed = await instance.approve(paused.approval.id, "reject", comment="ignored: already decided")
+        assert (resumed.state, resumed.decided_by, resumed.comment) == ("approved", "bob", "go")
+        assert resumed.result is not None and resumed.result["ok"]
+        (ticket,) = ticketing.tickets[before:]
+        assert ticket.id in resumed.result["answer"]
+        assert (await instance.approve(paused.approval.id, "approve")).result == resumed.result
+    assert len(ticketing.tickets) == before + 1
+
+
 async def test_erasing_a_subjects_thread_erases_its_pending_approval_and_the_paused_turn(
     ticketing: TicketingServer, bundle: BuiltBundle, tmp_path: Path
 ) -> None:
