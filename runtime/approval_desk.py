@@ -11,6 +11,8 @@ organization and an expired one are refused with an ApprovalError that says whic
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import os
 import socket
 import time
@@ -26,6 +28,7 @@ from runtime.approvals import ApprovalError, ApprovalState, iso, resume_command
 from runtime.auth import APPROVE_SCOPE, Caller
 
 POLL_SECONDS = 0.1
+log = logging.getLogger("runtime.approvals")
 
 Resume = Callable[[ApprovalRecord, Command[Any]], Awaitable[BaseModel]]
 """Runs the paused turn from its checkpoint (holding its thread's turn) and returns the turn's result."""
@@ -57,6 +60,7 @@ class ApprovalDesk:
         if await self.approvals.decide(
             approval_id, status, by=caller.subject, comment=comment, now=now, runner=runner, until=until
         ):
+            log.info(json.dumps({"event": "approval.decided", "approval_id": approval_id, "status": status}))
             return await self._run(approval_id, runner)
         record = await self._find(approval_id, caller)
         if record.state(now) == "expired":

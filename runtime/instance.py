@@ -514,6 +514,10 @@ class Instance:
             ],
             "workers": [w.model_dump(mode="json") for w in self.bundle.graph.workers],
             "model_provider": spec.mcp.model_provider,
+            "approvals": {
+                "required": list(self.approval_policy.patterns),
+                "timeout_seconds": self.approval_policy.timeout_seconds,
+            },
             "secrets": [
                 {"name": s.name, "configured": s.configured}
                 for s in (SecretStatus(n, n in self.secrets) for n in spec.secrets)

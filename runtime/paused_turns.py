@@ -9,6 +9,8 @@ then resume it with `Command(resume=...)` while holding the thread's turn (runti
 
 from __future__ import annotations
 
+import json
+import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -21,6 +23,8 @@ from runtime.approvals import ApprovalPolicy, ApprovalRequest, approval_id
 from runtime.graph import Graph
 from runtime.state import PipelineState
 from runtime.thread_leases import ThreadOwner
+
+log = logging.getLogger("runtime.approvals")
 
 
 class PausedTurns:
@@ -79,6 +83,8 @@ class PausedTurns:
                 expires_at=now + self.policy.timeout_seconds,
             )
             await self.approvals.add(record)
+            event = {"event": "approval.requested", "approval_id": record.id, "tool": record.tool, "trace_id": trace_id}
+            log.info(json.dumps(event))  # names no caller and no arguments: they may be personal data
             kept = await self.approvals.get(record.id) or record  # one asked again on resume keeps its first form
             requests.append(ApprovalRequest.of(kept).model_dump(mode="json"))
         state["approvals"] = requests

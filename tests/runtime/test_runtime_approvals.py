@@ -306,11 +306,15 @@ async def test_served_approval_survives_a_restart_needs_its_scope_and_two_concur
     first = serve(env)
     runtime_factory.append(first)
     async with mcp_client(first.url, alice) as client:
+        described = _structured(await client.call_tool("describe", {}))
+        assert described["approvals"] == {"required": ["ticketing.create_ticket"], "timeout_seconds": 3600}
         paused = _structured(await client.call_tool("invoke", {"message": REQUEST, "thread_id": "served"}))
     assert paused["status"] == "awaiting_approval" and paused["ok"] and paused["answer"] is None
     approval = paused["approval"]
     assert approval["requested_by"] == "alice" and approval["tool"] == "ticketing.create_ticket"
     assert first.terminate() == 0
+    requested = first.wait_for_line(r'"event": "approval.requested"').string
+    assert approval["id"] in requested and "alice" not in requested and REQUEST not in requested
     assert len(ticketing.tickets) == before
 
     second, third = serve(env), serve(env)
