@@ -25,7 +25,7 @@ from constructs.af_org_claim_trigger import AfOrgClaimTrigger
 from constructs.af_platform_contract import IdentityParameters
 
 RESOURCE_SERVER = "agentfoundry"
-INVOKE, READ = "invoke", "read"
+INVOKE, READ, APPROVE = "invoke", "read", "approve"
 
 
 class AfPlatformIdentity(Construct):
@@ -61,19 +61,21 @@ class AfPlatformIdentity(Construct):
         )
         invoke = cognito.ResourceServerScope(scope_name=INVOKE, scope_description="call an instance's invoke tool")
         read = cognito.ResourceServerScope(scope_name=READ, scope_description="describe, status and metrics")
+        approve = cognito.ResourceServerScope(
+            scope_name=APPROVE, scope_description="decide tool calls that wait for approval"
+        )
         self.resource_server = self.user_pool.add_resource_server(
             "ResourceServer",
             identifier=RESOURCE_SERVER,
             user_pool_resource_server_name=RESOURCE_SERVER,
-            scopes=[invoke, read],
+            scopes=[invoke, read, approve],
         )
         self.domain = self.user_pool.add_domain(
             "Domain", cognito_domain=cognito.CognitoDomainOptions(domain_prefix=domain_prefix)
         )
-        scopes = [
-            cognito.OAuthScope.resource_server(self.resource_server, invoke),
-            cognito.OAuthScope.resource_server(self.resource_server, read),
-        ]
+        # approve is allowed too, so an organization's approver can get a token with it; a client that asks for
+        # `scope=agentfoundry/invoke agentfoundry/read` gets a token that cannot decide approvals
+        scopes = [cognito.OAuthScope.resource_server(self.resource_server, s) for s in (invoke, read, approve)]
         self.clients: dict[str, cognito.UserPoolClient] = {
             organization: self.user_pool.add_client(
                 f"Client-{organization}",

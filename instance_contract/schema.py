@@ -46,6 +46,10 @@ McpServerName = Annotated[str, StringConstraints(pattern=MCP_SERVER_NAME_PATTERN
 EXTERNAL_TOOL_PATTERN = r"^[a-z][a-z0-9_]{0,39}\.[A-Za-z0-9_-]{1,64}$"
 ExternalToolName = Annotated[str, StringConstraints(pattern=EXTERNAL_TOOL_PATTERN)]
 """`<server>.<tool>`: a tool of an external MCP server declared in the instance template's `mcp.servers`."""
+APPROVAL_PATTERN = r"^[a-z][a-z0-9_]{0,39}\.([A-Za-z0-9_-]{1,64}|\*)$"
+ApprovalPattern = Annotated[str, StringConstraints(pattern=APPROVAL_PATTERN)]
+"""`<server>.<tool>` or `<server>.*`: external tools whose calls wait for a person's approval."""
+MAX_APPROVAL_TIMEOUT_SECONDS = 7 * 86_400
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 SystemRole = Literal["io", "governance", "context", "supervisor", "coherence", "exception", "observability"]
@@ -222,6 +226,19 @@ class GovernancePolicy(Strict):
     """Only to be stricter than the instance's `limits.max_input_chars` (which applies when this is left out)."""
     blocked_patterns: list[NonEmpty] = Field(default_factory=list)
     blocked_tenants: list[DnsId] = Field(default_factory=list)
+    approval_required: list[ApprovalPattern] = Field(default_factory=list)
+    """External tools (`<server>.<tool>`, or `<server>.*` for all of a server's tools) whose every call waits for a
+    person's decision: the worker's turn pauses before the call until someone approves or rejects it."""
+    approval_timeout_seconds: Annotated[int, Field(ge=60, le=MAX_APPROVAL_TIMEOUT_SECONDS)] = 3600
+    """How long a pending approval can be decided; after that it is expired and the paused turn never resumes."""
+
+    @field_validator("approval_required")
+    @classmethod
+    def _unique_approvals(cls, patterns: list[str]) -> list[str]:
+        repeated = sorted({p for p in patterns if patterns.count(p) > 1})
+        if repeated:
+            raise ValueError(f"approval_required names {', '.join(map(repr, repeated))} more than once")
+        return patterns
 
     @field_validator("blocked_patterns")
     @classmethod

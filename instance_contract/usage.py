@@ -127,7 +127,9 @@ class UsageReport(BaseModel):
     output_tokens: int = 0
     tool_calls: int = 0
     outcomes: dict[str, int] = Field(default_factory=dict)
-    """`ok` or the error code (`timeout`, `agent_failed`, `thread_busy`, ...) -> requests."""
+    """`ok`, `awaiting_approval` (the turn paused for a person's decision; the tokens and tool calls of its
+    resumed part are added when it resumes) or the error code (`timeout`, `agent_failed`, `thread_busy`, ...) ->
+    requests."""
     models: list[ModelUsage] = Field(default_factory=list)
     """Sorted by provider, then model."""
     tools: list[ToolUsage] = Field(default_factory=list)

@@ -3,6 +3,7 @@
     python -m runtime serve --bundle PATH|s3://BUCKET/KEY [--hash sha256:...] [--host H] [--port N] [--stdio]
                             [--state sqlite:///PATH|dynamodb://TABLE|memory://]
     python -m runtime call --url http://127.0.0.1:8080/mcp --message "plan the Q3 roadmap" [--thread T] [--token JWT]
+    python -m runtime call --tool approve --approval apr-... --decision approve|reject [--comment WHY]
     python -m runtime healthcheck [--port N] [--timeout SECONDS]
     python -m runtime state export --bundle PATH [--state URL] [--org ORG --sub SUB [--thread T]]
     python -m runtime state delete --bundle PATH [--state URL] --org ORG --sub SUB [--thread T]
@@ -49,9 +50,16 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--state", help=f"where threads live: {ALLOWED_FORMS} (default: $STATE_URL or a local file)")
     call = commands.add_parser("call", help="call a running instance's MCP tool and print the JSON result")
     call.add_argument("--url", default="http://127.0.0.1:8080/mcp", help="the instance's MCP endpoint")
-    call.add_argument("--tool", default="invoke", choices=["invoke", "describe", "status"])
+    call.add_argument(
+        "--tool",
+        default="invoke",
+        choices=["invoke", "describe", "status", "pending_approvals", "get_approval", "approve"],
+    )
     call.add_argument("--message", help="the request text (for invoke)")
     call.add_argument("--thread", help="thread id (for invoke); left out: a new thread, whose id the answer gives")
+    call.add_argument("--approval", help="the approval's id (for approve and get_approval)")
+    call.add_argument("--decision", choices=["approve", "reject"], help="for approve")
+    call.add_argument("--comment", help="why (for approve; kept with the thread)")
     call.add_argument(
         "--token", help=f"bearer token (default: ${TOKEN_ENV}; none for an instance started with AUTH_MODE=none)"
     )
@@ -98,6 +106,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "call":
         if args.tool == "invoke" and not args.message:
             print("runtime call: --message is required for invoke", file=sys.stderr)
+            return 2
+        if args.tool in ("approve", "get_approval") and not args.approval:
+            print(f"runtime call: --approval is required for {args.tool}", file=sys.stderr)
+            return 2
+        if args.tool == "approve" and not args.decision:
+            print("runtime call: --decision approve|reject is required for approve", file=sys.stderr)
             return 2
         return asyncio.run(_call(args))
     if args.command == "healthcheck":
@@ -264,6 +278,10 @@ async def _call(args: argparse.Namespace) -> int:
     arguments: dict[str, Any] = {}
     if args.tool == "invoke":
         arguments = {"message": args.message, **({"thread_id": args.thread} if args.thread else {})}
+    elif args.tool in ("approve", "get_approval"):
+        arguments = {"approval_id": args.approval}
+        if args.tool == "approve":
+            arguments |= {"decision": args.decision, **({"comment": args.comment} if args.comment else {})}
     token = args.token or os.environ.get(TOKEN_ENV, "").strip()
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     refusals: list[str] = []

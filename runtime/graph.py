@@ -23,6 +23,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Literal, Protocol
 
 from langchain_core.runnables import Runnable, RunnableConfig
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.errors import GraphBubbleUp
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Send
@@ -80,6 +82,8 @@ def guarded(node: str, agent: Node, *, unlimited: bool = False) -> GuardedNode:
                 update = await agent(state)
             if update.get("rejection"):
                 status = "rejected"
+        except GraphBubbleUp:
+            raise  # an interrupt (a tool call waiting for approval, runtime.approvals): the turn pauses, no failure
         except Exception as exc:
             status = "error"
             timed_out = isinstance(exc, TimeoutError) and (spent or limit.expired())
@@ -165,9 +169,13 @@ class UntracedRouter(Runnable[PipelineState, Any]):
         return way if isinstance(way, list) else self.targets[way]
 
 
-def build_graph(definition: GraphDefinition, agents: Mapping[str, Node]) -> Graph:
+def build_graph(
+    definition: GraphDefinition, agents: Mapping[str, Node], checkpointer: BaseCheckpointSaver[Any] | None = None
+) -> Graph:
     """Compiles `definition`; `agents` holds the agent of every node (by name) and of every worker (by agent id).
-    The definition validated, so its topology compiles (instance_contract.bundle_documents checks it)."""
+    The definition validated, so its topology compiles (instance_contract.bundle_documents checks it). With a
+    `checkpointer` (an instance whose policy makes tool calls wait for approval, runtime.approvals) a turn can
+    pause and be resumed from its checkpoint by any task."""
     workers = [w.agent_id for w in definition.workers]
     unlimited = definition.error_path()
     graph = StateGraph(PipelineState)
@@ -200,4 +208,4 @@ def build_graph(definition: GraphDefinition, agents: Mapping[str, Node]) -> Grap
     for agent_id in workers:
         if after_workers is not None:  # always so when there are workers: they need the fan_out and join edges
             graph.add_edge(agent_id, after_workers)
-    return graph.compile(name="instance")
+    return graph.compile(name="instance", checkpointer=checkpointer)

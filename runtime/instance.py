@@ -11,9 +11,11 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
-from pydantic import BaseModel
+from langgraph.types import Command
+from pydantic import BaseModel, computed_field
 
 from instance_contract.bundle_documents import GraphNode
+from instance_contract.schema import GovernancePolicy
 from instance_contract.usage import ModelUsage, UsageReport, UsageWindow
 from runtime.agents.coherence import CoherenceAgent
 from runtime.agents.context import ContextAgent
@@ -23,6 +25,9 @@ from runtime.agents.io import IoInAgent, IoOutAgent
 from runtime.agents.observability import Metrics, ObservabilityAgent
 from runtime.agents.supervisor import Route, SupervisorAgent
 from runtime.agents.worker import WorkerAgent
+from runtime.approval_desk import ApprovalDesk
+from runtime.approval_store import ApprovalRecord, Decision
+from runtime.approvals import ApprovalError, ApprovalPolicy, ApprovalRequest, ApprovalState
 from runtime.auth import Caller, anonymous_caller, thread_key
 from runtime.backend_mcp import BackendConnection, build_backend_server, providers_for
 from runtime.bundle_source import InstanceBundle, load_bundle
@@ -32,6 +37,7 @@ from runtime.genai_spans import AGENT_NAME, OPERATION, fail, span, text_messages
 from runtime.graph import REQUEST_DEADLINE, Node, build_graph
 from runtime.instruments import InstanceTelemetry
 from runtime.memory import ThreadMemory
+from runtime.paused_turns import PausedTurns
 from runtime.state import PipelineState
 from runtime.state_url import default_state_url, parse_state_url
 from runtime.subject_data import SubjectRequest, erase_subject, export_subject
@@ -62,7 +68,8 @@ class ToolCallStep(BaseModel):
     server: str
     tool: str
     ms: float
-    status: Literal["ok", "error"]
+    status: Literal["ok", "error", "refused"]
+    """refused: the approver rejected the call, so it was not made."""
     arguments: dict[str, Any] | None = None
 
 
@@ -79,6 +86,15 @@ class TurnUsage(BaseModel):
     input_tokens: int = 0
     output_tokens: int = 0
     models: list[ModelUsage] = []
+
+    @classmethod
+    def of(cls, tally: UsageTally) -> TurnUsage:
+        models = tally.model_usage()
+        return cls(
+            input_tokens=sum(m.input_tokens for m in models),
+            output_tokens=sum(m.output_tokens for m in models),
+            models=models,
+        )
 
 
 class InvokeResult(BaseModel):
@@ -99,6 +115,16 @@ class InvokeResult(BaseModel):
     total_ms: float
     usage: TurnUsage = TurnUsage()
     """The tokens this turn's model calls reported (what the instance's usage ledger added for it)."""
+    approval: ApprovalRequest | None = None
+    """Set when the turn paused before a tool call that waits for a person's decision (`approve`)."""
+
+    @computed_field  # type: ignore[prop-decorator]  # pydantic's documented use on a property
+    @property
+    def status(self) -> Literal["completed", "failed", "awaiting_approval"]:
+        """awaiting_approval: the turn paused (see `approval`); it goes on when someone approves or rejects."""
+        if self.approval is not None:
+            return "awaiting_approval"
+        return "completed" if self.ok else "failed"
 
 
 class SubjectThread(BaseModel):
@@ -106,6 +132,8 @@ class SubjectThread(BaseModel):
     """The subject's own thread id."""
     last_active: float
     messages: list[dict[str, str]]
+    approvals: list[dict[str, Any]] = []
+    """The thread's tool-call approvals: the call asked for, who decided, when and why."""
 
 
 class SubjectDataResult(BaseModel):
@@ -156,7 +184,12 @@ class Instance:
             telemetry=self.telemetry,
         )
         self.backend = BackendConnection(backend, bundle.mcp.agents, self.telemetry)
-        self.graph = build_graph(bundle.graph, self._agents())
+        self.approval_policy = ApprovalPolicy.from_spec(self._governance_policy())
+        self.paused: PausedTurns | None = None
+        """Set once the state is open, when the policy makes tool calls wait for approval (runtime.approvals)."""
+        self.desk: ApprovalDesk | None = None
+        self._nodes = self._agents()
+        self.graph = build_graph(bundle.graph, self._nodes)
 
     @classmethod
     def from_config(cls, config: RuntimeConfig) -> Instance:
@@ -174,6 +207,7 @@ class Instance:
                 spec=b.specs[worker.agent_id],
                 tools=self.backend.gateway(worker.agent_id),
                 debug=self.config.log_level.upper() == "DEBUG",
+                approval=self.approval_policy,
             )
         return agents
 
@@ -205,6 +239,19 @@ class Instance:
             case "observability":
                 return ObservabilityAgent(agent_id=agent_id, metrics=self.metrics)
 
+    def _governance_policy(self) -> GovernancePolicy | None:
+        governance = [n.agent_id for n in self.bundle.graph.nodes if n.role == "governance"]
+        return self.bundle.specs[governance[0]].spec.policy if governance else None
+
+    def _open_approvals(self, state: ThreadState) -> None:
+        """The graph again, compiled with the store's checkpointer, so a turn can pause and resume anywhere."""
+        saver = state.memory.saver
+        graph = build_graph(self.bundle.graph, self._nodes, checkpointer=saver)
+        self.paused = PausedTurns(graph, state.approvals, saver, self.approval_policy, state.clock)
+        limit = self.bundle.instance.spec.limits.request_timeout_seconds
+        run_seconds = limit + ERROR_PATH_GRACE_SECONDS + state.turns.wait_seconds
+        self.desk = ApprovalDesk(state.approvals, self._resume_turn, run_seconds=run_seconds, clock=state.clock)
+
     def _memory(self) -> ThreadMemory:
         if self.thread_state is None:
             raise StateStoreError("the thread state is not open yet")
@@ -212,9 +259,15 @@ class Instance:
 
     async def open_state(self) -> ThreadState:
         """Opens the store STATE_URL names (or the instance's default SQLite file); raises StateStoreError with
-        a message for the operator when it cannot be used. `serve` calls it before listening."""
-        if self.thread_state is not None:
-            return self.thread_state
+        a message for the operator when it cannot be used. `serve` calls it before listening. A state set before
+        (a test's, with its own clock) is used as it is."""
+        if self.thread_state is None:
+            self.thread_state = await self._open_thread_state()
+        if self.approval_policy.active and self.paused is None:
+            self._open_approvals(self.thread_state)
+        return self.thread_state
+
+    async def _open_thread_state(self) -> ThreadState:
         location = self.config.state
         if location is None:
             identity = self.bundle.instance.spec.identity
@@ -222,7 +275,7 @@ class Instance:
             assert default.path is not None
             location = parse_state_url(f"sqlite:///{writable_default(default.path)}")
         mcp = self.bundle.instance.spec.mcp
-        self.thread_state = await open_thread_state(
+        state = await open_thread_state(
             location,
             keep=mcp.max_history_messages,
             ttl_seconds=mcp.thread_ttl_hours * 3600.0,
@@ -230,8 +283,8 @@ class Instance:
             region=self.config.aws_region,
             usage_retention_days=self.config.usage_retention_days,
         )
-        log.info(json.dumps({"event": "state.opened", "store": location.kind, "where": self.thread_state.where}))
-        return self.thread_state
+        log.info(json.dumps({"event": "state.opened", "store": location.kind, "where": state.where}))
+        return state
 
     async def start(self) -> None:
         state = await self.open_state()
@@ -249,6 +302,7 @@ class Instance:
             self._sweeper.cancel()
             await asyncio.gather(self._sweeper, return_exceptions=True)
             self._sweeper = None
+        self.paused, self.desk = None, None
         if self.thread_state is not None:
             await self.thread_state.close()
             self.thread_state = None
@@ -304,13 +358,9 @@ class Instance:
         seconds = time.perf_counter() - started
         error_code = result.error.code if result.error else None
         self.telemetry.metrics.turn(seconds, error_code)
-        models = tally.model_usage()
-        result.usage = TurnUsage(
-            input_tokens=sum(m.input_tokens for m in models),
-            output_tokens=sum(m.output_tokens for m in models),
-            models=models,
-        )
-        await self._record_usage(started_at, tally.counters(outcome=error_code or "ok", seconds=seconds))
+        result.usage = TurnUsage.of(tally)
+        outcome = error_code or ("awaiting_approval" if result.approval is not None else "ok")
+        await self._record_usage(started_at, tally.counters(outcome=outcome, seconds=seconds))
         return result
 
     async def _record_usage(self, started_at: float, counters: dict[str, int]) -> None:
@@ -421,7 +471,65 @@ class Instance:
         if self.thread_state is None or not THREAD_ID.fullmatch(thread_id):
             return cast(PipelineState, await self.graph.ainvoke(request))
         async with self.thread_state.turns.turn(thread_id, owner):
+            if self.paused is not None and owner is not None:
+                return await self.paused.run(request, owner)
             return cast(PipelineState, await self.graph.ainvoke(request))
+
+    async def approve(
+        self, approval_id: str, decision: Decision, comment: str | None = None, caller: Caller | None = None
+    ) -> ApprovalState:
+        """Decides a paused turn's tool call and answers with the turn's final result (runtime.approval_desk)."""
+        if self.draining or not self.ready:
+            raise ApprovalError("the instance is shutting down or not ready yet; retry on another task")
+        return await self._approval_desk().decide(
+            approval_id, decision, comment, caller or anonymous_caller(self.organization)
+        )
+
+    async def get_approval(self, approval_id: str, caller: Caller | None = None) -> ApprovalState:
+        return await self._approval_desk().get(approval_id, caller or anonymous_caller(self.organization))
+
+    async def pending_approvals(self, caller: Caller | None = None) -> list[ApprovalState]:
+        return await self._approval_desk().pending(caller or anonymous_caller(self.organization))
+
+    def _approval_desk(self) -> ApprovalDesk:
+        if self.desk is None:
+            raise ApprovalError(
+                "this instance asks no approvals: its governance policy's approval_required is empty"
+                if not self.approval_policy.active
+                else "the instance's state is not open yet; retry"
+            )
+        return self.desk
+
+    async def _resume_turn(self, record: ApprovalRecord, command: Command[Any]) -> InvokeResult:
+        """The paused turn, resumed from its checkpoint inside its thread's turn, under a new request deadline."""
+        assert self.paused is not None and self.thread_state is not None
+        started, started_at = time.perf_counter(), time.time()
+        limit = self.bundle.instance.spec.limits.request_timeout_seconds
+        deadline = asyncio.get_running_loop().time() + limit
+        token = REQUEST_DEADLINE.set(deadline)
+        owner = ThreadOwner(record.organization, record.subject, record.thread)
+        tally = UsageTally()
+        counting = TURN_TALLY.set(tally)  # the resumed part's model and tool use goes to the ledger too
+        try:
+            async with asyncio.timeout_at(deadline + ERROR_PATH_GRACE_SECONDS):
+                async with self.thread_state.turns.turn(record.thread_key, owner):
+                    state = await self.paused.resume(record, command)
+        except (TimeoutError, ThreadBusyError, StateUnavailableError) as exc:
+            why = "it ran out of time" if isinstance(exc, TimeoutError) else str(exc)
+            raise ApprovalError(
+                f"approval {record.id} is decided ({record.status}), but its turn could not resume now ({why}); "
+                "call approve again shortly to run it"
+            ) from None
+        finally:
+            REQUEST_DEADLINE.reset(token)
+            TURN_TALLY.reset(counting)
+            if counters := tally.counters(outcome=None, seconds=0.0):
+                await self._record_usage(started_at, counters)
+        total_ms = round((time.perf_counter() - started) * 1000, 3)
+        result = _result(state, thread_id=record.thread, trace_id=record.trace_id, total_ms=total_ms)
+        result.usage = TurnUsage.of(tally)  # the resumed part's own use (the paused invoke reported the rest)
+        log.info(json.dumps({"event": "approval.resumed", "trace_id": record.trace_id, "ok": result.ok}))
+        return result
 
     async def export_subject(self, subject: str, thread_id: str | None = None) -> SubjectDataResult:
         """The subject's threads (of this instance's organization) with their history (runtime.subject_data)."""
@@ -429,7 +537,9 @@ class Instance:
         threads = await export_subject(state, request)
         if not threads:
             raise SubjectRequestError(f"no {request.describe()} on this instance")
-        found = [SubjectThread(**{k: t[k] for k in ("thread_id", "last_active", "messages")}) for t in threads]
+        found = [
+            SubjectThread(**{k: t[k] for k in ("thread_id", "last_active", "messages", "approvals")}) for t in threads
+        ]
         return SubjectDataResult(organization=self.organization, subject=subject, thread_id=thread_id, threads=found)
 
     async def erase_subject(self, subject: str, thread_id: str | None = None) -> SubjectDataResult:
@@ -467,6 +577,10 @@ class Instance:
             ],
             "workers": [w.model_dump(mode="json") for w in self.bundle.graph.workers],
             "model_provider": spec.mcp.model_provider,
+            "approvals": {
+                "required": list(self.approval_policy.patterns),
+                "timeout_seconds": self.approval_policy.timeout_seconds,
+            },
             "secrets": [
                 {"name": s.name, "configured": s.configured}
                 for s in (SecretStatus(n, n in self.secrets) for n in spec.secrets)
@@ -497,7 +611,9 @@ def new_thread_id() -> str:
 def _result(state: PipelineState, *, thread_id: str, trace_id: str, total_ms: float) -> InvokeResult:
     trace = [TraceStep(**entry) for entry in state.get("trace", [])]
     error = state.get("error")
+    approvals = state.get("approvals") or []
     return InvokeResult(
+        approval=ApprovalRequest(**approvals[0]) if approvals else None,
         ok=error is None,
         answer=state.get("answer") if error is None else None,
         error=InvokeError(**error) if error else None,

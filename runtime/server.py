@@ -9,7 +9,9 @@ With AUTH_ISSUER set the instance is an OAuth 2.1 resource server (the MCP autho
 request carries a bearer JWT, checked by the SDK's bearer middleware with our verifier (runtime/auth.py,
 oauth_resource/); `invoke` needs the agentfoundry/invoke scope, `describe`, `status`, `usage` and /metrics
 agentfoundry/read, and the data-subject tools `export_subject_data` and `erase_subject_data` agentfoundry/admin
-(operators' tokens only); /.well-known/oauth-protected-resource (RFC 9728) names the resource and its issuer.
+(operators' tokens only); /.well-known/oauth-protected-resource (RFC 9728) names the resource and its issuer. The
+approval tools (runtime.approvals): `approve` needs agentfoundry/approve, `pending_approvals` and `get_approval`
+agentfoundry/read.
 """
 
 from __future__ import annotations
@@ -18,28 +20,30 @@ import datetime
 import gc
 import logging
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from types import FrameType
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import uvicorn
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.routes import build_resource_metadata_url, create_protected_resource_routes
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.transport_security import TransportSecuritySettings
-from mcp_types import CallToolResult, TextContent
-from pydantic import Field
+from mcp_types import CallToolResult, InputRequiredResult, TextContent
+from pydantic import BaseModel, Field
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from instance_contract.usage import UsageReport, UsageWindowError, usage_window
+from runtime.approvals import ApprovalError, ApprovalState
 from runtime.auth import (
     ADMIN_SCOPE,
+    APPROVE_SCOPE,
     INVOKE_SCOPE,
     READ_SCOPE,
     SUPPORTED_SCOPES,
@@ -49,6 +53,7 @@ from runtime.auth import (
     caller_from_token,
     resource_server,
 )
+from runtime.inline_approval import invoke_asking
 from runtime.instance import Instance, InvokeResult, SubjectDataResult, SubjectRequestError
 from runtime.telemetry import install_tracing, shutdown_tracing
 from runtime.trace_context import TraceContextMiddleware
@@ -56,6 +61,7 @@ from runtime.trace_context import TraceContextMiddleware
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 log = logging.getLogger("runtime.server")
+ApprovalId = Annotated[str, Field(min_length=1, max_length=100, description="The approval's id (apr-...).")]
 MAX_MESSAGE_CHARS = 1_000_000
 """A hard ceiling before the graph runs; the governance policy sets the real (smaller) limit."""
 
@@ -103,12 +109,22 @@ def build_mcp_server(instance: Instance, auth: ResourceServer | None = None) -> 
                 "thread_id names it, pass that to continue.",
             ),
         ] = None,
-    ) -> Annotated[CallToolResult, InvokeResult]:
+        ctx: Context[Any, Any] | None = None,
+    ) -> Annotated[CallToolResult | InputRequiredResult, InvokeResult]:
         """Run the message through the instance's agents; returns the answer, its thread id and the per-node
-        trace."""
-        result = await instance.invoke(message, thread_id, caller(INVOKE_SCOPE))
+        trace. A call that needs a person's approval pauses (status awaiting_approval), or asks the client's user
+        inline where the client supports elicitation."""
+        try:
+            result = await invoke_asking(instance, message, thread_id, caller(INVOKE_SCOPE), ctx)
+        except ApprovalError as exc:  # only on the retry that answers an inline approval question
+            raise ToolError(str(exc)) from None
+        if isinstance(result, InputRequiredResult):
+            return result
         payload = result.model_dump(mode="json")
         text = result.answer if result.ok and result.answer is not None else f"error: {result.error}"
+        if result.approval is not None:
+            a = result.approval
+            text = f"awaiting approval {a.id}: {a.tool} needs a person's decision (approve) before {a.expires_at}"
         return CallToolResult(
             content=[TextContent(type="text", text=text or "")], structured_content=payload, is_error=not result.ok
         )
@@ -153,6 +169,9 @@ def build_mcp_server(instance: Instance, auth: ResourceServer | None = None) -> 
             raise ToolError(str(exc)) from None
         return await instance.usage(window)
 
+    if instance.approval_policy.active:
+        _add_approval_tools(server, instance, caller)
+
     def admin() -> None:
         """The data-subject tools need an operator's token with agentfoundry/admin; an instance that checks no
         tokens (AUTH_MODE=none) offers them to nobody (`python -m runtime state` serves operators there)."""
@@ -195,6 +214,47 @@ def build_mcp_server(instance: Instance, auth: ResourceServer | None = None) -> 
             raise ToolError(str(exc)) from None
 
     return server
+
+
+def _add_approval_tools(server: MCPServer, instance: Instance, caller: Callable[[str], Caller | None]) -> None:
+    """Only on an instance whose governance policy makes tool calls wait for approval (runtime.approvals)."""
+
+    @server.tool()
+    async def approve(
+        approval_id: ApprovalId,
+        decision: Annotated[Literal["approve", "reject"], Field(description="approve: the call is made; reject: not.")],
+        comment: Annotated[str | None, Field(max_length=2000, description="Why; kept with the thread.")] = None,
+    ) -> ApprovalState:
+        """Decide a tool call that waits for approval: the paused turn resumes from its checkpoint (the tool runs,
+        or the agent is told it was refused) and the answer carries the turn's final `result`. A second decision
+        on the same approval answers with the first one's. Needs the agentfoundry/approve scope."""
+        try:
+            return await instance.approve(approval_id, decision, comment, caller(APPROVE_SCOPE))
+        except ApprovalError as exc:
+            raise ToolError(str(exc)) from None
+
+    @server.tool()
+    async def pending_approvals() -> PendingApprovals:
+        """The tool calls of your organization that wait for a decision, oldest first."""
+        try:
+            return PendingApprovals(approvals=await instance.pending_approvals(caller(READ_SCOPE)))
+        except ApprovalError as exc:
+            raise ToolError(str(exc)) from None
+
+    @server.tool()
+    async def get_approval(approval_id: ApprovalId) -> ApprovalState:
+        """An approval you asked for (or, with agentfoundry/approve, any of your organization's): its state and,
+        once decided and resumed, the turn's final `result`."""
+        try:
+            return await instance.get_approval(approval_id, caller(READ_SCOPE))
+        except ApprovalError as exc:
+            raise ToolError(str(exc)) from None
+
+
+class PendingApprovals(BaseModel):
+    """What `pending_approvals` answers."""
+
+    approvals: list[ApprovalState]
 
 
 def build_http_app(instance: Instance) -> Starlette:

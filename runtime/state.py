@@ -43,7 +43,8 @@ class ToolCallTrace(TypedDict):
     server: str
     tool: str
     ms: float
-    status: Literal["ok", "error"]
+    status: Literal["ok", "error", "refused"]
+    """refused: the approver rejected the call (runtime.approvals), so it was not made."""
     arguments: dict[str, Any] | None
 
 
@@ -79,6 +80,8 @@ class PipelineState(TypedDict, total=False):
     trace: Annotated[list[TraceEntry], operator.add]
     tool_calls: Annotated[list[ToolCallTrace], operator.add]
     summary: dict[str, Any]
+    # set by the runtime (never a node) on a turn that paused for approval: runtime.paused_turns
+    approvals: list[dict[str, Any]]
 
 
 class WorkerTask(TypedDict):

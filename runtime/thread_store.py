@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from instance_contract.thread_state import DYNAMODB_PARTITION_KEY, DYNAMODB_SORT_KEY
+from runtime.approval_store import Approvals, MemoryApprovals, SqliteApprovals
 from runtime.config import DEFAULT_USAGE_RETENTION_DAYS
 from runtime.memory import ThreadMemory
 from runtime.state_url import StateLocation
@@ -48,13 +49,15 @@ class ThreadState:
     ttl_seconds: float
     usage: UsageLedger
     """Each turn's usage, per hour, in the same store (runtime.usage_ledger)."""
+    approvals: Approvals
+    """The approvals of paused turns (runtime.approval_store), kept with their threads."""
     clock: Callable[[], float] = time.time
     _closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     async def sweep(self) -> int:
-        """Removes threads idle for longer than the TTL (their checkpoints and their record) and usage hours past
-        their retention. DynamoDB also expires both by itself (TTL attribute); SQLite and memory rely on this.
-        Returns how many threads went."""
+        """Removes threads idle for longer than the TTL (their checkpoints, record and approvals), the checkpoints of
+        turns paused for an approval that expired, and usage hours past their retention. DynamoDB also expires them by
+        itself (TTL attribute); SQLite and memory rely on this. Returns how many threads went."""
         now = self.clock()
         await self.usage.sweep(now)
         removed = 0
@@ -62,7 +65,10 @@ class ThreadState:
             if not record.leased and now - record.last_active > self.ttl_seconds:
                 await self.memory.delete(record.thread_id)
                 await self.turns.leases.forget(record.thread_id)
+                await self._forget_approvals(record.thread_id)
                 removed += 1
+        for approval in await self.approvals.expired(now=now):  # its paused turn will never resume
+            await self.memory.saver.adelete_thread(approval.run_id)
         return removed
 
     async def export(self, records: list[ThreadRecord] | None = None) -> list[dict[str, Any]]:
@@ -72,7 +78,8 @@ class ThreadState:
         threads = []
         for record in records if records is not None else await self.turns.leases.records(now=self.clock()):
             messages = await self.memory.read(record.thread_id, limit=1_000_000)
-            if messages:
+            approvals = await self.approvals.of_thread(record.thread_id)
+            if messages or approvals:
                 owner = record.owner
                 threads.append(
                     {
@@ -82,15 +89,23 @@ class ThreadState:
                         "thread_id": owner.thread if owner else None,
                         "last_active": record.last_active,
                         "messages": [{"role": m.role, "content": m.content} for m in messages],
+                        "approvals": [a.audit() for a in approvals],
                     }
                 )
         return threads
 
     async def erase(self, key: str) -> None:
         """Everything of one thread: its record first (so a turn still running on it can write nothing more: its
-        fence no longer matches), then its checkpoints and their writes."""
+        fence no longer matches), then its checkpoints and their writes, its approvals and their paused turns."""
         await self.turns.leases.erase(key)
         await self.memory.delete(key)
+        await self._forget_approvals(key)
+
+    async def _forget_approvals(self, key: str) -> None:
+        """A thread's approvals and the checkpoints of its paused turns (they hold the turn's messages)."""
+        for approval in await self.approvals.of_thread(key):
+            await self.memory.saver.adelete_thread(approval.run_id)
+        await self.approvals.erase_thread(key)
 
     async def close(self) -> None:
         for close in reversed(self._closers):
@@ -108,18 +123,18 @@ async def open_thread_state(
     clock: Callable[[], float] = time.time,
     usage_retention_days: float = DEFAULT_USAGE_RETENTION_DAYS,
 ) -> ThreadState:
-    def build(saver: Any, leases: Leases, where: str, usage: UsageLedger) -> ThreadState:
+    def build(saver: Any, leases: Leases, where: str, usage: UsageLedger, approvals: Approvals) -> ThreadState:
         memory = ThreadMemory(saver, keep=keep, ttl_seconds=ttl_seconds, clock=clock)
         turns = ThreadTurns(leases, ttl_seconds=ttl_seconds, wait_seconds=wait_seconds, clock=clock)
         memory.turn_of = turns.held
-        return ThreadState(location, where, memory, turns, ttl_seconds, usage, clock)
+        return ThreadState(location, where, memory, turns, ttl_seconds, usage, approvals, clock)
 
     if location.kind == "memory":
         from runtime.thread_savers import PrunableMemorySaver
 
         leases = MemoryLeases()
         usage = MemoryUsageLedger(usage_retention_days)
-        return build(PrunableMemorySaver(leases), leases, "this process only (memory://)", usage)
+        return build(PrunableMemorySaver(leases), leases, "this process only (memory://)", usage, MemoryApprovals())
     if location.kind == "sqlite":
         assert location.path is not None
         return await _open_sqlite(location, location.path, usage_retention_days, build)
@@ -149,11 +164,12 @@ async def _open_sqlite(
         usage = await SqliteUsageLedger.open(
             path, retention_days=usage_retention_days, busy_timeout_seconds=SQLITE_BUSY_TIMEOUT_S
         )
+        approvals = await SqliteApprovals.open(path)
     except aiosqlite.Error as exc:
         await conn.close()
         raise StateStoreError(f"STATE_URL={location.url}: {path} is not a usable SQLite file ({exc})") from exc
-    state: ThreadState = build(saver, leases, str(path.resolve()), usage)
-    state._closers += [conn.close, leases.close, usage.close]
+    state: ThreadState = build(saver, leases, str(path.resolve()), usage, approvals)
+    state._closers += [conn.close, leases.close, usage.close, approvals.close]
     return state
 
 
@@ -169,6 +185,7 @@ async def _open_dynamodb(
 
     from botocore.exceptions import BotoCoreError, ClientError
 
+    from runtime.approval_store import DynamoDBApprovals
     from runtime.thread_leases import DynamoDBLeases
     from runtime.thread_saver_dynamodb import PrunableDynamoDBSaver
     from runtime.usage_ledger import DynamoDBUsageLedger
@@ -198,7 +215,8 @@ async def _open_dynamodb(
             "(RANGE), both strings (constructs/af_instance_state.py)"
         )
     usage = DynamoDBUsageLedger(client, table, usage_retention_days)
-    return build(saver, DynamoDBLeases(client, table), f"DynamoDB table {table} in {region}", usage)
+    approvals = DynamoDBApprovals(client, table, keep_seconds=ttl_seconds)
+    return build(saver, DynamoDBLeases(client, table), f"DynamoDB table {table} in {region}", usage, approvals)
 
 
 def owner_only(path: Path) -> None:

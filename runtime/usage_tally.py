@@ -71,10 +71,14 @@ class UsageTally:
             for (provider, model), c in sorted(self.models.items())
         ]
 
-    def counters(self, *, outcome: str, seconds: float) -> dict[str, int]:
-        """The turn as ledger counters (zero counts left out)."""
-        found: dict[str, int] = {"requests": 1, f"outcome/{outcome}": 1, "turn_ms": round(seconds * 1000)}
-        found[f"turn_le/{bucket_bound(seconds)}"] = 1
+    def counters(self, *, outcome: str | None, seconds: float) -> dict[str, int]:
+        """The turn as ledger counters (zero counts left out). `outcome` None: the rest of a turn that paused for an
+        approval and was resumed; its request, outcome and duration were counted when it paused, so only its model
+        and tool use is added."""
+        found: dict[str, int] = {}
+        if outcome is not None:
+            found.update({"requests": 1, f"outcome/{outcome}": 1, "turn_ms": round(seconds * 1000)})
+            found[f"turn_le/{bucket_bound(seconds)}"] = 1
         for (provider, model), (calls, tokens_in, tokens_out) in self.models.items():
             for measure, amount in (("calls", calls), ("input_tokens", tokens_in), ("output_tokens", tokens_out)):
                 if amount:

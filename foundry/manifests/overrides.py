@@ -88,6 +88,7 @@ def mcp_problems(
         *_url_problems(tree, env, servers, allow_private_targets),
         *_missing_secret_problems(tree, where, servers, secrets),
         *_undeclared_server_problems(tree, where, servers, specs),
+        *_approval_server_problems(tree, where, mcp_servers_for(tree.template.model.spec.mcp, env, key), specs),
     ]
 
 
@@ -134,6 +135,40 @@ def _undeclared_server_problems(
                         f"{tool!r} is a tool of MCP server {server_name!r}, which {where} does not declare "
                         f"(its servers: {', '.join(sorted(declared)) or 'none'}); declare it in the template's "
                         f"spec.mcp.servers ({tree.template.file}) or remove the tool",
+                    )
+                )
+    return problems
+
+
+def _approval_server_problems(
+    tree: AgentsTree, where: str, declared_servers: list[ServerAt], specs: list[Loaded[AgentSpec]]
+) -> list[Problem]:
+    """A governance policy's `approval_required` entry naming a server the template does not declare for this
+    instance (most likely a typo, which would leave the tool it meant to guard unguarded), and an approval timeout
+    longer than the instance keeps an idle thread (its paused turn would go first)."""
+    declared = {server.name for server, _ in declared_servers}
+    thread_seconds = tree.template.model.spec.mcp.thread_ttl_hours * 3600
+    problems = []
+    for spec in specs:
+        policy = spec.model.spec.policy
+        if policy is not None and policy.approval_required and policy.approval_timeout_seconds > thread_seconds:
+            problems.append(
+                spec.problem_at(
+                    ("spec", "policy", "approval_timeout_seconds"),
+                    f"approval_timeout_seconds {policy.approval_timeout_seconds} is longer than {where} keeps an "
+                    f"idle thread (spec.mcp.thread_ttl_hours {thread_seconds // 3600} in {tree.template.file}): "
+                    "a paused turn would be forgotten before its approval expires. Shorten it or keep threads longer",
+                )
+            )
+        for i, pattern in enumerate(policy.approval_required if policy else []):
+            server_name = pattern.split(".", 1)[0]
+            if server_name not in declared:
+                problems.append(
+                    spec.problem_at(
+                        ("spec", "policy", "approval_required", i),
+                        f"{pattern!r} needs approval for tools of MCP server {server_name!r}, which {where} does "
+                        f"not declare (its servers: {', '.join(sorted(declared)) or 'none'}); declare it in the "
+                        f"template's spec.mcp.servers ({tree.template.file}) or remove the entry",
                     )
                 )
     return problems

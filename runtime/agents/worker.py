@@ -3,6 +3,10 @@
 A worker with external tools is a small LangGraph subgraph, model -> tool calls -> model, bounded by its spec's
 `max_tool_steps`; each tool call goes through the agent's ToolGateway (which refuses tools its spec does not list)
 and is recorded in the answer's trace. A failing tool fails the worker, so the exception agent answers.
+
+A tool the governance policy's `approval_required` names waits for a person: the tool step asks (LangGraph's
+`interrupt`, runtime.approvals) for every such call of the round before it makes any call, so the step, re-run when
+the turn resumes, makes each call once; a refused call is not made and the model reads that it was refused.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
 from instance_contract.schema import AgentSpec
+from runtime.approvals import ApprovalAnswer, ApprovalPolicy, ask_approval, refusal_text
 from runtime.backend_mcp import ToolCallError, ToolGateway
 from runtime.external_mcp import split_tool_name
 from runtime.state import PipelineState, ToolCallTrace, WorkerTask
@@ -46,11 +51,17 @@ class LoopState(TypedDict, total=False):
     rounds: Annotated[list[dict[str, Any]], operator.add]
     pending: list[dict[str, Any]]
     answer: str
+    calls: Annotated[list[ToolCallTrace], operator.add]
+    """The tool calls made, kept in the loop's state so that a turn resumed after an approval still lists the
+    calls made before it paused."""
 
 
 class WorkerAgent:
-    def __init__(self, *, spec: AgentSpec, tools: ToolGateway, debug: bool = False) -> None:
+    def __init__(
+        self, *, spec: AgentSpec, tools: ToolGateway, debug: bool = False, approval: ApprovalPolicy | None = None
+    ) -> None:
         self.agent_id = spec.metadata.agent_id
+        self.approval = approval or ApprovalPolicy()
         self.spec = spec
         self.tools = tools
         self.debug = debug
@@ -79,7 +90,8 @@ class WorkerAgent:
             final = await self.loop.ainvoke({"task": task, "tools": described, "rounds": []}, config)
         except ToolCallError as exc:
             raise WorkerToolError(str(exc), calls) from None
-        return {"outputs": [{"agent_id": self.agent_id, "text": final["answer"]}], "tool_calls": calls}
+        made = final.get("calls", [])
+        return {"outputs": [{"agent_id": self.agent_id, "text": final["answer"]}], "tool_calls": made}
 
     def _generate_arguments(
         self, task: WorkerTask, tools: list[dict[str, Any]], rounds: list[dict[str, Any]]
@@ -109,25 +121,36 @@ class WorkerAgent:
 
     async def _call_tools(self, state: LoopState, config: RunnableConfig) -> LoopState:
         trace: list[ToolCallTrace] = config["configurable"]["tool_trace"]
+        made: list[ToolCallTrace] = []
+        pending = [(str(c["name"]), dict(c.get("arguments") or {})) for c in state["pending"]]
+        answers: dict[int, ApprovalAnswer] = {
+            i: ask_approval(self.agent_id, name, arguments)
+            for i, (name, arguments) in enumerate(pending)
+            if self.approval.requires(name)
+        }
         results: list[str] = []
-        for call in state["pending"]:
-            name, arguments = str(call["name"]), dict(call.get("arguments") or {})
+        for i, (name, arguments) in enumerate(pending):
             server, tool = split_tool_name(name) or ("backend", name)
             started = time.perf_counter()
-            status: Literal["ok", "error"] = "error"
+            status: Literal["ok", "error", "refused"] = "error"
+            refused = i in answers and answers[i]["decision"] != "approve"
             try:
-                result = await self.tools.call(name, arguments)
-                status = "ok"
+                if refused:
+                    status = "refused"
+                    result = {"text": refusal_text(name, answers[i])}
+                else:
+                    result = await self.tools.call(name, arguments)
+                    status = "ok"
             finally:
-                trace.append(
-                    {
-                        "agent_id": self.agent_id,
-                        "server": server,
-                        "tool": tool,
-                        "ms": round((time.perf_counter() - started) * 1000, 3),
-                        "status": status,
-                        "arguments": arguments if self.debug else None,
-                    }
-                )
+                entry: ToolCallTrace = {
+                    "agent_id": self.agent_id,
+                    "server": server,
+                    "tool": tool,
+                    "ms": round((time.perf_counter() - started) * 1000, 3),
+                    "status": status,
+                    "arguments": arguments if self.debug else None,
+                }
+                trace.append(entry)
+                made.append(entry)
             results.append(str(result.get("text", "")))
-        return {"rounds": [{"calls": state["pending"], "results": results}], "pending": []}
+        return {"rounds": [{"calls": state["pending"], "results": results}], "pending": [], "calls": made}

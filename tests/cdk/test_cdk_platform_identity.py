@@ -56,7 +56,7 @@ def test_the_pool_admits_no_self_sign_up_and_is_kept_on_stack_deletion(template:
     )
 
 
-def test_the_resource_server_is_agentfoundry_with_invoke_and_read(template: Template) -> None:
+def test_the_resource_server_is_agentfoundry_with_invoke_read_and_approve(template: Template) -> None:
     template.has_resource_properties(
         "AWS::Cognito::UserPoolResourceServer",
         {
@@ -64,6 +64,7 @@ def test_the_resource_server_is_agentfoundry_with_invoke_and_read(template: Temp
             "Scopes": [
                 {"ScopeName": "invoke", "ScopeDescription": Match.any_value()},
                 {"ScopeName": "read", "ScopeDescription": Match.any_value()},
+                {"ScopeName": "approve", "ScopeDescription": Match.any_value()},
             ],
         },
     )
@@ -77,7 +78,7 @@ def _clients(template: Template) -> dict[str, dict[str, Any]]:
     }
 
 
-def test_each_organization_has_its_own_machine_client_with_client_credentials_for_both_scopes_only(
+def test_each_organization_has_its_own_machine_client_with_client_credentials_for_the_three_scopes_only(
     template: Template,
 ) -> None:
     clients = _clients(template)
@@ -90,7 +91,7 @@ def test_each_organization_has_its_own_machine_client_with_client_credentials_fo
         assert client["EnableTokenRevocation"] is True
         # "<resource server identifier>/<scope>", the identifier referenced from the resource server: agentfoundry/...
         assert client["AllowedOAuthScopes"] == [
-            {"Fn::Join": ["", [{"Ref": server_id}, f"/{name}"]]} for name in ("invoke", "read")
+            {"Fn::Join": ["", [{"Ref": server_id}, f"/{name}"]]} for name in ("invoke", "read", "approve")
         ]
 
 

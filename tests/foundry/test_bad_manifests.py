@@ -169,6 +169,18 @@ def _bad_regex(root: Path) -> None:
     edit(root / "specs/system/governance-agent.yaml", lambda d: d["spec"]["policy"].update(blocked_patterns=["(oops"]))
 
 
+def _approval(patterns: list[object], timeout: object = 3600, thread_ttl_hours: int = 720) -> Callable[[Path], None]:
+    """The governance policy asks approval for `patterns`; the template declares the ticketing server."""
+
+    def apply(root: Path) -> None:
+        _mcp([TICKETING])(root)
+        edit(root / TEMPLATE, lambda d: d["spec"]["mcp"].update(thread_ttl_hours=thread_ttl_hours))
+        policy = {"approval_required": patterns, "approval_timeout_seconds": timeout}
+        edit(root / "specs/system/governance-agent.yaml", lambda d: d["spec"]["policy"].update(policy))
+
+    return apply
+
+
 def _symlink_out(root: Path) -> None:
     (root / "specs/system/linked.yaml").symlink_to(root.parent.parent / "outside.yaml")
     (root.parent.parent / "outside.yaml").write_text("a: 1\n")
@@ -334,6 +346,36 @@ CASES: dict[str, Case] = {
         TICKET_SPEC,
         "spec.tools[3]",
         "'billing.refund' is a tool of MCP server 'billing'",
+    ),
+    "an approval for a tool of an undeclared MCP server": Case(
+        _approval(["ticketing.*", "billing.refund"]),
+        "specs/system/governance-agent.yaml",
+        "spec.policy.approval_required[1]",
+        "'billing.refund' needs approval for tools of MCP server 'billing'",
+    ),
+    "an approval entry that is not a server's tool": Case(
+        _approval(["create_ticket"]),
+        "specs/system/governance-agent.yaml",
+        "spec.policy.approval_required[0]",
+        "found 'create_ticket'",
+    ),
+    "an approval named twice": Case(
+        _approval(["ticketing.*", "ticketing.*"]),
+        "specs/system/governance-agent.yaml",
+        "spec.policy.approval_required",
+        "more than once",
+    ),
+    "an approval timeout longer than threads are kept": Case(
+        _approval(["ticketing.*"], timeout=7200, thread_ttl_hours=1),
+        "specs/system/governance-agent.yaml",
+        "spec.policy.approval_timeout_seconds",
+        "longer than instance",
+    ),
+    "an approval timeout under a minute": Case(
+        _approval(["ticketing.*"], timeout=5),
+        "specs/system/governance-agent.yaml",
+        "spec.policy.approval_timeout_seconds",
+        "greater than or equal to 60",
     ),
     "an invalid Fargate cpu/memory pair": Case(
         _bad_fargate_size, TEMPLATE, "spec.deploy.defaults", "not valid with cpu"

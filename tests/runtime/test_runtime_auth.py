@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives import serialization
 from mcp.shared.exceptions import MCPError
 
 from oauth_resource.dev_issuer import DevIssuer, RunningIssuer, generate_key, serve_issuer
-from runtime.auth import ADMIN_SCOPE, INVOKE_SCOPE, READ_SCOPE, default_audience
+from runtime.auth import ADMIN_SCOPE, APPROVE_SCOPE, INVOKE_SCOPE, READ_SCOPE, default_audience
 from tests.runtime.runtime_harness import (
     REPO_ROOT,
     BuiltBundle,
@@ -279,7 +279,7 @@ async def test_the_protected_resource_metadata_names_the_resource_and_its_issuer
             body = response.json()
             assert body["resource"] == AUDIENCE
             assert body["authorization_servers"] == [issuer.url]
-            assert body["scopes_supported"] == [INVOKE_SCOPE, READ_SCOPE, ADMIN_SCOPE]
+            assert body["scopes_supported"] == [INVOKE_SCOPE, READ_SCOPE, APPROVE_SCOPE, ADMIN_SCOPE]
 
 
 async def test_health_stays_open_and_metrics_needs_the_read_scope(

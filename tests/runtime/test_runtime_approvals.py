@@ -1,0 +1,464 @@
+"""A person in the loop: the governance policy makes the ticket agent's `ticketing.create_ticket` (a real external MCP
+server, tests/runtime/ticketing_server.py) wait for approval. The turn pauses before the call, its graph
+checkpointed in the instance's store; another task (a new Instance on the same store, or another runtime process
+after the first one stopped) decides it and resumes the turn."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mcp import Client, StdioServerParameters
+from mcp.client.session import ClientRequestContext
+from mcp_types import CallToolResult, ElicitRequestParams, ElicitResult
+
+from instance_contract.thread_state import DYNAMODB_PARTITION_KEY, DYNAMODB_SORT_KEY
+from instance_contract.usage import usage_window
+from oauth_resource.dev_issuer import RunningIssuer
+from runtime.approvals import ApprovalError
+from runtime.auth import APPROVE_SCOPE, INSTANCE_SCOPES, READ_SCOPE
+from runtime.bundle_source import load_bundle
+from runtime.config import ExpectedIdentity, config_from_env
+from runtime.instance import Instance
+from runtime.memory import thread_config
+from runtime.state_url import parse_state_url
+from runtime.thread_store import open_thread_state
+from tests.foundry.manifest_edits import Doc, allow_private_targets, edit
+from tests.mcp.foundry_mcp_local_aws import LocalAws, moto_server
+from tests.runtime.runtime_harness import (
+    REPO_ROOT,
+    BuiltBundle,
+    RuntimeProcess,
+    auth_env,
+    copy_agents,
+    mcp_client,
+    runtime_env,
+    serve,
+    write_bundles,
+)
+from tests.runtime.ticketing_server import TicketingServer, serve_ticketing
+
+TOKEN = "tck-approval-t0ken"
+INSTANCE = "default-org/default-domain/dev"
+REQUEST = "Please open a ticket: the checkout outage since noon"
+SECRET_ENV = {"SECRET_TICKET_API_TOKEN": TOKEN}
+HOUR = 3600.0
+
+
+def _bundle(root: Path, url: str) -> BuiltBundle:
+    agents = copy_agents(root / "agents")
+    allow_private_targets(agents)  # the ticketing server listens on 127.0.0.1
+    server = {"name": "ticketing", "url": url, "bearer_secret": "ticket-api-token", "timeout_seconds": 5}
+    edit(agents / "manifests" / "manifest.instance-template.yaml", lambda d: d["spec"]["mcp"].update(servers=[server]))
+    edit(
+        agents / "specs" / "workers" / "ticket-agent.yaml",
+        lambda d: d["spec"]["tools"].append("ticketing.create_ticket"),
+    )
+
+    def policy(data: Doc) -> None:
+        data["spec"]["policy"].update(approval_required=["ticketing.create_ticket"], approval_timeout_seconds=3600)
+
+    edit(agents / "specs" / "system" / "governance-agent.yaml", policy)
+    (built,) = write_bundles(agents, root / "bundle", INSTANCE)
+    return built
+
+
+@pytest.fixture(scope="module")
+def ticketing() -> Iterator[TicketingServer]:
+    with serve_ticketing(TOKEN) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def bundle(ticketing: TicketingServer, tmp_path_factory: pytest.TempPathFactory) -> BuiltBundle:
+    return _bundle(tmp_path_factory.mktemp("approvals"), ticketing.url)
+
+
+@pytest.fixture(scope="module")
+def moto() -> Iterator[LocalAws]:
+    with moto_server() as local:
+        yield local
+
+
+@pytest.fixture(params=["sqlite", pytest.param("dynamodb", marks=pytest.mark.slow)])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'state' / 'threads.db'}"
+    moto: LocalAws = request.getfixturevalue("moto")
+    for name, value in moto.env.items():
+        monkeypatch.setenv(name, value)
+    table = f"af-approvals-{tmp_path.name[-20:].strip('_')}"
+    moto.client("dynamodb").create_table(
+        TableName=table,
+        KeySchema=[
+            {"AttributeName": DYNAMODB_PARTITION_KEY, "KeyType": "HASH"},
+            {"AttributeName": DYNAMODB_SORT_KEY, "KeyType": "RANGE"},
+        ],
+        AttributeDefinitions=[
+            {"AttributeName": DYNAMODB_PARTITION_KEY, "AttributeType": "S"},
+            {"AttributeName": DYNAMODB_SORT_KEY, "AttributeType": "S"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return f"dynamodb://{table}"
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@asynccontextmanager
+async def task(built: BuiltBundle, url: str, clock: Clock | None = None) -> AsyncIterator[Instance]:
+    """One task of the instance on the store `url` (with its own clock, if given)."""
+    config = config_from_env(SECRET_ENV, bundle=str(built.path), state=url)
+    instance = Instance(
+        bundle=load_bundle(str(built.path), expected_hash=built.content_hash, identity=ExpectedIdentity()),
+        config=config,
+    )
+    if clock is not None:
+        location = parse_state_url(url)
+        instance.thread_state = await open_thread_state(
+            location, keep=20, ttl_seconds=720 * HOUR, wait_seconds=5, region="us-east-1", clock=clock
+        )
+    await instance.start()
+    try:
+        yield instance
+    finally:
+        await instance.stop()
+
+
+async def test_a_call_that_needs_approval_pauses_and_another_task_approving_it_runs_it_once(
+    ticketing: TicketingServer, bundle: BuiltBundle, store_url: str
+) -> None:
+    before = len(ticketing.tickets)
+    async with task(bundle, store_url) as first:
+        paused = await first.invoke(REQUEST, thread_id="t-approve")
+        assert paused.ok and paused.status == "awaiting_approval", paused
+        assert paused.answer is None and paused.approval is not None
+        approval = paused.approval
+        assert (approval.tool, approval.arguments, approval.requested_by) == (
+            "ticketing.create_ticket",
+            {"summary": REQUEST},
+            "anonymous",
+        )
+        assert len(ticketing.tickets) == before  # not called
+        # the paused turn released its thread: the next message on it runs at once
+        other = await first.invoke("plan the roadmap", thread_id="t-approve")
+        assert other.ok and other.status == "completed", other.error
+        assert [p.approval_id for p in await first.pending_approvals()] == [approval.id]
+
+    # the first task has stopped (a restart, or a deploy); two new tasks get a decision each, at once
+    async with task(bundle, store_url) as second, task(bundle, store_url) as third:
+        decided, twin = await asyncio.gather(
+            second.approve(approval.id, "approve", comment="outage confirmed"),
+            third.approve(approval.id, "approve", comment="confirmed twice"),
+        )
+        assert twin == decided  # the one taken decision's answer, on both tasks
+        assert decided.state == "approved" and decided.decided_by == "anonymous"
+        assert decided.result is not None and decided.result["ok"] and decided.result["status"] == "completed"
+        (ticket,) = ticketing.tickets[before:]
+        assert ticket.summary == REQUEST
+        assert ticket.id in decided.result["answer"]
+        assert [c["status"] for c in decided.result["tool_calls"]] == ["ok"]
+        assert decided.result["thread_id"] == "t-approve" and decided.result["trace_id"] == paused.trace_id
+
+        again = await second.approve(approval.id, "reject", comment="too late")
+        assert again.result == decided.result and again.state == "approved" and again.comment == decided.comment
+        assert len(ticketing.tickets) == before + 1  # no second call
+        assert await second.pending_approvals() == []
+        shown = await second.get_approval(approval.id)
+        assert shown.state == "approved" and shown.result == decided.result
+
+        (thread,) = (await second.export_subject("anonymous", "t-approve")).threads
+        (kept,) = thread.approvals
+        assert (kept["decided_by"], kept["comment"], kept["status"]) == ("anonymous", decided.comment, "approved")
+        assert kept["tool"] == "ticketing.create_ticket" and kept["decided_at"] >= kept["requested_at"]
+        assert ticket.id in thread.messages[-1]["content"]  # the resumed turn's answer is in the thread's history
+
+        # the usage ledger: two requests (the paused one counted once, as awaiting_approval), and the tokens of the
+        # paused part, the other turn and the resumed part, each once
+        ledger = await second.usage(usage_window(None, None, now=datetime.now(UTC)))
+        assert (ledger.requests, ledger.outcomes) == (2, {"awaiting_approval": 1, "ok": 1})
+        resumed = decided.result["usage"]
+        assert resumed["output_tokens"] > 0
+        assert ledger.input_tokens == paused.usage.input_tokens + other.usage.input_tokens + resumed["input_tokens"]
+        assert ledger.output_tokens == (
+            paused.usage.output_tokens + other.usage.output_tokens + resumed["output_tokens"]
+        )
+
+
+async def test_a_decision_whose_task_died_before_resuming_is_resumed_by_the_next_approve_once_its_claim_ran_out(
+    ticketing: TicketingServer, bundle: BuiltBundle, tmp_path: Path
+) -> None:
+    before = len(ticketing.tickets)
+    url = f"sqlite:///{tmp_path / 'threads.db'}"
+    clock = Clock(1_900_000_000.0)
+    async with task(bundle, url, clock) as instance:
+        paused = await instance.invoke(REQUEST, thread_id="t-dead")
+        assert paused.approval is not None
+        state = instance.thread_state
+        assert state is not None
+        # what a task that took the decision and died before resuming leaves in the store
+        taken = await state.approvals.decide(
+            paused.approval.id, "approved", by="bob", comment="go", now=clock.now, runner="gone:1", until=clock.now + 60
+        )
+        assert taken
+        clock.now += 61
+        resumed = await instance.approve(paused.approval.id, "reject", comment="ignored: already decided")
+        assert (resumed.state, resumed.decided_by, resumed.comment) == ("approved", "bob", "go")
+        assert resumed.result is not None and resumed.result["ok"]
+        (ticket,) = ticketing.tickets[before:]
+        assert ticket.id in resumed.result["answer"]
+        assert (await instance.approve(paused.approval.id, "approve")).result == resumed.result
+    assert len(ticketing.tickets) == before + 1
+
+
+async def test_erasing_a_subjects_thread_erases_its_pending_approval_and_the_paused_turn(
+    ticketing: TicketingServer, bundle: BuiltBundle, tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path / 'threads.db'}"
+    async with task(bundle, url) as instance:
+        paused = await instance.invoke(REQUEST, thread_id="t-erase")
+        assert paused.approval is not None
+        state = instance.thread_state
+        assert state is not None
+        record = await state.approvals.get(paused.approval.id)
+        assert record is not None
+        assert await state.memory.saver.aget_tuple(thread_config(record.run_id)) is not None
+        (thread,) = (await instance.export_subject("anonymous", "t-erase")).threads
+        assert thread.messages == [] and [a["approval_id"] for a in thread.approvals] == [paused.approval.id]
+        assert (await instance.erase_subject("anonymous", "t-erase")).erased == 1
+        assert await state.memory.saver.aget_tuple(thread_config(record.run_id)) is None  # the paused request
+        with pytest.raises(ApprovalError, match="no approval"):
+            await instance.approve(paused.approval.id, "approve")
+
+
+async def test_a_rejected_call_is_never_made_and_the_answer_says_so(
+    ticketing: TicketingServer, bundle: BuiltBundle, tmp_path: Path
+) -> None:
+    before = len(ticketing.tickets)
+    url = f"sqlite:///{tmp_path / 'threads.db'}"
+    async with task(bundle, url) as instance:
+        paused = await instance.invoke(REQUEST, thread_id="t-reject")
+        assert paused.approval is not None
+        decided = await instance.approve(paused.approval.id, "reject", comment="not during the freeze")
+        assert decided.state == "rejected" and decided.result is not None
+        assert decided.result["ok"], decided.result
+        assert "refused" in decided.result["answer"] and "not during the freeze" in decided.result["answer"]
+        assert [c["status"] for c in decided.result["tool_calls"]] == ["refused"]
+        again = await instance.approve(paused.approval.id, "approve")
+        assert again.state == "rejected" and again.result == decided.result
+    assert len(ticketing.tickets) == before
+
+
+async def test_an_expired_or_unknown_approval_is_refused_and_its_call_never_made(
+    ticketing: TicketingServer, bundle: BuiltBundle, tmp_path: Path
+) -> None:
+    before = len(ticketing.tickets)
+    url = f"sqlite:///{tmp_path / 'threads.db'}"
+    clock = Clock(1_900_000_000.0)
+    async with task(bundle, url, clock) as instance:
+        paused = await instance.invoke(REQUEST, thread_id="t-expire")
+        expires = datetime.fromtimestamp(clock.now + HOUR, UTC).isoformat().replace("+00:00", "Z")
+        assert paused.approval is not None and paused.approval.expires_at == expires
+        clock.now += HOUR + 1
+        with pytest.raises(ApprovalError, match=f"expired at {expires} without a decision"):
+            await instance.approve(paused.approval.id, "approve")
+        assert await instance.pending_approvals() == []
+        assert (await instance.get_approval(paused.approval.id)).state == "expired"
+        state = instance.thread_state
+        assert state is not None
+        record = await state.approvals.get(paused.approval.id)
+        assert record is not None
+        run = thread_config(record.run_id)
+        assert await state.memory.saver.aget_tuple(run) is not None  # kept while it could still be decided
+        await state.sweep()
+        assert await state.memory.saver.aget_tuple(run) is None  # the paused turn's checkpoint went
+        with pytest.raises(ApprovalError, match="no approval 'apr-nope'"):
+            await instance.approve("apr-nope", "approve")
+    assert len(ticketing.tickets) == before
+
+
+def _structured(result: CallToolResult) -> dict[str, Any]:
+    assert not result.is_error, result.content
+    assert result.structured_content is not None
+    return dict(result.structured_content)
+
+
+@pytest.mark.slow
+async def test_served_approval_survives_a_restart_needs_its_scope_and_two_concurrent_decisions_make_one_call(
+    ticketing: TicketingServer,
+    bundle: BuiltBundle,
+    local_issuer: RunningIssuer,
+    runtime_factory: list[RuntimeProcess],
+    tmp_path: Path,
+) -> None:
+    """Real processes over streamable HTTP with real tokens: alice's invoke pauses on the first process, which then
+    stops; on two new processes of the same store, alice may not approve (no agentfoundry/approve), and bob's two
+    decisions at once resume the turn once."""
+    before = len(ticketing.tickets)
+    env = {**bundle.identity_env(), **SECRET_ENV, **auth_env(local_issuer.url)}
+    env["STATE_URL"] = f"sqlite:///{tmp_path / 'threads.db'}"
+    alice = bundle.token(local_issuer.issuer, subject="alice", scopes=INSTANCE_SCOPES)
+    bob = bundle.token(local_issuer.issuer, subject="bob", scopes=(READ_SCOPE, APPROVE_SCOPE))
+    carol = bundle.token(local_issuer.issuer, subject="carol", scopes=INSTANCE_SCOPES)
+
+    first = serve(env)
+    runtime_factory.append(first)
+    async with mcp_client(first.url, alice) as client:
+        described = _structured(await client.call_tool("describe", {}))
+        assert described["approvals"] == {"required": ["ticketing.create_ticket"], "timeout_seconds": 3600}
+        paused = _structured(await client.call_tool("invoke", {"message": REQUEST, "thread_id": "served"}))
+    assert paused["status"] == "awaiting_approval" and paused["ok"] and paused["answer"] is None
+    approval = paused["approval"]
+    assert approval["requested_by"] == "alice" and approval["tool"] == "ticketing.create_ticket"
+    assert first.terminate() == 0
+    requested = first.wait_for_line(r'"event": "approval.requested"').string
+    assert approval["id"] in requested and "alice" not in requested and REQUEST not in requested
+    assert len(ticketing.tickets) == before
+
+    second, third = serve(env), serve(env)
+    runtime_factory.extend([second, third])
+    async with mcp_client(second.url, alice) as client:
+        refused = await client.call_tool("approve", {"approval_id": approval["id"], "decision": "approve"})
+        assert refused.is_error and "agentfoundry/approve" in json.dumps(refused.model_dump(mode="json"))
+        mine = _structured(await client.call_tool("get_approval", {"approval_id": approval["id"]}))
+        assert mine["state"] == "pending" and mine["result"] is None
+    async with mcp_client(third.url, carol) as client:  # not hers, and she may not approve: as if unknown
+        hidden = await client.call_tool("get_approval", {"approval_id": approval["id"]})
+        assert hidden.is_error
+    async with mcp_client(second.url, bob) as on_second, mcp_client(third.url, bob) as on_third:
+        listed = _structured(await on_second.call_tool("pending_approvals", {}))
+        assert [a["approval_id"] for a in listed["approvals"]] == [approval["id"]]
+        decisions = await asyncio.gather(
+            on_second.call_tool("approve", {"approval_id": approval["id"], "decision": "approve", "comment": "ok"}),
+            on_third.call_tool("approve", {"approval_id": approval["id"], "decision": "approve", "comment": "yes"}),
+        )
+    one, other = (_structured(d) for d in decisions)
+    assert one["result"] is not None and one["result"] == other["result"]
+    assert one["comment"] == other["comment"] and one["comment"] in {"ok", "yes"}
+    (ticket,) = ticketing.tickets[before:]
+    assert ticket.id in one["result"]["answer"]
+    async with mcp_client(second.url, alice) as client:
+        done = _structured(await client.call_tool("get_approval", {"approval_id": approval["id"]}))
+    assert done["state"] == "approved" and done["decided_by"] == "bob" and done["result"] == one["result"]
+
+
+def _cli(*args: str) -> tuple[int, Any]:
+    done = subprocess.run(
+        [sys.executable, "-m", "runtime", "call", *args],
+        cwd=REPO_ROOT,
+        env=runtime_env({}),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return done.returncode, json.loads(done.stdout) if done.stdout.startswith("{") else done.stdout + done.stderr
+
+
+@pytest.mark.slow
+def test_the_local_loop_shows_an_approval_with_the_call_command(
+    ticketing: TicketingServer, bundle: BuiltBundle, runtime_factory: list[RuntimeProcess], tmp_path: Path
+) -> None:
+    """What the README shows: invoke pauses, pending_approvals lists it, approve runs it and prints the result."""
+    before = len(ticketing.tickets)
+    env = {**bundle.identity_env(), **SECRET_ENV, "STATE_URL": f"sqlite:///{tmp_path / 'threads.db'}"}
+    runtime = serve(env)
+    runtime_factory.append(runtime)
+    code, paused = _cli("--url", runtime.url, "--message", REQUEST, "--thread", "loop")
+    assert code == 0 and paused["status"] == "awaiting_approval", paused
+    code, listed = _cli("--url", runtime.url, "--tool", "pending_approvals")
+    assert code == 0 and [a["approval_id"] for a in listed["approvals"]] == [paused["approval"]["id"]]
+    code, missing = _cli("--url", runtime.url, "--tool", "approve", "--approval", paused["approval"]["id"])
+    assert code == 2 and "--decision approve|reject is required" in missing
+    code, decided = _cli(
+        "--url", runtime.url, "--tool", "approve", "--approval", paused["approval"]["id"],
+        "--decision", "approve", "--comment", "go ahead",
+    )  # fmt: skip
+    assert code == 0 and decided["state"] == "approved" and decided["comment"] == "go ahead"
+    (ticket,) = ticketing.tickets[before:]
+    assert ticket.id in decided["result"]["answer"]
+
+
+@pytest.mark.slow
+async def test_a_client_that_can_elicit_is_asked_inline_and_the_same_call_goes_on(
+    ticketing: TicketingServer, bundle: BuiltBundle, runtime_factory: list[RuntimeProcess], tmp_path: Path
+) -> None:
+    """Over real HTTP: a 2026-07-28 client with an elicitation callback is asked in the invoke call (the
+    input-required result), answers, and the same call returns the resumed turn's answer; a client without the
+    capability gets the approval object."""
+    before = len(ticketing.tickets)
+    env = {**bundle.identity_env(), **SECRET_ENV, "STATE_URL": f"sqlite:///{tmp_path / 'threads.db'}"}
+    runtime = serve(env)
+    runtime_factory.append(runtime)
+    asked: list[ElicitRequestParams] = []
+
+    async def approve_it(context: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult:
+        asked.append(params)
+        return ElicitResult(action="accept", content={"decision": "approve", "comment": "asked inline"})
+
+    async with Client(runtime.url, elicitation_callback=approve_it) as client:
+        assert client.protocol_version == "2026-07-28"
+        done = _structured(await client.call_tool("invoke", {"message": REQUEST, "thread_id": "inline"}))
+    assert done["status"] == "completed" and done["ok"], done
+    (question,) = asked
+    assert "ticketing.create_ticket" in question.message
+    (ticket,) = ticketing.tickets[before:]
+    assert ticket.id in done["answer"]
+
+    async def refuse_it(context: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult:
+        return ElicitResult(action="decline")
+
+    async with Client(runtime.url, elicitation_callback=refuse_it) as client:
+        refused = _structured(await client.call_tool("invoke", {"message": REQUEST, "thread_id": "inline-2"}))
+    assert refused["status"] == "completed" and "refused" in refused["answer"]
+    assert [c["status"] for c in refused["tool_calls"]] == ["refused"]
+
+    async with Client(runtime.url) as client:  # declares no elicitation: the approval object
+        paused = _structured(await client.call_tool("invoke", {"message": REQUEST, "thread_id": "inline-3"}))
+        assert paused["status"] == "awaiting_approval"
+        shown = _structured(await client.call_tool("get_approval", {"approval_id": paused["approval"]["id"]}))
+    assert shown["state"] == "pending"
+    # a 2025-11-25 client would be asked on the request's stream; JSON responses have none: the approval object
+    async with Client(runtime.url, mode="legacy", elicitation_callback=approve_it) as client:
+        assert client.protocol_version == "2025-11-25"
+        legacy = _structured(await client.call_tool("invoke", {"message": REQUEST, "thread_id": "inline-4"}))
+    assert legacy["status"] == "awaiting_approval" and len(asked) == 1
+    assert len(ticketing.tickets) == before + 1
+
+
+@pytest.mark.slow
+async def test_a_2025_11_25_client_over_stdio_is_asked_on_the_requests_stream(
+    ticketing: TicketingServer, bundle: BuiltBundle, tmp_path: Path
+) -> None:
+    before = len(ticketing.tickets)
+    env = {**SECRET_ENV, "STATE_URL": f"sqlite:///{tmp_path / 'threads.db'}"}
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "runtime", "serve", "--bundle", str(bundle.path), "--stdio"],
+        env=runtime_env(env),
+        cwd=str(REPO_ROOT),
+    )
+    asked: list[ElicitRequestParams] = []
+
+    async def approve_it(context: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult:
+        asked.append(params)
+        return ElicitResult(action="accept", content={"decision": "approve"})
+
+    async with Client(params, mode="legacy", elicitation_callback=approve_it) as client:
+        done = _structured(await client.call_tool("invoke", {"message": REQUEST, "thread_id": "stdio"}))
+    assert done["status"] == "completed" and len(asked) == 1
+    (ticket,) = ticketing.tickets[before:]
+    assert ticket.id in done["answer"]
