@@ -27,6 +27,7 @@ from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.routes import build_resource_metadata_url, create_protected_resource_routes
 from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.context import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp_types import CallToolResult, TextContent
@@ -48,6 +49,7 @@ from runtime.auth import (
     resource_server,
 )
 from runtime.instance import Instance, InvokeResult, SubjectDataResult, SubjectRequestError
+from runtime.progress_http import progress_reported, route_progress_requests, streaming_manager
 from runtime.telemetry import install_tracing, shutdown_tracing
 from runtime.trace_context import TraceContextMiddleware
 
@@ -101,10 +103,14 @@ def build_mcp_server(instance: Instance, auth: ResourceServer | None = None) -> 
                 "thread_id names it, pass that to continue.",
             ),
         ] = None,
+        ctx: Context[Any, Any] | None = None,
     ) -> Annotated[CallToolResult, InvokeResult]:
         """Run the message through the instance's agents; returns the answer, its thread id and the per-node
-        trace."""
-        result = await instance.invoke(message, thread_id, caller(INVOKE_SCOPE))
+        trace. With a progressToken, the turn streams: a progress notification as each node starts and the
+        model's text as it is generated (docs/runtime.md, "Streaming")."""
+        who = caller(INVOKE_SCOPE)
+        with progress_reported(ctx):
+            result = await instance.invoke(message, thread_id, who)
         payload = result.model_dump(mode="json")
         text = result.answer if result.ok and result.answer is not None else f"error: {result.error}"
         return CallToolResult(
@@ -188,9 +194,11 @@ def build_http_app(instance: Instance) -> Starlette:
         allowed_hosts=instance.config.host_allow_list(),
         allowed_origins=[f"{scheme}://{h}" for h in instance.config.host_allow_list() for scheme in ("http", "https")],
     )
+    streaming = streaming_manager(server, security)
     app = server.streamable_http_app(
         streamable_http_path="/mcp", stateless_http=True, json_response=True, transport_security=security
     )
+    route_progress_requests(app, server, streaming)
     app.add_route("/healthz", healthz, methods=["GET"])
     app.add_route("/readyz", readyz, methods=["GET"])
     app.add_route("/metrics", metrics, methods=["GET"])
@@ -203,7 +211,7 @@ def build_http_app(instance: Instance) -> Starlette:
     async def lifespan(app_: Starlette) -> AsyncIterator[None]:
         await instance.start()
         try:
-            async with mcp_lifespan(app_):
+            async with mcp_lifespan(app_), streaming.run():
                 # Everything built at start-up (modules, bundle, graph, schemas) lives as long as the process:
                 # moving it out of the collector's view keeps full collections short, which shows in p99.
                 gc.collect()
