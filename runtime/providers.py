@@ -92,6 +92,8 @@ def _words(text: str) -> set[str]:
 
 def pick_tool(tools: tuple[ToolSpec, ...], request_text: str) -> ToolSpec | None:
     """The tool whose name or description shares the most words with the request; ties: the first given."""
+    if not tools:  # most calls offer none: spare the word split of a prompt that carries the thread's history
+        return None
     wanted = _words(request_text)
     best, best_score = None, 0
     for tool in tools:
