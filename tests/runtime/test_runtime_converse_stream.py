@@ -5,16 +5,15 @@ binary AWS event stream (served by a `before-send` hook instead of Bedrock), wit
 
 from __future__ import annotations
 
-import io
 import json
 import struct
 import zlib
+from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import pytest
 from botocore.awsrequest import AWSPreparedRequest, AWSResponse
-from urllib3.response import HTTPResponse
 
 from runtime.providers import (
     BedrockProvider,
@@ -107,6 +106,20 @@ def _message(event: dict[str, Any]) -> bytes:
     return head + struct.pack(">I", zlib.crc32(head))
 
 
+class RawBody:
+    """What botocore reads an event stream from (the HTTP response's raw body): its bytes in small pieces."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+
+    def stream(self, amt: int = 1024, decode_content: bool | None = None) -> Iterator[bytes]:
+        for start in range(0, len(self.body), 7):  # odd pieces: messages arrive split, as over a network
+            yield self.body[start : start + 7]
+
+    def close(self) -> None:
+        return None
+
+
 class FakeBedrock:
     """Answers the signed ConverseStream request in place of the network, and keeps what was sent."""
 
@@ -116,7 +129,7 @@ class FakeBedrock:
 
     def __call__(self, request: AWSPreparedRequest, **_: Any) -> AWSResponse:
         self.requests.append(request)
-        raw = HTTPResponse(body=io.BytesIO(self.body), preload_content=False, status=200)
+        raw = RawBody(self.body)
         headers = {"Content-Type": "application/vnd.amazon.eventstream"}
         return AWSResponse(request.url, 200, headers, raw)
 
