@@ -162,7 +162,11 @@ def percentile(samples: list[float], q: float) -> float:
 
 def compare(bundle: Path, state_url: str, rounds: int, requests: int) -> dict[str, Any]:
     runtime, runtime_port = start_runtime(bundle, state_url)
-    bare, bare_port = start_bare()
+    try:
+        bare, bare_port = start_bare()
+    except BaseException:
+        stop(runtime)
+        raise
     samples: dict[str, list[float]] = defaultdict(list)
     per_round: dict[str, list[float]] = defaultdict(list)
     try:

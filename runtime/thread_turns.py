@@ -171,9 +171,9 @@ class ThreadTurns:
                 return fence
             if on_busy == "reject":
                 raise self._busy_now()
-            if on_busy == "interrupt":  # another task's turn runs: take the thread from it
+            if on_busy == "interrupt" and attempt == 0:  # another task's turn runs: take the thread from it
                 attempt += 1
-                continue
+                continue  # (a take-over refused by a write in flight, DynamoDB's conflict, is retried below)
             pause = min(MAX_POLL_SECONDS, 0.005 * 2**attempt) * random.uniform(0.5, 1.0)  # noqa: S311 - jitter
             if time.monotonic() + pause > deadline:
                 raise self._busy(thread_id)
