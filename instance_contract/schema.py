@@ -188,6 +188,10 @@ class McpToolConfig(Strict):
     """A thread idle for longer than this is forgotten (DynamoDB's TTL attribute; the SQLite store sweeps)."""
     servers: list[ExternalMcpServer] = Field(default_factory=list)
     """External MCP servers; their tools appear to agents as `<server>.<tool>`."""
+    on_busy: Literal["enqueue", "reject", "interrupt"] = "enqueue"
+    """A message for a thread whose previous turn still runs, on any task: `enqueue` waits for it (up to the
+    runtime's THREAD_WAIT_SECONDS), `reject` answers thread_busy at once, `interrupt` stops the running turn (nothing
+    of it is recorded; its caller gets `interrupted`) and runs the new one."""
 
     @field_validator("servers")
     @classmethod
@@ -201,11 +205,14 @@ class McpToolConfig(Strict):
         return self
 
     @model_serializer(mode="wrap")
-    def _omit_no_servers(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        """An instance without external servers serialises as before they existed (same bundle bytes)."""
+    def _omit_later_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """An instance without external servers, and one that queues busy turns, serialises as before those
+        settings existed (same bundle bytes)."""
         data: dict[str, Any] = handler(self)
         if not self.servers:
             data.pop("servers", None)
+        if self.on_busy == "enqueue":
+            data.pop("on_busy", None)
         return data
 
 

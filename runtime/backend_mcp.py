@@ -18,6 +18,7 @@ from mcp import Client
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.context import Context
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.shared.dispatcher import ProgressFnT
 from opentelemetry.trace import SpanKind
 from pydantic import BaseModel, Field
 
@@ -46,10 +47,12 @@ from runtime.providers import (
     ModelRequest,
     OfflineProvider,
     ProviderError,
+    TextSink,
     ToolCall,
     ToolSpec,
     ToolStep,
 )
+from runtime.turn_progress import TURN_PROGRESS
 from runtime.usage_tally import TURN_TALLY
 
 
@@ -118,6 +121,9 @@ class InstanceContext(BaseModel):
     workers: list[str]
     secrets_configured: list[str]
     """Names only: a secret's value never leaves the backend."""
+
+
+MODEL_GENERATE = "model_generate"
 
 
 class ToolCallError(RuntimeError):
@@ -227,9 +233,13 @@ def build_backend_server(
         tools: list[ToolDescription] | None = None,
         rounds: list[ToolRound] | None = None,
         request: str = "",
+        stream: bool = False,
+        ctx: Context[Any, Any] | None = None,
     ) -> Generated:
         """Generate text for one agent with the model its spec configures. Given `tools`, the model may instead
-        ask for tool calls; `rounds` are the earlier calls and their results; `request` is the caller's own words."""
+        ask for tool calls; `rounds` are the earlier calls and their results; `request` is the caller's own words.
+        With `stream`, the text is also reported as it is generated, each chunk one progress notification's message
+        (the caller passes a progress callback); the result is the same."""
         spec = bundle.specs.get(agent_id)
         route = providers.get(agent_id)
         if spec is None or route is None:
@@ -249,7 +259,16 @@ def build_backend_server(
             ),
             request_text=request,
         )
-        reply = await _chat(route.provider, model_request, observed)
+        on_text: TextSink | None = None
+        if stream and ctx is not None:
+            chunks = 0
+
+            async def on_text(chunk: str) -> None:
+                nonlocal chunks
+                chunks += 1
+                await ctx.report_progress(chunks, None, chunk)
+
+        reply = await _chat(route.provider, model_request, observed, on_text)
         return Generated(
             text=reply.text,
             provider=reply.provider,
@@ -285,7 +304,9 @@ def build_backend_server(
     return server
 
 
-async def _chat(provider: ModelProvider, request: ModelRequest, telemetry: InstanceTelemetry) -> ModelReply:
+async def _chat(
+    provider: ModelProvider, request: ModelRequest, telemetry: InstanceTelemetry, on_text: TextSink | None = None
+) -> ModelReply:
     """One model call inside a `chat {model}` span, with its tokens and time recorded; a provider error becomes
     the tool's error."""
     model = request.model_id or provider.default_model
@@ -304,7 +325,7 @@ async def _chat(provider: ModelProvider, request: ModelRequest, telemetry: Insta
     started = time.perf_counter()
     with span(f"chat {model}", attributes, SpanKind.CLIENT) as current:
         try:
-            reply = await provider.generate(request)
+            reply = await provider.generate(request, on_text)
         except ProviderError as exc:
             fail(current, type(exc).__name__)
             telemetry.metrics.model_call(
@@ -356,7 +377,9 @@ class BackendConnection:
     def gateway(self, agent_id: str) -> ToolGateway:
         return ToolGateway(self, agent_id, self._allowed.get(agent_id, frozenset()))
 
-    async def call(self, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    async def call(self, name: str, arguments: dict[str, Any], on_progress: TextSink | None = None) -> dict[str, Any]:
+        """`on_progress` receives the message of each progress notification the tool reports (the model's text
+        chunks of a streaming `model_generate`), as the tool runs."""
         if self._client is None:
             raise ToolCallError("the backend MCP connection is not open")
         # `session.send_request` is the SDK's typed request API; unlike `call_tool` it does not re-validate the
@@ -364,7 +387,15 @@ class BackendConnection:
         # process's own backend server, which builds them from the same pydantic models that define those
         # schemas, so the check could never fail here and was a third of a request's graph time.
         request = types.CallToolRequest(params=types.CallToolRequestParams(name=name, arguments=arguments))
-        result = await self._client.session.send_request(request, types.CallToolResult)
+        callback: ProgressFnT | None = None
+        if on_progress is not None:
+            sink = on_progress
+
+            async def callback(progress: float, total: float | None, message: str | None) -> None:
+                if message:
+                    await sink(message)
+
+        result = await self._client.session.send_request(request, types.CallToolResult, progress_callback=callback)
         if result.is_error:
             detail = " ".join(getattr(block, "text", "") for block in result.content).strip()
             kind = "external tool" if split_tool_name(name) else "backend tool"
@@ -417,7 +448,16 @@ class ToolGateway:
                 if name not in self.allowed:
                     kind = "external tool" if external else "backend tool"
                     raise ToolCallError(f"agent {self.agent_id} may not call {kind} {name} (not in its spec's tools)")
-                result = await self._connection.call(name, arguments)
+                progress = TURN_PROGRESS.get() if name == MODEL_GENERATE else None
+                if progress is None:
+                    result = await self._connection.call(name, arguments)
+                else:  # the turn's caller streams: the model's text goes to it as it is generated
+                    agent_id = self.agent_id
+
+                    async def forward(chunk: str) -> None:
+                        await progress.text(agent_id, chunk)
+
+                    result = await self._connection.call(name, {**arguments, "stream": True}, forward)
                 if telemetry.capture_content:
                     current.set_attribute("gen_ai.tool.call.result", as_json(result))
                 ok = True

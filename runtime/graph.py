@@ -33,6 +33,7 @@ from instance_contract.bundle_documents import GraphDefinition
 from runtime.agents.exception import TIMEOUT_ERROR
 from runtime.genai_spans import AGENT_NAME, OPERATION, fail, span
 from runtime.state import Failure, PipelineState, TraceEntry, WorkerTask
+from runtime.turn_progress import TURN_PROGRESS
 
 REQUEST_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("request_deadline", default=None)
 """The running request's deadline on the event loop's clock (`loop.time()`); None: no limit. A context variable,
@@ -53,13 +54,16 @@ Graph = CompiledStateGraph[PipelineState, None, PipelineState, PipelineState]
 
 
 def guarded(node: str, agent: Node, *, unlimited: bool = False) -> GuardedNode:
-    """Times the node, adds its trace entry, and turns an exception into a recorded Failure. An `unlimited` node
-    (on the error path, which turns a failure into the caller's answer) runs even after the deadline."""
+    """Reports its start to a streaming caller (runtime.turn_progress), times the node, adds its trace entry, and
+    turns an exception into a recorded Failure. An `unlimited` node (on the error path, which turns a failure into
+    the caller's answer) runs even after the deadline."""
 
     attributes = {OPERATION: "invoke_agent", AGENT_NAME: agent.agent_id, "agentfoundry.graph.node": node}
     name = f"invoke_agent {agent.agent_id}"
 
     async def run(state: Any) -> PipelineState:
+        if (progress := TURN_PROGRESS.get()) is not None:  # the caller streams: say which node starts
+            await progress.node_started(node, agent.agent_id)
         with span(name, attributes) as current:
             update = await step(state)
             (entry,) = update["trace"]

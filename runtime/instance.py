@@ -8,6 +8,7 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
@@ -44,7 +45,13 @@ from runtime.subject_data import SubjectRequest, erase_subject, export_subject
 from runtime.telemetry import instance_resource
 from runtime.thread_leases import ThreadOwner
 from runtime.thread_store import StateStoreError, ThreadState, open_thread_state, writable_default
-from runtime.thread_turns import StateUnavailableError, ThreadBusyError
+from runtime.thread_turns import (
+    StateUnavailableError,
+    ThreadBusyError,
+    TurnInterruptedError,
+    busy_code,
+    until_interrupted,
+)
 from runtime.usage_tally import TURN_TALLY, UsageTally, hour_of, usage_report
 
 log = logging.getLogger("runtime.instance")
@@ -76,7 +83,7 @@ class ToolCallStep(BaseModel):
 class InvokeError(BaseModel):
     code: str
     """input_too_large | malformed_input | blocked_content | blocked_tenant | agent_failed | timeout | draining |
-    thread_busy | state_unavailable"""
+    thread_busy | interrupted | state_unavailable"""
     message: str
     node: str
     agent_id: str
@@ -432,11 +439,10 @@ class Instance:
                 "error": timeout_error(limit_seconds=limit, node="graph", agent_id="", trace_id=trace_id),
                 "answer": None,
             }
-        except (ThreadBusyError, StateUnavailableError) as exc:
+        except (ThreadBusyError, TurnInterruptedError, StateUnavailableError) as exc:
             self.metrics.refused += 1
-            busy = isinstance(exc, ThreadBusyError)
-            code = "thread_busy" if busy else "state_unavailable"
-            message = f"thread {thread_id!r} {exc}" if busy else str(exc)
+            code = busy_code(exc)
+            message = str(exc) if code == "state_unavailable" else f"thread {thread_id!r} {exc}"
             error = InvokeError(code=code, message=message, node="io", agent_id="")
             total_ms = round((time.perf_counter() - started) * 1000, 3)
             log.info(json.dumps({"event": "invoke", "trace_id": trace_id, "ok": False, "code": code, "ms": total_ms}))
@@ -470,10 +476,16 @@ class Instance:
         thread_id = request["thread_id"]
         if self.thread_state is None or not THREAD_ID.fullmatch(thread_id):
             return cast(PipelineState, await self.graph.ainvoke(request))
-        async with self.thread_state.turns.turn(thread_id, owner):
-            if self.paused is not None and owner is not None:
-                return await self.paused.run(request, owner)
-            return cast(PipelineState, await self.graph.ainvoke(request))
+        on_busy = self.bundle.instance.spec.mcp.on_busy
+        async with self.thread_state.turns.turn(thread_id, owner, on_busy) as lease:
+            run: Coroutine[Any, Any, Any] = (
+                self.paused.run(request, owner)
+                if self.paused is not None and owner is not None
+                else self.graph.ainvoke(request)
+            )
+            if on_busy == "interrupt":
+                return cast(PipelineState, await until_interrupted(lease, run))
+            return cast(PipelineState, await run)
 
     async def approve(
         self, approval_id: str, decision: Decision, comment: str | None = None, caller: Caller | None = None

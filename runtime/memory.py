@@ -119,6 +119,8 @@ class ThreadMemory:
             if lease is not None:
                 lease.lost = lease.lost or "the store refused its write: another task holds the thread's lease"
             raise
+        if lease is not None:
+            lease.recorded = True
         await self.saver.aprune([thread_id], strategy="keep_latest")
         return len(kept)
 

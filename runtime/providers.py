@@ -5,17 +5,29 @@ reproducible without a network. Given tools, it calls the one whose name or desc
 words (ties: the first in the spec's order) with the request text as the tool's first string argument, then answers
 with the tool's result. The Bedrock provider calls the Converse API through boto3 (tool use: `toolConfig`, `toolUse`,
 `toolResult`); its request is built by a pure function so its shape can be checked without AWS.
+
+Given an `on_text` callback (a caller that streams: runtime.turn_progress), a provider reports its text as it is
+generated: Bedrock through ConverseStream (its events folded into the same ModelReply by `ConverseStreamReader`),
+the offline provider in word chunks of its deterministic answer. The reply is the same either way.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import re
-from dataclasses import dataclass
+import threading
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from runtime.config import OfflineModelSettings
+
+TextSink = Callable[[str], Awaitable[None]]
+"""Receives the model's text as it is generated, chunk by chunk, in order."""
+OFFLINE_CHUNK_WORDS = 3
+"""The offline provider's streamed chunks: this many words each (the last may be shorter)."""
 
 
 class ProviderError(RuntimeError):
@@ -80,6 +92,8 @@ def _words(text: str) -> set[str]:
 
 def pick_tool(tools: tuple[ToolSpec, ...], request_text: str) -> ToolSpec | None:
     """The tool whose name or description shares the most words with the request; ties: the first given."""
+    if not tools:  # most calls offer none: spare the word split of a prompt that carries the thread's history
+        return None
     wanted = _words(request_text)
     best, best_score = None, 0
     for tool in tools:
@@ -108,7 +122,15 @@ class ModelProvider(Protocol):
         """The model a request without its own model id gets."""
         ...
 
-    async def generate(self, request: ModelRequest) -> ModelReply: ...
+    async def generate(self, request: ModelRequest, on_text: TextSink | None = None) -> ModelReply:
+        """`on_text`: stream the text as it is generated (the reply still carries all of it)."""
+        ...
+
+
+def word_chunks(text: str, words: int = OFFLINE_CHUNK_WORDS) -> list[str]:
+    """`text` in pieces of `words` words that join back to it exactly (each piece keeps its trailing space)."""
+    pieces = re.findall(r"\S+\s*", text)
+    return ["".join(pieces[i : i + words]) for i in range(0, len(pieces), words)] or ([text] if text else [])
 
 
 class OfflineProvider:
@@ -120,10 +142,17 @@ class OfflineProvider:
     def __init__(self, settings: OfflineModelSettings | None = None) -> None:
         self._settings = settings or OfflineModelSettings()
 
-    async def generate(self, request: ModelRequest) -> ModelReply:
+    async def generate(self, request: ModelRequest, on_text: TextSink | None = None) -> ModelReply:
         slow = not self._settings.slow_agents or request.agent_id in self._settings.slow_agents
         if self._settings.latency_ms and slow:
             await asyncio.sleep(self._settings.latency_ms / 1000)
+        reply = self._answer(request)
+        if on_text is not None:
+            for chunk in word_chunks(reply.text):
+                await on_text(chunk)
+        return reply
+
+    def _answer(self, request: ModelRequest) -> ModelReply:
         if request.agent_id in self._settings.fail_agents:
             raise ProviderError(f"offline provider is set to fail for agent {request.agent_id}")
         digest = hashlib.sha256(f"{request.system}\x00{request.prompt}".encode()).hexdigest()[:12]
@@ -219,9 +248,11 @@ class BedrockProvider:
 
         return cls(client=boto3.client("bedrock-runtime", region_name=region), default_model_id=default_model_id)
 
-    async def generate(self, request: ModelRequest) -> ModelReply:
+    async def generate(self, request: ModelRequest, on_text: TextSink | None = None) -> ModelReply:
         kwargs = converse_request(request, default_model_id=self._default_model_id)
         names = {bedrock_tool_name(t.name): t.name for t in request.tools}
+        if on_text is not None:
+            return await self._stream(kwargs, ConverseStreamReader(kwargs["modelId"], names), on_text)
         response = await asyncio.to_thread(self._call, kwargs)
         return parse_converse_response(response, model=kwargs["modelId"], tool_names=names)
 
@@ -236,6 +267,124 @@ class BedrockProvider:
         except BotoCoreError as exc:
             raise ProviderError(f"bedrock converse failed ({type(exc).__name__})") from None
         return response
+
+    async def _stream(self, kwargs: dict[str, Any], reader: ConverseStreamReader, on_text: TextSink) -> ModelReply:
+        """ConverseStream: boto3 reads the event stream in a worker thread and hands each event to the loop, which
+        folds it into the reply and passes text on as it comes. A cancelled turn closes the stream."""
+        loop = asyncio.get_running_loop()
+        events: asyncio.Queue[dict[str, Any] | ProviderError | None] = asyncio.Queue()
+        stop = threading.Event()
+
+        def put(item: dict[str, Any] | ProviderError | None) -> None:
+            loop.call_soon_threadsafe(events.put_nowait, item)
+
+        def pump() -> None:
+            from botocore.exceptions import BotoCoreError, ClientError
+
+            try:
+                stream = self._client.converse_stream(**kwargs)["stream"]
+                for event in stream:
+                    if stop.is_set():
+                        stream.close()
+                        return
+                    put(event)
+            except ClientError as exc:
+                code = exc.response.get("Error", {}).get("Code", "error")
+                put(ProviderError(f"bedrock converse_stream failed ({code})"))
+            except BotoCoreError as exc:
+                put(ProviderError(f"bedrock converse_stream failed ({type(exc).__name__})"))
+            finally:
+                put(None)
+
+        reading = asyncio.ensure_future(asyncio.to_thread(pump))
+        try:
+            while (event := await events.get()) is not None:
+                if isinstance(event, ProviderError):
+                    raise event
+                if chunk := reader.feed(event):
+                    await on_text(chunk)
+        finally:
+            stop.set()  # on an error or a cancelled turn: the thread closes the stream at its next event
+        await reading
+        return reader.reply()
+
+
+STREAM_ERRORS = (
+    "internalServerException",
+    "modelStreamErrorException",
+    "validationException",
+    "throttlingException",
+    "serviceUnavailableException",
+)
+"""ConverseStream's error events (botocore raises most of them itself while reading; a stubbed stream may not)."""
+
+
+@dataclass
+class ConverseStreamReader:
+    """Folds ConverseStream events into the ModelReply `converse` would have given: text deltas joined, each
+    toolUse block's start (id, name) and its input's JSON fragments, and the metadata event's token usage."""
+
+    model: str
+    tool_names: dict[str, str] = field(default_factory=dict)
+    """The Converse names of the request's tools -> their own names."""
+    _text: list[str] = field(default_factory=list)
+    _tools: dict[int, tuple[str, str, list[str]]] = field(default_factory=dict)
+    _usage: dict[str, Any] = field(default_factory=dict)
+
+    def feed(self, event: dict[str, Any]) -> str | None:
+        """Takes one event; returns the text it adds, if any."""
+        try:
+            if "contentBlockDelta" in event:
+                block = event["contentBlockDelta"]
+                delta = block["delta"]
+                if "text" in delta:
+                    text = str(delta["text"])
+                    self._text.append(text)
+                    return text or None
+                if "toolUse" in delta:
+                    self._tools[int(block["contentBlockIndex"])][2].append(str(delta["toolUse"].get("input", "")))
+            elif "contentBlockStart" in event:
+                block = event["contentBlockStart"]
+                use = block.get("start", {}).get("toolUse")
+                if use is not None:
+                    self._tools[int(block["contentBlockIndex"])] = (str(use["toolUseId"]), str(use["name"]), [])
+            elif "metadata" in event:
+                self._usage = dict(event["metadata"].get("usage") or {})
+            elif failed := next((name for name in STREAM_ERRORS if name in event), None):
+                raise ProviderError(f"bedrock converse_stream failed ({failed})")
+        except (KeyError, TypeError) as exc:
+            raise ProviderError(f"bedrock converse_stream sent an unexpected event (missing {exc})") from None
+        return None
+
+    def reply(self) -> ModelReply:
+        calls = []
+        for index in sorted(self._tools):
+            use_id, name, fragments = self._tools[index]
+            raw = "".join(fragments).strip()
+            try:
+                arguments = json.loads(raw) if raw else {}
+            except json.JSONDecodeError:
+                raise ProviderError(f"bedrock converse_stream sent tool input for {name} that is not JSON") from None
+            calls.append(ToolCall(id=use_id, name=self.tool_names.get(name, name), arguments=dict(arguments)))
+        unknown = sorted({c.name for c in calls if c.name not in self.tool_names.values()})
+        if unknown:
+            raise ProviderError(f"bedrock asked for tools it was not offered: {', '.join(unknown)}")
+        return ModelReply(
+            text="".join(self._text),
+            provider="bedrock",
+            model=self.model,
+            input_tokens=int(self._usage.get("inputTokens", 0)),
+            output_tokens=int(self._usage.get("outputTokens", 0)),
+            tool_calls=tuple(calls),
+        )
+
+
+def fold_converse_stream(events: Iterable[dict[str, Any]], *, model: str, tool_names: dict[str, str]) -> ModelReply:
+    """A whole ConverseStream at once (what `ConverseStreamReader` builds event by event)."""
+    reader = ConverseStreamReader(model, tool_names)
+    for event in events:
+        reader.feed(event)
+    return reader.reply()
 
 
 def parse_converse_response(

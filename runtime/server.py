@@ -55,6 +55,7 @@ from runtime.auth import (
 )
 from runtime.inline_approval import invoke_asking
 from runtime.instance import Instance, InvokeResult, SubjectDataResult, SubjectRequestError
+from runtime.progress_http import progress_reported, route_progress_requests, streaming_manager
 from runtime.telemetry import install_tracing, shutdown_tracing
 from runtime.trace_context import TraceContextMiddleware
 
@@ -113,9 +114,12 @@ def build_mcp_server(instance: Instance, auth: ResourceServer | None = None) -> 
     ) -> Annotated[CallToolResult | InputRequiredResult, InvokeResult]:
         """Run the message through the instance's agents; returns the answer, its thread id and the per-node
         trace. A call that needs a person's approval pauses (status awaiting_approval), or asks the client's user
-        inline where the client supports elicitation."""
+        inline where the client supports elicitation. With a progressToken, the turn streams: a progress
+        notification as each node starts and the model's text as it is generated (docs/runtime.md, "Streaming")."""
+        who = caller(INVOKE_SCOPE)
         try:
-            result = await invoke_asking(instance, message, thread_id, caller(INVOKE_SCOPE), ctx)
+            with progress_reported(ctx):
+                result = await invoke_asking(instance, message, thread_id, who, ctx)
         except ApprovalError as exc:  # only on the retry that answers an inline approval question
             raise ToolError(str(exc)) from None
         if isinstance(result, InputRequiredResult):
@@ -278,9 +282,11 @@ def build_http_app(instance: Instance) -> Starlette:
         allowed_hosts=instance.config.host_allow_list(),
         allowed_origins=[f"{scheme}://{h}" for h in instance.config.host_allow_list() for scheme in ("http", "https")],
     )
+    streaming = streaming_manager(server, security)
     app = server.streamable_http_app(
         streamable_http_path="/mcp", stateless_http=True, json_response=True, transport_security=security
     )
+    route_progress_requests(app, server, streaming)
     app.add_route("/healthz", healthz, methods=["GET"])
     app.add_route("/readyz", readyz, methods=["GET"])
     app.add_route("/metrics", metrics, methods=["GET"])
@@ -293,7 +299,7 @@ def build_http_app(instance: Instance) -> Starlette:
     async def lifespan(app_: Starlette) -> AsyncIterator[None]:
         await instance.start()
         try:
-            async with mcp_lifespan(app_):
+            async with mcp_lifespan(app_), streaming.run():
                 # Everything built at start-up (modules, bundle, graph, schemas) lives as long as the process:
                 # moving it out of the collector's view keeps full collections short, which shows in p99.
                 gc.collect()

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -55,6 +55,10 @@ class HeldLease:
     owner: str
     fence: int
     lost: str | None = None
+    interrupted: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set when a newer message interrupted the turn (busy policy `interrupt`): the turn stops, writing nothing."""
+    recorded: bool = False
+    """The turn's history write went through (an interruption after it lets the turn finish)."""
 
 
 class LeaseLostError(RuntimeError):
@@ -71,8 +75,10 @@ class Leases(Protocol):
         until: float,
         expires_at: float,
         caller: ThreadOwner | None = None,
+        take_over: bool = False,
     ) -> int | None:
-        """The lease's new fence when taken, None while another task holds the thread."""
+        """The lease's new fence when taken, None while another task holds the thread. `take_over`: take it even
+        from a live holder (busy policy `interrupt`): the new fence makes the store refuse the holder's writes."""
 
     async def renew(self, thread_id: str, owner: str, *, until: float) -> bool: ...
 
@@ -118,9 +124,11 @@ class MemoryLeases:
         until: float,
         expires_at: float,
         caller: ThreadOwner | None = None,
+        take_over: bool = False,
     ) -> int | None:
         record = self._threads.get(thread_id) or _MemoryRecord(None, 0.0, now, 0, None)
-        if record.holder is not None and record.holder != owner and record.lease_until >= now:
+        held = record.holder is not None and record.holder != owner and record.lease_until >= now
+        if held and not take_over:
             return None
         record.holder, record.lease_until, record.fence = owner, until, record.fence + 1
         record.caller = caller or record.caller
@@ -224,6 +232,7 @@ class SqliteLeases:
         until: float,
         expires_at: float,
         caller: ThreadOwner | None = None,
+        take_over: bool = False,
     ) -> int | None:
         names = (caller.organization, caller.subject, caller.thread) if caller else (None, None, None)
         async with self._conn.execute(
@@ -234,8 +243,9 @@ class SqliteLeases:
             " subject = coalesce(excluded.subject, af_threads.subject),"
             " thread = coalesce(excluded.thread, af_threads.thread)"
             " WHERE af_threads.owner IS NULL OR af_threads.owner = excluded.owner OR af_threads.lease_until < ?"
+            " OR ?"
             " RETURNING fence",
-            (thread_id, owner, until, now, *names, now),
+            (thread_id, owner, until, now, *names, now, take_over),
         ) as cursor:
             row = await cursor.fetchone()
         return int(row[0]) if row is not None else None
@@ -342,6 +352,7 @@ class DynamoDBLeases:
         until: float,
         expires_at: float,
         caller: ThreadOwner | None = None,
+        take_over: bool = False,
     ) -> int | None:
         names = ""
         values: dict[str, dict[str, str]] = {
@@ -355,6 +366,9 @@ class DynamoDBLeases:
         if caller is not None:
             names = ", org = :org, subject = :sub, caller_thread = :ct"
             values |= {":org": {"S": caller.organization}, ":sub": {"S": caller.subject}, ":ct": {"S": caller.thread}}
+        condition: dict[str, str] = {}
+        if not take_over:
+            condition["ConditionExpression"] = "attribute_not_exists(#o) OR #o = :o OR lease_until < :n"
         try:
             answer = await self._call(
                 self._client.update_item,
@@ -364,10 +378,10 @@ class DynamoDBLeases:
                     "SET thread_id = :t, #o = :o, lease_until = :u, last_active = if_not_exists(last_active, :n),"
                     f" #ttl = :e{names} ADD fence :one"
                 ),
-                ConditionExpression="attribute_not_exists(#o) OR #o = :o OR lease_until < :n",
                 ExpressionAttributeNames={"#o": "owner", "#ttl": DYNAMODB_TTL_ATTRIBUTE},
                 ExpressionAttributeValues=values,
                 ReturnValues="UPDATED_NEW",
+                **condition,
             )
         except Exception as exc:
             if self._is_condition_failure(exc) or self._is_transaction_conflict(exc):

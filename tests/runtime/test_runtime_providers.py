@@ -153,3 +153,16 @@ async def test_offline_answers_with_the_tools_result_once_it_has_one() -> None:
     call = ToolCall("c1", "ticketing.create_ticket", {"summary": "x"})
     reply = await OfflineProvider().generate(_with_tools("new ticket", steps=(ToolStep((call,), ("TCK-7 opened",)),)))
     assert reply.tool_calls == () and "TCK-7 opened" in reply.text
+
+
+async def test_the_offline_provider_streams_its_answer_in_word_chunks_that_join_to_the_same_reply() -> None:
+    chunks: list[str] = []
+
+    async def on_text(chunk: str) -> None:
+        chunks.append(chunk)
+
+    streamed = await OfflineProvider().generate(REQUEST, on_text)
+    assert len(chunks) >= 2
+    assert all(len(c.split()) <= 3 for c in chunks)
+    assert "".join(chunks) == streamed.text
+    assert streamed == await OfflineProvider().generate(REQUEST)

@@ -1,0 +1,136 @@
+"""The busy policies inside one process and between two tasks' turn keepers on one store (runtime.thread_turns),
+without HTTP: the process tests (test_runtime_busy_threads.py) show the same across real processes."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from runtime.memory import StoredMessage
+from runtime.state_url import parse_state_url
+from runtime.thread_leases import MemoryLeases
+from runtime.thread_store import open_thread_state
+from runtime.thread_turns import ThreadBusyError, ThreadTurns, TurnInterruptedError, until_interrupted
+
+HOUR = 3600.0
+
+
+def _turns(leases: MemoryLeases) -> ThreadTurns:
+    return ThreadTurns(leases, ttl_seconds=HOUR, wait_seconds=5.0)
+
+
+async def test_reject_refuses_a_second_turn_of_this_process_at_once() -> None:
+    turns = _turns(MemoryLeases())
+    async with turns.turn("t1", on_busy="reject"):
+        with pytest.raises(ThreadBusyError, match="busy policy is reject"):
+            async with turns.turn("t1", on_busy="reject"):
+                pass
+        async with turns.turn("t2", on_busy="reject"):  # another thread is not busy
+            pass
+
+
+async def test_reject_refuses_a_turn_while_another_task_holds_the_thread() -> None:
+    leases = MemoryLeases()
+    mine, theirs = _turns(leases), _turns(leases)
+    async with theirs.turn("t1", on_busy="reject"):
+        with pytest.raises(ThreadBusyError):
+            async with mine.turn("t1", on_busy="reject"):
+                pass
+    async with mine.turn("t1", on_busy="reject"):  # free again
+        pass
+
+
+async def test_interrupt_stops_the_running_turn_of_this_process_and_the_new_one_runs() -> None:
+    turns = _turns(MemoryLeases())
+    started = asyncio.Event()
+
+    async def old() -> None:
+        async with turns.turn("t1", on_busy="interrupt") as lease:
+            started.set()
+            await until_interrupted(lease, asyncio.sleep(30))
+
+    running = asyncio.create_task(old())
+    await started.wait()
+    async with asyncio.timeout(5), turns.turn("t1", on_busy="interrupt") as lease:
+        assert lease.fence == 2
+    with pytest.raises(TurnInterruptedError, match="interrupted by a newer message"):
+        await running
+
+
+async def test_interrupt_supersedes_a_turn_still_waiting_behind_the_running_one() -> None:
+    turns = _turns(MemoryLeases())
+    order: list[str] = []
+    started = asyncio.Event()
+
+    async def run(name: str, work: float) -> None:
+        async with turns.turn("t1", on_busy="interrupt") as lease:
+            order.append(name)
+            started.set()
+            await until_interrupted(lease, asyncio.sleep(work))
+
+    first = asyncio.create_task(run("first", 30))
+    await started.wait()
+    second = asyncio.create_task(run("second", 30))
+    third = asyncio.create_task(run("third", 0))
+    results = await asyncio.wait_for(asyncio.gather(first, second, third, return_exceptions=True), timeout=5)
+    assert [type(r).__name__ for r in results] == ["TurnInterruptedError", "TurnInterruptedError", "NoneType"]
+    assert "before this turn started" in str(results[1])
+    assert order == ["first", "third"]
+
+
+async def test_interrupt_takes_the_thread_from_another_task_whose_turn_then_stops_and_cannot_write(
+    tmp_path: Path,
+) -> None:
+    location = parse_state_url(f"sqlite:///{tmp_path / 'threads.db'}")
+    task_a = await open_thread_state(location, keep=20, ttl_seconds=HOUR, wait_seconds=5.0)
+    task_b = await open_thread_state(location, keep=20, ttl_seconds=HOUR, wait_seconds=5.0)
+    try:
+        started = asyncio.Event()
+
+        async def old() -> None:
+            async with task_a.turns.turn("t1", on_busy="interrupt") as lease:
+                started.set()
+                await until_interrupted(lease, asyncio.sleep(30))
+
+        running = asyncio.create_task(old())
+        await started.wait()
+        async with task_b.turns.turn("t1", on_busy="interrupt") as lease:
+            await task_b.memory.append("t1", [StoredMessage("user", "new")], lease)
+            with pytest.raises(TurnInterruptedError):
+                await asyncio.wait_for(running, timeout=5)  # task A saw the take-over within its poll
+        assert [m.content for m in await task_a.memory.read("t1", 10)] == ["new"]
+    finally:
+        await task_a.close()
+        await task_b.close()
+
+
+async def test_a_turn_interrupted_after_its_answer_was_recorded_finishes_normally() -> None:
+    turns = _turns(MemoryLeases())
+    recorded = asyncio.Event()
+    finish = asyncio.Event()
+
+    async def work() -> str:
+        lease = turns.held("t1")
+        assert lease is not None
+        lease.recorded = True  # what ThreadMemory.append does once the store took the write
+        recorded.set()
+        await finish.wait()
+        return "answered"
+
+    async def old() -> str:
+        async with turns.turn("t1", on_busy="interrupt") as lease:
+            return await until_interrupted(lease, work())
+
+    async def new() -> None:
+        async with turns.turn("t1", on_busy="interrupt"):
+            pass
+
+    running = asyncio.create_task(old())
+    await recorded.wait()
+    newer = asyncio.create_task(new())
+    await asyncio.sleep(0.01)  # the newer turn has interrupted the old one and waits for the thread
+    finish.set()
+    assert await running == "answered"
+    await asyncio.wait_for(newer, timeout=5)
