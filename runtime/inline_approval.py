@@ -4,9 +4,10 @@
   one form elicitation ("approve or reject, and why") and the approval's id as `request_state`; the client asks its
   user and retries the call with the answer, and the retry decides the approval and answers with the resumed
   turn's final result. No server keeps anything between the two rounds but the store: any task can take the retry.
-- 2025-11-25 clients: `ctx.elicit` on the request's own stream, where the transport has one (stdio, or an SSE
-  response); the JSON-response HTTP transport has none (the SDK raises NoBackChannelError), and the client then
-  gets the approval object.
+- 2025-11-25 clients: `ctx.elicit` on the request's own stream, where the transport can carry a request and its
+  answer (stdio). Over HTTP the instance is stateless (any task answers any POST, so a client's answer to an
+  elicitation/create could not reach the waiting turn): the SDK raises NoBackChannelError, for a JSON response and
+  for a streamed (progress) one alike, and the client gets the approval object.
 
 The decision is the requester's own (decided_by: the caller's subject) and goes through the same conditional write
 as `approve`. A client that declares no elicitation capability gets the approval object, as does a user who

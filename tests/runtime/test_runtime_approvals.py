@@ -462,3 +462,34 @@ async def test_a_2025_11_25_client_over_stdio_is_asked_on_the_requests_stream(
     assert done["status"] == "completed" and len(asked) == 1
     (ticket,) = ticketing.tickets[before:]
     assert ticket.id in done["answer"]
+
+
+@pytest.mark.slow
+async def test_a_2025_11_25_client_streaming_over_http_gets_the_approval_object_and_its_progress(
+    ticketing: TicketingServer, bundle: BuiltBundle, runtime_factory: list[RuntimeProcess], tmp_path: Path
+) -> None:
+    """A streamed invoke (progress token: an SSE response) of a 2025-11-25 client that can elicit: the instance is
+    stateless (any task answers any POST), so the client's answer to an elicitation/create could not reach the
+    waiting turn; the call answers at once with the approval object after the progress of the nodes that ran."""
+    before = len(ticketing.tickets)
+    env = {**bundle.identity_env(), **SECRET_ENV, "STATE_URL": f"sqlite:///{tmp_path / 'threads.db'}"}
+    runtime = serve(env)
+    runtime_factory.append(runtime)
+    asked: list[ElicitRequestParams] = []
+
+    async def approve_it(context: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult:
+        asked.append(params)
+        return ElicitResult(action="accept", content={"decision": "approve"})
+
+    events: list[dict[str, Any]] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        events.append(json.loads(message or "{}"))
+
+    async with Client(runtime.url, mode="legacy", elicitation_callback=approve_it) as client:
+        assert client.protocol_version == "2025-11-25"
+        call = client.call_tool("invoke", {"message": REQUEST, "thread_id": "streamed"}, progress_callback=on_progress)
+        paused = _structured(await asyncio.wait_for(call, 60))
+    assert paused["status"] == "awaiting_approval" and paused["approval"]["tool"] == "ticketing.create_ticket"
+    assert asked == [] and len(ticketing.tickets) == before
+    assert [e["node"] for e in events if e.get("event") == "node"][:2] == ["io_in", "governance"]
