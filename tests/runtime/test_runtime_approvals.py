@@ -20,7 +20,6 @@ from mcp import Client, StdioServerParameters
 from mcp.client.session import ClientRequestContext
 from mcp_types import CallToolResult, ElicitRequestParams, ElicitResult
 
-from instance_contract.thread_state import DYNAMODB_PARTITION_KEY, DYNAMODB_SORT_KEY
 from instance_contract.usage import usage_window
 from oauth_resource.dev_issuer import RunningIssuer
 from runtime.approvals import ApprovalError
@@ -44,6 +43,7 @@ from tests.runtime.runtime_harness import (
     serve,
     write_bundles,
 )
+from tests.runtime.state_table import create_state_table
 from tests.runtime.ticketing_server import TicketingServer, serve_ticketing
 
 TOKEN = "tck-approval-t0ken"
@@ -96,19 +96,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytes
     for name, value in moto.env.items():
         monkeypatch.setenv(name, value)
     table = f"af-approvals-{tmp_path.name[-20:].strip('_')}"
-    moto.client("dynamodb").create_table(
-        TableName=table,
-        KeySchema=[
-            {"AttributeName": DYNAMODB_PARTITION_KEY, "KeyType": "HASH"},
-            {"AttributeName": DYNAMODB_SORT_KEY, "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": DYNAMODB_PARTITION_KEY, "AttributeType": "S"},
-            {"AttributeName": DYNAMODB_SORT_KEY, "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    return f"dynamodb://{table}"
+    return create_state_table(moto.client("dynamodb"), table)
 
 
 class Clock:

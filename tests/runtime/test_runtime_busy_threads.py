@@ -23,7 +23,6 @@ from typing import Any
 import pytest
 from mcp import Client
 
-from instance_contract.thread_state import DYNAMODB_PARTITION_KEY, DYNAMODB_SORT_KEY
 from runtime.auth import anonymous_caller, thread_key
 from tests.mcp.foundry_mcp_local_aws import LocalAws, moto_server
 from tests.runtime.runtime_harness import (
@@ -35,6 +34,7 @@ from tests.runtime.runtime_harness import (
     serve,
     write_bundles,
 )
+from tests.runtime.state_table import create_state_table
 
 pytestmark = pytest.mark.slow
 INSTANCE = "default-org/default-domain/dev"
@@ -67,13 +67,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, dict[str
         return f"sqlite:///{tmp_path / 'threads.db'}", {}
     moto: LocalAws = request.getfixturevalue("moto")
     name = f"af-busy-{tmp_path.name[-20:].strip('_')}"
-    keys = [(DYNAMODB_PARTITION_KEY, "HASH"), (DYNAMODB_SORT_KEY, "RANGE")]
-    moto.client("dynamodb").create_table(
-        TableName=name,
-        KeySchema=[{"AttributeName": k, "KeyType": t} for k, t in keys],
-        AttributeDefinitions=[{"AttributeName": k, "AttributeType": "S"} for k, _ in keys],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    create_state_table(moto.client("dynamodb"), name)
     return f"dynamodb://{name}", dict(moto.env)
 
 

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from instance_contract.thread_state import DYNAMODB_PARTITION_KEY, DYNAMODB_SORT_KEY
 from runtime.auth import anonymous_caller, thread_key
 from runtime.bundle_source import load_bundle
 from runtime.config import ExpectedIdentity, config_from_env
@@ -27,6 +26,7 @@ from runtime.thread_store import ThreadState, open_thread_state
 from runtime.thread_turns import LEASE_SECONDS, TurnLostError
 from tests.mcp.foundry_mcp_local_aws import LocalAws, moto_server
 from tests.runtime.runtime_harness import BuiltBundle
+from tests.runtime.state_table import create_state_table
 
 HOUR = 3600.0
 
@@ -52,19 +52,7 @@ def moto() -> Iterator[LocalAws]:
 
 
 def _table(moto: LocalAws, name: str) -> str:
-    moto.client("dynamodb").create_table(
-        TableName=name,
-        KeySchema=[
-            {"AttributeName": DYNAMODB_PARTITION_KEY, "KeyType": "HASH"},
-            {"AttributeName": DYNAMODB_SORT_KEY, "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": DYNAMODB_PARTITION_KEY, "AttributeType": "S"},
-            {"AttributeName": DYNAMODB_SORT_KEY, "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    return f"dynamodb://{name}"
+    return create_state_table(moto.client("dynamodb"), name)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("dynamodb", marks=pytest.mark.slow)])

@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 
-from instance_contract.thread_state import DYNAMODB_PARTITION_KEY, DYNAMODB_SORT_KEY
 from oauth_resource.dev_issuer import RunningIssuer
 from runtime.auth import ADMIN_SCOPE, INSTANCE_SCOPES, READ_SCOPE, Caller, thread_key
 from tests.mcp.foundry_mcp_local_aws import LocalAws, moto_server
@@ -30,6 +29,7 @@ from tests.runtime.runtime_harness import (
     runtime_env,
     serve,
 )
+from tests.runtime.state_table import create_state_table
 
 pytestmark = pytest.mark.slow
 INSTANCE = "default-org/default-domain/dev"
@@ -60,19 +60,8 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
         return Store("sqlite", f"sqlite:///{tmp_path / 'threads.db'}", {})
     moto: LocalAws = request.getfixturevalue("moto")
     name = f"af-subject-{tmp_path.name[-20:].strip('_')}"
-    moto.client("dynamodb").create_table(
-        TableName=name,
-        KeySchema=[
-            {"AttributeName": DYNAMODB_PARTITION_KEY, "KeyType": "HASH"},
-            {"AttributeName": DYNAMODB_SORT_KEY, "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": DYNAMODB_PARTITION_KEY, "AttributeType": "S"},
-            {"AttributeName": DYNAMODB_SORT_KEY, "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    return Store("dynamodb", f"dynamodb://{name}", dict(moto.env))
+    url = create_state_table(moto.client("dynamodb"), name)
+    return Store("dynamodb", url, dict(moto.env))
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from mcp import Client
 
-from instance_contract.thread_state import DYNAMODB_PARTITION_KEY, DYNAMODB_SORT_KEY, DYNAMODB_TTL_ATTRIBUTE
+from instance_contract.thread_state import DYNAMODB_TTL_ATTRIBUTE
 from runtime.auth import anonymous_caller, thread_key
 from runtime.usage_ledger import USAGE_PARTITION
 from tests.mcp.foundry_mcp_local_aws import moto_server
@@ -31,6 +31,7 @@ from tests.runtime.runtime_harness import (
     start_runtime,
     write_bundles,
 )
+from tests.runtime.state_table import create_state_table
 
 pytestmark = pytest.mark.slow
 INSTANCE = "default-org/default-domain/dev"
@@ -55,18 +56,7 @@ def moto() -> Iterator[Any]:
 
 def _dynamodb_store(moto: Any, name: str) -> Store:
     client = moto.client("dynamodb")
-    client.create_table(
-        TableName=name,
-        KeySchema=[
-            {"AttributeName": DYNAMODB_PARTITION_KEY, "KeyType": "HASH"},
-            {"AttributeName": DYNAMODB_SORT_KEY, "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": DYNAMODB_PARTITION_KEY, "AttributeType": "S"},
-            {"AttributeName": DYNAMODB_SORT_KEY, "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    create_state_table(client, name)
     client.update_time_to_live(
         TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": DYNAMODB_TTL_ATTRIBUTE}
     )

@@ -15,13 +15,14 @@ from typing import Any
 import pytest
 from mcp import Client
 
-from instance_contract.thread_state import DYNAMODB_PARTITION_KEY, DYNAMODB_SORT_KEY, DYNAMODB_TTL_ATTRIBUTE
+from instance_contract.thread_state import DYNAMODB_TTL_ATTRIBUTE
 from instance_contract.usage import UsageReport, UsageWindow, UsageWindowError, usage_window
 from runtime.thread_leases import SQLITE_BUSY_TIMEOUT_S
 from runtime.usage_ledger import USAGE_PARTITION, MemoryUsageLedger, SqliteUsageLedger
 from runtime.usage_tally import UsageTally, hour_key, usage_report
 from tests.mcp.foundry_mcp_local_aws import moto_server
 from tests.runtime.runtime_harness import BuiltBundle, RuntimeProcess, serve
+from tests.runtime.state_table import create_state_table
 
 UTC = datetime.UTC
 NOW = datetime.datetime(2026, 12, 3, 5, 17, tzinfo=UTC)
@@ -173,18 +174,7 @@ def moto() -> Iterator[Any]:
 
 def _dynamodb_store(moto: Any, name: str) -> Store:
     client = moto.client("dynamodb")
-    client.create_table(
-        TableName=name,
-        KeySchema=[
-            {"AttributeName": DYNAMODB_PARTITION_KEY, "KeyType": "HASH"},
-            {"AttributeName": DYNAMODB_SORT_KEY, "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": DYNAMODB_PARTITION_KEY, "AttributeType": "S"},
-            {"AttributeName": DYNAMODB_SORT_KEY, "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    create_state_table(client, name)
     return Store(f"dynamodb://{name}", dict(moto.env))
 
 
