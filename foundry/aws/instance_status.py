@@ -22,6 +22,7 @@ from foundry.aws.cloudformation import describe_stack
 from foundry.aws.instance_metrics import InstanceMetrics, read_metrics
 from foundry.manifests import naming
 from foundry.manifests.resolve import ResolvedInstance
+from instance_contract.schema import DeploySettings
 
 Verdict = Literal["healthy", "in_progress", "degraded", "failed", "not_deployed", "unknown"]
 """`unknown`: AWS could not be read (no credentials, endpoint unreachable, access denied); `errors` says why."""
@@ -182,6 +183,26 @@ def assess(
     return "healthy", [f"stack {status}, {service.running_count if service else 0} task(s) running, targets healthy"]
 
 
+def idle_reason(deploy: DeploySettings, service: ServiceState | None) -> str | None:
+    """Why a service that wants no task is fine, from the instance's deploy settings: paused, or asleep by its
+    off-hours schedule; None when it runs tasks (or wants some), so "healthy, 0 tasks" never reads like an outage
+    or hides one."""
+    if service is None or service.desired_count > 0:
+        return None
+    if deploy.state == "paused":
+        return (
+            "paused (deploy state: paused): no task runs and its host rule answers 503; its data, secrets, logs "
+            "and DNS name are kept"
+        )
+    if deploy.schedule is not None:
+        schedule = deploy.schedule
+        return (
+            f"asleep: its off-hours schedule scaled it to 0 tasks (stop {schedule.stop}, start {schedule.start}, "
+            f"{schedule.time_zone})"
+        )
+    return None
+
+
 def alarm_reason(alarm: AlarmState) -> str:
     return f"alarm {alarm.name} is ALARM" + (f": {alarm.reason}" if alarm.reason else "")
 
@@ -339,6 +360,8 @@ async def instance_status(
     deployed = await asyncio.to_thread(read_deployed, instance, region, clients)
     stack, service, targets, errors = deployed.stack, deployed.service, deployed.targets, deployed.errors
     verdict, reasons = assess(stack, service, targets, deployed.alarms)
+    if verdict == "healthy" and (idle := idle_reason(instance.manifest.spec.deploy, service)) is not None:
+        reasons = [idle, *reasons]
     metrics: InstanceMetrics | None = None
     if with_metrics and stack is not None:
         try:

@@ -19,6 +19,7 @@ from foundry.aws.instance_status import (
     ServiceState,
     StackState,
     assess,
+    idle_reason,
 )
 from foundry.cdk.process import LineSink, ProcessResult, ProcessRunner
 from foundry.deploy.deployer import Deployer
@@ -29,6 +30,7 @@ from foundry.rollout.aws_fleet import AwsFleet, HealthScope, classify
 from foundry.rollout.report import LiveView
 from foundry.rollout.scheduler import Scheduler, new_rollout
 from foundry.rollout.simulator import SimulatedFleet
+from instance_contract.schema import DeploySettings
 from tests.deploy.git_repos import REPO_ROOT
 
 PLATFORM = "af-dev-platform"
@@ -185,3 +187,31 @@ def test_the_live_view_shows_each_wave_with_its_phase_and_counts():
     console.print(LiveView(scheduler, rollout, console)._render())
     text = console.export_text()
     assert "1 canary" in text and "baking (10m 00s left)" in text and "waiting" in text
+
+
+STOP = "0 19 * * MON-FRI"
+
+
+def _idle_service() -> ServiceState:
+    return ServiceState("af-dev", "x", "ACTIVE", TASK, 0, 0, [], [])
+
+
+def test_a_service_that_wants_no_task_says_why_paused_or_asleep_and_a_running_one_says_nothing():
+    sizing: dict[str, Any] = {"cpu": 256, "memory": 512, "min_tasks": 1, "max_tasks": 2}
+    paused = DeploySettings.model_validate({**sizing, "state": "paused"})
+    asleep = DeploySettings.model_validate(
+        {
+            **sizing,
+            "schedule": {"stop": STOP, "start": "0 7 * * MON-FRI", "time_zone": "Europe/Paris"},
+        }
+    )
+    active = DeploySettings.model_validate(sizing)
+
+    said = idle_reason(paused, _idle_service())
+    assert said is not None and said.startswith("paused") and "503" in said
+    said = idle_reason(asleep, _idle_service())
+    assert said is not None and STOP in said and "Europe/Paris" in said
+    assert idle_reason(active, _idle_service()) is None  # 0 wanted, and nothing in the settings says why
+    running = status("UPDATE_COMPLETE", "COMPLETED", 1).service
+    assert idle_reason(paused, running) is None  # still running a task: not reported as paused
+    assert idle_reason(paused, None) is None
