@@ -14,6 +14,8 @@ from mcp import Client
 
 from constructs.af_instance_state import AfInstanceState
 from foundry.local.readback import state_table_checks
+from instance_contract.thread_state import DYNAMODB_PARTITION_KEY
+from runtime.usage_ledger import USAGE_PARTITION
 from tests.mcp.foundry_mcp_local_aws import moto_server
 from tests.runtime.runtime_harness import AGENTS_DIR, serve, write_bundles
 
@@ -93,6 +95,12 @@ async def test_a_runtime_keeps_its_threads_in_the_table_the_construct_created(mo
     finally:
         if runtime.process.poll() is None:
             runtime.process.kill()
-    (check,) = state_table_checks(moto.client("dynamodb"), template, created)
-    # the thread's record, its one checkpoint (the superseded one was pruned) and that checkpoint's payload
-    assert check.ok and ", 3 item(s)," in check.detail, check.detail
+    dynamodb = moto.client("dynamodb")
+    (check,) = state_table_checks(dynamodb, template, created)
+    items = dynamodb.scan(TableName=table)["Items"]
+    usage = [item for item in items if item[DYNAMODB_PARTITION_KEY]["S"] == USAGE_PARTITION]
+    # the thread's record, its one checkpoint (the superseded one was pruned) and that checkpoint's payload, beside
+    # the usage ledger's hour(s) (one, unless the two turns fell either side of an hour), which counted both turns
+    assert len(items) - len(usage) == 3 and usage, items
+    assert sum(int(item["requests"]["N"]) for item in usage) == 2
+    assert check.ok and f", {len(items)} item(s)," in check.detail, check.detail
