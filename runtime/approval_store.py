@@ -11,9 +11,7 @@ resumes the turn from its checkpoint.
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -21,6 +19,7 @@ from typing import Any, Literal, Protocol
 import aiosqlite
 
 from instance_contract.thread_state import DYNAMODB_PARTITION_KEY, DYNAMODB_SORT_KEY, DYNAMODB_TTL_ATTRIBUTE
+from runtime.dynamodb_calls import condition_failed, in_executor
 from runtime.thread_leases import SQLITE_BUSY_TIMEOUT_S
 
 APPROVAL_ITEM_PREFIX = "AF_APPROVAL_"
@@ -276,21 +275,13 @@ class DynamoDBApprovals:
             DYNAMODB_SORT_KEY: {"S": APPROVAL_ITEM_SORT_KEY},
         }
 
-    async def _call(self, method: Callable[..., Any], **kwargs: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(None, lambda: method(**kwargs))
-
-    @staticmethod
-    def _refused(exc: Exception) -> bool:
-        response = getattr(exc, "response", None)
-        return isinstance(response, dict) and response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
-
     async def _update(self, approval_id: str, expression: str, condition: str, values: dict[str, Any]) -> bool:
         """One conditional update; False when its condition refused it. Attribute names that DynamoDB reserves
         are written #pk, #s (status), #c (comment) and #res (result)."""
         text = f"{expression} {condition}"
         names = {alias: name for alias, name in ALIASES.items() if alias in text}
         try:
-            await self._call(
+            await in_executor(
                 self._client.update_item,
                 TableName=self._table,
                 Key=self.key(approval_id),
@@ -300,7 +291,7 @@ class DynamoDBApprovals:
                 ExpressionAttributeValues=values,
             )
         except Exception as exc:
-            if self._refused(exc):
+            if condition_failed(exc):
                 return False
             raise
         return True
@@ -317,7 +308,7 @@ class DynamoDBApprovals:
             DYNAMODB_TTL_ATTRIBUTE: {"N": str(int(record.expires_at + self._keep_seconds))},
         }
         try:
-            await self._call(
+            await in_executor(
                 self._client.put_item,
                 TableName=self._table,
                 Item=item,
@@ -325,11 +316,11 @@ class DynamoDBApprovals:
                 ExpressionAttributeNames={"#pk": DYNAMODB_PARTITION_KEY},
             )
         except Exception as exc:
-            if not self._refused(exc):
+            if not condition_failed(exc):
                 raise
 
     async def get(self, approval_id: str) -> ApprovalRecord | None:
-        answer = await self._call(
+        answer = await in_executor(
             self._client.get_item, TableName=self._table, Key=self.key(approval_id), ConsistentRead=True
         )
         item = answer.get("Item")
@@ -396,7 +387,7 @@ class DynamoDBApprovals:
 
     async def erase_thread(self, thread_key: str) -> None:
         for record in await self.of_thread(thread_key):
-            await self._call(self._client.delete_item, TableName=self._table, Key=self.key(record.id))
+            await in_executor(self._client.delete_item, TableName=self._table, Key=self.key(record.id))
 
     async def _scan(self, condition: str, values: dict[str, Any]) -> list[ApprovalRecord]:
         found: list[ApprovalRecord] = []
@@ -411,7 +402,7 @@ class DynamoDBApprovals:
             "ConsistentRead": True,
         }
         while True:
-            page = await self._call(self._client.scan, **arguments)
+            page = await in_executor(self._client.scan, **arguments)
             found.extend(self._from_item(item) for item in page.get("Items", []))
             if "LastEvaluatedKey" not in page:
                 return found

@@ -14,7 +14,6 @@ can find, export and erase one caller's threads.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -22,6 +21,7 @@ from typing import Any, Protocol
 import aiosqlite
 
 from instance_contract.thread_state import DYNAMODB_PARTITION_KEY, DYNAMODB_SORT_KEY, DYNAMODB_TTL_ATTRIBUTE
+from runtime.dynamodb_calls import condition_failed, in_executor, transaction_conflict
 
 THREAD_ITEM_PREFIX = "AF_THREAD_"
 THREAD_ITEM_SORT_KEY = "THREAD"
@@ -331,18 +331,6 @@ class DynamoDBLeases:
             }
         }
 
-    async def _call(self, method: Callable[..., Any], **kwargs: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(None, lambda: method(**kwargs))
-
-    def _is_condition_failure(self, exc: Exception) -> bool:
-        response = getattr(exc, "response", None)
-        return isinstance(response, dict) and response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
-
-    def _is_transaction_conflict(self, exc: Exception) -> bool:
-        """DynamoDB refuses a write to an item that the holder's fenced transaction is writing: it is held."""
-        response = getattr(exc, "response", None)
-        return isinstance(response, dict) and response.get("Error", {}).get("Code") == "TransactionConflictException"
-
     async def acquire(
         self,
         thread_id: str,
@@ -370,7 +358,7 @@ class DynamoDBLeases:
         if not take_over:
             condition["ConditionExpression"] = "attribute_not_exists(#o) OR #o = :o OR lease_until < :n"
         try:
-            answer = await self._call(
+            answer = await in_executor(
                 self._client.update_item,
                 TableName=self._table,
                 Key=self.key(thread_id),
@@ -384,14 +372,14 @@ class DynamoDBLeases:
                 **condition,
             )
         except Exception as exc:
-            if self._is_condition_failure(exc) or self._is_transaction_conflict(exc):
+            if condition_failed(exc) or transaction_conflict(exc):
                 return None
             raise
         return int(answer["Attributes"]["fence"]["N"])
 
     async def renew(self, thread_id: str, owner: str, *, until: float) -> bool:
         try:
-            await self._call(
+            await in_executor(
                 self._client.update_item,
                 TableName=self._table,
                 Key=self.key(thread_id),
@@ -401,14 +389,14 @@ class DynamoDBLeases:
                 ExpressionAttributeValues={":o": {"S": owner}, ":u": {"N": repr(until)}},
             )
         except Exception as exc:
-            if self._is_condition_failure(exc):
+            if condition_failed(exc):
                 return False
             raise
         return True
 
     async def release(self, thread_id: str, owner: str, *, now: float, expires_at: float) -> None:
         try:
-            await self._call(
+            await in_executor(
                 self._client.update_item,
                 TableName=self._table,
                 Key=self.key(thread_id),
@@ -423,7 +411,7 @@ class DynamoDBLeases:
                 },
             )
         except Exception as exc:
-            if not self._is_condition_failure(exc):  # taken over after our lease expired: nothing of ours to free
+            if not condition_failed(exc):  # taken over after our lease expired: nothing of ours to free
                 raise
 
     async def records(self, *, now: float) -> list[ThreadRecord]:
@@ -444,7 +432,7 @@ class DynamoDBLeases:
             "ExpressionAttributeValues": {":p": {"S": THREAD_ITEM_PREFIX}, **values},
         }
         while True:
-            page = await self._call(self._client.scan, **arguments)
+            page = await in_executor(self._client.scan, **arguments)
             for item in page.get("Items", []):
                 lease_until = float(item.get("lease_until", {}).get("N", "0"))
                 names = [item.get(k, {}).get("S") for k in ("org", "subject", "caller_thread")]
@@ -462,7 +450,7 @@ class DynamoDBLeases:
 
     async def forget(self, thread_id: str) -> None:
         try:
-            await self._call(
+            await in_executor(
                 self._client.delete_item,
                 TableName=self._table,
                 Key=self.key(thread_id),
@@ -470,14 +458,14 @@ class DynamoDBLeases:
                 ExpressionAttributeNames={"#o": "owner"},
             )
         except Exception as exc:
-            if not self._is_condition_failure(exc):  # a turn took the thread meanwhile: it stays
+            if not condition_failed(exc):  # a turn took the thread meanwhile: it stays
                 raise
 
     async def erase(self, thread_id: str) -> None:
-        await self._call(self._client.delete_item, TableName=self._table, Key=self.key(thread_id))
+        await in_executor(self._client.delete_item, TableName=self._table, Key=self.key(thread_id))
 
     async def check(self, lease: HeldLease) -> None:
-        answer = await self._call(
+        answer = await in_executor(
             self._client.get_item, TableName=self._table, Key=self.key(lease.thread_id), ConsistentRead=True
         )
         item = answer.get("Item", {})

@@ -13,10 +13,8 @@ Rows older than USAGE_RETENTION_DAYS (default 400) go: DynamoDB by its TTL, SQLi
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -24,6 +22,7 @@ import aiosqlite
 
 from instance_contract.thread_state import DYNAMODB_PARTITION_KEY, DYNAMODB_SORT_KEY, DYNAMODB_TTL_ATTRIBUTE
 from runtime.config import DEFAULT_USAGE_RETENTION_DAYS
+from runtime.dynamodb_calls import in_executor
 from runtime.usage_tally import add_counters, hour_key
 
 USAGE_PARTITION = "AF_USAGE"
@@ -138,9 +137,6 @@ class DynamoDBUsageLedger:
     def key(hour: datetime.datetime) -> dict[str, dict[str, str]]:
         return {DYNAMODB_PARTITION_KEY: {"S": USAGE_PARTITION}, DYNAMODB_SORT_KEY: {"S": hour_key(hour)}}
 
-    async def _call(self, method: Callable[..., Any], **kwargs: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(None, lambda: method(**kwargs))
-
     async def add(self, hour: datetime.datetime, counters: dict[str, int]) -> None:
         names = {"#ttl": DYNAMODB_TTL_ATTRIBUTE, "#hour": HOUR_ATTRIBUTE}
         values: dict[str, dict[str, str]] = {
@@ -152,7 +148,7 @@ class DynamoDBUsageLedger:
             names[f"#c{index}"] = name
             values[f":c{index}"] = {"N": str(int(amount))}
             adds.append(f"#c{index} :c{index}")
-        await self._call(
+        await in_executor(
             self._client.update_item,
             TableName=self._table,
             Key=self.key(hour),
@@ -176,7 +172,7 @@ class DynamoDBUsageLedger:
         }
         found: list[dict[str, int]] = []
         while True:
-            page = await self._call(self._client.query, **arguments)
+            page = await in_executor(self._client.query, **arguments)
             for item in page.get("Items", []):
                 found.append({k: int(v["N"]) for k, v in item.items() if k not in NOT_COUNTERS and "N" in v})
             if "LastEvaluatedKey" not in page:
