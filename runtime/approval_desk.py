@@ -94,9 +94,8 @@ class ApprovalDesk:
     async def _run(self, approval_id: str, runner: str) -> ApprovalState:
         """Resumes the turn as the claim's holder and keeps its result with the approval."""
         record = await self.approvals.get(approval_id)
-        assert record is not None and record.decided_by is not None
-        command = resume_command(record, record.status, record.comment, record.decided_by)
-        result = await self._resume(record, command)
+        assert record is not None
+        result = await self._resume(record, resume_command(record))
         await self.approvals.finish(approval_id, runner, result.model_dump_json())
         kept = await self.approvals.get(approval_id)
         assert kept is not None

@@ -22,7 +22,7 @@ from langgraph.types import Command, interrupt
 from pydantic import BaseModel
 
 from instance_contract.schema import GovernancePolicy
-from runtime.approval_store import ApprovalRecord, Decision, Status
+from runtime.approval_store import ApprovalRecord, Decision
 
 
 @dataclass(frozen=True)
@@ -79,11 +79,13 @@ def refusal_text(tool: str, answer: ApprovalAnswer) -> str:
     )
 
 
-def resume_command(record: ApprovalRecord, status: Status, comment: str | None, decided_by: str) -> Command[Any]:
+def resume_command(record: ApprovalRecord) -> Command[Any]:
+    """The decided approval's answer to its paused turn's interrupt."""
+    assert record.decided_by is not None, "only a decided approval resumes its turn"
     answer: ApprovalAnswer = {
-        "decision": "approve" if status == "approved" else "reject",
-        "decided_by": decided_by,
-        "comment": comment,
+        "decision": "approve" if record.status == "approved" else "reject",
+        "decided_by": record.decided_by,
+        "comment": record.comment,
     }
     return Command(resume={record.interrupt_id: answer})
 

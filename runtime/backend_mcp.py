@@ -53,7 +53,7 @@ from runtime.providers import (
     ToolStep,
 )
 from runtime.turn_progress import TURN_PROGRESS
-from runtime.usage_tally import TURN_TALLY
+from runtime.usage_tally import MODEL_TOOL, TURN_TALLY
 
 
 class MemoryMessage(BaseModel):
@@ -121,9 +121,6 @@ class InstanceContext(BaseModel):
     workers: list[str]
     secrets_configured: list[str]
     """Names only: a secret's value never leaves the backend."""
-
-
-MODEL_GENERATE = "model_generate"
 
 
 class ToolCallError(RuntimeError):
@@ -448,7 +445,7 @@ class ToolGateway:
                 if name not in self.allowed:
                     kind = "external tool" if external else "backend tool"
                     raise ToolCallError(f"agent {self.agent_id} may not call {kind} {name} (not in its spec's tools)")
-                progress = TURN_PROGRESS.get() if name == MODEL_GENERATE else None
+                progress = TURN_PROGRESS.get() if name == MODEL_TOOL else None
                 if progress is None:
                     result = await self._connection.call(name, arguments)
                 else:  # the turn's caller streams: the model's text goes to it as it is generated

@@ -8,7 +8,8 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
@@ -425,16 +426,12 @@ class Instance:
             "tenant": caller.organization,
             "trace_id": trace_id,
         }
-        limit = self.bundle.instance.spec.limits.request_timeout_seconds
-        deadline = asyncio.get_running_loop().time() + limit
-        token = REQUEST_DEADLINE.set(deadline)
         try:
-            # The nodes enforce the deadline themselves (so the exception agent still answers); this outer limit
-            # only catches the graph itself (or the wait for the thread's turn) hanging between nodes.
-            async with asyncio.timeout_at(deadline + ERROR_PATH_GRACE_SECONDS):
+            async with self._request_deadline():
                 state = await self._run_turn(request, ThreadOwner(caller.organization, caller.subject, thread_id))
         except TimeoutError:
             self.metrics.failed += 1
+            limit = self.bundle.instance.spec.limits.request_timeout_seconds
             state = {
                 "error": timeout_error(limit_seconds=limit, node="graph", agent_id="", trace_id=trace_id),
                 "answer": None,
@@ -451,7 +448,6 @@ class Instance:
                 agents=[], workers=[], trace=[], total_ms=total_ms,
             )  # fmt: skip
         finally:
-            REQUEST_DEADLINE.reset(token)
             self.metrics.in_flight -= 1
         total_ms = round((time.perf_counter() - started) * 1000, 3)
         result = _result(state, thread_id=thread_id, trace_id=trace_id, total_ms=total_ms)
@@ -512,20 +508,30 @@ class Instance:
             )
         return self.desk
 
+    @asynccontextmanager
+    async def _request_deadline(self) -> AsyncIterator[None]:
+        """The request's deadline for the graph's nodes (REQUEST_DEADLINE): they enforce it themselves, so the
+        exception agent still answers. The outer limit, past the error path's grace, only catches the graph itself
+        (or the wait for the thread's turn) hanging between nodes: TimeoutError."""
+        limit = self.bundle.instance.spec.limits.request_timeout_seconds
+        deadline = asyncio.get_running_loop().time() + limit
+        token = REQUEST_DEADLINE.set(deadline)
+        try:
+            async with asyncio.timeout_at(deadline + ERROR_PATH_GRACE_SECONDS):
+                yield
+        finally:
+            REQUEST_DEADLINE.reset(token)
+
     async def _resume_turn(self, record: ApprovalRecord, command: Command[Any]) -> InvokeResult:
         """The paused turn, resumed from its checkpoint inside its thread's turn, under a new request deadline."""
         assert self.paused is not None and self.thread_state is not None
         started, started_at = time.perf_counter(), time.time()
-        limit = self.bundle.instance.spec.limits.request_timeout_seconds
-        deadline = asyncio.get_running_loop().time() + limit
-        token = REQUEST_DEADLINE.set(deadline)
         owner = ThreadOwner(record.organization, record.subject, record.thread)
         tally = UsageTally()
         counting = TURN_TALLY.set(tally)  # the resumed part's model and tool use goes to the ledger too
         try:
-            async with asyncio.timeout_at(deadline + ERROR_PATH_GRACE_SECONDS):
-                async with self.thread_state.turns.turn(record.thread_key, owner):
-                    state = await self.paused.resume(record, command)
+            async with self._request_deadline(), self.thread_state.turns.turn(record.thread_key, owner):
+                state = await self.paused.resume(record, command)
         except (TimeoutError, ThreadBusyError, StateUnavailableError) as exc:
             why = "it ran out of time" if isinstance(exc, TimeoutError) else str(exc)
             raise ApprovalError(
@@ -533,7 +539,6 @@ class Instance:
                 "call approve again shortly to run it"
             ) from None
         finally:
-            REQUEST_DEADLINE.reset(token)
             TURN_TALLY.reset(counting)
             if counters := tally.counters(outcome=None, seconds=0.0):
                 await self._record_usage(started_at, counters)

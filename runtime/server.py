@@ -55,7 +55,7 @@ from runtime.auth import (
 )
 from runtime.inline_approval import invoke_asking
 from runtime.instance import Instance, InvokeResult, SubjectDataResult, SubjectRequestError
-from runtime.progress_http import progress_reported, route_progress_requests, streaming_manager
+from runtime.progress_http import MCP_PATH, progress_reported, route_progress_requests, streaming_manager
 from runtime.telemetry import install_tracing, shutdown_tracing
 from runtime.trace_context import TraceContextMiddleware
 
@@ -284,7 +284,7 @@ def build_http_app(instance: Instance) -> Starlette:
     )
     streaming = streaming_manager(server, security)
     app = server.streamable_http_app(
-        streamable_http_path="/mcp", stateless_http=True, json_response=True, transport_security=security
+        streamable_http_path=MCP_PATH, stateless_http=True, json_response=True, transport_security=security
     )
     route_progress_requests(app, server, streaming)
     app.add_route("/healthz", healthz, methods=["GET"])
