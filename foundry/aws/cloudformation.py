@@ -59,6 +59,11 @@ def describe_stack(cloudformation: Any, stack_name: str) -> Mapping[str, Any] | 
     return stacks[0] if stacks else None
 
 
+def stack_outputs(stack: Mapping[str, Any] | None) -> dict[str, str]:
+    """A described stack's outputs by key (none for a stack that does not exist)."""
+    return {o["OutputKey"]: str(o.get("OutputValue", "")) for o in (stack or {}).get("Outputs", [])}
+
+
 def read_stack_status(cloudformation: Any, stack_name: str) -> str | None:
     """The stack's status, or None when CloudFormation says it does not exist. Other errors propagate."""
     stack = describe_stack(cloudformation, stack_name)

@@ -24,7 +24,14 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from foundry.aws.clients import ClientFactory
-from foundry.aws.cloudformation import describe_stack, first_failure_since, in_progress, read_deployed_template
+from foundry.aws.cloudformation import (
+    describe_stack,
+    first_failure_since,
+    in_progress,
+    read_deployed_template,
+    read_stack_status,
+    stack_outputs,
+)
 from foundry.deploy.locks import InstanceLocks, LockTarget
 from foundry.manifests.naming import platform_stack_name
 
@@ -150,10 +157,9 @@ class Offboarder:
         held = self.locks.acquire(LockTarget(target.environment, target.instance, target.region), label, holder=holder)
         try:
             held.describe(f"offboarding {label}: exporting its data")
-            current = self._aws("reading the stack", describe_stack, cloudformation, target.stack_name)
-            if current is None:
+            status = self._aws("reading the stack", read_stack_status, cloudformation, target.stack_name)
+            if status is None:
                 raise OffboardError(f"stack {target.stack_name} was deleted meanwhile: nothing was exported")
-            status = str(current["StackStatus"])
             if in_progress(status):
                 raise OffboardError(
                     f"stack {target.stack_name} is {status}: CloudFormation is working on it; offboard it when that "
@@ -199,7 +205,7 @@ class Offboarder:
         """The exports bucket, from the environment's platform stack output."""
         name = platform_stack_name(environment)
         stack = self._aws(f"reading stack {name}", describe_stack, self.clients("cloudformation", region), name)
-        outputs = {o["OutputKey"]: o["OutputValue"] for o in (stack or {}).get("Outputs", [])}
+        outputs = stack_outputs(stack)
         if PLATFORM_BUCKET_OUTPUT not in outputs:
             raise OffboardError(
                 f"the platform stack {name} has no output {PLATFORM_BUCKET_OUTPUT} (the bucket offboarding exports "
@@ -325,8 +331,7 @@ class Offboarder:
         self._aws(f"deleting stack {target.stack_name}", cloudformation.delete_stack, StackName=target.stack_name)
         deadline = time.monotonic() + self.delete_timeout_seconds
         while True:
-            stack = self._aws("reading the stack", describe_stack, cloudformation, target.stack_name)
-            status = None if stack is None else str(stack["StackStatus"])
+            status = self._aws("reading the stack", read_stack_status, cloudformation, target.stack_name)
             if status in (None, "DELETE_COMPLETE"):
                 return
             if status == "DELETE_FAILED" or not in_progress(status):

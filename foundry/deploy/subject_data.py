@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from foundry.aws.clients import ClientFactory
-from foundry.aws.cloudformation import describe_stack
+from foundry.aws.cloudformation import describe_stack, stack_outputs
 from foundry.aws.instance_status import exception_leaves
 from foundry.manifests import naming
 from foundry.manifests.resolve import ResolvedInstance
@@ -57,8 +57,7 @@ def instance_endpoint(instance: ResolvedInstance, *, region: str, clients: Clien
     stack = describe_stack(clients("cloudformation", region), stack_name)
     if stack is None:
         raise SubjectDataRefusedError(f"instance {instance.key.selector} is not deployed (no stack {stack_name})")
-    outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
-    endpoint = outputs.get("InstanceEndpoint")
+    endpoint = stack_outputs(stack).get("InstanceEndpoint")
     if not endpoint:
         raise SubjectDataRefusedError(f"stack {stack_name} has no InstanceEndpoint output to reach the instance by")
     return str(endpoint)

@@ -18,7 +18,7 @@ from urllib.parse import urlparse
 from botocore.exceptions import ClientError
 
 from foundry.aws.clients import boto3_clients
-from foundry.aws.cloudformation import read_deployed_template
+from foundry.aws.cloudformation import read_deployed_template, stack_outputs
 from foundry.bundles.archive import BundleError, read_bundle
 from foundry.fleet.load import load_fleet
 from foundry.local.server import ServerState
@@ -103,7 +103,7 @@ def _read_instance(
     stack, hostname = instance.manifest.spec.stack_name, instance.manifest.spec.hostname
     try:
         found = clients["cloudformation"].describe_stacks(StackName=stack)["Stacks"][0]
-        outputs = {o["OutputKey"]: o["OutputValue"] for o in found.get("Outputs", [])}
+        outputs = stack_outputs(found)
     except ClientError as exc:
         missing = Check("stack", False, f"not deployed: {exc.response['Error'].get('Message', exc)}")
         return {"instance": instance.key.selector, "stack": stack, "ok": False, "checks": [asdict(missing)]}

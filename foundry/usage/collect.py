@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from botocore.exceptions import BotoCoreError, ClientError
 
 from foundry.aws.clients import ClientFactory
-from foundry.aws.instance_status import StackState, read_stack
+from foundry.aws.cloudformation import describe_stack, stack_outputs
 from foundry.aws.running_tasks import hourly_running_tasks
 from foundry.deploy.subject_data import InstanceAnsweredError, SubjectDataRefusedError, call_instance_tool
 from foundry.fleet.model import Fleet
@@ -88,19 +88,20 @@ async def instance_usage(
     pricing: PricingSettings,
 ) -> InstanceUsage:
     selector = resolved.key.selector
-    stack, stack_error = await asyncio.to_thread(_stack, resolved, settings.region, clients)
-    endpoint = ask.endpoints.get(selector) or (stack.outputs.get("InstanceEndpoint") if stack else None)
-    compute = await asyncio.to_thread(_compute, resolved, stack, stack_error, window, ask, clients, settings, pricing)
+    outputs, stack_error = await asyncio.to_thread(_stack_outputs, resolved, settings.region, clients)
+    endpoint = ask.endpoints.get(selector) or (outputs.get("InstanceEndpoint") if outputs is not None else None)
+    compute = await asyncio.to_thread(_compute, resolved, outputs, stack_error, window, ask, clients, settings, pricing)
+    stack_name = naming.instance_stack_name(resolved.environment, resolved.key)
     status: RowStatus
     error: str | None = None
     report: UsageReport | None = None
     if endpoint is None:
         if stack_error is not None:
             status, error = "unreachable", f"where it answers is unknown: {stack_error}"
-        elif stack is None:
-            status, error = "not_deployed", f"no stack {naming.instance_stack_name(resolved.environment, resolved.key)}"
+        elif outputs is None:
+            status, error = "not_deployed", f"no stack {stack_name}"
         else:
-            status, error = "unreachable", f"stack {stack.name} has no InstanceEndpoint output"
+            status, error = "unreachable", f"stack {stack_name} has no InstanceEndpoint output"
     else:
         token = None if settings.auth.mode == "none" else ask.token_for(selector)
         arguments = {"since": window.since.isoformat(), "until": window.until.isoformat()}
@@ -133,17 +134,21 @@ async def instance_usage(
     )
 
 
-def _stack(resolved: ResolvedInstance, region: str, clients: ClientFactory) -> tuple[StackState | None, str | None]:
+def _stack_outputs(
+    resolved: ResolvedInstance, region: str, clients: ClientFactory
+) -> tuple[dict[str, str] | None, str | None]:
+    """The instance stack's outputs (None: no stack), or why CloudFormation could not be read."""
     stack_name = naming.instance_stack_name(resolved.environment, resolved.key)
     try:
-        return read_stack(clients("cloudformation", region), stack_name), None
+        stack = describe_stack(clients("cloudformation", region), stack_name)
+        return (stack_outputs(stack) if stack is not None else None), None
     except (ClientError, BotoCoreError) as exc:
         return None, f"cloudformation.describe_stacks: {exc}"
 
 
 def _compute(
     resolved: ResolvedInstance,
-    stack: StackState | None,
+    outputs: dict[str, str] | None,
     stack_error: str | None,
     window: UsageWindow,
     ask: UsageAsk,
@@ -159,13 +164,13 @@ def _compute(
             deploy, settings.capacity, pricing, since=window.since, until=window.until, now=now, why=why
         )
 
-    if stack is None:
+    if outputs is None:
         if stack_error is not None:
             return estimate("AWS could not be read")
         if resolved.key.selector in ask.endpoints:
             return estimate("no stack: a locally served instance")
         return no_compute("not deployed")
-    cluster, service = stack.outputs.get("ClusterName"), stack.outputs.get("ServiceName")
+    cluster, service = outputs.get("ClusterName"), outputs.get("ServiceName")
     if not cluster or not service:
         return estimate("the stack has no ClusterName/ServiceName outputs")
     end = min(window.until, now)
