@@ -23,7 +23,7 @@ READ_SCOPE = "agentfoundry/read"
 INSTANCE_SCOPES = (INVOKE_SCOPE, READ_SCOPE)
 """What a tenant's token carries (and a development token by default)."""
 APPROVE_SCOPE = "agentfoundry/approve"
-"""Whoever may decide tool calls that wait for approval (runtime.approvals.approvals): not in a token by default."""
+"""Whoever may decide tool calls that wait for approval (runtime.approvals.policy): not in a token by default."""
 ADMIN_SCOPE = "agentfoundry/admin"
 """Operators only: the data-subject tools (export and erase one caller's threads). Tenants' tokens never carry it."""
 SUPPORTED_SCOPES = (*INSTANCE_SCOPES, APPROVE_SCOPE, ADMIN_SCOPE)

@@ -87,7 +87,7 @@ def guarded(node: str, agent: Node, *, unlimited: bool = False) -> GuardedNode:
             if update.get("rejection"):
                 status = "rejected"
         except GraphBubbleUp:
-            # an interrupt (a tool call waiting for approval, runtime.approvals.approvals): the turn pauses, no failure
+            # an interrupt (a tool call waiting for approval, runtime.approvals.policy): the turn pauses, no failure
             raise
         except Exception as exc:
             status = "error"
@@ -179,7 +179,7 @@ def build_graph(
 ) -> Graph:
     """Compiles `definition`; `agents` holds the agent of every node (by name) and of every worker (by agent id).
     The definition validated, so its topology compiles (instance_contract.bundle_documents checks it). With a
-    `checkpointer` (an instance whose policy makes tool calls wait for approval, runtime.approvals.approvals) a turn can
+    `checkpointer` (an instance whose policy makes tool calls wait for approval, runtime.approvals.policy) a turn can
     pause and be resumed from its checkpoint by any task."""
     workers = [w.agent_id for w in definition.workers]
     unlimited = definition.error_path()

@@ -28,7 +28,7 @@ from runtime.agents.observability import Metrics, ObservabilityAgent
 from runtime.agents.supervisor import Route, SupervisorAgent
 from runtime.agents.worker import WorkerAgent
 from runtime.approvals.approval_desk import ApprovalDesk
-from runtime.approvals.approvals import ApprovalError, ApprovalPolicy, ApprovalRequest, ApprovalState
+from runtime.approvals.policy import ApprovalError, ApprovalPolicy, ApprovalRequest, ApprovalState
 from runtime.auth import Caller, anonymous_caller, thread_key
 from runtime.backend.backend_mcp import BackendConnection, build_backend_server, providers_for
 from runtime.backend.egress_http import EgressPolicy
@@ -52,7 +52,7 @@ from runtime.store.thread_turns import (
 )
 from runtime.telemetry.genai_spans import AGENT_NAME, OPERATION, fail, span, text_messages
 from runtime.telemetry.instruments import InstanceTelemetry
-from runtime.telemetry.telemetry import instance_resource
+from runtime.telemetry.provider import instance_resource
 from runtime.telemetry.usage_tally import TURN_TALLY, UsageTally, hour_of, usage_report
 
 log = logging.getLogger("runtime.instance")
@@ -195,7 +195,7 @@ class Instance:
         self.approval_policy = ApprovalPolicy.from_spec(self._governance_policy())
         self.paused: PausedTurns | None = None
         """Set once the state is open, when the policy makes tool calls wait for approval
-        (runtime.approvals.approvals)."""
+        (runtime.approvals.policy)."""
         self.desk: ApprovalDesk | None = None
         self._nodes = self._agents()
         self.graph = build_graph(bundle.graph, self._nodes)

@@ -1,4 +1,4 @@
-"""The turns of an instance whose governance policy makes tool calls wait for approval (runtime.approvals.approvals).
+"""The turns of an instance whose governance policy makes tool calls wait for approval (runtime.approvals.policy).
 
 Such a turn runs the instance graph compiled with the store's own checkpointer, under a run id of its own (never
 the thread's key: the thread's history is a checkpoint of its own, runtime.store.memory), with `durability="exit"`: the
@@ -18,7 +18,7 @@ from typing import Any, cast
 
 from langgraph.types import Command
 
-from runtime.approvals.approvals import ApprovalPolicy, ApprovalRequest, approval_id
+from runtime.approvals.policy import ApprovalPolicy, ApprovalRequest, approval_id
 from runtime.graph import Graph
 from runtime.state import PipelineState
 from runtime.store.approval_store import ApprovalRecord, Approvals

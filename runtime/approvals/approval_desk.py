@@ -23,7 +23,7 @@ from typing import Any
 from langgraph.types import Command
 from pydantic import BaseModel
 
-from runtime.approvals.approvals import ApprovalError, ApprovalState, iso, resume_command
+from runtime.approvals.policy import ApprovalError, ApprovalState, iso, resume_command
 from runtime.auth import APPROVE_SCOPE, Caller
 from runtime.store.approval_store import ApprovalRecord, Approvals, Decision, Status
 

@@ -22,7 +22,7 @@ from mcp_types import CallToolResult, ElicitRequestParams, ElicitResult
 
 from instance_contract.usage import usage_window
 from oauth_resource.dev_issuer import RunningIssuer
-from runtime.approvals.approvals import ApprovalError
+from runtime.approvals.policy import ApprovalError
 from runtime.auth import APPROVE_SCOPE, INSTANCE_SCOPES, READ_SCOPE
 from runtime.bundle_source import load_bundle
 from runtime.config import ExpectedIdentity, config_from_env
