@@ -147,10 +147,10 @@ async def store_turn_ms(state_url: str, turns: int) -> tuple[float, float]:
     """The store's own cost of one turn, in this process without HTTP or the graph: take the thread, read its
     history, append a user and an assistant message, release, and add the turn to the usage ledger (what every
     invoke does around the graph); and the ledger's add alone. Both in ms per turn."""
-    from runtime.memory import StoredMessage
     from runtime.state_url import parse_state_url
-    from runtime.thread_store import open_thread_state
-    from runtime.usage_tally import UsageTally, hour_of
+    from runtime.store.memory import StoredMessage
+    from runtime.store.thread_store import open_thread_state
+    from runtime.telemetry.usage_tally import UsageTally, hour_of
 
     state = await open_thread_state(parse_state_url(state_url), keep=20, ttl_seconds=3600, wait_seconds=30)
     tally = UsageTally()

@@ -1,6 +1,6 @@
 """Where an instance keeps its thread state: the runtime setting that names the store, and the layout of the
 instance's DynamoDB table. The CDK construct that creates the table (constructs/af_instance_state.py) and the
-runtime that reads and writes it (runtime/thread_store.py) both import this module, so the two cannot drift.
+runtime that reads and writes it (runtime/store/thread_store.py) both import this module, so the two cannot drift.
 
 The table layout is the one langgraph-checkpoint-aws's DynamoDBSaver writes (string keys `PK` and `SK`, TTL in
 `ttl`); the runtime adds one small item per thread (`PK = AF_THREAD_<id>`) for its turn lease and idle time.

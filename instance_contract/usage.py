@@ -2,7 +2,7 @@
 (`python -m foundry usage`, `foundry.get_instance_usage`), and the rule that turns `since` / `until` into the
 window both sides mean. Pure: no store, no clock of its own.
 
-The instance keeps its usage per UTC hour (runtime.usage_ledger), so a window is whole hours: `since` is rounded
+The instance keeps its usage per UTC hour (runtime.store.usage_ledger), so a window is whole hours: `since` is rounded
 down to its hour and `until` up to its hour. A date alone means the whole day: `since 2026-11-01` starts at its
 midnight and `until 2026-11-30` ends at the midnight after it, so `--since 2026-11-01 --until 2026-11-30` is
 November. Without either, the window is the current UTC month.

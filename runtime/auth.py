@@ -23,7 +23,7 @@ READ_SCOPE = "agentfoundry/read"
 INSTANCE_SCOPES = (INVOKE_SCOPE, READ_SCOPE)
 """What a tenant's token carries (and a development token by default)."""
 APPROVE_SCOPE = "agentfoundry/approve"
-"""Whoever may decide tool calls that wait for approval (runtime.approvals): not in a token by default."""
+"""Whoever may decide tool calls that wait for approval (runtime.approvals.policy): not in a token by default."""
 ADMIN_SCOPE = "agentfoundry/admin"
 """Operators only: the data-subject tools (export and erase one caller's threads). Tenants' tokens never carry it."""
 SUPPORTED_SCOPES = (*INSTANCE_SCOPES, APPROVE_SCOPE, ADMIN_SCOPE)
@@ -102,7 +102,7 @@ def resource_server(auth: AuthConfig, *, organization: str, hostname: str) -> Re
     settings = AuthSettings(
         issuer_url=auth.issuer,
         resource_server_url=resource,
-        required_scopes=None,  # per tool, see runtime/server.py: invoke and read need different scopes
+        required_scopes=None,  # per tool, see runtime/edge/server.py: invoke and read need different scopes
         validate_token_resource=False,  # the verifier checks `aud` itself
     )
     return ResourceServer(settings=settings, verifier=JwtVerifier(rules, keys))

@@ -167,8 +167,8 @@ def _serve(args: argparse.Namespace) -> int:
         bundle = load_bundle(
             config.bundle_uri, expected_hash=config.bundle_hash, identity=config.identity, region=config.aws_region
         )
+        from runtime.edge.server import serve_http, serve_stdio
         from runtime.instance import Instance
-        from runtime.server import serve_http, serve_stdio
 
         instance = Instance(bundle=bundle, config=config)
     except (BundleError, ConfigError, ValueError) as exc:
@@ -188,7 +188,7 @@ def _serve(args: argparse.Namespace) -> int:
     )
     if config.auth.mode == "none" and not args.stdio:
         logging.getLogger("runtime").warning("AUTH_MODE=none: every caller that reaches this port is served")
-    from runtime.thread_store import StateStoreError
+    from runtime.store.thread_store import StateStoreError
 
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         try:  # before listening: a store that cannot be used is a start-up error, not a failed first request
@@ -220,8 +220,8 @@ def _state(args: argparse.Namespace) -> int:
         print(f"runtime state: {exc}", file=sys.stderr)
         return 1
     from runtime.instance import Instance
-    from runtime.subject_data import SubjectRequest, erase_subject, export_subject
-    from runtime.thread_store import StateStoreError
+    from runtime.store.subject_data import SubjectRequest, erase_subject, export_subject
+    from runtime.store.thread_store import StateStoreError
 
     request = SubjectRequest(args.org, args.sub, args.thread) if args.org is not None else None
 

@@ -15,13 +15,14 @@ from typing import Literal
 from instance_contract.thread_state import STATE_URL_ENV
 from oauth_resource.urls import check_fetch_url
 from runtime.state_url import StateLocation, StateUrlError, parse_state_url
-from runtime.telemetry_settings import TelemetryConfigError, TelemetrySettings, telemetry_settings
+from runtime.telemetry.telemetry_settings import TelemetryConfigError, TelemetrySettings, telemetry_settings
 
 DEFAULT_PORT = 8080
 DEFAULT_THREAD_WAIT_SECONDS = 30.0
-"""How long a turn waits for its thread's previous turn (runtime.thread_turns) before thread_busy."""
+"""How long a turn waits for its thread's previous turn (runtime.store.thread_turns) before thread_busy."""
 DEFAULT_USAGE_RETENTION_DAYS = 400
-"""How long the usage ledger (runtime.usage_ledger) keeps an hour: long enough for a year's invoices and disputes."""
+"""How long the usage ledger (runtime.store.usage_ledger) keeps an hour: long enough for a year's invoices and
+disputes."""
 DEFAULT_DRAIN_SECONDS = 20
 """Below ECS's default 30 s stop timeout, so in-flight requests finish before SIGKILL."""
 DEFAULT_MAX_TOKEN_LIFETIME_SECONDS = 24 * 3600
@@ -126,7 +127,7 @@ class RuntimeConfig:
     """How long a turn waits for the thread's previous turn before it is refused (thread_busy)."""
     auth: AuthConfig = field(default_factory=AuthConfig)
     telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)
-    """The OTEL_* variables (runtime.telemetry_settings)."""
+    """The OTEL_* variables (runtime.telemetry.telemetry_settings)."""
     usage_retention_days: int = DEFAULT_USAGE_RETENTION_DAYS
     """How long the usage ledger keeps an hour (USAGE_RETENTION_DAYS, 1 to 3650)."""
 

@@ -31,9 +31,9 @@ from langgraph.types import Send
 
 from instance_contract.bundle_documents import GraphDefinition
 from runtime.agents.exception import TIMEOUT_ERROR
-from runtime.genai_spans import AGENT_NAME, OPERATION, fail, span
 from runtime.state import Failure, PipelineState, TraceEntry, WorkerTask
-from runtime.turn_progress import TURN_PROGRESS
+from runtime.telemetry.genai_spans import AGENT_NAME, OPERATION, fail, span
+from runtime.telemetry.turn_progress import TURN_PROGRESS
 
 REQUEST_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("request_deadline", default=None)
 """The running request's deadline on the event loop's clock (`loop.time()`); None: no limit. A context variable,
@@ -54,8 +54,8 @@ Graph = CompiledStateGraph[PipelineState, None, PipelineState, PipelineState]
 
 
 def guarded(node: str, agent: Node, *, unlimited: bool = False) -> GuardedNode:
-    """Reports its start to a streaming caller (runtime.turn_progress), times the node, adds its trace entry, and
-    turns an exception into a recorded Failure. An `unlimited` node (on the error path, which turns a failure into
+    """Reports its start to a streaming caller (runtime.telemetry.turn_progress), times the node, adds its trace entry,
+    and turns an exception into a recorded Failure. An `unlimited` node (on the error path, which turns a failure into
     the caller's answer) runs even after the deadline."""
 
     attributes = {OPERATION: "invoke_agent", AGENT_NAME: agent.agent_id, "agentfoundry.graph.node": node}
@@ -87,7 +87,8 @@ def guarded(node: str, agent: Node, *, unlimited: bool = False) -> GuardedNode:
             if update.get("rejection"):
                 status = "rejected"
         except GraphBubbleUp:
-            raise  # an interrupt (a tool call waiting for approval, runtime.approvals): the turn pauses, no failure
+            # an interrupt (a tool call waiting for approval, runtime.approvals.policy): the turn pauses, no failure
+            raise
         except Exception as exc:
             status = "error"
             timed_out = isinstance(exc, TimeoutError) and (spent or limit.expired())
@@ -178,7 +179,7 @@ def build_graph(
 ) -> Graph:
     """Compiles `definition`; `agents` holds the agent of every node (by name) and of every worker (by agent id).
     The definition validated, so its topology compiles (instance_contract.bundle_documents checks it). With a
-    `checkpointer` (an instance whose policy makes tool calls wait for approval, runtime.approvals) a turn can
+    `checkpointer` (an instance whose policy makes tool calls wait for approval, runtime.approvals.policy) a turn can
     pause and be resumed from its checkpoint by any task."""
     workers = [w.agent_id for w in definition.workers]
     unlimited = definition.error_path()

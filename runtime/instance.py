@@ -27,33 +27,33 @@ from runtime.agents.io import IoInAgent, IoOutAgent
 from runtime.agents.observability import Metrics, ObservabilityAgent
 from runtime.agents.supervisor import Route, SupervisorAgent
 from runtime.agents.worker import WorkerAgent
-from runtime.approval_desk import ApprovalDesk
-from runtime.approval_store import ApprovalRecord, Decision
-from runtime.approvals import ApprovalError, ApprovalPolicy, ApprovalRequest, ApprovalState
+from runtime.approvals.approval_desk import ApprovalDesk
+from runtime.approvals.policy import ApprovalError, ApprovalPolicy, ApprovalRequest, ApprovalState
 from runtime.auth import Caller, anonymous_caller, thread_key
-from runtime.backend_mcp import BackendConnection, build_backend_server, providers_for
+from runtime.backend.backend_mcp import BackendConnection, build_backend_server, providers_for
+from runtime.backend.egress_http import EgressPolicy
 from runtime.bundle_source import InstanceBundle, load_bundle
 from runtime.config import RuntimeConfig, Secrets
-from runtime.egress_http import EgressPolicy
-from runtime.genai_spans import AGENT_NAME, OPERATION, fail, span, text_messages
 from runtime.graph import REQUEST_DEADLINE, Node, build_graph
-from runtime.instruments import InstanceTelemetry
-from runtime.memory import ThreadMemory
 from runtime.paused_turns import PausedTurns
 from runtime.state import PipelineState
 from runtime.state_url import default_state_url, parse_state_url
-from runtime.subject_data import SubjectRequest, erase_subject, export_subject
-from runtime.telemetry import instance_resource
-from runtime.thread_leases import ThreadOwner
-from runtime.thread_store import StateStoreError, ThreadState, open_thread_state, writable_default
-from runtime.thread_turns import (
+from runtime.store.approval_store import ApprovalRecord, Decision
+from runtime.store.memory import ThreadMemory
+from runtime.store.subject_data import SubjectRequest, erase_subject, export_subject
+from runtime.store.thread_leases import ThreadOwner
+from runtime.store.thread_store import StateStoreError, ThreadState, open_thread_state, writable_default
+from runtime.store.thread_turns import (
     StateUnavailableError,
     ThreadBusyError,
     TurnInterruptedError,
     busy_code,
     until_interrupted,
 )
-from runtime.usage_tally import TURN_TALLY, UsageTally, hour_of, usage_report
+from runtime.telemetry.genai_spans import AGENT_NAME, OPERATION, fail, span, text_messages
+from runtime.telemetry.instruments import InstanceTelemetry
+from runtime.telemetry.provider import instance_resource
+from runtime.telemetry.usage_tally import TURN_TALLY, UsageTally, hour_of, usage_report
 
 log = logging.getLogger("runtime.instance")
 ERROR_PATH_GRACE_SECONDS = 5.0
@@ -194,7 +194,8 @@ class Instance:
         self.backend = BackendConnection(backend, bundle.mcp.agents, self.telemetry)
         self.approval_policy = ApprovalPolicy.from_spec(self._governance_policy())
         self.paused: PausedTurns | None = None
-        """Set once the state is open, when the policy makes tool calls wait for approval (runtime.approvals)."""
+        """Set once the state is open, when the policy makes tool calls wait for approval
+        (runtime.approvals.policy)."""
         self.desk: ApprovalDesk | None = None
         self._nodes = self._agents()
         self.graph = build_graph(bundle.graph, self._nodes)
@@ -466,7 +467,7 @@ class Instance:
         return result
 
     async def _run_turn(self, request: PipelineState, owner: ThreadOwner | None = None) -> PipelineState:
-        """One turn per thread at a time, across all tasks (runtime.thread_turns: queued, then thread_busy). A
+        """One turn per thread at a time, across all tasks (runtime.store.thread_turns: queued, then thread_busy). A
         malformed thread id takes no turn: governance rejects it before any agent reads or writes memory. `owner`
         (the caller's names) is kept in the thread's record for data-subject requests."""
         thread_id = request["thread_id"]
@@ -486,7 +487,8 @@ class Instance:
     async def approve(
         self, approval_id: str, decision: Decision, comment: str | None = None, caller: Caller | None = None
     ) -> ApprovalState:
-        """Decides a paused turn's tool call and answers with the turn's final result (runtime.approval_desk)."""
+        """Decides a paused turn's tool call and answers with the turn's final result
+        (runtime.approvals.approval_desk)."""
         if self.draining or not self.ready:
             raise ApprovalError("the instance is shutting down or not ready yet; retry on another task")
         return await self._approval_desk().decide(
@@ -549,7 +551,7 @@ class Instance:
         return result
 
     async def export_subject(self, subject: str, thread_id: str | None = None) -> SubjectDataResult:
-        """The subject's threads (of this instance's organization) with their history (runtime.subject_data)."""
+        """The subject's threads (of this instance's organization) with their history (runtime.store.subject_data)."""
         state, request = await self._subject_request(subject, thread_id)
         threads = await export_subject(state, request)
         if not threads:

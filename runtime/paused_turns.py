@@ -1,10 +1,10 @@
-"""The turns of an instance whose governance policy makes tool calls wait for approval (runtime.approvals).
+"""The turns of an instance whose governance policy makes tool calls wait for approval (runtime.approvals.policy).
 
 Such a turn runs the instance graph compiled with the store's own checkpointer, under a run id of its own (never
-the thread's key: the thread's history is a checkpoint of its own, runtime.memory), with `durability="exit"`: the
+the thread's key: the thread's history is a checkpoint of its own, runtime.store.memory), with `durability="exit"`: the
 graph's state is written once, when it stops, so a turn that needs no approval costs one write and one delete.
 A turn that stopped on an interrupt keeps its checkpoint and gets one approval record per interrupt; any task can
-then resume it with `Command(resume=...)` while holding the thread's turn (runtime.thread_turns).
+then resume it with `Command(resume=...)` while holding the thread's turn (runtime.store.thread_turns).
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ from typing import Any, cast
 
 from langgraph.types import Command
 
-from runtime.approval_store import ApprovalRecord, Approvals
-from runtime.approvals import ApprovalPolicy, ApprovalRequest, approval_id
+from runtime.approvals.policy import ApprovalPolicy, ApprovalRequest, approval_id
 from runtime.graph import Graph
 from runtime.state import PipelineState
-from runtime.thread_leases import ThreadOwner
+from runtime.store.approval_store import ApprovalRecord, Approvals
+from runtime.store.thread_leases import ThreadOwner
 
 log = logging.getLogger("runtime.approvals")
 

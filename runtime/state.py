@@ -44,7 +44,7 @@ class ToolCallTrace(TypedDict):
     tool: str
     ms: float
     status: Literal["ok", "error", "refused"]
-    """refused: the approver rejected the call (runtime.approvals), so it was not made."""
+    """refused: the approver rejected the call (runtime.approvals.policy), so it was not made."""
     arguments: dict[str, Any] | None
 
 

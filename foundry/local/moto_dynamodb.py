@@ -3,7 +3,7 @@
 moto's server handles requests on threads, and its `TransactWriteItems` snapshots every table it touches and, when
 the transaction is cancelled, puts the snapshot back, losing whatever other requests wrote meanwhile (and a
 condition it checks can see a half-applied concurrent write). DynamoDB isolates transactions from other writes;
-the runtime's fenced turns (runtime/thread_saver_dynamodb.py) rely on it, and two runtime processes on one table
+the runtime's fenced turns (runtime/store/thread_saver_dynamodb.py) rely on it, and two runtime processes on one table
 write concurrently in the tests. Serialising moto's DynamoDB requests gives that isolation back; moto's Python
 handlers hold the GIL anyway, so little concurrency is lost.
 """

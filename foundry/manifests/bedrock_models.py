@@ -1,7 +1,7 @@
 """Which Amazon Bedrock foundation models an instance's agents can call: the task role is granted exactly these.
 
-Mirrors how the runtime picks a model (runtime/backend_mcp.providers_for): an agent uses Bedrock when its spec says
-`model.provider: bedrock`, or `inherit` while the instance's `mcp.model_provider` is `bedrock`; it calls its own
+Mirrors how the runtime picks a model (runtime.backend.backend_mcp.providers_for): an agent uses Bedrock when its spec
+says `model.provider: bedrock`, or `inherit` while the instance's `mcp.model_provider` is `bedrock`; it calls its own
 `model.model_id`, else the instance's `mcp.bedrock_model_id`, in `mcp.bedrock_region`, else the stack's region.
 Pure: no CDK, no AWS.
 """

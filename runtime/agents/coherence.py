@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from runtime.backend_mcp import ToolGateway
+from runtime.backend.backend_mcp import ToolGateway
 from runtime.state import PipelineState, WorkerOutput
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from runtime.backend_mcp import ToolGateway
+from runtime.backend.backend_mcp import ToolGateway
 from runtime.state import HistoryMessage, PipelineState
 
 

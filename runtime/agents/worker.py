@@ -5,8 +5,8 @@ A worker with external tools is a small LangGraph subgraph, model -> tool calls 
 and is recorded in the answer's trace. A failing tool fails the worker, so the exception agent answers.
 
 A tool the governance policy's `approval_required` names waits for a person: the tool step asks (LangGraph's
-`interrupt`, runtime.approvals) for every such call of the round before it makes any call, so the step, re-run when
-the turn resumes, makes each call once; a refused call is not made and the model reads that it was refused.
+`interrupt`, runtime.approvals.policy) for every such call of the round before it makes any call, so the step, re-run
+when the turn resumes, makes each call once; a refused call is not made and the model reads that it was refused.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
 from instance_contract.schema import AgentSpec
-from runtime.approvals import ApprovalAnswer, ApprovalPolicy, ask_approval, refusal_text
-from runtime.backend_mcp import ToolCallError, ToolGateway
-from runtime.external_mcp import split_tool_name
+from runtime.approvals.policy import ApprovalAnswer, ApprovalPolicy, ask_approval, refusal_text
+from runtime.backend.backend_mcp import ToolCallError, ToolGateway
+from runtime.backend.external_mcp import split_tool_name
 from runtime.state import PipelineState, ToolCallTrace, WorkerTask
 
 

@@ -15,7 +15,7 @@ from mcp import Client
 from constructs.af_instance_state import AfInstanceState
 from foundry.local.readback import state_table_checks
 from instance_contract.thread_state import DYNAMODB_PARTITION_KEY
-from runtime.usage_ledger import USAGE_PARTITION
+from runtime.store.usage_ledger import USAGE_PARTITION
 from tests.mcp.foundry_mcp_local_aws import moto_server
 from tests.runtime.runtime_harness import AGENTS_DIR, serve, write_bundles
 

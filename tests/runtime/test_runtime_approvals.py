@@ -22,14 +22,14 @@ from mcp_types import CallToolResult, ElicitRequestParams, ElicitResult
 
 from instance_contract.usage import usage_window
 from oauth_resource.dev_issuer import RunningIssuer
-from runtime.approvals import ApprovalError
+from runtime.approvals.policy import ApprovalError
 from runtime.auth import APPROVE_SCOPE, INSTANCE_SCOPES, READ_SCOPE
 from runtime.bundle_source import load_bundle
 from runtime.config import ExpectedIdentity, config_from_env
 from runtime.instance import Instance
-from runtime.memory import thread_config
 from runtime.state_url import parse_state_url
-from runtime.thread_store import open_thread_state
+from runtime.store.memory import thread_config
+from runtime.store.thread_store import open_thread_state
 from tests.foundry.manifest_edits import Doc, allow_private_targets, edit
 from tests.mcp.foundry_mcp_local_aws import LocalAws, moto_server
 from tests.runtime.runtime_harness import (

@@ -1,4 +1,4 @@
-"""The busy policies inside one process and between two tasks' turn keepers on one store (runtime.thread_turns),
+"""The busy policies inside one process and between two tasks' turn keepers on one store (runtime.store.thread_turns),
 without HTTP: the process tests (test_runtime_busy_threads.py) show the same across real processes."""
 
 from __future__ import annotations
@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from runtime.memory import StoredMessage
 from runtime.state_url import parse_state_url
-from runtime.thread_leases import MemoryLeases
-from runtime.thread_store import open_thread_state
-from runtime.thread_turns import ThreadBusyError, ThreadTurns, TurnInterruptedError, until_interrupted
+from runtime.store.memory import StoredMessage
+from runtime.store.thread_leases import MemoryLeases
+from runtime.store.thread_store import open_thread_state
+from runtime.store.thread_turns import ThreadBusyError, ThreadTurns, TurnInterruptedError, until_interrupted
 
 HOUR = 3600.0
 

@@ -15,7 +15,7 @@ import boto3
 import pytest
 from botocore.awsrequest import AWSPreparedRequest, AWSResponse
 
-from runtime.providers import (
+from runtime.backend.providers import (
     BedrockProvider,
     ConverseStreamReader,
     ModelRequest,

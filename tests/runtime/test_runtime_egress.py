@@ -23,12 +23,12 @@ from cryptography.x509.oid import NameOID
 from mcp import Client
 
 from instance_contract.schema import ExternalMcpServer
+from runtime.backend.egress_http import EgressPolicy
+from runtime.backend.external_mcp import ExternalServers, ExternalToolError
 from runtime.bundle_source import load_bundle
 from runtime.config import ExpectedIdentity, Secrets, config_from_env
-from runtime.egress_http import EgressPolicy
-from runtime.external_mcp import ExternalServers, ExternalToolError
+from runtime.edge.server import DrainingServer, build_http_app
 from runtime.instance import Instance
-from runtime.server import DrainingServer, build_http_app
 from tests.foundry.manifest_edits import Doc, allow_private_targets, edit
 from tests.runtime.hostile_mcp_server import serve_hostile
 from tests.runtime.runtime_harness import BuiltBundle, RuntimeProcess, copy_agents, serve, write_bundles

@@ -17,11 +17,11 @@ from botocore.stub import ANY, Stubber
 from mcp import Client
 
 from instance_contract.bundle_format import MCP_FILE, BundleError, read_bundle
-from runtime.backend_mcp import ToolCallError
+from runtime.backend.backend_mcp import ToolCallError
+from runtime.backend.providers import BedrockProvider
 from runtime.bundle_source import load_bundle, parse_bundle
 from runtime.config import ExpectedIdentity, config_from_env
 from runtime.instance import Instance
-from runtime.providers import BedrockProvider
 from tests.foundry.manifest_edits import Doc, allow_private_targets, edit
 from tests.runtime.runtime_harness import BuiltBundle, RuntimeProcess, copy_agents, serve, write_bundles
 from tests.runtime.test_runtime_bad_bundle import repack

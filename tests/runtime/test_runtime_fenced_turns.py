@@ -19,11 +19,11 @@ from runtime.auth import anonymous_caller, thread_key
 from runtime.bundle_source import load_bundle
 from runtime.config import ExpectedIdentity, config_from_env
 from runtime.instance import Instance
-from runtime.memory import StoredMessage
 from runtime.state_url import parse_state_url
-from runtime.thread_leases import LeaseLostError
-from runtime.thread_store import ThreadState, open_thread_state
-from runtime.thread_turns import LEASE_SECONDS, TurnLostError
+from runtime.store.memory import StoredMessage
+from runtime.store.thread_leases import LeaseLostError
+from runtime.store.thread_store import ThreadState, open_thread_state
+from runtime.store.thread_turns import LEASE_SECONDS, TurnLostError
 from tests.mcp.foundry_mcp_local_aws import LocalAws, moto_server
 from tests.runtime.runtime_harness import BuiltBundle
 from tests.runtime.state_table import create_state_table

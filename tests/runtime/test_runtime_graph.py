@@ -13,7 +13,7 @@ from foundry.manifests.schema import GovernancePolicy, RequestLimits
 from runtime.agents.coherence import IncoherentOutputError, merge_outputs
 from runtime.agents.governance import InputPolicy, check_input
 from runtime.agents.supervisor import Route, select_workers
-from runtime.backend_mcp import ToolCallError
+from runtime.backend.backend_mcp import ToolCallError
 from runtime.bundle_source import load_bundle
 from runtime.config import ExpectedIdentity, config_from_env
 from runtime.instance import Instance

@@ -43,7 +43,7 @@ CONTROL_PLANE_EDITS = [
 ]
 RUNTIME_EDITS = [
     "runtime/graph.py",
-    "runtime/server.py",
+    "runtime/edge/server.py",
     "runtime/agents/supervisor.py",
     "runtime/requirements.lock",
     "runtime/Dockerfile",

@@ -18,13 +18,13 @@ from mcp import Client
 from foundry.bundles.graph_definition import graph_definition
 from foundry.fleet.load import load_fleet
 from runtime.auth import anonymous_caller, thread_key
-from runtime.backend_mcp import ToolCallError
+from runtime.backend.backend_mcp import ToolCallError
 from runtime.bundle_source import load_bundle
 from runtime.config import ExpectedIdentity, config_from_env
 from runtime.graph import REQUEST_DEADLINE, guarded
 from runtime.instance import Instance
-from runtime.memory import StoredMessage, ThreadMemory
 from runtime.state import PipelineState
+from runtime.store.memory import StoredMessage, ThreadMemory
 from tests.foundry.manifest_edits import edit
 from tests.runtime.runtime_harness import AGENTS_DIR, BuiltBundle, RuntimeProcess, copy_agents, serve, write_bundles
 

@@ -13,12 +13,12 @@ from mcp import Client
 
 from instance_contract.model_choice import AgentModel, ModelChoiceError, agent_model, bedrock_model_ids
 from instance_contract.schema import McpToolConfig, ModelSettings
-from runtime.backend_mcp import AgentModelRoute, build_backend_server, providers_for
+from runtime.backend.backend_mcp import AgentModelRoute, build_backend_server, providers_for
+from runtime.backend.providers import BedrockProvider
 from runtime.bundle_source import load_bundle
 from runtime.config import ExpectedIdentity, OfflineModelSettings, Secrets
-from runtime.memory import ThreadMemory
-from runtime.providers import BedrockProvider
-from runtime.thread_savers import PrunableMemorySaver
+from runtime.store.memory import ThreadMemory
+from runtime.store.thread_savers import PrunableMemorySaver
 from tests.foundry.manifest_edits import edit
 from tests.runtime.runtime_harness import BuiltBundle, copy_agents, write_bundles
 

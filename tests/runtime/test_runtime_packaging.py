@@ -13,7 +13,7 @@ from tests.runtime.runtime_harness import REPO_ROOT, BuiltBundle, runtime_env
 
 def test_the_runtime_imports_nothing_of_the_control_plane_or_aws_cdk() -> None:
     probe = (
-        "import sys, runtime.cli, runtime.server, runtime.instance, runtime.graph;"
+        "import sys, runtime.cli, runtime.edge.server, runtime.instance, runtime.graph;"
         "bad = sorted(m for m in sys.modules"
         " if m.split('.')[0] in ('aws_cdk', 'constructs', 'jsii', 'cdk_nag', 'foundry'));"
         "print(','.join(bad))"

@@ -6,8 +6,7 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from runtime.config import OfflineModelSettings
-from runtime.providers import (
+from runtime.backend.providers import (
     BedrockProvider,
     ModelRequest,
     OfflineProvider,
@@ -16,6 +15,7 @@ from runtime.providers import (
     ToolSpec,
     ToolStep,
 )
+from runtime.config import OfflineModelSettings
 
 REQUEST = ModelRequest(
     agent_id="pm-agent",

@@ -18,8 +18,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from runtime.bundle_source import load_bundle
 from runtime.config import ConfigError, config_from_env
 from runtime.instance import Instance
-from runtime.telemetry import install_tracing
-from runtime.telemetry_settings import TelemetrySettings, telemetry_settings
+from runtime.telemetry.provider import install_tracing
+from runtime.telemetry.telemetry_settings import TelemetrySettings, telemetry_settings
 from tests.runtime.otlp_receiver import OtlpReceiver, ReceivedSpan, serve_otlp
 from tests.runtime.runtime_harness import BuiltBundle, RuntimeProcess, serve
 from tests.runtime.test_runtime_external_tools import REQUEST, TOKEN, _bundle

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from runtime.memory import StoredMessage, keep_within
 from runtime.state_url import StateUrlError, default_state_url, parse_state_url
-from runtime.thread_leases import MemoryLeases, SqliteLeases
-from runtime.thread_store import ThreadState, open_thread_state
-from runtime.thread_turns import LEASE_SECONDS, ThreadBusyError, ThreadTurns
+from runtime.store.memory import StoredMessage, keep_within
+from runtime.store.thread_leases import MemoryLeases, SqliteLeases
+from runtime.store.thread_store import ThreadState, open_thread_state
+from runtime.store.thread_turns import LEASE_SECONDS, ThreadBusyError, ThreadTurns
 
 HOUR = 3600.0
 

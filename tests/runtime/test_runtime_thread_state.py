@@ -19,7 +19,7 @@ from mcp import Client
 
 from instance_contract.thread_state import DYNAMODB_TTL_ATTRIBUTE
 from runtime.auth import anonymous_caller, thread_key
-from runtime.usage_ledger import USAGE_PARTITION
+from runtime.store.usage_ledger import USAGE_PARTITION
 from tests.mcp.foundry_mcp_local_aws import moto_server
 from tests.runtime.runtime_harness import (
     REPO_ROOT,

@@ -17,9 +17,9 @@ from mcp import Client
 
 from instance_contract.thread_state import DYNAMODB_TTL_ATTRIBUTE
 from instance_contract.usage import UsageReport, UsageWindow, UsageWindowError, usage_window
-from runtime.thread_leases import SQLITE_BUSY_TIMEOUT_S
-from runtime.usage_ledger import USAGE_PARTITION, MemoryUsageLedger, SqliteUsageLedger
-from runtime.usage_tally import UsageTally, hour_key, usage_report
+from runtime.store.thread_leases import SQLITE_BUSY_TIMEOUT_S
+from runtime.store.usage_ledger import USAGE_PARTITION, MemoryUsageLedger, SqliteUsageLedger
+from runtime.telemetry.usage_tally import UsageTally, hour_key, usage_report
 from tests.mcp.foundry_mcp_local_aws import moto_server
 from tests.runtime.runtime_harness import BuiltBundle, RuntimeProcess, serve
 from tests.runtime.state_table import create_state_table

@@ -5,11 +5,11 @@ AsyncSqliteSaver (langgraph-checkpoint-sqlite) nor DynamoDBSaver (langgraph-chec
 implements it; without it every turn would leave its superseded checkpoint behind and a thread's storage would
 grow without bound. Each subclass deletes through the saver's own storage and nothing else. No DeltaChannel is
 used (a thread's history is one plain channel), so dropping ancestors never breaks a reconstruction. The DynamoDB
-one lives in runtime.thread_saver_dynamodb, imported only for a dynamodb:// store.
+one lives in runtime.store.thread_saver_dynamodb, imported only for a dynamodb:// store.
 
-Each also refuses a fenced checkpoint (one whose metadata carries `af_owner` and `af_fence`, runtime.memory) whose
+Each also refuses a fenced checkpoint (one whose metadata carries `af_owner` and `af_fence`, runtime.store.memory) whose
 lease is no longer the thread's, with LeaseLostError: SQLite by a trigger in the same statement
-(runtime.thread_leases.SQLITE_FENCE_TRIGGER), DynamoDB by a ConditionCheck in the same transaction.
+(runtime.store.thread_leases.SQLITE_FENCE_TRIGGER), DynamoDB by a ConditionCheck in the same transaction.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from langgraph.checkpoint.base import ChannelVersions, Checkpoint, CheckpointMet
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
-from runtime.thread_leases import LEASE_LOST, HeldLease, LeaseLostError, Leases
+from runtime.store.thread_leases import LEASE_LOST, HeldLease, LeaseLostError, Leases
 
 PRUNE_STATEMENTS = tuple(
     f"DELETE FROM {table} WHERE thread_id = ? AND checkpoint_id < (SELECT MAX(latest.checkpoint_id)"  # noqa: S608

@@ -10,8 +10,8 @@ request carries a bearer JWT, checked by the SDK's bearer middleware with our ve
 oauth_resource/); `invoke` needs the agentfoundry/invoke scope, `describe`, `status`, `usage` and /metrics
 agentfoundry/read, and the data-subject tools `export_subject_data` and `erase_subject_data` agentfoundry/admin
 (operators' tokens only); /.well-known/oauth-protected-resource (RFC 9728) names the resource and its issuer. The
-approval tools (runtime.approvals): `approve` needs agentfoundry/approve, `pending_approvals` and `get_approval`
-agentfoundry/read.
+approval tools (runtime.approvals.policy): `approve` needs agentfoundry/approve, `pending_approvals` and
+`get_approval` agentfoundry/read.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from instance_contract.usage import UsageReport, UsageWindowError, usage_window
-from runtime.approvals import ApprovalError, ApprovalState
+from runtime.approvals.policy import ApprovalError, ApprovalState
 from runtime.auth import (
     ADMIN_SCOPE,
     APPROVE_SCOPE,
@@ -53,11 +53,11 @@ from runtime.auth import (
     caller_from_token,
     resource_server,
 )
-from runtime.inline_approval import invoke_asking
+from runtime.edge.inline_approval import invoke_asking
+from runtime.edge.progress_http import MCP_PATH, progress_reported, route_progress_requests, streaming_manager
 from runtime.instance import Instance, InvokeResult, SubjectDataResult, SubjectRequestError
-from runtime.progress_http import MCP_PATH, progress_reported, route_progress_requests, streaming_manager
-from runtime.telemetry import install_tracing, shutdown_tracing
-from runtime.trace_context import TraceContextMiddleware
+from runtime.telemetry.provider import install_tracing, shutdown_tracing
+from runtime.telemetry.trace_context import TraceContextMiddleware
 
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -221,7 +221,7 @@ def build_mcp_server(instance: Instance, auth: ResourceServer | None = None) -> 
 
 
 def _add_approval_tools(server: MCPServer, instance: Instance, caller: Callable[[str], Caller | None]) -> None:
-    """Only on an instance whose governance policy makes tool calls wait for approval (runtime.approvals)."""
+    """Only on an instance whose governance policy makes tool calls wait for approval (runtime.approvals.policy)."""
 
     @server.tool()
     async def approve(

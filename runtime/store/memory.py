@@ -1,14 +1,14 @@
 """Thread memory: the history behind `memory_read` / `memory_append`, kept as a LangGraph checkpoint per thread in
-the store STATE_URL names (runtime.thread_store), so every task of an instance sees the same threads and a
+the store STATE_URL names (runtime.store.thread_store), so every task of an instance sees the same threads and a
 restart or a redeploy forgets none.
 
 Each thread is one checkpoint whose `messages` channel holds the kept tail of the conversation; an append writes
 a child checkpoint (the saver's own versioning) and prunes the one it replaced, so a thread's storage is bounded
 by `max_history_messages` (and by MAX_HISTORY_BYTES, which keeps a thread within one DynamoDB item). A thread
 idle for longer than the manifest's `thread_ttl_hours` reads as empty and is removed (DynamoDB's TTL, or the
-SQLite sweep). Appends are serialised per thread by runtime.thread_turns, so no concurrent turn is lost, and each
+SQLite sweep). Appends are serialised per thread by runtime.store.thread_turns, so no concurrent turn is lost, and each
 carries its turn's lease (owner and fence in the checkpoint's metadata): the store writes it only while that lease
-is still the thread's (runtime.thread_leases), so a turn that lost its lease writes nothing.
+is still the thread's (runtime.store.thread_leases), so a turn that lost its lease writes nothing.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from langgraph.checkpoint.base import (
     empty_checkpoint,
 )
 
-from runtime.thread_leases import HeldLease, LeaseLostError
+from runtime.store.thread_leases import HeldLease, LeaseLostError
 
 HISTORY_CHANNEL = "messages"
 MAX_HISTORY_BYTES = 300_000
@@ -92,8 +92,9 @@ class ThreadMemory:
 
     async def append(self, thread_id: str, messages: list[StoredMessage], lease: HeldLease | None = None) -> int:
         """Writes the thread's next checkpoint and prunes the one it replaces. The caller holds the thread's turn
-        (runtime.thread_turns), so no other writer can interleave between the read and the write; the write carries
-        the turn's lease and is refused (LeaseLostError, the lease marked lost) once another task has taken it."""
+        (runtime.store.thread_turns), so no other writer can interleave between the read and the write; the write
+        carries the turn's lease and is refused (LeaseLostError, the lease marked lost) once another task has taken
+        it."""
         if lease is None and self.turn_of is not None:
             lease = self.turn_of(thread_id)
             if lease is None:

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from runtime.auth import Caller, thread_key
-from runtime.thread_leases import ThreadOwner, ThreadRecord
-from runtime.thread_store import ThreadState
+from runtime.store.thread_leases import ThreadOwner, ThreadRecord
+from runtime.store.thread_store import ThreadState
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
-"""The approvals of paused turns, kept in the instance's own store beside its threads (runtime.thread_store), so any
-task can decide one and resume its turn after a restart or a deploy.
+"""The approvals of paused turns, kept in the instance's own store beside its threads (runtime.store.thread_store), so
+any task can decide one and resume its turn after a restart or a deploy.
 
 A decision is a conditional write (SQLite: an UPDATE guarded by its WHERE, in one autocommitted statement;
 DynamoDB: a ConditionExpression): of two decisions on one approval, in one process or two, exactly one changes it
@@ -19,8 +19,8 @@ from typing import Any, Literal, Protocol
 import aiosqlite
 
 from instance_contract.thread_state import DYNAMODB_PARTITION_KEY, DYNAMODB_SORT_KEY, DYNAMODB_TTL_ATTRIBUTE
-from runtime.dynamodb_calls import condition_failed, in_executor
-from runtime.thread_leases import SQLITE_BUSY_TIMEOUT_S
+from runtime.store.dynamodb_calls import condition_failed, in_executor
+from runtime.store.thread_leases import SQLITE_BUSY_TIMEOUT_S
 
 APPROVAL_ITEM_PREFIX = "AF_APPROVAL_"
 APPROVAL_ITEM_SORT_KEY = "APPROVAL"

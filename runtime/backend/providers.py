@@ -6,8 +6,8 @@ words (ties: the first in the spec's order) with the request text as the tool's 
 with the tool's result. The Bedrock provider calls the Converse API through boto3 (tool use: `toolConfig`, `toolUse`,
 `toolResult`); its request is built by a pure function so its shape can be checked without AWS.
 
-Given an `on_text` callback (a caller that streams: runtime.turn_progress), a provider reports its text as it is
-generated: Bedrock through ConverseStream (its events folded into the same ModelReply by `ConverseStreamReader`),
+Given an `on_text` callback (a caller that streams: runtime.telemetry.turn_progress), a provider reports its text as it
+is generated: Bedrock through ConverseStream (its events folded into the same ModelReply by `ConverseStreamReader`),
 the offline provider in word chunks of its deterministic answer. The reply is the same either way.
 """
 

@@ -4,7 +4,7 @@ When a worker's model asks for such a tool, the worker's tool step calls LangGra
 call of that round (so a resumed step never repeats a call), and the turn's graph, compiled with the instance's own
 checkpointer, stops with its state checkpointed under the turn's run id. The turn then ends like any other: its
 thread's lease is released, and the invoke answers `awaiting_approval` with the approval kept in the store
-(runtime.approval_store). `approve` on any task decides it with a conditional write, takes the thread's turn again
+(runtime.store.approval_store). `approve` on any task decides it with a conditional write, takes the thread's turn again
 and resumes the graph from its checkpoint with `Command(resume=...)`: the tool runs, or the model is told that the
 call was refused; the final result is kept with the approval, so a second decision answers with the first's.
 """
@@ -22,7 +22,7 @@ from langgraph.types import Command, interrupt
 from pydantic import BaseModel
 
 from instance_contract.schema import GovernancePolicy
-from runtime.approval_store import ApprovalRecord, Decision
+from runtime.store.approval_store import ApprovalRecord, Decision
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,8 @@ no `total`, a turn's length is not known ahead), and `message` is the event as c
     {"event": "text", "node": "pm-agent", "agent_id": "pm-agent", "text": "Request: plan "}
 
 The running turn's reporter lives in a context variable, so the graph's nodes (runtime.graph) and the backend
-connection (runtime.backend_mcp, which carries the model's chunks back from the backend tool's own progress) find
-it without being handed it; a turn without one reports nothing and pays nothing. A reporter whose caller has gone
+connection (runtime.backend.backend_mcp, which carries the model's chunks back from the backend tool's own progress)
+find it without being handed it; a turn without one reports nothing and pays nothing. A reporter whose caller has gone
 drops its events: the turn itself goes on.
 """
 

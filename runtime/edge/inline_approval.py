@@ -24,7 +24,7 @@ from mcp_types import ElicitRequest, ElicitRequestFormParams, ElicitResult, Inpu
 from mcp_types.version import is_version_at_least
 from pydantic import BaseModel, Field
 
-from runtime.approvals import ApprovalError, ApprovalRequest
+from runtime.approvals.policy import ApprovalError, ApprovalRequest
 from runtime.auth import ANONYMOUS_SUBJECT, Caller
 from runtime.instance import Instance, InvokeResult
 

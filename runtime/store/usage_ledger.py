@@ -1,6 +1,6 @@
 """The usage ledger: one record per UTC hour in the instance's own store (the thread state's SQLite file or
-DynamoDB table), holding that hour's counters (runtime.usage_tally). Every turn adds its counters in one atomic
-write, so tasks side by side lose nothing and a restart loses nothing that was answered:
+DynamoDB table), holding that hour's counters (runtime.telemetry.usage_tally). Every turn adds its counters in one
+atomic write, so tasks side by side lose nothing and a restart loses nothing that was answered:
 
     sqlite     table af_usage (hour, counters JSON, expires_at): one upsert statement merges the turn's counters
                into the hour's row (SQLite runs a statement as one transaction, under its write lock).
@@ -22,11 +22,12 @@ import aiosqlite
 
 from instance_contract.thread_state import DYNAMODB_PARTITION_KEY, DYNAMODB_SORT_KEY, DYNAMODB_TTL_ATTRIBUTE
 from runtime.config import DEFAULT_USAGE_RETENTION_DAYS
-from runtime.dynamodb_calls import in_executor
-from runtime.usage_tally import add_counters, hour_key
+from runtime.store.dynamodb_calls import in_executor
+from runtime.telemetry.usage_tally import add_counters, hour_key
 
 USAGE_PARTITION = "AF_USAGE"
-"""The DynamoDB partition of the ledger's items: one per hour, sort key the hour (runtime.usage_tally.hour_key)."""
+"""The DynamoDB partition of the ledger's items: one per hour, sort key the hour
+(runtime.telemetry.usage_tally.hour_key)."""
 HOUR_ATTRIBUTE = "hour"
 NOT_COUNTERS = frozenset({DYNAMODB_PARTITION_KEY, DYNAMODB_SORT_KEY, DYNAMODB_TTL_ATTRIBUTE, HOUR_ATTRIBUTE})
 SQLITE_MERGE = (
@@ -84,7 +85,7 @@ class MemoryUsageLedger:
 
 
 class SqliteUsageLedger:
-    """Its own connection in autocommit mode (as runtime.thread_leases): each statement is one transaction."""
+    """Its own connection in autocommit mode (as runtime.store.thread_leases): each statement is one transaction."""
 
     def __init__(self, conn: aiosqlite.Connection, retention_days: float) -> None:
         self._conn = conn

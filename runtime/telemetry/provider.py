@@ -18,8 +18,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 
 from instance_contract.schema import AgentInstance
-from runtime.genai_spans import start_recording
-from runtime.telemetry_settings import TelemetrySettings
+from runtime.telemetry.genai_spans import start_recording
+from runtime.telemetry.telemetry_settings import TelemetrySettings
 
 
 def instance_resource(instance: AgentInstance, bundle_hash: str, settings: TelemetrySettings) -> Resource:

@@ -17,7 +17,7 @@ from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetr
 from opentelemetry.sdk.resources import Resource
 from prometheus_client import CollectorRegistry, generate_latest
 
-from runtime.telemetry_settings import TelemetrySettings
+from runtime.telemetry.telemetry_settings import TelemetrySettings
 
 SCOPE = "agentfoundry.runtime"
 PROMETHEUS_LABELS = frozenset(

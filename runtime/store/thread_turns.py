@@ -10,13 +10,13 @@ recorded nothing, and a turn still waiting behind it is superseded the same way)
 
 With `enqueue` the message is **queued**. Inside one process the
 turns of a thread wait on a lock in arrival order; across processes the turn then takes the thread's lease in the
-store (runtime.thread_leases), polling with a short backoff while another task holds it. A turn that cannot start
+store (runtime.store.thread_leases), polling with a short backoff while another task holds it. A turn that cannot start
 within `wait_seconds` (THREAD_WAIT_SECONDS, default 30) is refused with ThreadBusyError (`code: thread_busy`), and
 nothing of it is recorded. So each turn reads the whole history written before it and no append is lost.
 
 A lease lasts LEASE_SECONDS and is renewed every RENEW_EVERY_SECONDS while the turn runs; a task that dies
 mid-turn holds its threads at most LEASE_SECONDS. A turn whose renewals fail (a throttled store) may see its lease
-taken over by another task: its writes carry the lease's fence and the store refuses them (runtime.memory), and
+taken over by another task: its writes carry the lease's fence and the store refuses them (runtime.store.memory), and
 the turn then fails with TurnLostError (`code: thread_busy`) having recorded nothing.
 """
 
@@ -35,7 +35,7 @@ from itertools import count
 from typing import Literal, TypeVar
 
 from runtime.config import DEFAULT_THREAD_WAIT_SECONDS
-from runtime.thread_leases import HeldLease, LeaseLostError, Leases, ThreadOwner
+from runtime.store.thread_leases import HeldLease, LeaseLostError, Leases, ThreadOwner
 
 LEASE_SECONDS = 30.0
 RENEW_EVERY_SECONDS = 10.0

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 import aiosqlite
 
 from instance_contract.thread_state import DYNAMODB_PARTITION_KEY, DYNAMODB_SORT_KEY, DYNAMODB_TTL_ATTRIBUTE
-from runtime.dynamodb_calls import condition_failed, in_executor, transaction_conflict
+from runtime.store.dynamodb_calls import condition_failed, in_executor, transaction_conflict
 
 THREAD_ITEM_PREFIX = "AF_THREAD_"
 THREAD_ITEM_SORT_KEY = "THREAD"

@@ -2,8 +2,8 @@
 turn and for each graph node, `chat {model}` for a model call, `execute_tool {tool}` for a tool call. Where the
 conventions say nothing, attributes carry an `agentfoundry.` prefix.
 
-The tracer is the API's proxy: a no-op until runtime.telemetry installs a provider, so these spans cost nothing
-when nothing is exported. Message contents are added only when the operator opted in
+The tracer is the API's proxy: a no-op until runtime.telemetry.provider installs a provider, so these spans cost
+nothing when nothing is exported. Message contents are added only when the operator opted in
 (OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true), as the conventions' JSON attributes.
 """
 
@@ -19,7 +19,7 @@ from opentelemetry.trace import Span, SpanKind, StatusCode
 
 TRACER = trace.get_tracer("agentfoundry.runtime")
 _recording = False
-"""Set by runtime.telemetry once a tracer provider is installed; until then `span` makes no span at all."""
+"""Set by runtime.telemetry.provider once a tracer provider is installed; until then `span` makes no span at all."""
 
 
 def start_recording() -> None:

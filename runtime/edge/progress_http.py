@@ -25,7 +25,7 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from runtime.turn_progress import TURN_PROGRESS, TurnProgress
+from runtime.telemetry.turn_progress import TURN_PROGRESS, TurnProgress
 
 MCP_PATH = "/mcp"
 TOKEN_KEY = b'"progressToken"'

@@ -23,9 +23,9 @@ from typing import Any
 from langgraph.types import Command
 from pydantic import BaseModel
 
-from runtime.approval_store import ApprovalRecord, Approvals, Decision, Status
-from runtime.approvals import ApprovalError, ApprovalState, iso, resume_command
+from runtime.approvals.policy import ApprovalError, ApprovalState, iso, resume_command
 from runtime.auth import APPROVE_SCOPE, Caller
+from runtime.store.approval_store import ApprovalRecord, Approvals, Decision, Status
 
 POLL_SECONDS = 0.1
 log = logging.getLogger("runtime.approvals")

@@ -1,5 +1,5 @@
 """boto3's DynamoDB client from asyncio, and what its refusals mean: shared by the stores that keep their items in
-the instance's table (runtime.thread_leases, runtime.approval_store, runtime.usage_ledger)."""
+the instance's table (runtime.store.thread_leases, runtime.store.approval_store, runtime.store.usage_ledger)."""
 
 from __future__ import annotations
 

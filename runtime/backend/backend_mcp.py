@@ -2,7 +2,8 @@
 
 Agents never call a provider, the memory or an external server directly; they hold a ToolGateway that calls this
 server through the SDK's in-process client connection and may only use the tools their spec lists (mcp.json
-`agents`). External servers' tools are re-exposed here namespaced (`ticketing.create_ticket`, runtime.external_mcp).
+`agents`). External servers' tools are re-exposed here namespaced (`ticketing.create_ticket`,
+runtime.backend.external_mcp).
 """
 
 from __future__ import annotations
@@ -23,24 +24,9 @@ from opentelemetry.trace import SpanKind
 from pydantic import BaseModel, Field
 
 from instance_contract.model_choice import AgentModel, agent_model
-from runtime.bundle_source import InstanceBundle
-from runtime.config import OfflineModelSettings, Secrets
-from runtime.egress_http import EgressPolicy
-from runtime.external_mcp import ExternalServers, ExternalToolError, split_tool_name
-from runtime.genai_spans import (
-    AGENT_NAME,
-    OPERATION,
-    TOOL_NAME,
-    as_json,
-    fail,
-    provider_name,
-    span,
-    system_instructions,
-    text_messages,
-)
-from runtime.instruments import InstanceTelemetry
-from runtime.memory import StoredMessage, ThreadMemory
-from runtime.providers import (
+from runtime.backend.egress_http import EgressPolicy
+from runtime.backend.external_mcp import ExternalServers, ExternalToolError, split_tool_name
+from runtime.backend.providers import (
     BedrockProvider,
     ModelProvider,
     ModelReply,
@@ -52,8 +38,23 @@ from runtime.providers import (
     ToolSpec,
     ToolStep,
 )
-from runtime.turn_progress import TURN_PROGRESS
-from runtime.usage_tally import MODEL_TOOL, TURN_TALLY
+from runtime.bundle_source import InstanceBundle
+from runtime.config import OfflineModelSettings, Secrets
+from runtime.store.memory import StoredMessage, ThreadMemory
+from runtime.telemetry.genai_spans import (
+    AGENT_NAME,
+    OPERATION,
+    TOOL_NAME,
+    as_json,
+    fail,
+    provider_name,
+    span,
+    system_instructions,
+    text_messages,
+)
+from runtime.telemetry.instruments import InstanceTelemetry
+from runtime.telemetry.turn_progress import TURN_PROGRESS
+from runtime.telemetry.usage_tally import MODEL_TOOL, TURN_TALLY
 
 
 class MemoryMessage(BaseModel):
@@ -461,7 +462,7 @@ class ToolGateway:
                 return result
         finally:
             telemetry.metrics.tool_call(name, ok)
-            if (tally := TURN_TALLY.get()) is not None:  # the turn's usage (runtime.usage_tally)
+            if (tally := TURN_TALLY.get()) is not None:  # the turn's usage (runtime.telemetry.usage_tally)
                 tally.note_gateway_call(name, ok, result)
 
     @property

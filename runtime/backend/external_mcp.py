@@ -2,10 +2,10 @@
 
 Each server's tools are listed on first use and cached, and re-exposed namespaced (`ticketing.create_ticket`).
 Every call opens a streamable-HTTP session with the SDK's client, sends the instance's secret as a bearer token,
-and runs under the server's time limit. The SDK's httpx client runs on runtime.egress_http's transport: it connects
-only to addresses the egress rule allows, and stops reading an answer (or a listing) once it is past the server's
-size limit, so a huge answer never sits in memory. A server that cannot be reached, is refused, or answers too much
-fails its own tools with an error naming it, and nothing else.
+and runs under the server's time limit. The SDK's httpx client runs on runtime.backend.egress_http's transport: it
+connects only to addresses the egress rule allows, and stops reading an answer (or a listing) once it is past the
+server's size limit, so a huge answer never sits in memory. A server that cannot be reached, is refused, or answers too
+much fails its own tools with an error naming it, and nothing else.
 
 The token is read from the task's secrets when a call is made, put only in the Authorization header, and never
 logged or returned: errors name the secret, never its value.
@@ -26,8 +26,8 @@ from mcp.client.streamable_http import streamable_http_client
 from opentelemetry import propagate
 
 from instance_contract.schema import ExternalMcpServer
+from runtime.backend.egress_http import EgressPolicy, EgressTransport, Exchange
 from runtime.config import Secrets, secret_env_name
-from runtime.egress_http import EgressPolicy, EgressTransport, Exchange
 
 T = TypeVar("T")
 

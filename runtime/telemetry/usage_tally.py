@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from instance_contract.usage import ModelUsage, ToolUsage, TurnSeconds, UsageReport, UsageWindow
-from runtime.instruments import TURN_SECONDS_BUCKETS, describe_histogram
+from runtime.telemetry.instruments import TURN_SECONDS_BUCKETS, describe_histogram
 
 MODEL_TOOL = "model_generate"
 """The backend tool whose result reports a model call's provider, model and tokens."""

@@ -1,7 +1,7 @@
-"""langgraph-checkpoint-aws's DynamoDBSaver with `aprune` (see runtime.thread_savers for why) and fenced writes. A
+"""langgraph-checkpoint-aws's DynamoDBSaver with `aprune` (see runtime.store.thread_savers for why) and fenced writes. A
 module of its own: importing the package costs about a second, so only a dynamodb:// store pays it.
 
-A fenced checkpoint (runtime.memory: its metadata carries the turn's lease) is written in one TransactWriteItems:
+A fenced checkpoint (runtime.store.memory: its metadata carries the turn's lease) is written in one TransactWriteItems:
 a ConditionCheck that the thread's item still names the lease's owner and fence, and the saver's own puts (its
 index item and its payload chunk), gathered as the saver builds them. A refused condition is LeaseLostError and
 nothing of the checkpoint is written. A transaction cancelled by a conflicting concurrent write to one of its items
@@ -21,8 +21,8 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import ChannelVersions, Checkpoint, CheckpointMetadata
 from langgraph_checkpoint_aws.checkpoint.dynamodb import DynamoDBSaver
 
-from runtime.thread_leases import DynamoDBLeases, LeaseLostError
-from runtime.thread_savers import check_strategy, fence_of
+from runtime.store.thread_leases import DynamoDBLeases, LeaseLostError
+from runtime.store.thread_savers import check_strategy, fence_of
 
 TRANSACTION_ATTEMPTS = 5
 

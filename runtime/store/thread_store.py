@@ -1,6 +1,6 @@
-"""Opens the store STATE_URL names: a kept LangGraph checkpointer for the threads' history (runtime.memory) and the
-per-thread records that serialise turns (runtime.thread_leases, runtime.thread_turns), and the instance's usage
-ledger (runtime.usage_ledger) in the same store.
+"""Opens the store STATE_URL names: a kept LangGraph checkpointer for the threads' history (runtime.store.memory) and
+the per-thread records that serialise turns (runtime.store.thread_leases, runtime.store.thread_turns), and the
+instance's usage ledger (runtime.store.usage_ledger) in the same store.
 
     sqlite     AsyncSqliteSaver (langgraph-checkpoint-sqlite) on the file, WAL journal and a busy timeout, so
                several processes on one file share threads safely; idle threads are swept.
@@ -24,13 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from instance_contract.thread_state import DYNAMODB_PARTITION_KEY, DYNAMODB_SORT_KEY
-from runtime.approval_store import Approvals, MemoryApprovals, SqliteApprovals
 from runtime.config import DEFAULT_USAGE_RETENTION_DAYS
-from runtime.memory import ThreadMemory
 from runtime.state_url import StateLocation
-from runtime.thread_leases import SQLITE_BUSY_TIMEOUT_S, Leases, MemoryLeases, SqliteLeases, ThreadRecord
-from runtime.thread_turns import ThreadTurns
-from runtime.usage_ledger import MemoryUsageLedger, SqliteUsageLedger, UsageLedger
+from runtime.store.approval_store import Approvals, MemoryApprovals, SqliteApprovals
+from runtime.store.memory import ThreadMemory
+from runtime.store.thread_leases import SQLITE_BUSY_TIMEOUT_S, Leases, MemoryLeases, SqliteLeases, ThreadRecord
+from runtime.store.thread_turns import ThreadTurns
+from runtime.store.usage_ledger import MemoryUsageLedger, SqliteUsageLedger, UsageLedger
 
 log = logging.getLogger("runtime.thread_store")
 
@@ -48,9 +48,9 @@ class ThreadState:
     turns: ThreadTurns
     ttl_seconds: float
     usage: UsageLedger
-    """Each turn's usage, per hour, in the same store (runtime.usage_ledger)."""
+    """Each turn's usage, per hour, in the same store (runtime.store.usage_ledger)."""
     approvals: Approvals
-    """The approvals of paused turns (runtime.approval_store), kept with their threads."""
+    """The approvals of paused turns (runtime.store.approval_store), kept with their threads."""
     clock: Callable[[], float] = time.time
     _closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
@@ -130,7 +130,7 @@ async def open_thread_state(
         return ThreadState(location, where, memory, turns, ttl_seconds, usage, approvals, clock)
 
     if location.kind == "memory":
-        from runtime.thread_savers import PrunableMemorySaver
+        from runtime.store.thread_savers import PrunableMemorySaver
 
         leases = MemoryLeases()
         usage = MemoryUsageLedger(usage_retention_days)
@@ -147,7 +147,7 @@ async def _open_sqlite(
 ) -> ThreadState:
     import aiosqlite
 
-    from runtime.thread_savers import PrunableSqliteSaver
+    from runtime.store.thread_savers import PrunableSqliteSaver
 
     try:
         owner_only(path)
@@ -185,10 +185,10 @@ async def _open_dynamodb(
 
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from runtime.approval_store import DynamoDBApprovals
-    from runtime.thread_leases import DynamoDBLeases
-    from runtime.thread_saver_dynamodb import PrunableDynamoDBSaver
-    from runtime.usage_ledger import DynamoDBUsageLedger
+    from runtime.store.approval_store import DynamoDBApprovals
+    from runtime.store.thread_leases import DynamoDBLeases
+    from runtime.store.thread_saver_dynamodb import PrunableDynamoDBSaver
+    from runtime.store.usage_ledger import DynamoDBUsageLedger
 
     region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
     if not region:
