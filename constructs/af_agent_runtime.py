@@ -168,8 +168,7 @@ class AfAgentRuntime(Construct):
             [alarm_name(props.family, kind) for kind in DEPLOYMENT_ALARM_KINDS],
             behavior=ecs.AlarmBehavior.ROLLBACK_ON_ALARM,
         )
-        for kind in DEPLOYMENT_ALARM_KINDS:
-            self.service.node.add_dependency(self.alarms[kind])
+        self.service.node.add_dependency(*(self.alarms[kind] for kind in DEPLOYMENT_ALARM_KINDS))
 
     @property
     def connections(self) -> ec2.Connections:
@@ -404,7 +403,7 @@ class AfAgentRuntime(Construct):
             # Only with a load balancer (ECS refuses it otherwise): a paused service has none.
             health_check_grace_period=None if self.lifecycle.paused else shared.seconds(HEALTH_CHECK_GRACE_SECONDS),
             assign_public_ip=False,
-            vpc_subnets=ec2.SubnetSelection(subnets=vpc.private_subnets),
+            vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
             security_groups=[self.security_group],
             enable_ecs_managed_tags=True,
             propagate_tags=ecs.PropagatedTagSource.SERVICE,
@@ -459,8 +458,9 @@ class AfAgentRuntime(Construct):
         # Registers the tasks in the target group; the service waits for the rule (ECS only accepts a target group
         # a listener forwards to), and the tasks' group admits the shard's load balancer on the container port.
         # A paused service runs no task and its rule forwards nowhere, so it is not attached (resuming attaches it).
+        # (target_group.add_target: the service attaches itself inside jsii, no result struct is read back.)
         if not self.lifecycle.paused:
-            self.service.attach_to_application_target_group(target_group)
+            target_group.add_target(self.service)
         else:  # the same ingress rule as attached, so resuming changes no security group
             listener.connections.allow_to(self.service, shared.tcp_port(CONTAINER_PORT), "Load balancer to target")
         return target_group, listener_rule

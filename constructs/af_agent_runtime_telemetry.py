@@ -20,6 +20,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 
 from constructs import Construct
+from constructs import af_shared_values as shared
 from constructs.af_agent_runtime_props import RuntimeIdentity, TelemetryCollector
 from constructs.af_nag import acknowledge
 
@@ -74,7 +75,7 @@ def add_collector(
     *,
     family: str,
     task_definition: ecs.FargateTaskDefinition,
-    task_role: iam.IRole,
+    task_role: iam.Role,
     identity: RuntimeIdentity,
     collector: TelemetryCollector,
     region: str,
@@ -94,7 +95,8 @@ def add_collector(
         encryption_key=encryption_key,
     )
     metrics_log_group.grant_write(task_role)
-    task_role.add_to_principal_policy(iam.PolicyStatement(actions=list(XRAY_WRITE_ACTIONS), resources=["*"]))
+    # Role.add_to_policy answers a bool; add_to_principal_policy's result struct costs two more jsii reads per stack.
+    task_role.add_to_policy(iam.PolicyStatement(actions=list(XRAY_WRITE_ACTIONS), resources=["*"]))
     acknowledge(task_role, "AwsSolutions-IAM5[Resource::*]", XRAY_IAM5_REASON)
     resource = {**metric_dimensions(identity), "aws.ecs.task.family": family}
     environment = {
@@ -105,7 +107,7 @@ def add_collector(
     container = task_definition.add_container(
         "OtelCollector",
         container_name=COLLECTOR_CONTAINER_NAME,
-        image=ecs.ContainerImage.from_registry(collector.image),
+        image=shared.registry_image(collector.image),
         essential=False,
         memory_limit_mib=collector.memory_limit_mib,
         environment={key: environment[key] for key in sorted(environment)},

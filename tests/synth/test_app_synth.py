@@ -125,7 +125,7 @@ def test_the_cli_versions_are_those_of_the_installed_cli():
     cloud-assembly-schema it was built with is at least the one its package.json names)."""
     app = CdkApp.of_repo(REPO_ROOT)
     package = json.loads((REPO_ROOT / "node_modules/aws-cdk/package.json").read_text())
-    assert app.command == ("python", "app.py") and app.cli_version == package["version"]
+    assert app.command == ("python", "-O", "app.py") and app.cli_version == package["version"]
     assert app.schema_version is not None and re.fullmatch(r"\d+\.0\.0", app.schema_version)
     built_with = package["devDependencies"]["@aws-cdk/cloud-assembly-schema"].lstrip(">=^")
     assert int(app.schema_version.split(".")[0]) == int(built_with.split(".")[0])
