@@ -19,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 from instance_contract.bundle_documents import BACKEND_TOOLS, GraphDefinition, McpToolDocument
 from instance_contract.bundle_format import GRAPH_FILE, INSTANCE_FILE, MCP_FILE, BundleError, read_bundle
 from instance_contract.schema import AgentInstance, AgentSpec
+from instance_contract.yaml_nesting import NestingTooDeepError, check_nesting
 from runtime.config import ExpectedIdentity
 
 M = TypeVar("M", bound=BaseModel)
@@ -166,9 +167,12 @@ def _check_identity(source: str, instance: AgentInstance, expected: ExpectedIden
 
 
 def _yaml(raw: bytes, source: str, path: str) -> Any:
+    """Nesting is bounded before PyYAML composes the document (instance_contract.yaml_nesting)."""
     try:
-        return yaml.safe_load(raw.decode("utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        text = raw.decode("utf-8")
+        check_nesting(text)
+        return yaml.safe_load(text)
+    except (yaml.YAMLError, UnicodeDecodeError, NestingTooDeepError) as exc:
         raise BundleError(f"{source}: {path} is not valid YAML ({exc})") from None
 
 

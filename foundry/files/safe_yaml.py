@@ -15,13 +15,13 @@ from typing import Any
 
 import yaml
 
+from instance_contract.yaml_nesting import MAX_DEPTH, NestingTooDeepError, check_nesting
+
 MAX_FILE_BYTES = 1_048_576
 """Specs, templates and settings: a person writes these by hand."""
 MAX_MANIFEST_BYTES = 64 * 1_048_576
 """Environment manifests list every binding of a fleet: about 3.6 MB per 1,000 instances of 9 agents."""
 MAX_NODES = 5_000_000
-MAX_DEPTH = 100
-"""Deepest nesting of mappings and sequences; real manifests nest about 8 deep."""
 
 # libyaml's parser when present (20x faster on large fleets); the pure-Python one otherwise. Same documents.
 _BaseLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -124,20 +124,12 @@ def _field_of(root: yaml.Node, line: int | None) -> str | None:
 
 
 def _check_depth(text: str) -> None:
-    """Walks the parser's events (libyaml's parser is iterative) and stops at the first collection nested deeper
-    than MAX_DEPTH, before the recursive composer ever sees it."""
-    depth = 0
-    for event in yaml.parse(text, Loader=_BaseLoader):
-        kind = event.__class__
-        if kind is yaml.MappingStartEvent or kind is yaml.SequenceStartEvent:
-            depth += 1
-            if depth > MAX_DEPTH:
-                raise YamlError(
-                    f"mappings and lists are nested more than {MAX_DEPTH} levels deep; manifests need far fewer",
-                    line=event.start_mark.line + 1 if event.start_mark else None,
-                )
-        elif kind is yaml.MappingEndEvent or kind is yaml.SequenceEndEvent:
-            depth -= 1
+    try:
+        check_nesting(text, MAX_DEPTH)
+    except NestingTooDeepError as exc:
+        raise YamlError(
+            f"mappings and lists are nested more than {MAX_DEPTH} levels deep; manifests need far fewer", line=exc.line
+        ) from None
 
 
 def parse_yaml(raw: bytes, max_bytes: int = MAX_FILE_BYTES) -> YamlDocument:

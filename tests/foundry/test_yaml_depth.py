@@ -17,10 +17,11 @@ from foundry.aws.clients import boto3_clients
 from foundry.cdk.process import ProcessRunner, tool_environment
 from foundry.deploy.deployer import Deployer
 from foundry.deploy.locks import InstanceLocks
-from foundry.files.safe_yaml import MAX_DEPTH, YamlError, parse_yaml
+from foundry.files.safe_yaml import YamlError, parse_yaml
 from foundry.fleet.load import load_fleet
 from foundry.manifests.problems import ManifestError
 from foundry.mcp.server import FoundryConfig, build_server
+from instance_contract.yaml_nesting import MAX_DEPTH
 from tests.conftest import REPO_ROOT
 
 SPEC = "specs/workers/pm-agent.yaml"

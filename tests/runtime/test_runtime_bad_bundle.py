@@ -116,6 +116,16 @@ def test_an_invalid_instance_manifest_is_named_with_its_field(bundle: BuiltBundl
     assert_refused(result, "instance.yaml: spec.deploy.cpu")
 
 
+def test_an_instance_manifest_nested_past_the_bound_is_refused_before_it_is_composed(
+    bundle: BuiltBundle, tmp_path: Path
+) -> None:
+    """Thousands of `[` would overflow libyaml's recursive composer and kill the process without a message."""
+    files = contents(bundle)
+    files["instance.yaml"] = b"spec: " + b"[" * 20_000 + b"]" * 20_000 + b"\n"
+    result = serve_repacked(bundle, files, tmp_path / "deep-manifest.tar.gz")
+    assert_refused(result, "instance.yaml is not valid YAML", "nested more than 100 levels deep")
+
+
 def test_an_invalid_agent_spec_is_named(bundle: BuiltBundle, tmp_path: Path) -> None:
     files = contents(bundle)
     path_in_bundle = "agents/specs/workers/pm-agent.yaml"
