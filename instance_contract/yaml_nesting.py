@@ -13,7 +13,8 @@ import yaml
 MAX_DEPTH = 100
 """Deepest nesting of mappings and sequences; real manifests nest about 8 deep."""
 
-_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+FAST_SAFE_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+"""libyaml's parser when present (20x faster on large fleets); the pure-Python one otherwise. Same documents."""
 
 
 class NestingTooDeepError(ValueError):
@@ -29,7 +30,7 @@ class NestingTooDeepError(ValueError):
 def check_nesting(text: str, limit: int = MAX_DEPTH) -> None:
     """Raises NestingTooDeepError past `limit`; a syntax error is left to the reader's own parse (yaml.YAMLError)."""
     depth = 0
-    for event in yaml.parse(text, Loader=_Loader):
+    for event in yaml.parse(text, Loader=FAST_SAFE_LOADER):
         kind = event.__class__
         if kind is yaml.MappingStartEvent or kind is yaml.SequenceStartEvent:
             depth += 1

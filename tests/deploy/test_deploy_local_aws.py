@@ -82,23 +82,25 @@ async def test_dev_environment_deploys_to_the_local_aws_and_reads_back_honestly(
     assert "AWS::CloudWatch::Alarm" not in instance_gaps, "the rollout gate reads the instance's alarms"
     assert "AWS::S3::BucketPolicy" in {r["type"] for r in result["not_modelled"]["af-dev-platform"]}
     env = aws_environment(state)
-    secrets = boto3.client(
-        "secretsmanager",
-        endpoint_url=state.endpoint,
-        region_name=state.region,
-        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-    ).list_secrets()["SecretList"]
+
+    def local(service: str) -> Any:
+        return boto3.client(
+            service,
+            endpoint_url=state.endpoint,
+            region_name=state.region,
+            aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        )
+
+    secrets = local("secretsmanager").list_secrets()["SecretList"]
     assert "agentfoundry/dev/acme/retail/dev/ticket-api-token" in {s["Name"] for s in secrets}
     # The alarms watch the shard's load balancer by the dimension CloudWatch uses for it: app/NAME/ID, the tail of
     # its ARN (the template derives it from the platform's SSM parameter at deploy time).
-    clients = {"endpoint_url": state.endpoint, "region_name": state.region}
-    keys = {"aws_access_key_id": env["AWS_ACCESS_KEY_ID"], "aws_secret_access_key": env["AWS_SECRET_ACCESS_KEY"]}
-    balancers = boto3.client("elbv2", **clients, **keys).describe_load_balancers()["LoadBalancers"]
+    balancers = local("elbv2").describe_load_balancers()["LoadBalancers"]
     full_names = {b["LoadBalancerArn"].rsplit(":", 1)[1].removeprefix("loadbalancer/") for b in balancers}
-    alarm = boto3.client("cloudwatch", **clients, **keys).describe_alarms(
-        AlarmNames=["af-dev-acme-retail-dev-target-p95-response-time"]
-    )["MetricAlarms"][0]
+    alarm = local("cloudwatch").describe_alarms(AlarmNames=["af-dev-acme-retail-dev-target-p95-response-time"])[
+        "MetricAlarms"
+    ][0]
     dimensions = {d["Name"]: d["Value"] for d in alarm["Dimensions"]}
     assert dimensions["LoadBalancer"] in full_names, (dimensions, full_names)
     assert dimensions["LoadBalancer"].startswith("app/")
