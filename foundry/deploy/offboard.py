@@ -143,7 +143,7 @@ class Offboarder:
         self.export_timeout_seconds, self.delete_timeout_seconds = export_timeout_seconds, delete_timeout_seconds
         self.sleep, self.now = sleep, now
 
-    def offboard(self, target: OffboardTarget, *, holder: str | None = None) -> OffboardReport:
+    def offboard(self, target: OffboardTarget) -> OffboardReport:
         """Export, delete, schedule the key's deletion; OffboardError (or DeployRefusedError: the lock is held)
         before anything is deleted leaves the stack as it was."""
         cloudformation = self.clients("cloudformation", target.region)
@@ -154,7 +154,7 @@ class Offboarder:
             )
         bucket = self.export_bucket(target.environment, target.region)
         label = f"{target.environment}/{target.instance}"
-        held = self.locks.acquire(LockTarget(target.environment, target.instance, target.region), label, holder=holder)
+        held = self.locks.acquire(LockTarget(target.environment, target.instance, target.region), label)
         try:
             held.describe(f"offboarding {label}: exporting its data")
             status = self._aws("reading the stack", read_stack_status, cloudformation, target.stack_name)
@@ -334,7 +334,7 @@ class Offboarder:
             status = self._aws("reading the stack", read_stack_status, cloudformation, target.stack_name)
             if status in (None, "DELETE_COMPLETE"):
                 return
-            if status == "DELETE_FAILED" or not in_progress(status):
+            if not in_progress(status):  # DELETE_FAILED, or anything but a delete in progress
                 failure = first_failure_since(cloudformation, target.stack_name, started)
                 why = f"{failure.logical_id} ({failure.resource_type}): {failure.reason}" if failure else status
                 raise OffboardError(

@@ -74,6 +74,7 @@ def mcp_problems(
     tree: AgentsTree,
     env: str,
     key: InstanceKey,
+    declared: list[ServerAt],
     servers: list[ServerAt],
     secrets: set[str],
     specs: list[Loaded[AgentSpec]],
@@ -82,13 +83,14 @@ def mcp_problems(
 ) -> list[Problem]:
     """A server whose bearer secret the instance lacks, an agent listing a tool of a server the instance does
     not declare, and a server URL the environment's egress rule refuses: all would fail only at run time (or
-    reach what they must not), so they fail here."""
+    reach what they must not), so they fail here. `declared`: the instance's servers (mcp_servers_for), which
+    approval patterns may name; `servers`: those its agents use (used_servers of them), which the rest check."""
     where = f"instance {env}/{key.selector}"
     return [
         *_url_problems(tree, env, servers, allow_private_targets),
         *_missing_secret_problems(tree, where, servers, secrets),
         *_undeclared_server_problems(tree, where, servers, specs),
-        *_approval_server_problems(tree, where, mcp_servers_for(tree.template.model.spec.mcp, env, key), specs),
+        *_approval_server_problems(tree, where, declared, specs),
     ]
 
 

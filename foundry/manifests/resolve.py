@@ -227,10 +227,11 @@ def _resolve_one(tree: AgentsTree, instance: _BoundInstance) -> ResolvedInstance
     if too_long:
         return too_long
     agents = _instance_agents(tree, instance)
-    servers = used_servers(mcp_servers_for(tree.template.model.spec.mcp, env, key), agents.loaded)
+    declared = mcp_servers_for(tree.template.model.spec.mcp, env, key)
+    servers = used_servers(declared, agents.loaded)
     allow_private = settings.egress.allow_private_targets
     server_problems = mcp_problems(
-        tree, env, key, servers, agents.secrets, agents.loaded, allow_private_targets=allow_private
+        tree, env, key, declared, servers, agents.secrets, agents.loaded, allow_private_targets=allow_private
     )
     if server_problems:
         return server_problems

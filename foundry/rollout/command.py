@@ -181,8 +181,12 @@ def _fingerprint(instance: ResolvedInstance) -> str:
     return digest.hexdigest()[:16]
 
 
-def _plan_section(plan: Mapping[str, Any], environment: str, source: str) -> tuple[list[str], list[str], str]:
-    """(instances to deploy, notes, change label) for `environment` from a plan document."""
+def _plan_section(
+    plan: Mapping[str, Any], environment: str, source: str, *, simulated: bool
+) -> tuple[list[str], list[str], str]:
+    """(instances to deploy, notes, change label) for `environment` from a plan document. A real rollout reports
+    removed instances itself, from the stacks it finds once it is done (_removed_instances: left, or offboarded with
+    --offboard-removed); only a simulation repeats the plan's list of them."""
     if not isinstance(plan.get("environments"), list):
         raise RolloutError(f"{source} is not a change plan (`python -m foundry plan --json`): no 'environments' list")
     label = f"plan {plan.get('base', '?')} -> {plan.get('head', '?')}"
@@ -197,7 +201,7 @@ def _plan_section(plan: Mapping[str, Any], environment: str, source: str) -> tup
                 f"the plan also changes the platform stack {platform.get('stack')}: it must be deployed before "
                 "the instances (the deploy workflow does so); a rollout deploys instance stacks only"
             )
-        if section.get("removed_stacks"):
+        if simulated and section.get("removed_stacks"):
             notes.append(f"removed instances are not touched: {' '.join(section['removed_stacks'])}")
         return names, notes, label
     return [], [f"the plan has no changes for {environment}"], label
@@ -227,10 +231,12 @@ def select_targets(args: argparse.Namespace) -> Targets:
             document = json.loads(args.plan.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise RolloutError(f"cannot read the plan {args.plan}: {exc}") from exc
-        names, notes, change = _plan_section(document, args.environment, str(args.plan))
+        names, notes, change = _plan_section(document, args.environment, str(args.plan), simulated=args.simulate)
     elif args.base is not None:
         plan = make_plan(args.agents_dir, args.base, environment=args.environment).as_dict()
-        names, notes, change = _plan_section(plan, args.environment, f"the plan since {args.base}")
+        names, notes, change = _plan_section(
+            plan, args.environment, f"the plan since {args.base}", simulated=args.simulate
+        )
     elif given is not None:
         held = given.stacks
         names = sorted(s for s, i in by_selector.items() if i.manifest.spec.stack_name in held)
@@ -401,7 +407,7 @@ def _removed_instances(
             )
             return True
         offboarder = Offboarder(clients=clients, locks=InstanceLocks(stores, holder=holder))
-        notes, ok = removed.offboard(offboarder, holder)
+        notes, ok = removed.offboard(offboarder)
         rollout.notes.extend(notes)
         return ok
 

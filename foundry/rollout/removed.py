@@ -45,19 +45,16 @@ class RemovedInstances:
             "`rollout --offboard-removed` (each is exported, then deleted)"
         )
 
-    def offboard(self, offboarder: Offboarder, holder: str) -> tuple[list[str], bool]:
-        """Offboards each, in sorted order; (notes, all succeeded). One failure does not stop the others."""
-        if self.unreadable is not None:
-            return [
-                f"no removed instance was offboarded: the instance stacks could not be listed: {self.unreadable}"
-            ], False
+    def offboard(self, offboarder: Offboarder) -> tuple[list[str], bool]:
+        """Offboards each, in sorted order (under the offboarder's own lock holder); (notes, all succeeded). One
+        failure does not stop the others. Stacks that could not be listed are none: `left_note` reports that."""
         notes, ok = [], True
         for selector, stack in self.stacks.items():
             target = OffboardTarget(
                 environment=self.environment, instance=selector, stack_name=stack, region=self.region
             )
             try:
-                report = offboarder.offboard(target, holder=holder)
+                report = offboarder.offboard(target)
             except (OffboardError, DeployRefusedError, StateStoreError) as exc:
                 notes.append(f"offboarding {selector} failed: {exc}")
                 ok = False

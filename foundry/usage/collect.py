@@ -88,10 +88,10 @@ async def instance_usage(
     pricing: PricingSettings,
 ) -> InstanceUsage:
     selector = resolved.key.selector
-    outputs, stack_error = await asyncio.to_thread(_stack_outputs, resolved, settings.region, clients)
+    stack_name = naming.instance_stack_name(resolved.environment, resolved.key)
+    outputs, stack_error = await asyncio.to_thread(_stack_outputs, stack_name, settings.region, clients)
     endpoint = ask.endpoints.get(selector) or (outputs.get("InstanceEndpoint") if outputs is not None else None)
     compute = await asyncio.to_thread(_compute, resolved, outputs, stack_error, window, ask, clients, settings, pricing)
-    stack_name = naming.instance_stack_name(resolved.environment, resolved.key)
     status: RowStatus
     error: str | None = None
     report: UsageReport | None = None
@@ -134,11 +134,8 @@ async def instance_usage(
     )
 
 
-def _stack_outputs(
-    resolved: ResolvedInstance, region: str, clients: ClientFactory
-) -> tuple[dict[str, str] | None, str | None]:
+def _stack_outputs(stack_name: str, region: str, clients: ClientFactory) -> tuple[dict[str, str] | None, str | None]:
     """The instance stack's outputs (None: no stack), or why CloudFormation could not be read."""
-    stack_name = naming.instance_stack_name(resolved.environment, resolved.key)
     try:
         stack = describe_stack(clients("cloudformation", region), stack_name)
         return (stack_outputs(stack) if stack is not None else None), None
