@@ -169,6 +169,17 @@ class ApprovalState(BaseModel):
             result=json.loads(record.result) if record.result is not None else None,
         )
 
+    def request(self) -> ApprovalRequest:
+        """The approval object a paused `invoke` answers with (ApprovalRequest.of, from what is shown here)."""
+        return ApprovalRequest(
+            id=self.approval_id,
+            tool=self.tool,
+            arguments=self.arguments,
+            requested_by=self.requested_by,
+            agent_id=self.agent_id,
+            expires_at=self.expires_at,
+        )
+
 
 class ApprovalError(ValueError):
     """An approval that cannot be decided or shown to this caller; the message says why."""

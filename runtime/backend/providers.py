@@ -366,17 +366,7 @@ class ConverseStreamReader:
             except json.JSONDecodeError:
                 raise ProviderError(f"bedrock converse_stream sent tool input for {name} that is not JSON") from None
             calls.append(ToolCall(id=use_id, name=self.tool_names.get(name, name), arguments=dict(arguments)))
-        unknown = sorted({c.name for c in calls if c.name not in self.tool_names.values()})
-        if unknown:
-            raise ProviderError(f"bedrock asked for tools it was not offered: {', '.join(unknown)}")
-        return ModelReply(
-            text="".join(self._text),
-            provider="bedrock",
-            model=self.model,
-            input_tokens=int(self._usage.get("inputTokens", 0)),
-            output_tokens=int(self._usage.get("outputTokens", 0)),
-            tool_calls=tuple(calls),
-        )
+        return bedrock_reply("".join(self._text), tuple(calls), self._usage, model=self.model, names=self.tool_names)
 
 
 def fold_converse_stream(events: Iterable[dict[str, Any]], *, model: str, tool_names: dict[str, str]) -> ModelReply:
@@ -403,6 +393,14 @@ def parse_converse_response(
         usage = response.get("usage", {})
     except (KeyError, TypeError) as exc:
         raise ProviderError(f"bedrock converse returned an unexpected shape (missing {exc})") from None
+    return bedrock_reply(text, calls, usage, model=model, names=names)
+
+
+def bedrock_reply(
+    text: str, calls: tuple[ToolCall, ...], usage: dict[str, Any], *, model: str, names: dict[str, str]
+) -> ModelReply:
+    """A Converse answer, whole or streamed, as the gateway's reply; a call of a tool that was not offered (by its
+    own name, `names`' values) is refused."""
     unknown = sorted({c.name for c in calls if c.name not in names.values()})
     if unknown:
         raise ProviderError(f"bedrock asked for tools it was not offered: {', '.join(unknown)}")

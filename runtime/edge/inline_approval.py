@@ -75,9 +75,9 @@ def ask(approval: ApprovalRequest) -> InputRequiredResult:
 def answered(ctx: Context[Any, Any] | None) -> tuple[str, ElicitResult] | None:
     """On the retry of an `invoke` that asked: the approval's id and the user's answer."""
     state = ctx.request_state if ctx is not None else None
-    if state is None or not state.startswith(STATE_PREFIX):
+    if ctx is None or state is None or not state.startswith(STATE_PREFIX):
         return None
-    response = (ctx.input_responses or {}).get(QUESTION) if ctx is not None else None
+    response = (ctx.input_responses or {}).get(QUESTION)
     if not isinstance(response, ElicitResult):
         raise ApprovalError("the retried invoke carries no answer to its approval question; answer it or call again")
     return state.removeprefix(STATE_PREFIX), response
@@ -119,17 +119,9 @@ async def settle(instance: Instance, approval_id: str, response: ElicitResult, c
         shown = await instance.approve(approval_id, chosen[0], chosen[1], caller)
     if shown.result is not None:
         return InvokeResult.model_validate(shown.result)
-    approval = ApprovalRequest(
-        id=shown.approval_id,
-        tool=shown.tool,
-        arguments=shown.arguments,
-        requested_by=shown.requested_by,
-        agent_id=shown.agent_id,
-        expires_at=shown.expires_at,
-    )
     return InvokeResult(
         ok=True, answer=None, error=None, thread_id=shown.thread_id, trace_id=shown.trace_id,
-        agents=[], workers=[], trace=[], total_ms=0.0, approval=approval,
+        agents=[], workers=[], trace=[], total_ms=0.0, approval=shown.request(),
     )  # fmt: skip
 
 

@@ -32,10 +32,6 @@ class TurnProgress:
         self._count = 0
         self._broken = False
 
-    @property
-    def sent(self) -> int:
-        return self._count
-
     async def node_started(self, node: str, agent_id: str) -> None:
         await self._emit({"event": "node", "node": node, "agent_id": agent_id})
 
