@@ -129,7 +129,7 @@ class ModelProvider(Protocol):
 
 def word_chunks(text: str, words: int = OFFLINE_CHUNK_WORDS) -> list[str]:
     """`text` in pieces of `words` words that join back to it exactly (each piece keeps its trailing space)."""
-    pieces = re.findall(r"\S+\s*", text)
+    pieces = re.findall(r"\s*\S+\s*", text)  # the first piece keeps any leading space
     return ["".join(pieces[i : i + words]) for i in range(0, len(pieces), words)] or ([text] if text else [])
 
 

@@ -14,6 +14,7 @@ from runtime.backend.providers import (
     ToolCall,
     ToolSpec,
     ToolStep,
+    word_chunks,
 )
 from runtime.config import OfflineModelSettings
 
@@ -166,3 +167,10 @@ async def test_the_offline_provider_streams_its_answer_in_word_chunks_that_join_
     assert all(len(c.split()) <= 3 for c in chunks)
     assert "".join(chunks) == streamed.text
     assert streamed == await OfflineProvider().generate(REQUEST)
+
+
+@pytest.mark.parametrize("text", ["  leading space, then words", "one", "   ", "", "a  b\n c ", "\n\nx y z w"])
+def test_word_chunks_join_back_to_the_text_exactly_leading_whitespace_included(text: str) -> None:
+    chunks = word_chunks(text, words=2)
+    assert "".join(chunks) == text
+    assert all(len(c.split()) <= 2 for c in chunks)
