@@ -19,7 +19,7 @@ from typing import Any, Literal, Protocol
 import aiosqlite
 
 from instance_contract.thread_state import DYNAMODB_PARTITION_KEY, DYNAMODB_SORT_KEY, DYNAMODB_TTL_ATTRIBUTE
-from runtime.store.dynamodb_calls import condition_failed, in_executor
+from runtime.store.dynamodb_calls import all_items, condition_failed, in_executor
 from runtime.store.thread_leases import SQLITE_BUSY_TIMEOUT_S
 
 APPROVAL_ITEM_PREFIX = "AF_APPROVAL_"
@@ -390,7 +390,6 @@ class DynamoDBApprovals:
             await in_executor(self._client.delete_item, TableName=self._table, Key=self.key(record.id))
 
     async def _scan(self, condition: str, values: dict[str, Any]) -> list[ApprovalRecord]:
-        found: list[ApprovalRecord] = []
         arguments: dict[str, Any] = {
             "TableName": self._table,
             "FilterExpression": f"begins_with(#pk, :prefix) AND {condition}",
@@ -401,12 +400,7 @@ class DynamoDBApprovals:
             "ExpressionAttributeValues": {":prefix": {"S": APPROVAL_ITEM_PREFIX}, **values},
             "ConsistentRead": True,
         }
-        while True:
-            page = await in_executor(self._client.scan, **arguments)
-            found.extend(self._from_item(item) for item in page.get("Items", []))
-            if "LastEvaluatedKey" not in page:
-                return found
-            arguments["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return [self._from_item(item) for item in await all_items(self._client.scan, **arguments)]
 
     async def close(self) -> None:
         return None

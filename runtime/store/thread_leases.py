@@ -21,7 +21,7 @@ from typing import Any, Protocol
 import aiosqlite
 
 from instance_contract.thread_state import DYNAMODB_PARTITION_KEY, DYNAMODB_SORT_KEY, DYNAMODB_TTL_ATTRIBUTE
-from runtime.store.dynamodb_calls import condition_failed, in_executor, transaction_conflict
+from runtime.store.dynamodb_calls import all_items, condition_failed, in_executor, transaction_conflict
 
 THREAD_ITEM_PREFIX = "AF_THREAD_"
 THREAD_ITEM_SORT_KEY = "THREAD"
@@ -425,28 +425,25 @@ class DynamoDBLeases:
 
     async def _scan(self, condition: str, values: dict[str, Any], *, now: float) -> list[ThreadRecord]:
         found: list[ThreadRecord] = []
-        arguments: dict[str, Any] = {
-            "TableName": self._table,
-            "FilterExpression": condition,
-            "ExpressionAttributeNames": {"#pk": DYNAMODB_PARTITION_KEY},
-            "ExpressionAttributeValues": {":p": {"S": THREAD_ITEM_PREFIX}, **values},
-        }
-        while True:
-            page = await in_executor(self._client.scan, **arguments)
-            for item in page.get("Items", []):
-                lease_until = float(item.get("lease_until", {}).get("N", "0"))
-                names = [item.get(k, {}).get("S") for k in ("org", "subject", "caller_thread")]
-                found.append(
-                    ThreadRecord(
-                        thread_id=item["thread_id"]["S"],
-                        last_active=float(item.get("last_active", {}).get("N", "0")),
-                        leased="owner" in item and lease_until >= now,
-                        owner=ThreadOwner(*names) if all(n is not None for n in names) else None,
-                    )
+        items = await all_items(
+            self._client.scan,
+            TableName=self._table,
+            FilterExpression=condition,
+            ExpressionAttributeNames={"#pk": DYNAMODB_PARTITION_KEY},
+            ExpressionAttributeValues={":p": {"S": THREAD_ITEM_PREFIX}, **values},
+        )
+        for item in items:
+            lease_until = float(item.get("lease_until", {}).get("N", "0"))
+            names = [item.get(k, {}).get("S") for k in ("org", "subject", "caller_thread")]
+            found.append(
+                ThreadRecord(
+                    thread_id=item["thread_id"]["S"],
+                    last_active=float(item.get("last_active", {}).get("N", "0")),
+                    leased="owner" in item and lease_until >= now,
+                    owner=ThreadOwner(*names) if all(n is not None for n in names) else None,
                 )
-            if "LastEvaluatedKey" not in page:
-                return sorted(found, key=lambda r: r.thread_id)
-            arguments["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+            )
+        return sorted(found, key=lambda r: r.thread_id)
 
     async def forget(self, thread_id: str) -> None:
         try:

@@ -22,7 +22,7 @@ import aiosqlite
 
 from instance_contract.thread_state import DYNAMODB_PARTITION_KEY, DYNAMODB_SORT_KEY, DYNAMODB_TTL_ATTRIBUTE
 from runtime.config import DEFAULT_USAGE_RETENTION_DAYS
-from runtime.store.dynamodb_calls import in_executor
+from runtime.store.dynamodb_calls import all_items, in_executor
 from runtime.telemetry.usage_tally import add_counters, hour_key
 
 USAGE_PARTITION = "AF_USAGE"
@@ -171,14 +171,8 @@ class DynamoDBUsageLedger:
             },
             "ConsistentRead": True,
         }
-        found: list[dict[str, int]] = []
-        while True:
-            page = await in_executor(self._client.query, **arguments)
-            for item in page.get("Items", []):
-                found.append({k: int(v["N"]) for k, v in item.items() if k not in NOT_COUNTERS and "N" in v})
-            if "LastEvaluatedKey" not in page:
-                return found
-            arguments["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        items = await all_items(self._client.query, **arguments)
+        return [{k: int(v["N"]) for k, v in item.items() if k not in NOT_COUNTERS and "N" in v} for item in items]
 
     async def sweep(self, now: float) -> int:
         return 0  # the table's TTL removes expired hours
