@@ -60,12 +60,29 @@ HOSTNAME = "default-org-default-domain-dev.dev.agentfoundry.internal"
 AUDIENCE = f"https://{HOSTNAME}/mcp"
 
 
+def launch(argv: list[str], env: dict[str, str], cwd: Path = ROOT) -> tuple[subprocess.Popen[str], int]:
+    """Starts a server on CPU 0 and returns it with the port uvicorn reports."""
+    process = subprocess.Popen(
+        ["taskset", "-c", "0", *argv], cwd=cwd, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
+    )
+    assert process.stderr is not None
+    port = 0
+    for line in process.stderr:  # uvicorn's 'running on' line has the port
+        if match := re.search(r"Uvicorn running on http://127\.0\.0\.1:(\d+)", line):
+            port = int(match.group(1))
+            break
+    if not port:
+        raise SystemExit(f"{argv[1:4]} did not start")
+    # keep draining stderr (one log line per request), or the pipe fills and the server blocks on logging
+    threading.Thread(target=lambda: [None for _ in process.stderr or ()], daemon=True).start()
+    return process, port
+
+
 def start(
     bundle: Path, auth: dict[str, str] | None = None, store: dict[str, str] | None = None
 ) -> tuple[subprocess.Popen[str], int, float]:
     """Starts the server on CPU 0; returns (process, port, seconds from spawn to /readyz 200)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUTH_")}
-    # uvicorn's 'running on' line has the port
     env.update(
         {
             "PYTHONPATH": str(ROOT),
@@ -75,21 +92,8 @@ def start(
         }
     )
     started = time.perf_counter()
-    process = subprocess.Popen(
-        ["taskset", "-c", "0", sys.executable, "-m", "runtime", "serve", "--bundle", str(bundle),
-         "--host", "127.0.0.1", "--port", "0"],
-        cwd=ROOT, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
-    )  # fmt: skip
-    assert process.stderr is not None
-    port = 0
-    for line in process.stderr:
-        if match := re.search(r"Uvicorn running on http://127\.0\.0\.1:(\d+)", line):
-            port = int(match.group(1))
-            break
-    if not port:
-        raise SystemExit("server did not start")
-    # keep draining stderr (one log line per request), or the pipe fills and the server blocks on logging
-    threading.Thread(target=lambda: [None for _ in process.stderr or ()], daemon=True).start()
+    argv = [sys.executable, "-m", "runtime", "serve", "--bundle", str(bundle), "--host", "127.0.0.1", "--port", "0"]
+    process, port = launch(argv, env)
     while httpx.get(f"http://127.0.0.1:{port}/readyz").status_code != 200:
         pass
     ready = time.perf_counter() - started
@@ -98,7 +102,7 @@ def start(
 
 def stop(process: subprocess.Popen[str] | subprocess.Popen[bytes]) -> None:
     process.terminate()
-    process.wait(timeout=30)
+    process.wait(timeout=60)  # a runtime under cProfile writes its profile on the way out
 
 
 async def latency(url: str, count: int, token: str | None = None) -> list[float]:

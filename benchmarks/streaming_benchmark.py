@@ -21,12 +21,10 @@ import asyncio
 import json
 import os
 import pstats
-import re
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -41,26 +39,10 @@ from mcp.shared.dispatcher import ProgressFnT
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.runtime_benchmark import free_port, machine, write_bundle  # noqa: E402
+from benchmarks.runtime_benchmark import free_port, launch, machine, stop, write_bundle  # noqa: E402
+from benchmarks.telemetry_benchmark import percentile  # noqa: E402
 
 MESSAGE = "plan the roadmap"
-
-
-def launch(argv: list[str], env: dict[str, str], cwd: Path = ROOT) -> tuple[subprocess.Popen[str], int]:
-    """Starts a server on CPU 0 and returns it with the port uvicorn reports."""
-    process = subprocess.Popen(
-        ["taskset", "-c", "0", *argv], cwd=cwd, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
-    )
-    assert process.stderr is not None
-    port = 0
-    for line in process.stderr:
-        if match := re.search(r"Uvicorn running on http://127\.0\.0\.1:(\d+)", line):
-            port = int(match.group(1))
-            break
-    if not port:
-        raise SystemExit(f"{argv[1:4]} did not start")
-    threading.Thread(target=lambda: [None for _ in process.stderr or ()], daemon=True).start()
-    return process, port
 
 
 RUNTIME_ROOT = [ROOT]
@@ -91,11 +73,6 @@ def start_bare() -> tuple[subprocess.Popen[str], int]:
             if time.monotonic() > deadline or process.poll() is not None:
                 raise SystemExit("the bare MCP server did not start") from None
             time.sleep(0.05)
-
-
-def stop(process: subprocess.Popen[str]) -> None:
-    process.terminate()
-    process.wait(timeout=60)
 
 
 def _first_seen(first: list[float]) -> ProgressFnT:
@@ -153,11 +130,6 @@ async def _raw_calls(url: str, tool: str, count: int) -> list[float]:
             if i >= 20:
                 totals.append((end - begin) * 1000)
     return totals
-
-
-def percentile(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
 
 
 def compare(bundle: Path, state_url: str, rounds: int, requests: int) -> dict[str, Any]:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -46,7 +45,7 @@ from mcp import Client
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.runtime_benchmark import write_bundle  # noqa: E402
+from benchmarks.runtime_benchmark import launch, write_bundle  # noqa: E402
 
 CONFIGS = ("before", "disabled", "default", "traced")
 
@@ -94,20 +93,8 @@ def start(bundle: Path, code: Path, extra: dict[str, str]) -> tuple[subprocess.P
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTH_", "OTEL_"))}
     env.update({"PYTHONPATH": str(code), "LOG_LEVEL": "INFO", "AUTH_MODE": "none", "STATE_URL": "memory://"})
     env.update(extra)
-    process = subprocess.Popen(
-        ["taskset", "-c", "0", sys.executable, "-m", "runtime", "serve", "--bundle", str(bundle),
-         "--host", "127.0.0.1", "--port", "0"],
-        cwd=code, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
-    )  # fmt: skip
-    assert process.stderr is not None
-    port = 0
-    for line in process.stderr:
-        if match := re.search(r"Uvicorn running on http://127\.0\.0\.1:(\d+)", line):
-            port = int(match.group(1))
-            break
-    if not port:
-        raise SystemExit("server did not start")
-    threading.Thread(target=lambda: [None for _ in process.stderr or ()], daemon=True).start()
+    argv = [sys.executable, "-m", "runtime", "serve", "--bundle", str(bundle), "--host", "127.0.0.1", "--port", "0"]
+    process, port = launch(argv, env, cwd=code)
     while httpx.get(f"http://127.0.0.1:{port}/readyz").status_code != 200:
         time.sleep(0.05)
     return process, port
