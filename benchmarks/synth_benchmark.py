@@ -43,6 +43,9 @@ CLI_CONTEXT = {
     "aws:cdk:bundling-stacks": ["**"],
     "@aws-cdk/core:failSynthOnValidationErrors": False,
 }
+SINGLE: tuple[str, int, dict[str, str]] = ("full synth, 1 instance", 1, {})
+SELECTED: tuple[str, int, dict[str, str]] = ("1 selected instance of 1,000", 1000, {"instance": "org00/dom0/i0000"})
+"""The two cases of the selected-instance target: `main` runs them among its others, `--selected-only` alone."""
 TARGETS = {"full_1000_vs_single": 8.0, "full_1000_bytes": 1.5 * 1024**3, "selected_vs_single": 1.2}
 
 
@@ -104,6 +107,17 @@ def run_app(context: dict[str, object], outdir: Path, validation: bool) -> tuple
     return elapsed, peak
 
 
+def fleet_context(
+    root: Path, cdk_context: dict[str, object], count: int, selection: dict[str, str]
+) -> tuple[Path, dict[str, object]]:
+    """A generated fleet of `count` instances under `root` (made once, reused by later runs) and the app's context
+    for it as `cdk synth` would pass it."""
+    agents = root / f"fleet{count}" / "agents"
+    if not agents.exists():
+        generate_fleet(agents, count)
+    return agents, {**cdk_context, **CLI_CONTEXT, "agentsDir": str(agents), "runtimeImage": IMAGE, **selection}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3, help="runs per case; the median is reported")
@@ -133,21 +147,13 @@ def main() -> int:
     loads: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="synth-bench-") as tmp:
         root = Path(tmp)
-        cases: list[tuple[str, int, dict[str, str]]] = [
-            ("full synth, 1 instance", 1, {}),
-            ("full synth, 100 instances", 100, {}),
-            ("full synth, 1,000 instances", 1000, {}),
-            ("1 selected instance of 1,000", 1000, {"instance": "org00/dom0/i0000"}),
-        ]
+        cases = [SINGLE, ("full synth, 100 instances", 100, {}), ("full synth, 1,000 instances", 1000, {}), SELECTED]
         if args.skip_100:
             cases = [case for case in cases if case[1] != 100]
         if args.selected_only:
             return selected_only(root, cdk_context, args.runs, not args.no_validation)
         for label, count, selection in cases:
-            agents = root / f"fleet{count}" / "agents"
-            if not agents.exists():
-                generate_fleet(agents, count)
-            context = {**cdk_context, **CLI_CONTEXT, "agentsDir": str(agents), "runtimeImage": IMAGE, **selection}
+            agents, context = fleet_context(root, cdk_context, count, selection)
             runs = [
                 run_app(context, root / f"out-{count}-{len(results)}-{run}", not args.no_validation)
                 for run in range(args.runs)
@@ -162,8 +168,8 @@ def main() -> int:
                 flush=True,
             )
     full = results["full synth, 1,000 instances"]
-    single = results["full synth, 1 instance"][0]
-    ratio = results["1 selected instance of 1,000"][0] / single
+    single = results[SINGLE[0]][0]
+    ratio = results[SELECTED[0]][0] / single
     full_ratio = full[0] / single
     print(f"load average at end: {load_average()}")
     print(
@@ -173,7 +179,7 @@ def main() -> int:
     per_stack_ms = (full[0] - single) / 999 * 1000
     print(f"full 1,000: {per_stack_ms:.1f} ms per added instance stack (the 4 more platform stacks counted in)")
     print(f"selected/single: {ratio:.2f}x {'PASS' if ratio <= TARGETS['selected_vs_single'] else 'FAIL'} (target 1.2x)")
-    selected, single = (results[k][0] - loads[k] for k in ("1 selected instance of 1,000", "full synth, 1 instance"))
+    selected, single = (results[k][0] - loads[k] for k in (SELECTED[0], SINGLE[0]))
     print(f"selected/single without load_fleet: {selected / single:.2f}x")
     return 0
 
@@ -181,24 +187,12 @@ def main() -> int:
 def selected_only(root: Path, cdk_context: dict[str, object], runs: int, validation: bool) -> int:
     """The selected-instance target alone: the one-instance app and one instance selected of 1,000, run in turns
     (single, selected, single, ...) so that a shared machine's load falls on both alike."""
-    cases: dict[str, tuple[int, dict[str, str]]] = {
-        "full synth, 1 instance": (1, {}),
-        "1 selected instance of 1,000": (1000, {"instance": "org00/dom0/i0000"}),
-    }
+    cases = {label: (count, selection) for label, count, selection in (SINGLE, SELECTED)}
     times: dict[str, list[float]] = {label: [] for label in cases}
     peaks: dict[str, list[int]] = {label: [] for label in cases}
     for run in range(runs):
         for label, (count, selection) in cases.items():
-            agents = root / f"fleet{count}" / "agents"
-            if not agents.exists():
-                generate_fleet(agents, count)
-            context: dict[str, object] = {
-                **cdk_context,
-                **CLI_CONTEXT,
-                "agentsDir": str(agents),
-                "runtimeImage": IMAGE,
-                **selection,
-            }
+            _, context = fleet_context(root, cdk_context, count, selection)
             elapsed, peak = run_app(context, root / f"out-{count}-{run}", validation)
             times[label].append(elapsed)
             peaks[label].append(peak)
@@ -208,9 +202,7 @@ def selected_only(root: Path, cdk_context: dict[str, object], runs: int, validat
             f"{statistics.median(peaks[label]) / 1024**2:8.0f} MiB  "
             f"(runs: {', '.join(f'{t:.2f}' for t in times[label])} s)"
         )
-    ratio = statistics.median(times["1 selected instance of 1,000"]) / statistics.median(
-        times["full synth, 1 instance"]
-    )
+    ratio = statistics.median(times[SELECTED[0]]) / statistics.median(times[SINGLE[0]])
     print(f"load average at end: {load_average()}")
     print(f"selected/single: {ratio:.2f}x {'PASS' if ratio <= TARGETS['selected_vs_single'] else 'FAIL'} (target 1.2x)")
     return 0
