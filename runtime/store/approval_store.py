@@ -12,6 +12,7 @@ resumes the turn from its checkpoint.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -95,12 +96,16 @@ class Approvals(Protocol):
 
     async def pending(self, organization: str, *, now: float) -> list[ApprovalRecord]: ...
 
-    async def expired(self, *, now: float) -> list[ApprovalRecord]:
-        """Every approval that expired undecided (its paused turn's checkpoint can go)."""
+    async def expired(self, *, now: float, after: float | None = None) -> list[ApprovalRecord]:
+        """Every approval that expired undecided by `now` (its paused turn's checkpoint can go); with `after`, only
+        those that had not expired yet at `after` (a sweep's previous round took the others)."""
 
     async def of_thread(self, thread_key: str) -> list[ApprovalRecord]: ...
 
-    async def erase_thread(self, thread_key: str) -> None: ...
+    async def erase_thread(self, thread_key: str, read: Sequence[ApprovalRecord]) -> None:
+        """Removes a thread's approvals. `read` is what `of_thread` returned to the caller just before: a store
+        that finds them only by a scan (DynamoDB) deletes those instead of scanning again; one that deletes by
+        thread key in one statement (SQLite, memory) does that."""
 
     async def close(self) -> None: ...
 
@@ -144,13 +149,14 @@ class MemoryApprovals:
         found = [r for r in self._records.values() if r.organization == organization and r.state(now) == "pending"]
         return sorted(found, key=lambda r: (r.created_at, r.id))
 
-    async def expired(self, *, now: float) -> list[ApprovalRecord]:
-        return sorted((r for r in self._records.values() if r.state(now) == "expired"), key=lambda r: r.id)
+    async def expired(self, *, now: float, after: float | None = None) -> list[ApprovalRecord]:
+        found = (r for r in self._records.values() if r.state(now) == "expired")
+        return sorted((r for r in found if after is None or r.expires_at > after), key=lambda r: r.id)
 
     async def of_thread(self, thread_key: str) -> list[ApprovalRecord]:
         return sorted((r for r in self._records.values() if r.thread_key == thread_key), key=lambda r: r.created_at)
 
-    async def erase_thread(self, thread_key: str) -> None:
+    async def erase_thread(self, thread_key: str, read: Sequence[ApprovalRecord]) -> None:
         for record in await self.of_thread(thread_key):
             del self._records[record.id]
 
@@ -240,13 +246,15 @@ class SqliteApprovals:
             "organization = ? AND status = 'pending' AND expires_at > ?", (organization, now), "created_at, id"
         )
 
-    async def expired(self, *, now: float) -> list[ApprovalRecord]:
-        return await self._select("status = 'pending' AND expires_at <= ?", (now,))
+    async def expired(self, *, now: float, after: float | None = None) -> list[ApprovalRecord]:
+        if after is None:
+            return await self._select("status = 'pending' AND expires_at <= ?", (now,))
+        return await self._select("status = 'pending' AND expires_at <= ? AND expires_at > ?", (now, after))
 
     async def of_thread(self, thread_key: str) -> list[ApprovalRecord]:
         return await self._select("thread_key = ?", (thread_key,), "created_at, id")
 
-    async def erase_thread(self, thread_key: str) -> None:
+    async def erase_thread(self, thread_key: str, read: Sequence[ApprovalRecord]) -> None:
         await self._conn.execute("DELETE FROM af_approvals WHERE thread_key = ?", (thread_key,))
 
     async def _select(self, where: str, values: tuple[Any, ...], order: str = "id") -> list[ApprovalRecord]:
@@ -377,16 +385,23 @@ class DynamoDBApprovals:
         )
         return sorted(found, key=lambda r: (r.created_at, r.id))
 
-    async def expired(self, *, now: float) -> list[ApprovalRecord]:
-        found = await self._scan("#s = :p AND expires_at <= :now", {":p": {"S": "pending"}, ":now": {"N": repr(now)}})
-        return sorted(found, key=lambda r: r.id)
+    async def expired(self, *, now: float, after: float | None = None) -> list[ApprovalRecord]:
+        condition = "#s = :p AND expires_at <= :now"
+        values: dict[str, Any] = {":p": {"S": "pending"}, ":now": {"N": repr(now)}}
+        if after is not None:
+            condition += " AND expires_at > :after"
+            values[":after"] = {"N": repr(after)}
+        return sorted(await self._scan(condition, values), key=lambda r: r.id)
 
     async def of_thread(self, thread_key: str) -> list[ApprovalRecord]:
         found = await self._scan("thread_key = :k", {":k": {"S": thread_key}})
         return sorted(found, key=lambda r: (r.created_at, r.id))
 
-    async def erase_thread(self, thread_key: str) -> None:
-        for record in await self.of_thread(thread_key):
+    async def erase_thread(self, thread_key: str, read: Sequence[ApprovalRecord]) -> None:
+        """Deletes the approvals in `read` by key (finding them again would be a second scan of the table). One a
+        turn still running on the thread added after that read stays, with its paused turn's checkpoint, until
+        the table's TTL takes both."""
+        for record in read:
             await in_executor(self._client.delete_item, TableName=self._table, Key=self.key(record.id))
 
     async def _scan(self, condition: str, values: dict[str, Any]) -> list[ApprovalRecord]:

@@ -53,6 +53,10 @@ class ThreadState:
     """The approvals of paused turns (runtime.store.approval_store), kept with their threads."""
     clock: Callable[[], float] = time.time
     _closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    _swept_until: float | None = None
+    """The `now` of this process's last finished sweep: approvals that had expired by then had their checkpoints
+    removed. An approval is kept long before it can expire (its timeout is at least a minute, the manifest's
+    approval_timeout_seconds), so none that a sweep did not see can have expired before that sweep's `now`."""
 
     async def sweep(self) -> int:
         """Removes threads idle for longer than the TTL (their checkpoints, record and approvals), the checkpoints of
@@ -67,8 +71,9 @@ class ThreadState:
                 await self.turns.leases.forget(record.thread_id)
                 await self._forget_approvals(record.thread_id)
                 removed += 1
-        for approval in await self.approvals.expired(now=now):  # its paused turn will never resume
+        for approval in await self.approvals.expired(now=now, after=self._swept_until):  # it will never resume
             await self.memory.saver.adelete_thread(approval.run_id)
+        self._swept_until = now
         return removed
 
     async def export(self, records: list[ThreadRecord] | None = None) -> list[dict[str, Any]]:
@@ -103,9 +108,10 @@ class ThreadState:
 
     async def _forget_approvals(self, key: str) -> None:
         """A thread's approvals and the checkpoints of its paused turns (they hold the turn's messages)."""
-        for approval in await self.approvals.of_thread(key):
+        approvals = await self.approvals.of_thread(key)
+        for approval in approvals:
             await self.memory.saver.adelete_thread(approval.run_id)
-        await self.approvals.erase_thread(key)
+        await self.approvals.erase_thread(key, approvals)
 
     async def close(self) -> None:
         for close in reversed(self._closers):

@@ -261,13 +261,14 @@ async def test_an_expired_or_unknown_approval_is_refused_and_its_call_never_made
         paused = await instance.invoke(REQUEST, thread_id="t-expire")
         expires = datetime.fromtimestamp(clock.now + HOUR, UTC).isoformat().replace("+00:00", "Z")
         assert paused.approval is not None and paused.approval.expires_at == expires
+        state = instance.thread_state
+        assert state is not None
+        await state.sweep()  # a round before it expires: a later round must still find it
         clock.now += HOUR + 1
         with pytest.raises(ApprovalError, match=f"expired at {expires} without a decision"):
             await instance.approve(paused.approval.id, "approve")
         assert await instance.pending_approvals() == []
         assert (await instance.get_approval(paused.approval.id)).state == "expired"
-        state = instance.thread_state
-        assert state is not None
         record = await state.approvals.get(paused.approval.id)
         assert record is not None
         run = thread_config(record.run_id)
