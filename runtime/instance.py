@@ -53,7 +53,7 @@ from runtime.store.thread_turns import (
 from runtime.telemetry.genai_spans import AGENT_NAME, OPERATION, fail, span, text_messages
 from runtime.telemetry.instruments import InstanceTelemetry
 from runtime.telemetry.provider import instance_resource
-from runtime.telemetry.usage_tally import TURN_TALLY, UsageTally, hour_of, usage_report
+from runtime.telemetry.usage_tally import UsageTally, hour_of, tallying, usage_report
 
 log = logging.getLogger("runtime.instance")
 ERROR_PATH_GRACE_SECONDS = 5.0
@@ -348,22 +348,17 @@ class Instance:
         if capture:
             attributes["gen_ai.input.messages"] = text_messages("user", message)
         started, started_at = time.perf_counter(), time.time()
-        tally = UsageTally()
-        counting = TURN_TALLY.set(tally)  # the graph's nodes run in copies of this context: they add to `tally`
-        try:
-            with span(f"invoke_agent {name}", attributes) as current:
-                context = current.get_span_context()
-                trace_id = format(context.trace_id, "032x") if context.is_valid else uuid.uuid4().hex
-                if current.is_recording() and THREAD_ID.fullmatch(thread_id):
-                    key = thread_key(caller or anonymous_caller(self.organization), thread_id)
-                    current.set_attribute("gen_ai.conversation.id", key)
-                result = await self._invoke(message, thread_id, caller, trace_id)
-                if result.error is not None:
-                    fail(current, result.error.code)
-                elif capture and result.answer is not None:
-                    current.set_attribute("gen_ai.output.messages", text_messages("assistant", result.answer))
-        finally:
-            TURN_TALLY.reset(counting)
+        with tallying() as tally, span(f"invoke_agent {name}", attributes) as current:
+            context = current.get_span_context()
+            trace_id = format(context.trace_id, "032x") if context.is_valid else uuid.uuid4().hex
+            if current.is_recording() and THREAD_ID.fullmatch(thread_id):
+                key = thread_key(caller or anonymous_caller(self.organization), thread_id)
+                current.set_attribute("gen_ai.conversation.id", key)
+            result = await self._invoke(message, thread_id, caller, trace_id)
+            if result.error is not None:
+                fail(current, result.error.code)
+            elif capture and result.answer is not None:
+                current.set_attribute("gen_ai.output.messages", text_messages("assistant", result.answer))
         seconds = time.perf_counter() - started
         error_code = result.error.code if result.error else None
         self.telemetry.metrics.turn(seconds, error_code)
@@ -525,25 +520,27 @@ class Instance:
             REQUEST_DEADLINE.reset(token)
 
     async def _resume_turn(self, record: ApprovalRecord, command: Command[Any]) -> InvokeResult:
-        """The paused turn, resumed from its checkpoint inside its thread's turn, under a new request deadline."""
+        """The paused turn, resumed from its checkpoint inside its thread's turn, under a new request deadline. It
+        queues for the thread whatever the instance's `on_busy` (docs/runtime.md: 'takes the thread's turn like any
+        other (queued behind a running one)'): the decision is already taken, so `reject` would leave it unrun for
+        a user's chat, and `interrupt` would stop that user's running turn, or let a newer message stop the
+        approved call halfway."""
         assert self.paused is not None and self.thread_state is not None
         started, started_at = time.perf_counter(), time.time()
         owner = ThreadOwner(record.organization, record.subject, record.thread)
-        tally = UsageTally()
-        counting = TURN_TALLY.set(tally)  # the resumed part's model and tool use goes to the ledger too
-        try:
-            async with self._request_deadline(), self.thread_state.turns.turn(record.thread_key, owner):
-                state = await self.paused.resume(record, command)
-        except (TimeoutError, ThreadBusyError, StateUnavailableError) as exc:
-            why = "it ran out of time" if isinstance(exc, TimeoutError) else str(exc)
-            raise ApprovalError(
-                f"approval {record.id} is decided ({record.status}), but its turn could not resume now ({why}); "
-                "call approve again shortly to run it"
-            ) from None
-        finally:
-            TURN_TALLY.reset(counting)
-            if counters := tally.counters(outcome=None, seconds=0.0):
-                await self._record_usage(started_at, counters)
+        with tallying() as tally:  # the resumed part's model and tool use goes to the ledger too
+            try:
+                async with self._request_deadline(), self.thread_state.turns.turn(record.thread_key, owner):
+                    state = await self.paused.resume(record, command)
+            except (TimeoutError, ThreadBusyError, StateUnavailableError) as exc:
+                why = "it ran out of time" if isinstance(exc, TimeoutError) else str(exc)
+                raise ApprovalError(
+                    f"approval {record.id} is decided ({record.status}), but its turn could not resume now ({why}); "
+                    "call approve again shortly to run it"
+                ) from None
+            finally:
+                if counters := tally.counters(outcome=None, seconds=0.0):
+                    await self._record_usage(started_at, counters)
         total_ms = round((time.perf_counter() - started) * 1000, 3)
         result = _result(state, thread_id=record.thread, trace_id=record.trace_id, total_ms=total_ms)
         result.usage = TurnUsage.of(tally)  # the resumed part's own use (the paused invoke reported the rest)

@@ -1,9 +1,10 @@
 """One turn's usage, collected while it runs, and the flat counters the usage ledger adds per hour.
 
-`Instance.invoke` puts a fresh UsageTally in TURN_TALLY; every agent's ToolGateway call (the graph's nodes run in
-copies of the turn's context, so they see it) notes the tool and, for `model_generate`, the model's reported
-tokens. The turn then becomes counters: a flat name -> integer mapping whose names say what they count, so the
-stores can add them atomically (DynamoDB `ADD`, one SQLite statement) and know nothing of their meaning:
+`Instance.invoke` (and a resumed turn) puts a fresh UsageTally in TURN_TALLY (`tallying`); every agent's
+ToolGateway call (the graph's nodes run in copies of the turn's context, so they see it) notes the tool and, for
+`model_generate`, the model's reported tokens. The turn then becomes counters: a flat name -> integer mapping whose
+names say what they count, so the stores can add them atomically (DynamoDB `ADD`, one SQLite statement) and know
+nothing of their meaning:
 
     requests                                   1 per invoke
     outcome/<ok|error code>                    1
@@ -20,7 +21,8 @@ from __future__ import annotations
 import bisect
 import contextvars
 import datetime
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,6 +90,18 @@ class UsageTally:
             if errors:
                 found[f"tool/errors/{tool}"] = errors
         return found
+
+
+@contextmanager
+def tallying() -> Iterator[UsageTally]:
+    """A fresh tally in TURN_TALLY for the code inside: the graph's nodes run in copies of this context, so their
+    gateway calls add to it."""
+    tally = UsageTally()
+    token = TURN_TALLY.set(tally)
+    try:
+        yield tally
+    finally:
+        TURN_TALLY.reset(token)
 
 
 def bucket_bound(seconds: float) -> str:
