@@ -18,7 +18,7 @@ import hashlib
 import json
 import re
 import threading
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -261,11 +261,8 @@ class BedrockProvider:
 
         try:
             response: dict[str, Any] = self._client.converse(**kwargs)
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "error")
-            raise ProviderError(f"bedrock converse failed ({code})") from None
-        except BotoCoreError as exc:
-            raise ProviderError(f"bedrock converse failed ({type(exc).__name__})") from None
+        except (ClientError, BotoCoreError) as exc:
+            raise bedrock_error("converse", exc) from None
         return response
 
     async def _stream(self, kwargs: dict[str, Any], reader: ConverseStreamReader, on_text: TextSink) -> ModelReply:
@@ -288,11 +285,8 @@ class BedrockProvider:
                         stream.close()
                         return
                     put(event)
-            except ClientError as exc:
-                code = exc.response.get("Error", {}).get("Code", "error")
-                put(ProviderError(f"bedrock converse_stream failed ({code})"))
-            except BotoCoreError as exc:
-                put(ProviderError(f"bedrock converse_stream failed ({type(exc).__name__})"))
+            except (ClientError, BotoCoreError) as exc:
+                put(bedrock_error("converse_stream", exc))
             finally:
                 put(None)
 
@@ -307,6 +301,14 @@ class BedrockProvider:
             stop.set()  # on an error or a cancelled turn: the thread closes the stream at its next event
         await reading
         return reader.reply()
+
+
+def bedrock_error(operation: str, exc: Exception) -> ProviderError:
+    """A failed Bedrock call, named by the service's error code (a ClientError) or else botocore's error class."""
+    from botocore.exceptions import ClientError
+
+    code = exc.response.get("Error", {}).get("Code", "error") if isinstance(exc, ClientError) else type(exc).__name__
+    return ProviderError(f"bedrock {operation} failed ({code})")
 
 
 STREAM_ERRORS = (
@@ -367,14 +369,6 @@ class ConverseStreamReader:
                 raise ProviderError(f"bedrock converse_stream sent tool input for {name} that is not JSON") from None
             calls.append(ToolCall(id=use_id, name=self.tool_names.get(name, name), arguments=dict(arguments)))
         return bedrock_reply("".join(self._text), tuple(calls), self._usage, model=self.model, names=self.tool_names)
-
-
-def fold_converse_stream(events: Iterable[dict[str, Any]], *, model: str, tool_names: dict[str, str]) -> ModelReply:
-    """A whole ConverseStream at once (what `ConverseStreamReader` builds event by event)."""
-    reader = ConverseStreamReader(model, tool_names)
-    for event in events:
-        reader.feed(event)
-    return reader.reply()
 
 
 def parse_converse_response(

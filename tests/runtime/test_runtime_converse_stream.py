@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import boto3
@@ -18,10 +18,10 @@ from botocore.awsrequest import AWSPreparedRequest, AWSResponse
 from runtime.backend.providers import (
     BedrockProvider,
     ConverseStreamReader,
+    ModelReply,
     ModelRequest,
     ProviderError,
     ToolSpec,
-    fold_converse_stream,
 )
 
 MODEL_ID = "anthropic.claude-test-v1:0"
@@ -52,6 +52,14 @@ TOOL_EVENTS: list[dict[str, Any]] = [
     {"messageStop": {"stopReason": "tool_use"}},
     {"metadata": {"usage": {"inputTokens": 30, "outputTokens": 8, "totalTokens": 38}, "metrics": {"latencyMs": 9}}},
 ]
+
+
+def fold_converse_stream(events: Iterable[dict[str, Any]], *, model: str, tool_names: dict[str, str]) -> ModelReply:
+    """A whole ConverseStream at once, through the reader the provider feeds event by event."""
+    reader = ConverseStreamReader(model, tool_names)
+    for event in events:
+        reader.feed(event)
+    return reader.reply()
 
 
 def test_text_deltas_fold_into_the_reply_with_the_usage_of_the_metadata_event() -> None:

@@ -79,13 +79,20 @@ async def test_a_model_id_in_the_agent_spec_overrides_the_instance_default() -> 
     assert reply.model == "amazon.nova-lite-v1:0"
 
 
-async def test_a_bedrock_error_becomes_a_provider_error_with_only_the_error_code() -> None:
+@pytest.mark.parametrize("operation", ["converse", "converse_stream"])
+async def test_a_bedrock_error_becomes_a_provider_error_with_only_the_error_code(operation: str) -> None:
     client = bedrock_client()
     with Stubber(client) as stub:
-        stub.add_client_error("converse", service_error_code="ThrottlingException", service_message="slow down")
+        stub.add_client_error(operation, service_error_code="ThrottlingException", service_message="slow down")
         provider = BedrockProvider(client=client, default_model_id="m")
-        with pytest.raises(ProviderError, match=r"bedrock converse failed \(ThrottlingException\)"):
-            await provider.generate(REQUEST)
+        streamed: list[str] = []
+
+        async def sink(text: str) -> None:
+            streamed.append(text)
+
+        with pytest.raises(ProviderError, match=rf"^bedrock {operation} failed \(ThrottlingException\)$"):
+            await provider.generate(REQUEST, sink if operation == "converse_stream" else None)
+    assert streamed == []
 
 
 async def test_the_offline_provider_answers_the_same_input_with_the_same_text() -> None:
