@@ -149,7 +149,8 @@ class ThreadTurns:
         self, thread_id: str, owner: str, deadline: float, caller: ThreadOwner | None, on_busy: OnBusy = "enqueue"
     ) -> int:
         """The fence of the lease taken: at once (`reject`: or thread_busy), by taking it over from another task
-        (`interrupt`), or once the holder lets go (`enqueue`: polling until the deadline)."""
+        (`interrupt`: one write, free thread or not), or once the holder lets go (`enqueue`: polling until the
+        deadline)."""
         attempt = 0
         while True:
             now = self._clock()
@@ -161,7 +162,7 @@ class ThreadTurns:
                     until=now + self._lease_seconds,
                     expires_at=now + self._ttl_seconds,
                     caller=caller,
-                    take_over=on_busy == "interrupt" and attempt > 0,
+                    take_over=on_busy == "interrupt",  # for a free thread the same write as a plain acquire
                 )
             except Exception as exc:
                 raise StateUnavailableError(
@@ -171,9 +172,7 @@ class ThreadTurns:
                 return fence
             if on_busy == "reject":
                 raise self._busy_now()
-            if on_busy == "interrupt" and attempt == 0:  # another task's turn runs: take the thread from it
-                attempt += 1
-                continue  # (a take-over refused by a write in flight, DynamoDB's conflict, is retried below)
+            # (under `interrupt`, a take-over refused by a write in flight, DynamoDB's conflict, is retried below)
             pause = min(MAX_POLL_SECONDS, 0.005 * 2**attempt) * random.uniform(0.5, 1.0)  # noqa: S311 - jitter
             if time.monotonic() + pause > deadline:
                 raise self._busy(thread_id)

@@ -10,11 +10,35 @@ import pytest
 
 from runtime.state_url import parse_state_url
 from runtime.store.memory import StoredMessage
-from runtime.store.thread_leases import MemoryLeases
+from runtime.store.thread_leases import MemoryLeases, ThreadOwner
 from runtime.store.thread_store import open_thread_state
 from runtime.store.thread_turns import ThreadBusyError, ThreadTurns, TurnInterruptedError, until_interrupted
 
 HOUR = 3600.0
+
+
+class CountedLeases(MemoryLeases):
+    """The in-process store, noting each acquire (on SQLite or DynamoDB, one conditional write) and its take_over."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.acquired: list[bool] = []
+
+    async def acquire(
+        self,
+        thread_id: str,
+        owner: str,
+        *,
+        now: float,
+        until: float,
+        expires_at: float,
+        caller: ThreadOwner | None = None,
+        take_over: bool = False,
+    ) -> int | None:
+        self.acquired.append(take_over)
+        return await super().acquire(
+            thread_id, owner, now=now, until=until, expires_at=expires_at, caller=caller, take_over=take_over
+        )
 
 
 def _turns(leases: MemoryLeases) -> ThreadTurns:
@@ -57,6 +81,17 @@ async def test_interrupt_stops_the_running_turn_of_this_process_and_the_new_one_
         assert lease.fence == 2
     with pytest.raises(TurnInterruptedError, match="interrupted by a newer message"):
         await running
+
+
+async def test_interrupt_takes_a_thread_with_one_store_call_whether_another_task_holds_it_or_not() -> None:
+    leases = CountedLeases()
+    mine, theirs = _turns(leases), _turns(leases)
+    async with mine.turn("t1", on_busy="interrupt") as lease:  # a free thread
+        assert lease.fence == 1
+    assert leases.acquired == [True]
+    async with theirs.turn("t1") as held, mine.turn("t1", on_busy="interrupt") as lease:  # taken from their turn
+        assert lease.fence == held.fence + 1
+    assert leases.acquired == [True, False, True]
 
 
 async def test_interrupt_supersedes_a_turn_still_waiting_behind_the_running_one() -> None:
