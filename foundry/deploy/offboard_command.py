@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from foundry.deploy.offboard import Offboarder, OffboardError, OffboardReport, O
 from foundry.fleet.load import DEFAULT_AGENTS_DIR, load_fleet
 from foundry.manifests.naming import instance_stack_name, parse_selector
 from foundry.manifests.problems import ManifestError
-from foundry.state.locations import STATE_URL_ENV, parse_state_url, repository_of
+from foundry.state.locations import STATE_URL_ENV
 from foundry.state.store import StateStoreError, this_process
 from foundry.state.stores import StateStores
 
@@ -82,13 +81,8 @@ def run_offboard(args: argparse.Namespace, clients: ClientFactory | None = None)
             "offboards it), or pass --force to offboard it anyway. Nothing was exported or deleted.",
             EXIT_FAILED,
         )
-    url, source = (
-        (args.state_url, "--state-url")
-        if args.state_url is not None
-        else (os.environ.get(STATE_URL_ENV), STATE_URL_ENV)
-    )
     try:
-        stores = StateStores(parse_state_url(url, repository_of(args.agents_dir), source=source), clients)
+        stores = StateStores.configured(args.agents_dir, clients, url=args.state_url)
     except ValueError as exc:
         return _fail(args, str(exc), EXIT_USAGE)
     target = OffboardTarget(

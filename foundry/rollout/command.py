@@ -31,7 +31,6 @@ import argparse
 import asyncio
 import hashlib
 import json
-import os
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -74,7 +73,7 @@ from foundry.rollout.state import (
 )
 from foundry.rollout.waves import plan_waves
 from foundry.state.leases import LeaseLostError
-from foundry.state.locations import STATE_URL_ENV, parse_state_url, repository_of
+from foundry.state.locations import STATE_URL_ENV, repository_of
 from foundry.state.memory_store import MemoryStateStore
 from foundry.state.store import StateStoreError
 from foundry.state.stores import StateStores
@@ -353,12 +352,7 @@ def _run(args: argparse.Namespace, err: Console) -> int:
         raise RolloutError(
             f"--simulate-fail/--simulate-unhealthy name instances this rollout does not deploy: {unknown}"
         )
-    url, source = (
-        (args.state_url, "--state-url")
-        if args.state_url is not None
-        else (os.environ.get(STATE_URL_ENV), STATE_URL_ENV)
-    )
-    stores = StateStores(parse_state_url(url, repository_of(args.agents_dir), source=source), _clients())
+    stores = StateStores.configured(args.agents_dir, _clients(), url=args.state_url)
     if args.simulate and not args.simulate_keep_state:
         store = RolloutStore(MemoryStateStore(), simulated=True)  # a simulation keeps nothing unless asked
     else:

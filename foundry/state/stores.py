@@ -32,11 +32,19 @@ class StateStores:
 
     @classmethod
     def configured(
-        cls, agents_dir: Path, clients: ClientFactory | None = None, environ: Mapping[str, str] | None = None
+        cls,
+        agents_dir: Path,
+        clients: ClientFactory | None = None,
+        environ: Mapping[str, str] | None = None,
+        *,
+        url: str | None = None,
     ) -> StateStores:
-        """FOUNDRY_STATE_URL (or the default file) for the agents tree at `agents_dir`."""
-        url = (os.environ if environ is None else environ).get(STATE_URL_ENV)
-        return cls(parse_state_url(url, repository_of(agents_dir)), clients)
+        """`url` (a command's --state-url), else FOUNDRY_STATE_URL, else the default file, for the agents tree at
+        `agents_dir`. A URL that names no usable store raises StateUrlError naming where it came from."""
+        source = "--state-url" if url is not None else STATE_URL_ENV
+        if url is None:
+            url = (os.environ if environ is None else environ).get(STATE_URL_ENV)
+        return cls(parse_state_url(url, repository_of(agents_dir), source=source), clients)
 
     def open(self, environment: str, region: str | None) -> StateStore:
         """The environment's store. DynamoDB needs the region (and, for the platform's table, reads SSM)."""

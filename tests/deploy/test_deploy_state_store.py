@@ -249,3 +249,12 @@ def test_a_rollout_recorded_running_whose_lease_expired_is_reported_interrupted(
     found = records.load_as_is(environment)
     assert found is not None and found.status == "interrupted"
     assert "no rollout holds the environment's lease" in found.notes[-1]
+
+
+def test_a_commands_state_url_wins_over_the_environment_and_a_bad_one_is_named_as_the_option(tmp_path: Path) -> None:
+    repo = new_git_repo(tmp_path / "fleet-repo")
+    environ = {"FOUNDRY_STATE_URL": "sqlite:///from-env.db"}
+    given = StateStores.configured(repo.agents, environ=environ, url="sqlite:///state/given.db")
+    assert given.location.path == repo.root / "state" / "given.db"
+    with pytest.raises(StateUrlError, match="--state-url='postgres://x'"):
+        StateStores.configured(repo.agents, environ=environ, url="postgres://x")
