@@ -124,21 +124,13 @@ def _missing_secret_problems(tree: AgentsTree, where: str, servers: list[ServerA
 def _undeclared_server_problems(
     tree: AgentsTree, where: str, servers: list[ServerAt], specs: list[Loaded[AgentSpec]]
 ) -> list[Problem]:
+    """An agent listing a tool of a server the instance does not declare."""
     declared = {server.name for server, _ in servers}
     problems = []
     for spec in specs:
         for i, tool in enumerate(spec.model.spec.tools):
-            server_name = tool.split(".", 1)[0] if "." in tool else None
-            if server_name is not None and server_name not in declared:
-                tool_loc: LinePath = ("spec", "tools", i)
-                problems.append(
-                    spec.problem_at(
-                        tool_loc,
-                        f"{tool!r} is a tool of MCP server {server_name!r}, which {where} does not declare "
-                        f"(its servers: {', '.join(sorted(declared)) or 'none'}); declare it in the template's "
-                        f"spec.mcp.servers ({tree.template.file}) or remove the tool",
-                    )
-                )
+            says = f"{tool!r} is a tool of"
+            problems += _server_not_declared(tree, where, declared, spec, ("spec", "tools", i), tool, says, "the tool")
     return problems
 
 
@@ -163,14 +155,31 @@ def _approval_server_problems(
                 )
             )
         for i, pattern in enumerate(policy.approval_required if policy else []):
-            server_name = pattern.split(".", 1)[0]
-            if server_name not in declared:
-                problems.append(
-                    spec.problem_at(
-                        ("spec", "policy", "approval_required", i),
-                        f"{pattern!r} needs approval for tools of MCP server {server_name!r}, which {where} does "
-                        f"not declare (its servers: {', '.join(sorted(declared)) or 'none'}); declare it in the "
-                        f"template's spec.mcp.servers ({tree.template.file}) or remove the entry",
-                    )
-                )
+            loc: LinePath = ("spec", "policy", "approval_required", i)
+            says = f"{pattern!r} needs approval for tools of"
+            problems += _server_not_declared(tree, where, declared, spec, loc, pattern, says, "the entry")
     return problems
+
+
+def _server_not_declared(
+    tree: AgentsTree,
+    where: str,
+    declared: set[str],
+    spec: Loaded[AgentSpec],
+    loc: LinePath,
+    tool: str,
+    says: str,
+    entry: str,
+) -> list[Problem]:
+    """The problem of a spec entry at `loc` naming `tool` ('server.tool'; one without a server is built in) of a
+    server the instance does not declare (`declared`: the names it does); `says` what the entry is, `entry` is what
+    the fix would remove."""
+    server_name = tool.split(".", 1)[0] if "." in tool else None
+    if server_name is None or server_name in declared:
+        return []
+    message = (
+        f"{says} MCP server {server_name!r}, which {where} does not declare (its servers: "
+        f"{', '.join(sorted(declared)) or 'none'}); declare it in the template's spec.mcp.servers "
+        f"({tree.template.file}) or remove {entry}"
+    )
+    return [spec.problem_at(loc, message)]
