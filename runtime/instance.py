@@ -55,7 +55,7 @@ from runtime.telemetry.instruments import InstanceTelemetry
 from runtime.telemetry.provider import instance_resource
 from runtime.telemetry.usage_tally import UsageTally, hour_of, tallying, usage_report
 
-log = logging.getLogger("runtime.instance")
+log = logging.getLogger(__name__)
 ERROR_PATH_GRACE_SECONDS = 5.0
 """Past the request's deadline, the time the error path (exception -> observability -> io) has to answer."""
 SWEEP_EVERY_SECONDS = 600.0

@@ -24,7 +24,7 @@ from runtime.state import PipelineState
 from runtime.store.approval_store import ApprovalRecord, Approvals
 from runtime.store.thread_leases import ThreadOwner
 
-log = logging.getLogger("runtime.approvals")
+log = logging.getLogger(__name__)
 
 
 class PausedTurns:

@@ -6,7 +6,7 @@ import logging
 
 from runtime.state import ErrorInfo, Failure, PipelineState
 
-log = logging.getLogger("runtime.exception")
+log = logging.getLogger(__name__)
 TIMEOUT_ERROR = "RequestTimeout"
 """The error_type the graph's guard records for a node cut off by the request's time limit."""
 

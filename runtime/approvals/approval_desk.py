@@ -28,7 +28,7 @@ from runtime.auth import APPROVE_SCOPE, Caller
 from runtime.store.approval_store import ApprovalRecord, Approvals, Decision, Status
 
 POLL_SECONDS = 0.1
-log = logging.getLogger("runtime.approvals")
+log = logging.getLogger(__name__)
 
 Resume = Callable[[ApprovalRecord, Command[Any]], Awaitable[BaseModel]]
 """Runs the paused turn from its checkpoint (holding its thread's turn) and returns the turn's result."""

@@ -32,7 +32,7 @@ from runtime.store.thread_leases import SQLITE_BUSY_TIMEOUT_S, Leases, MemoryLea
 from runtime.store.thread_turns import ThreadTurns
 from runtime.store.usage_ledger import MemoryUsageLedger, SqliteUsageLedger, UsageLedger
 
-log = logging.getLogger("runtime.thread_store")
+log = logging.getLogger(__name__)
 
 
 class StateStoreError(RuntimeError):

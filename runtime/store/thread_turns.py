@@ -47,7 +47,7 @@ INTERRUPTED = "a newer message on this thread interrupted the turn"
 STOPPED = "was interrupted by a newer message (busy policy: interrupt)"
 T = TypeVar("T")
 
-log = logging.getLogger("runtime.thread_turns")
+log = logging.getLogger(__name__)
 
 
 class ThreadBusyError(RuntimeError):

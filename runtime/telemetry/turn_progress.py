@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable
 Send = Callable[[float, str], Awaitable[None]]
 """Sends one notification: its progress count and message (the MCP request context's `report_progress`)."""
 
-log = logging.getLogger("runtime.turn_progress")
+log = logging.getLogger(__name__)
 
 
 class TurnProgress:

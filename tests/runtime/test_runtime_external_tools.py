@@ -155,7 +155,7 @@ async def test_a_wrong_or_missing_secret_is_a_clear_error_and_creates_nothing(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     before = len(ticketing.tickets)
-    caplog.set_level(logging.WARNING, logger="runtime.exception")
+    caplog.set_level(logging.WARNING, logger="runtime.agents.exception")
     async with running(bundle, env) as instance:
         result = await instance.invoke(REQUEST, thread_id="t-bad-secret")
     assert not result.ok and result.error is not None
