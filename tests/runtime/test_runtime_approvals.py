@@ -571,3 +571,57 @@ async def test_a_task_lost_while_its_client_is_asked_leaves_the_approval_for_ano
     assert decided["state"] == "approved" and decided["result"]["status"] == "completed"
     (ticket,) = ticketing.tickets[before:]
     assert ticket.id in decided["result"]["answer"]
+
+
+def _deployed(ticketing: TicketingServer, root: Path, change: str) -> BuiltBundle:
+    """The instance's next bundle, after a deploy that changed its agents."""
+    _bundle(root, ticketing.url)
+    agents = root / "agents"
+    if change == "tool taken from the agent":
+        edit(agents / "specs" / "workers" / "ticket-agent.yaml", lambda d: d["spec"]["tools"].remove(TICKET_TOOL))
+    else:
+        gone = "ticket-agent" if change == "the agent removed" else "qa-agent"
+        edit(
+            agents / "manifests" / "manifest.instance-template.yaml",
+            lambda d: d["spec"]["custom_agents"].remove({"agent_id": gone}),
+        )
+        for env in ("dev", "staging", "prod"):
+            edit(
+                agents / "manifests" / f"manifest.{env}.yaml",
+                lambda d: d["spec"].update(entries=[e for e in d["spec"]["entries"] if e["agent_id"] != gone]),
+            )
+    (built,) = write_bundles(agents, root / "deployed", INSTANCE)
+    return built
+
+
+TICKET_TOOL = "ticketing.create_ticket"
+
+
+@pytest.mark.parametrize("change", ["tool taken from the agent", "the agent removed", "another agent removed"])
+async def test_a_deploy_between_the_pause_and_the_approval_never_passes_a_call_it_skipped_as_done(
+    ticketing: TicketingServer, bundle: BuiltBundle, tmp_path: Path, change: str
+) -> None:
+    """The turn pauses under one bundle and is approved on a task of the next. A deploy that leaves the paused
+    call's agent and tool alone resumes it as usual; one that took them away cannot make the call, and the approval's
+    result says so (approval_not_reached) instead of a completed turn that silently skipped what was approved."""
+    before = len(ticketing.tickets)
+    url = f"sqlite:///{tmp_path / 'threads.db'}"
+    async with task(bundle, url) as first:
+        paused = await first.invoke(REQUEST, thread_id="t-deploy")
+    assert paused.approval is not None
+    deployed = _deployed(ticketing, tmp_path / "next", change)
+    assert deployed.content_hash != bundle.content_hash
+    async with task(deployed, url) as second:
+        decided = await second.approve(paused.approval.id, "approve", comment="go")
+    assert decided.state == "approved" and decided.result is not None
+    if change == "another agent removed":
+        assert decided.result["ok"] and decided.result["status"] == "completed"
+        (ticket,) = ticketing.tickets[before:]
+        assert ticket.id in decided.result["answer"]
+        return
+    assert len(ticketing.tickets) == before
+    assert not decided.result["ok"] and decided.result["status"] == "failed" and decided.result["answer"] is None
+    error = decided.result["error"]
+    assert error["code"] == "approval_not_reached" and error["agent_id"] == "ticket-agent"
+    assert paused.approval.id in error["message"] and f"({TICKET_TOOL} of ticket-agent)" in error["message"]
+    assert "the call was not made" in error["message"]
