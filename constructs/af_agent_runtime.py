@@ -54,6 +54,7 @@ from constructs.af_agent_runtime_telemetry import add_collector, metric_dimensio
 from constructs.af_instance_state import AfInstanceState
 from constructs.af_nag import acknowledge
 from constructs.af_runtime_lifecycle import add_off_hours, effective_sizing, rule_action, service_options
+from instance_contract.mcp_sessions import SESSION_COOKIE, SESSION_IDLE_SECONDS
 
 CONTAINER_NAME = "runtime"
 CONTAINER_PORT = 8080
@@ -422,7 +423,9 @@ class AfAgentRuntime(Construct):
     def _add_routing(
         self, vpc: ec2.IVpc, hostname: str, shard: ShardAttributes, priority: int
     ) -> tuple[elbv2.ApplicationTargetGroup, elbv2.ApplicationListenerRule]:
-        """A target group on /readyz and a host-header rule on the shard's listener that forwards to it."""
+        """A target group on /readyz and a host-header rule on the shard's listener that forwards to it. The group
+        sticks a client to a task only while the runtime marks its responses with the MCP session cookie (a session
+        of a client asked for approvals inline, instance_contract.mcp_sessions); every other request is balanced."""
         target_group = elbv2.ApplicationTargetGroup(
             self,
             "TargetGroup",
@@ -440,6 +443,8 @@ class AfAgentRuntime(Construct):
                 healthy_http_codes="200",
             ),
             deregistration_delay=shared.seconds(30),
+            stickiness_cookie_name=SESSION_COOKIE,
+            stickiness_cookie_duration=shared.seconds(SESSION_IDLE_SECONDS),
         )
         shard_security_group = ec2.SecurityGroup.from_security_group_id(
             self, "ShardSecurityGroup", shard.security_group_id, mutable=False

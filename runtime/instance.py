@@ -84,7 +84,7 @@ class ToolCallStep(BaseModel):
 class InvokeError(BaseModel):
     code: str
     """input_too_large | malformed_input | blocked_content | blocked_tenant | agent_failed | timeout | draining |
-    thread_busy | interrupted | state_unavailable"""
+    thread_busy | interrupted | state_unavailable | approval_not_reached"""
     message: str
     node: str
     agent_id: str
@@ -543,6 +543,8 @@ class Instance:
                     await self._record_usage(started_at, counters)
         total_ms = round((time.perf_counter() - started) * 1000, 3)
         result = _result(state, thread_id=record.thread, trace_id=record.trace_id, total_ms=total_ms)
+        if (missed := _approved_call_missed(record, result)) is not None:
+            result.ok, result.answer, result.error = False, None, missed
         result.usage = TurnUsage.of(tally)  # the resumed part's own use (the paused invoke reported the rest)
         log.info(json.dumps({"event": "approval.resumed", "trace_id": record.trace_id, "ok": result.ok}))
         return result
@@ -622,6 +624,26 @@ class Instance:
 def new_thread_id() -> str:
     """A thread id nobody else holds: 128 random bits."""
     return f"thread-{uuid.uuid4().hex}"
+
+
+def _approved_call_missed(record: ApprovalRecord, result: InvokeResult) -> InvokeError | None:
+    """An approved call that its resumed turn never made. The paused worker's tool loop keeps the pending call in
+    its checkpoint, so a resume reaches it unless the agents changed since the turn paused (a deploy that took the
+    tool from the agent, or the agent from the instance): then the person's yes must not read as done."""
+    if record.status != "approved" or result.approval is not None:
+        return None
+    if any(c.agent_id == record.agent_id and f"{c.server}.{c.tool}" == record.tool for c in result.tool_calls):
+        return None
+    return InvokeError(
+        code="approval_not_reached",
+        message=(
+            f"approval {record.id} was approved, but the resumed turn never reached the call it approved "
+            f"({record.tool} of {record.agent_id}): this instance's agents changed since the turn paused (a deploy "
+            "took the tool or the agent away), so the call was not made; ask again (invoke) if it is still wanted"
+        ),
+        node="resume",
+        agent_id=record.agent_id,
+    )
 
 
 def _result(state: PipelineState, *, thread_id: str, trace_id: str, total_ms: float) -> InvokeResult:

@@ -4,10 +4,10 @@
   one form elicitation ("approve or reject, and why") and the approval's id as `request_state`; the client asks its
   user and retries the call with the answer, and the retry decides the approval and answers with the resumed
   turn's final result. No server keeps anything between the two rounds but the store: any task can take the retry.
-- 2025-11-25 clients: `ctx.elicit` on the request's own stream, where the transport can carry a request and its
-  answer (stdio). Over HTTP the instance is stateless (any task answers any POST, so a client's answer to an
-  elicitation/create could not reach the waiting turn): the SDK raises NoBackChannelError, for a JSON response and
-  for a streamed (progress) one alike, and the client gets the approval object.
+- 2025-11-25 clients: `ctx.elicit` on the request's own stream. Over stdio that is the process's pipe; over HTTP
+  such a client has a session (runtime.edge.sessions_http: its answer, a separate POST, reaches this turn through
+  the session, which the load balancer keeps on this task). Where no session carries the request (the SDK raises
+  NoBackChannelError), the client gets the approval object. The wait ends when the approval expires.
 
 The decision is the requester's own (decided_by: the caller's subject) and goes through the same conditional write
 as `approve`. A client that declares no elicitation capability gets the approval object, as does a user who
@@ -16,8 +16,10 @@ dismisses the question (`cancel`); `decline` rejects the call.
 
 from __future__ import annotations
 
+import datetime
 from typing import Any, Literal
 
+import anyio
 from mcp.server.mcpserver import Context
 from mcp.shared.exceptions import NoBackChannelError
 from mcp_types import ElicitRequest, ElicitRequestFormParams, ElicitResult, InputRequiredResult
@@ -84,10 +86,13 @@ def answered(ctx: Context[Any, Any] | None) -> tuple[str, ElicitResult] | None:
 
 
 async def elicit(ctx: Context[Any, Any], approval: ApprovalRequest) -> ElicitResult | None:
-    """Asks on the request's own stream (2025-11-25); None where the transport cannot send a request."""
+    """Asks on the request's own stream (2025-11-25); None where the transport cannot send a request, or when the
+    approval expires unanswered."""
+    wait = (datetime.datetime.fromisoformat(approval.expires_at) - datetime.datetime.now(datetime.UTC)).total_seconds()
     try:
-        outcome = await ctx.elicit(question(approval), InlineDecision)
-    except NoBackChannelError:
+        with anyio.fail_after(max(wait, 0.0)):
+            outcome = await ctx.elicit(question(approval), InlineDecision)
+    except (NoBackChannelError, TimeoutError):
         return None
     if outcome.action != "accept":
         return ElicitResult(action=outcome.action)

@@ -1,9 +1,10 @@
 """The instance's public surface: an MCP server (streamable HTTP at /mcp, or stdio) with the tools invoke,
 describe, status and usage, plus plain GET /healthz, /readyz and /metrics for the load balancer and operators.
 
-Stateless streamable HTTP with JSON responses: any task behind the load balancer can answer any request, so no
-sticky sessions are needed. SIGTERM flips the instance to draining (readyz 503, new invokes refused), lets
-in-flight requests finish, and exits 0 within DRAIN_SECONDS.
+Stateless streamable HTTP with JSON responses: any task behind the load balancer can answer any request. The one
+exception is a 2025-11-25 client that can be asked for an approval inline: it gets a session, kept on its task by
+the load balancer's cookie stickiness (runtime.edge.sessions_http). SIGTERM flips the instance to draining (readyz
+503, new invokes refused), lets in-flight requests finish, and exits 0 within DRAIN_SECONDS.
 
 With AUTH_ISSUER set the instance is an OAuth 2.1 resource server (the MCP authorization specification): every /mcp
 request carries a bearer JWT, checked by the SDK's bearer middleware with our verifier (runtime/auth.py,
@@ -21,7 +22,7 @@ import gc
 import logging
 import socket
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from types import FrameType
 from typing import Annotated, Any, Literal
 
@@ -54,7 +55,9 @@ from runtime.auth import (
     resource_server,
 )
 from runtime.edge.inline_approval import invoke_asking
-from runtime.edge.progress_http import MCP_PATH, progress_reported, route_progress_requests, streaming_manager
+from runtime.edge.mcp_routing import route_mcp_requests
+from runtime.edge.progress_http import MCP_PATH, progress_reported, streaming_manager
+from runtime.edge.sessions_http import session_manager
 from runtime.instance import Instance, InvokeResult, SubjectDataResult, SubjectRequestError
 from runtime.telemetry.provider import install_tracing, shutdown_tracing
 from runtime.telemetry.trace_context import TraceContextMiddleware
@@ -283,10 +286,12 @@ def build_http_app(instance: Instance) -> Starlette:
         allowed_origins=[f"{scheme}://{h}" for h in instance.config.host_allow_list() for scheme in ("http", "https")],
     )
     streaming = streaming_manager(server, security)
+    # Sessions only where a client may be asked for an approval inline (runtime.edge.sessions_http).
+    sessions = session_manager(server, security) if instance.approval_policy.active else None
     app = server.streamable_http_app(
         streamable_http_path=MCP_PATH, stateless_http=True, json_response=True, transport_security=security
     )
-    route_progress_requests(app, server, streaming)
+    route_mcp_requests(app, server, streaming, sessions)
     app.add_route("/healthz", healthz, methods=["GET"])
     app.add_route("/readyz", readyz, methods=["GET"])
     app.add_route("/metrics", metrics, methods=["GET"])
@@ -299,7 +304,7 @@ def build_http_app(instance: Instance) -> Starlette:
     async def lifespan(app_: Starlette) -> AsyncIterator[None]:
         await instance.start()
         try:
-            async with mcp_lifespan(app_), streaming.run():
+            async with mcp_lifespan(app_), streaming.run(), sessions.run() if sessions else nullcontext():
                 # Everything built at start-up (modules, bundle, graph, schemas) lives as long as the process:
                 # moving it out of the collector's view keeps full collections short, which shows in p99.
                 gc.collect()

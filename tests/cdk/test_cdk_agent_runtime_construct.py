@@ -27,6 +27,7 @@ from constructs.af_agent_runtime_props import (
     TelemetryCollector,
 )
 from constructs.af_agent_runtime_telemetry import ADOT_COLLECTOR_IMAGE, COLLECTOR_CONFIG_FILE
+from instance_contract.mcp_sessions import SESSION_COOKIE, SESSION_IDLE_SECONDS
 from tests.conftest import REPO_ROOT
 
 HAIKU = BedrockFoundationModel(region="us-east-1", model_id="anthropic.claude-3-haiku-20240307-v1:0")
@@ -245,6 +246,17 @@ def test_the_listener_rule_matches_the_hostname_at_the_given_priority(template: 
             ),
         },
     )
+
+
+def test_the_target_group_sticks_a_client_to_a_task_only_by_the_runtimes_session_cookie(template: Template) -> None:
+    """Application-cookie stickiness: the load balancer pins a client only once the runtime set its MCP session
+    cookie, for as long as the session may idle; every other request is balanced across the tasks."""
+    (group,) = template.find_resources("AWS::ElasticLoadBalancingV2::TargetGroup").values()
+    attributes = {a["Key"]: a["Value"] for a in group["Properties"]["TargetGroupAttributes"]}
+    assert attributes["stickiness.enabled"] == "true"
+    assert attributes["stickiness.type"] == "app_cookie"
+    assert attributes["stickiness.app_cookie.cookie_name"] == SESSION_COOKIE
+    assert attributes["stickiness.app_cookie.duration_seconds"] == str(SESSION_IDLE_SECONDS)
 
 
 def test_the_task_role_may_invoke_exactly_the_given_bedrock_models(

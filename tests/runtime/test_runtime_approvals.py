@@ -15,11 +15,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
-from mcp import Client, StdioServerParameters
+from mcp import Client, MCPError, StdioServerParameters
 from mcp.client.session import ClientRequestContext
 from mcp_types import CallToolResult, ElicitRequestParams, ElicitResult
 
+from instance_contract.mcp_sessions import SESSION_COOKIE, SESSION_IDLE_SECONDS
 from instance_contract.usage import usage_window
 from oauth_resource.dev_issuer import RunningIssuer
 from runtime.approvals.policy import ApprovalError
@@ -387,7 +389,7 @@ async def test_a_client_that_can_elicit_is_asked_inline_and_the_same_call_goes_o
 ) -> None:
     """Over real HTTP: a 2026-07-28 client with an elicitation callback is asked in the invoke call (the
     input-required result), answers, and the same call returns the resumed turn's answer; a client without the
-    capability gets the approval object."""
+    capability gets the approval object; a 2025-11-25 client that can elicit is asked on the call's own stream."""
     before = len(ticketing.tickets)
     env = {**bundle.identity_env(), **SECRET_ENV, "STATE_URL": f"sqlite:///{tmp_path / 'threads.db'}"}
     runtime = serve(env)
@@ -420,12 +422,13 @@ async def test_a_client_that_can_elicit_is_asked_inline_and_the_same_call_goes_o
         assert paused["status"] == "awaiting_approval"
         shown = _structured(await client.call_tool("get_approval", {"approval_id": paused["approval"]["id"]}))
     assert shown["state"] == "pending"
-    # a 2025-11-25 client would be asked on the request's stream; JSON responses have none: the approval object
+    # a 2025-11-25 client is asked with elicitation/create on the invoke's own stream, in a session of its own
     async with Client(runtime.url, mode="legacy", elicitation_callback=approve_it) as client:
         assert client.protocol_version == "2025-11-25"
         legacy = _structured(await client.call_tool("invoke", {"message": REQUEST, "thread_id": "inline-4"}))
-    assert legacy["status"] == "awaiting_approval" and len(asked) == 1
-    assert len(ticketing.tickets) == before + 1
+    assert legacy["status"] == "completed" and legacy["ok"], legacy
+    assert len(asked) == 2 and "ticketing.create_ticket" in asked[1].message
+    assert len(ticketing.tickets) == before + 2 and ticketing.tickets[-1].id in legacy["answer"]
 
 
 @pytest.mark.slow
@@ -454,31 +457,172 @@ async def test_a_2025_11_25_client_over_stdio_is_asked_on_the_requests_stream(
 
 
 @pytest.mark.slow
-async def test_a_2025_11_25_client_streaming_over_http_gets_the_approval_object_and_its_progress(
+async def test_a_2025_11_25_client_streaming_over_http_is_asked_between_its_progress_notifications(
     ticketing: TicketingServer, bundle: BuiltBundle, runtime_factory: list[RuntimeProcess], tmp_path: Path
 ) -> None:
-    """A streamed invoke (progress token: an SSE response) of a 2025-11-25 client that can elicit: the instance is
-    stateless (any task answers any POST), so the client's answer to an elicitation/create could not reach the
-    waiting turn; the call answers at once with the approval object after the progress of the nodes that ran."""
+    """A streamed invoke (progress token) of a 2025-11-25 client that can elicit: its session carries the nodes'
+    progress, then the elicitation/create of the paused call, then, once answered, the resumed turn's progress and
+    its final answer, all on the one call."""
     before = len(ticketing.tickets)
     env = {**bundle.identity_env(), **SECRET_ENV, "STATE_URL": f"sqlite:///{tmp_path / 'threads.db'}"}
     runtime = serve(env)
     runtime_factory.append(runtime)
-    asked: list[ElicitRequestParams] = []
+    seen: list[str] = []
 
     async def approve_it(context: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult:
-        asked.append(params)
-        return ElicitResult(action="accept", content={"decision": "approve"})
-
-    events: list[dict[str, Any]] = []
+        seen.append("asked")
+        return ElicitResult(action="accept", content={"decision": "approve", "comment": "streamed"})
 
     async def on_progress(progress: float, total: float | None, message: str | None) -> None:
-        events.append(json.loads(message or "{}"))
+        event = json.loads(message or "{}")
+        if event.get("event") == "node":
+            seen.append(event["node"])
 
     async with Client(runtime.url, mode="legacy", elicitation_callback=approve_it) as client:
         assert client.protocol_version == "2025-11-25"
         call = client.call_tool("invoke", {"message": REQUEST, "thread_id": "streamed"}, progress_callback=on_progress)
-        paused = _structured(await asyncio.wait_for(call, 60))
-    assert paused["status"] == "awaiting_approval" and paused["approval"]["tool"] == "ticketing.create_ticket"
-    assert asked == [] and len(ticketing.tickets) == before
-    assert [e["node"] for e in events if e.get("event") == "node"][:2] == ["io_in", "governance"]
+        done = _structured(await asyncio.wait_for(call, 60))
+    assert done["status"] == "completed" and done["ok"], done
+    (ticket,) = ticketing.tickets[before:]
+    assert ticket.id in done["answer"]
+    asked_at = seen.index("asked")
+    assert seen[:2] == ["io_in", "governance"] and seen.count("asked") == 1
+    assert "io_out" in seen[asked_at:], seen  # the resumed turn streamed its progress on the same call
+
+
+def _initialize(capabilities: dict[str, Any], version: str = "2025-11-25") -> dict[str, Any]:
+    params = {"protocolVersion": version, "capabilities": capabilities, "clientInfo": {"name": "raw", "version": "1"}}
+    return {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": params}
+
+
+RAW_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+
+
+@pytest.mark.slow
+def test_a_session_opens_only_for_a_client_that_can_elicit_and_serves_only_the_credential_that_opened_it(
+    bundle: BuiltBundle, local_issuer: RunningIssuer, runtime_factory: list[RuntimeProcess], tmp_path: Path
+) -> None:
+    """Raw HTTP against a real process with real tokens: an eliciting 2025-11-25 initialize gets an Mcp-Session-Id and
+    the stickiness cookie; one without elicitation gets neither (stateless); alice's session refuses bob's token
+    and an unknown session id, both as 'Session not found' (404), and serves alice."""
+    env = {**bundle.identity_env(), **SECRET_ENV, **auth_env(local_issuer.url)}
+    env["STATE_URL"] = f"sqlite:///{tmp_path / 'threads.db'}"
+    runtime = serve(env)
+    runtime_factory.append(runtime)
+    alice = bundle.token(local_issuer.issuer, subject="alice", scopes=INSTANCE_SCOPES)
+    bob = bundle.token(local_issuer.issuer, subject="bob", scopes=INSTANCE_SCOPES)
+    as_alice = {**RAW_HEADERS, "Authorization": f"Bearer {alice}"}
+    with httpx.Client(base_url=runtime.url.removesuffix("/mcp"), timeout=30) as http:
+        plain = http.post("/mcp", json=_initialize({}), headers=as_alice)
+        assert plain.status_code == 200 and "mcp-session-id" not in plain.headers
+        assert SESSION_COOKIE not in plain.headers.get("set-cookie", "")
+
+        opened = http.post("/mcp", json=_initialize({"elicitation": {}}), headers=as_alice)
+        assert opened.status_code == 200, opened.text
+        session = opened.headers["mcp-session-id"]
+        assert opened.headers["set-cookie"].startswith(f"{SESSION_COOKIE}=1;")
+        assert f"Max-Age={SESSION_IDLE_SECONDS}" in opened.headers["set-cookie"]
+
+        initialized = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+        in_session = {**as_alice, "Mcp-Session-Id": session, "MCP-Protocol-Version": "2025-11-25"}
+        assert http.post("/mcp", json=initialized, headers=in_session).status_code == 202
+        listed = http.post("/mcp", json={"jsonrpc": "2.0", "id": 2, "method": "tools/list"}, headers=in_session)
+        assert listed.status_code == 200 and '"approve"' in listed.text
+        assert listed.headers["set-cookie"].startswith(f"{SESSION_COOKIE}=1;")
+
+        as_bob = {**in_session, "Authorization": f"Bearer {bob}"}
+        hijack = http.post("/mcp", json={"jsonrpc": "2.0", "id": 3, "method": "tools/list"}, headers=as_bob)
+        assert hijack.status_code == 404 and "Session not found" in hijack.text
+        unknown = {**in_session, "Mcp-Session-Id": "0" * 32}
+        gone = http.post("/mcp", json={"jsonrpc": "2.0", "id": 4, "method": "tools/list"}, headers=unknown)
+        assert gone.status_code == 404 and "Session not found" in gone.text
+        without_token = {k: v for k, v in in_session.items() if k != "Authorization"}
+        assert http.post("/mcp", json=initialized, headers=without_token).status_code == 401
+
+
+@pytest.mark.slow
+async def test_a_task_lost_while_its_client_is_asked_leaves_the_approval_for_another_task(
+    ticketing: TicketingServer, bundle: BuiltBundle, runtime_factory: list[RuntimeProcess], tmp_path: Path
+) -> None:
+    """The task that asked inline dies before the user answers (a crash, or a deploy): the client's call fails, the
+    tool is not called, and the approval waits in the store, where another task decides it and resumes the turn."""
+    before = len(ticketing.tickets)
+    env = {**bundle.identity_env(), **SECRET_ENV, "STATE_URL": f"sqlite:///{tmp_path / 'threads.db'}"}
+    first = serve(env)
+    runtime_factory.append(first)
+
+    async def crash_first(context: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult:
+        first.process.kill()
+        first.process.wait(timeout=10)
+        return ElicitResult(action="accept", content={"decision": "approve"})
+
+    with pytest.raises(ExceptionGroup) as failed:
+        async with Client(first.url, mode="legacy", elicitation_callback=crash_first) as client:
+            await asyncio.wait_for(client.call_tool("invoke", {"message": REQUEST, "thread_id": "lost"}), 60)
+    assert failed.group_contains(MCPError, match="SSE stream ended without a response")
+    assert len(ticketing.tickets) == before
+
+    second = serve(env)
+    runtime_factory.append(second)
+    async with Client(second.url) as client:
+        (pending,) = _structured(await client.call_tool("pending_approvals", {}))["approvals"]
+        decided = _structured(
+            await client.call_tool("approve", {"approval_id": pending["approval_id"], "decision": "approve"})
+        )
+    assert decided["state"] == "approved" and decided["result"]["status"] == "completed"
+    (ticket,) = ticketing.tickets[before:]
+    assert ticket.id in decided["result"]["answer"]
+
+
+def _deployed(ticketing: TicketingServer, root: Path, change: str) -> BuiltBundle:
+    """The instance's next bundle, after a deploy that changed its agents."""
+    _bundle(root, ticketing.url)
+    agents = root / "agents"
+    if change == "tool taken from the agent":
+        edit(agents / "specs" / "workers" / "ticket-agent.yaml", lambda d: d["spec"]["tools"].remove(TICKET_TOOL))
+    else:
+        gone = "ticket-agent" if change == "the agent removed" else "qa-agent"
+        edit(
+            agents / "manifests" / "manifest.instance-template.yaml",
+            lambda d: d["spec"]["custom_agents"].remove({"agent_id": gone}),
+        )
+        for env in ("dev", "staging", "prod"):
+            edit(
+                agents / "manifests" / f"manifest.{env}.yaml",
+                lambda d: d["spec"].update(entries=[e for e in d["spec"]["entries"] if e["agent_id"] != gone]),
+            )
+    (built,) = write_bundles(agents, root / "deployed", INSTANCE)
+    return built
+
+
+TICKET_TOOL = "ticketing.create_ticket"
+
+
+@pytest.mark.parametrize("change", ["tool taken from the agent", "the agent removed", "another agent removed"])
+async def test_a_deploy_between_the_pause_and_the_approval_never_passes_a_call_it_skipped_as_done(
+    ticketing: TicketingServer, bundle: BuiltBundle, tmp_path: Path, change: str
+) -> None:
+    """The turn pauses under one bundle and is approved on a task of the next. A deploy that leaves the paused
+    call's agent and tool alone resumes it as usual; one that took them away cannot make the call, and the approval's
+    result says so (approval_not_reached) instead of a completed turn that silently skipped what was approved."""
+    before = len(ticketing.tickets)
+    url = f"sqlite:///{tmp_path / 'threads.db'}"
+    async with task(bundle, url) as first:
+        paused = await first.invoke(REQUEST, thread_id="t-deploy")
+    assert paused.approval is not None
+    deployed = _deployed(ticketing, tmp_path / "next", change)
+    assert deployed.content_hash != bundle.content_hash
+    async with task(deployed, url) as second:
+        decided = await second.approve(paused.approval.id, "approve", comment="go")
+    assert decided.state == "approved" and decided.result is not None
+    if change == "another agent removed":
+        assert decided.result["ok"] and decided.result["status"] == "completed"
+        (ticket,) = ticketing.tickets[before:]
+        assert ticket.id in decided.result["answer"]
+        return
+    assert len(ticketing.tickets) == before
+    assert not decided.result["ok"] and decided.result["status"] == "failed" and decided.result["answer"] is None
+    error = decided.result["error"]
+    assert error["code"] == "approval_not_reached" and error["agent_id"] == "ticket-agent"
+    assert paused.approval.id in error["message"] and f"({TICKET_TOOL} of ticket-agent)" in error["message"]
+    assert "the call was not made" in error["message"]

@@ -117,6 +117,18 @@ async def test_without_a_progress_token_the_answer_is_one_json_response(runtime:
     assert body["id"] == 7 and body["result"]["structuredContent"]["ok"] is True
 
 
+async def test_an_instance_without_approvals_opens_no_session_even_for_a_client_that_can_elicit(
+    runtime: RuntimeProcess,
+) -> None:
+    """Sessions exist only to ask for approvals inline: without approval_required every request stays stateless."""
+    params = {"protocolVersion": "2025-11-25", "capabilities": {"elicitation": {}}, "clientInfo": {"name": "raw"}}
+    initialize = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": params}
+    async with httpx.AsyncClient(timeout=60) as http:
+        response = await http.post(runtime.url, json=initialize, headers=HEADERS)
+    assert response.status_code == 200 and response.headers["content-type"].startswith("application/json")
+    assert "mcp-session-id" not in response.headers and "set-cookie" not in response.headers
+
+
 async def test_the_sdk_client_receives_the_progress_through_its_callback(runtime: RuntimeProcess) -> None:
     seen: list[tuple[float, dict[str, Any]]] = []
 

@@ -1,0 +1,85 @@
+"""Stateful MCP sessions, only for the clients that need one: a 2025-11-25 client that can elicit, on an instance
+whose policy makes tool calls wait for approval (instance_contract.mcp_sessions says why and how a session stays on
+its task).
+
+Over stateless HTTP such a client cannot be asked anything: the SDK gives each POST its own transport that cannot
+send a request, and the client's answer, a separate POST, would have no session to land in. So its `initialize`
+goes to a third session manager, a stateful one (SSE responses, the SDK's idle timeout, a bound on open sessions,
+each session bound to the credential that opened it), and so does every request that names a session. Every other
+request keeps the stateless managers (see progress_http).
+"""
+
+from __future__ import annotations
+
+import json
+
+from mcp.server.mcpserver import MCPServer
+from mcp.server.streamable_http import MCP_SESSION_ID_HEADER
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+from mcp.server.transport_security import TransportSecuritySettings
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
+from starlette.types import Message, Receive, Scope, Send
+
+from instance_contract.mcp_sessions import MAX_SESSIONS_PER_TASK, SESSION_COOKIE, SESSION_IDLE_SECONDS
+from runtime.edge.progress_http import MCP_PATH
+
+SESSION_HEADER = MCP_SESSION_ID_HEADER.lower().encode("latin-1")
+INITIALIZE_KEY = b'"initialize"'
+STICKY_COOKIE = f"{SESSION_COOKIE}=1; Max-Age={SESSION_IDLE_SECONDS}; Path={MCP_PATH}; HttpOnly; SameSite=Strict"
+"""Names nothing (the session id travels in its header, bound to the caller's credential): it only marks the
+response for the load balancer's stickiness."""
+
+
+def session_manager(server: MCPServer, security: TransportSecuritySettings) -> StreamableHTTPSessionManager:
+    """The stateful manager, built through the SDK's own app factory like its stateless twins (the server keeps the
+    last built; the caller builds the JSON twin last)."""
+    server.streamable_http_app(
+        streamable_http_path=MCP_PATH,
+        stateless_http=False,
+        json_response=False,
+        session_idle_timeout=SESSION_IDLE_SECONDS,
+        max_sessions=MAX_SESSIONS_PER_TASK,
+        transport_security=security,
+    )
+    return server.session_manager
+
+
+def names_session(scope: Scope) -> bool:
+    """The request carries an Mcp-Session-Id: only the stateful manager knows it (or answers 404 for it)."""
+    return any(key == SESSION_HEADER for key, _ in scope.get("headers", ()))
+
+
+def opens_session(body: bytes) -> bool:
+    """An `initialize` of a handshake-era client (2025-11-25 and older) that declares elicitation."""
+    if INITIALIZE_KEY not in body:
+        return False
+    try:
+        message = json.loads(body)
+    except ValueError:
+        return False
+    if not isinstance(message, dict) or message.get("method") != "initialize":
+        return False
+    params = message.get("params")
+    if not isinstance(params, dict) or params.get("protocolVersion") not in HANDSHAKE_PROTOCOL_VERSIONS:
+        return False
+    capabilities = params.get("capabilities")
+    return isinstance(capabilities, dict) and isinstance(capabilities.get("elicitation"), dict)
+
+
+class StickySession:
+    """Serves a request through the stateful manager and marks each response that names a session with the
+    stickiness cookie, so the load balancer sends the session's next requests to this task."""
+
+    def __init__(self, manager: StreamableHTTPSessionManager) -> None:
+        self.manager = manager
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def marked(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", ()))
+                if any(key.lower() == SESSION_HEADER for key, _ in headers):
+                    headers.append((b"set-cookie", STICKY_COOKIE.encode("latin-1")))
+                    message = {**message, "headers": headers}
+            await send(message)
+
+        await self.manager.handle_request(scope, receive, marked)
