@@ -16,10 +16,10 @@ dismisses the question (`cancel`); `decline` rejects the call.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 from typing import Any, Literal
 
-import anyio
 from mcp.server.mcpserver import Context
 from mcp.shared.exceptions import NoBackChannelError
 from mcp_types import ElicitRequest, ElicitRequestFormParams, ElicitResult, InputRequiredResult
@@ -90,7 +90,7 @@ async def elicit(ctx: Context[Any, Any], approval: ApprovalRequest) -> ElicitRes
     approval expires unanswered."""
     wait = (datetime.datetime.fromisoformat(approval.expires_at) - datetime.datetime.now(datetime.UTC)).total_seconds()
     try:
-        with anyio.fail_after(max(wait, 0.0)):
+        async with asyncio.timeout(max(wait, 0.0)):
             outcome = await ctx.elicit(question(approval), InlineDecision)
     except (NoBackChannelError, TimeoutError):
         return None
