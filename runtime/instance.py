@@ -523,14 +523,18 @@ class Instance:
         """The paused turn, resumed from its checkpoint inside its thread's turn, under a new request deadline. It
         queues for the thread whatever the instance's `on_busy` (docs/runtime.md: 'takes the thread's turn like any
         other (queued behind a running one)'): the decision is already taken, so `reject` would leave it unrun for
-        a user's chat, and `interrupt` would stop that user's running turn, or let a newer message stop the
-        approved call halfway."""
+        a user's chat, and `interrupt` would stop that user's running turn. And no newer message interrupts it
+        (a pinned turn): stopped after its approved call was made, it would record nothing, and the next `approve`
+        would resume the turn and make the call again."""
         assert self.paused is not None and self.thread_state is not None
         started, started_at = time.perf_counter(), time.time()
         owner = ThreadOwner(record.organization, record.subject, record.thread)
         with tallying() as tally:  # the resumed part's model and tool use goes to the ledger too
             try:
-                async with self._request_deadline(), self.thread_state.turns.turn(record.thread_key, owner):
+                async with (
+                    self._request_deadline(),
+                    self.thread_state.turns.turn(record.thread_key, owner, pinned=True),
+                ):
                     state = await self.paused.resume(record, command)
             except (TimeoutError, ThreadBusyError, StateUnavailableError) as exc:
                 why = "it ran out of time" if isinstance(exc, TimeoutError) else str(exc)

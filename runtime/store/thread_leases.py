@@ -23,6 +23,10 @@ import aiosqlite
 from instance_contract.thread_state import DYNAMODB_PARTITION_KEY, DYNAMODB_SORT_KEY, DYNAMODB_TTL_ATTRIBUTE
 from runtime.store.dynamodb_calls import all_items, condition_failed, in_executor, transaction_conflict
 
+PINNED = "pinned:"
+"""An owner string that starts with it holds a lease no take-over takes (busy policy `interrupt` waits for it
+instead): the turn that runs a person's decided approval, whose approved call must not be stopped halfway and then
+run again by the next `approve`."""
 THREAD_ITEM_PREFIX = "AF_THREAD_"
 THREAD_ITEM_SORT_KEY = "THREAD"
 SQLITE_BUSY_TIMEOUT_S = 30.0
@@ -60,6 +64,11 @@ class HeldLease:
     recorded: bool = False
     """The turn's history write went through (an interruption after it lets the turn finish)."""
 
+    @property
+    def pinned(self) -> bool:
+        """No newer message interrupts it (PINNED)."""
+        return self.owner.startswith(PINNED)
+
 
 class LeaseLostError(RuntimeError):
     """A write of a turn whose lease another task has taken (or whose record was erased): refused by the store."""
@@ -78,7 +87,8 @@ class Leases(Protocol):
         take_over: bool = False,
     ) -> int | None:
         """The lease's new fence when taken, None while another task holds the thread. `take_over`: take it even
-        from a live holder (busy policy `interrupt`): the new fence makes the store refuse the holder's writes."""
+        from a live holder (busy policy `interrupt`), unless the holder's lease is PINNED: the new fence makes the
+        store refuse the holder's writes."""
 
     async def renew(self, thread_id: str, owner: str, *, until: float) -> bool: ...
 
@@ -128,7 +138,7 @@ class MemoryLeases:
     ) -> int | None:
         record = self._threads.get(thread_id) or _MemoryRecord(None, 0.0, now, 0, None)
         held = record.holder is not None and record.holder != owner and record.lease_until >= now
-        if held and not take_over:
+        if held and not (take_over and not (record.holder or "").startswith(PINNED)):
             return None
         record.holder, record.lease_until, record.fence = owner, until, record.fence + 1
         record.caller = caller or record.caller
@@ -243,9 +253,9 @@ class SqliteLeases:
             " subject = coalesce(excluded.subject, af_threads.subject),"
             " thread = coalesce(excluded.thread, af_threads.thread)"
             " WHERE af_threads.owner IS NULL OR af_threads.owner = excluded.owner OR af_threads.lease_until < ?"
-            " OR ?"
+            " OR (? AND substr(af_threads.owner, 1, ?) != ?)"
             " RETURNING fence",
-            (thread_id, owner, until, now, *names, now, take_over),
+            (thread_id, owner, until, now, *names, now, take_over, len(PINNED), PINNED),
         ) as cursor:
             row = await cursor.fetchone()
         return int(row[0]) if row is not None else None
@@ -354,9 +364,10 @@ class DynamoDBLeases:
         if caller is not None:
             names = ", org = :org, subject = :sub, caller_thread = :ct"
             values |= {":org": {"S": caller.organization}, ":sub": {"S": caller.subject}, ":ct": {"S": caller.thread}}
-        condition: dict[str, str] = {}
-        if not take_over:
-            condition["ConditionExpression"] = "attribute_not_exists(#o) OR #o = :o OR lease_until < :n"
+        condition = "attribute_not_exists(#o) OR #o = :o OR lease_until < :n"
+        if take_over:
+            condition += " OR NOT begins_with(#o, :pinned)"
+            values[":pinned"] = {"S": PINNED}
         try:
             answer = await in_executor(
                 self._client.update_item,
@@ -369,7 +380,7 @@ class DynamoDBLeases:
                 ExpressionAttributeNames={"#o": "owner", "#ttl": DYNAMODB_TTL_ATTRIBUTE},
                 ExpressionAttributeValues=values,
                 ReturnValues="UPDATED_NEW",
-                **condition,
+                ConditionExpression=condition,
             )
         except Exception as exc:
             if condition_failed(exc) or transaction_conflict(exc):

@@ -35,7 +35,7 @@ from itertools import count
 from typing import Literal, TypeVar
 
 from runtime.config import DEFAULT_THREAD_WAIT_SECONDS
-from runtime.store.thread_leases import HeldLease, LeaseLostError, Leases, ThreadOwner
+from runtime.store.thread_leases import PINNED, HeldLease, LeaseLostError, Leases, ThreadOwner
 
 LEASE_SECONDS = 30.0
 RENEW_EVERY_SECONDS = 10.0
@@ -96,10 +96,12 @@ class ThreadTurns:
 
     @asynccontextmanager
     async def turn(
-        self, thread_id: str, caller: ThreadOwner | None = None, on_busy: OnBusy = "enqueue"
+        self, thread_id: str, caller: ThreadOwner | None = None, on_busy: OnBusy = "enqueue", *, pinned: bool = False
     ) -> AsyncIterator[HeldLease]:
         """`caller`: whose thread it is, kept in the thread's record for data-subject requests. Under `interrupt`
-        the caller runs its work through `until_interrupted`, which stops it when the lease's event is set."""
+        the caller runs its work through `until_interrupted`, which stops it when the lease's event is set.
+        `pinned`: no newer message interrupts this turn, in this process or from another task (thread_leases.PINNED);
+        under `interrupt` they wait for it as under `enqueue`."""
         deadline = time.monotonic() + self.wait_seconds
         lock = self._enter(thread_id)
         ticket = next(self._tickets)
@@ -108,7 +110,7 @@ class ThreadTurns:
                 raise self._busy_now()
             if on_busy == "interrupt":
                 self._newest[thread_id] = ticket
-                if (running := self._held.get(thread_id)) is not None:
+                if (running := self._held.get(thread_id)) is not None and not running.pinned:
                     _interrupt(running)
             try:
                 await asyncio.wait_for(lock.acquire(), timeout=max(0.0, deadline - time.monotonic()))
@@ -117,7 +119,7 @@ class ThreadTurns:
             try:
                 if on_busy == "interrupt" and self._newest.get(thread_id) != ticket:
                     raise TurnInterruptedError(f"{STOPPED} before this turn started; nothing of it was recorded")
-                owner = f"{self._process}:{uuid.uuid4().hex}"
+                owner = f"{PINNED if pinned else ''}{self._process}:{uuid.uuid4().hex}"
                 lease = HeldLease(thread_id, owner, await self._take(thread_id, owner, deadline, caller, on_busy))
                 self._held[thread_id] = lease
                 heartbeat = asyncio.create_task(self._renew(lease))
@@ -149,8 +151,8 @@ class ThreadTurns:
         self, thread_id: str, owner: str, deadline: float, caller: ThreadOwner | None, on_busy: OnBusy = "enqueue"
     ) -> int:
         """The fence of the lease taken: at once (`reject`: or thread_busy), by taking it over from another task
-        (`interrupt`: one write, free thread or not), or once the holder lets go (`enqueue`: polling until the
-        deadline)."""
+        (`interrupt`: one write, free thread or not; a PINNED holder is waited for), or once the holder lets go
+        (`enqueue`: polling until the deadline)."""
         attempt = 0
         while True:
             now = self._clock()

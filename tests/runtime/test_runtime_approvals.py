@@ -55,11 +55,14 @@ SECRET_ENV = {"SECRET_TICKET_API_TOKEN": TOKEN}
 HOUR = 3600.0
 
 
-def _bundle(root: Path, url: str) -> BuiltBundle:
+def _bundle(root: Path, url: str, on_busy: str = "enqueue") -> BuiltBundle:
     agents = copy_agents(root / "agents")
     allow_private_targets(agents)  # the ticketing server listens on 127.0.0.1
     server = {"name": "ticketing", "url": url, "bearer_secret": "ticket-api-token", "timeout_seconds": 5}
-    edit(agents / "manifests" / "manifest.instance-template.yaml", lambda d: d["spec"]["mcp"].update(servers=[server]))
+    edit(
+        agents / "manifests" / "manifest.instance-template.yaml",
+        lambda d: d["spec"]["mcp"].update(servers=[server], on_busy=on_busy),
+    )
     edit(
         agents / "specs" / "workers" / "ticket-agent.yaml",
         lambda d: d["spec"]["tools"].append("ticketing.create_ticket"),
@@ -626,3 +629,32 @@ async def test_a_deploy_between_the_pause_and_the_approval_never_passes_a_call_i
     assert error["code"] == "approval_not_reached" and error["agent_id"] == "ticket-agent"
     assert paused.approval.id in error["message"] and f"({TICKET_TOOL} of ticket-agent)" in error["message"]
     assert "the call was not made" in error["message"]
+
+
+async def test_a_newer_message_under_busy_policy_interrupt_waits_for_the_approved_call_instead_of_stopping_it(
+    ticketing: TicketingServer, tmp_path: Path
+) -> None:
+    """Two tasks of an instance whose busy policy is interrupt. While one resumes an approved turn (its ticket call in
+    flight), a newer message on the same thread reaches the other: it waits for the approved turn instead of taking
+    the thread over, which would have stopped the turn after its call and left the approval to be run, and the call
+    made, again. The approval completes with its ticket, then the newer message runs; one ticket in all."""
+    built = _bundle(tmp_path / "interrupt", ticketing.url, on_busy="interrupt")
+    before = len(ticketing.tickets)
+    url = f"sqlite:///{tmp_path / 'threads.db'}"
+    async with task(built, url) as first, task(built, url) as second:
+        paused = await first.invoke(REQUEST, thread_id="t-pinned")
+        assert paused.approval is not None
+        ticketing.create_seconds = 1.0
+        try:
+            approving = asyncio.create_task(first.approve(paused.approval.id, "approve"))
+            async with asyncio.timeout(10):
+                while ticketing.creating == 0:
+                    await asyncio.sleep(0.01)
+            newer = await second.invoke("plan the roadmap", thread_id="t-pinned")
+            decided = await approving
+        finally:
+            ticketing.create_seconds = 0.0
+    assert decided.state == "approved" and decided.result is not None and decided.result["ok"], decided.result
+    (ticket,) = ticketing.tickets[before:]
+    assert ticket.id in decided.result["answer"]
+    assert newer.ok and newer.status == "completed", newer.error

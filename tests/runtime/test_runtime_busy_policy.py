@@ -4,15 +4,18 @@ without HTTP: the process tests (test_runtime_busy_threads.py) show the same acr
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from runtime.state_url import parse_state_url
 from runtime.store.memory import StoredMessage
-from runtime.store.thread_leases import MemoryLeases, ThreadOwner
-from runtime.store.thread_store import open_thread_state
+from runtime.store.thread_leases import Leases, MemoryLeases, ThreadOwner
+from runtime.store.thread_store import ThreadState, open_thread_state
 from runtime.store.thread_turns import ThreadBusyError, ThreadTurns, TurnInterruptedError, until_interrupted
+from tests.mcp.foundry_mcp_local_aws import moto_server
+from tests.runtime.state_table import create_state_table
 
 HOUR = 3600.0
 
@@ -41,7 +44,7 @@ class CountedLeases(MemoryLeases):
         )
 
 
-def _turns(leases: MemoryLeases) -> ThreadTurns:
+def _turns(leases: Leases) -> ThreadTurns:
     return ThreadTurns(leases, ttl_seconds=HOUR, wait_seconds=5.0)
 
 
@@ -169,3 +172,64 @@ async def test_a_turn_interrupted_after_its_answer_was_recorded_finishes_normall
     finish.set()
     assert await running == "answered"
     await asyncio.wait_for(newer, timeout=5)
+
+
+async def test_interrupt_waits_for_a_pinned_turn_of_this_process_instead_of_stopping_it() -> None:
+    """A resumed approval's turn is pinned: a newer message under `interrupt` queues behind it and runs after it."""
+    turns = _turns(MemoryLeases())
+    order: list[str] = []
+    started = asyncio.Event()
+
+    async def approved_call() -> None:
+        async with turns.turn("t1", pinned=True) as lease:
+            assert lease.pinned
+            started.set()
+            await asyncio.sleep(0.3)
+            order.append("approved call done")
+
+    running = asyncio.create_task(approved_call())
+    async with asyncio.timeout(5):
+        await started.wait()
+    async with asyncio.timeout(5), turns.turn("t1", on_busy="interrupt") as lease:
+        order.append("newer message")
+        assert not lease.interrupted.is_set()
+    await running  # finished, not interrupted
+    assert order == ["approved call done", "newer message"]
+
+
+@pytest.fixture(params=["memory", "sqlite", pytest.param("dynamodb", marks=pytest.mark.slow)])
+def leases_url(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    if request.param != "dynamodb":
+        yield {"memory": "memory://", "sqlite": f"sqlite:///{tmp_path / 'threads.db'}"}[request.param]
+        return
+    with moto_server() as moto:
+        for name, value in moto.env.items():
+            monkeypatch.setenv(name, value)
+        yield create_state_table(moto.client("dynamodb"), f"af-pinned-{tmp_path.name[-20:].strip('_')}")
+
+
+async def test_no_task_takes_over_a_pinned_lease_and_its_take_over_waits_for_the_release(leases_url: str) -> None:
+    """On every store: the take-over of `interrupt` is refused while another task's pinned turn holds the thread
+    (its fence and writes stay valid), and succeeds once that turn let go; an unpinned holder is taken over."""
+    location = parse_state_url(leases_url)
+
+    async def task() -> ThreadState:
+        return await open_thread_state(location, keep=20, ttl_seconds=HOUR, wait_seconds=0.5, region="us-east-1")
+
+    # two tasks on one store; "memory://" is one process's own, so its second task shares the first one's leases
+    opened = [await task()] if location.kind == "memory" else [await task(), await task()]
+    a = opened[0].turns
+    b = opened[1].turns if len(opened) == 2 else _turns(a.leases)
+    try:
+        async with a.turn("t1", pinned=True) as pinned:
+            with pytest.raises(ThreadBusyError, match="THREAD_WAIT_SECONDS"):
+                async with b.turn("t1", on_busy="interrupt"):
+                    pass
+            await a.leases.check(pinned)  # still the holder, fence unchanged
+        async with b.turn("t1", on_busy="interrupt") as taken:  # free again
+            assert taken.fence == pinned.fence + 1
+        async with a.turn("t1") as plain, b.turn("t1", on_busy="interrupt") as taken:
+            assert taken.fence == plain.fence + 1  # an unpinned holder is taken over
+    finally:
+        for state in opened:
+            await state.close()

@@ -45,6 +45,10 @@ class TicketingServer:
     """The `traceparent` header of every HTTP request that had one."""
     traceparent_meta: list[str] = field(default_factory=list)
     """The `_meta.traceparent` of every tools/call that had one."""
+    create_seconds: float = 0.0
+    """How long create_ticket takes (a test sets it to catch a call in flight)."""
+    creating: int = 0
+    """create_ticket calls in flight."""
 
 
 class _Verifier:
@@ -97,6 +101,11 @@ def _build(state: TicketingServer, port: int, report_bytes: int) -> MCPServer:
 
     @server.tool(description=TOOL_DESCRIPTIONS["create_ticket"])
     async def create_ticket(summary: str, severity: str = "medium") -> Ticket:
+        state.creating += 1
+        try:
+            await asyncio.sleep(state.create_seconds)
+        finally:
+            state.creating -= 1
         ticket = Ticket(id=f"TCK-{len(state.tickets) + 1}", summary=summary)
         state.tickets.append(ticket)
         return ticket
