@@ -26,16 +26,23 @@ MCP_PATH = "/mcp"
 TOKEN_KEY = b'"progressToken"'
 
 
-def wants_progress(body: bytes) -> bool:
-    """A JSON-RPC request whose `params._meta` carries a progress token (the substring test spares the parse)."""
-    if TOKEN_KEY not in body:
-        return False
+def request_params(body: bytes, key: bytes) -> tuple[str, dict[str, Any]] | None:
+    """A JSON-RPC request's method and params, if its body holds `key` at all (the substring test spares most
+    bodies the parse)."""
+    if key not in body:
+        return None
     try:
         message = json.loads(body)
     except ValueError:
-        return False
+        return None
     params = message.get("params") if isinstance(message, dict) else None
-    return isinstance(params, dict) and progress_token_from_params(params) is not None
+    return (str(message.get("method")), params) if isinstance(params, dict) else None
+
+
+def wants_progress(body: bytes) -> bool:
+    """A JSON-RPC request whose `params._meta` carries a progress token."""
+    request = request_params(body, TOKEN_KEY)
+    return request is not None and progress_token_from_params(request[1]) is not None
 
 
 def streaming_manager(server: MCPServer, security: TransportSecuritySettings) -> StreamableHTTPSessionManager:

@@ -11,8 +11,6 @@ request keeps the stateless managers (see progress_http).
 
 from __future__ import annotations
 
-import json
-
 from mcp.server.mcpserver import MCPServer
 from mcp.server.streamable_http import MCP_SESSION_ID_HEADER
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
@@ -21,7 +19,7 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from starlette.types import Message, Receive, Scope, Send
 
 from instance_contract.mcp_sessions import MAX_SESSIONS_PER_TASK, SESSION_COOKIE, SESSION_IDLE_SECONDS
-from runtime.edge.progress_http import MCP_PATH
+from runtime.edge.progress_http import MCP_PATH, request_params
 
 SESSION_HEADER = MCP_SESSION_ID_HEADER.lower().encode("latin-1")
 INITIALIZE_KEY = b'"initialize"'
@@ -51,16 +49,11 @@ def names_session(scope: Scope) -> bool:
 
 def opens_session(body: bytes) -> bool:
     """An `initialize` of a handshake-era client (2025-11-25 and older) that declares elicitation."""
-    if INITIALIZE_KEY not in body:
+    request = request_params(body, INITIALIZE_KEY)
+    if request is None or request[0] != "initialize":
         return False
-    try:
-        message = json.loads(body)
-    except ValueError:
-        return False
-    if not isinstance(message, dict) or message.get("method") != "initialize":
-        return False
-    params = message.get("params")
-    if not isinstance(params, dict) or params.get("protocolVersion") not in HANDSHAKE_PROTOCOL_VERSIONS:
+    params = request[1]
+    if params.get("protocolVersion") not in HANDSHAKE_PROTOCOL_VERSIONS:
         return False
     capabilities = params.get("capabilities")
     return isinstance(capabilities, dict) and isinstance(capabilities.get("elicitation"), dict)
