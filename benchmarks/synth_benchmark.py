@@ -46,7 +46,9 @@ CLI_CONTEXT = {
 SINGLE: tuple[str, int, dict[str, str]] = ("full synth, 1 instance", 1, {})
 SELECTED: tuple[str, int, dict[str, str]] = ("1 selected instance of 1,000", 1000, {"instance": "org00/dom0/i0000"})
 """The two cases of the selected-instance target: `main` runs them among its others, `--selected-only` alone."""
-TARGETS = {"full_1000_vs_single": 8.0, "full_1000_bytes": 1.5 * 1024**3, "selected_vs_single": 1.2}
+TARGETS = {"per_added_stack_ms": 70.0, "selected_vs_single": 1.2}
+"""Issue 23's: it withdrew the full-fleet ones (1,000 instances in 8x a one-instance app, 1.5 GB); the fleet's
+memory is bounded by sharding instead (shard_synth_benchmark.py)."""
 
 
 def app_command() -> list[str]:
@@ -172,12 +174,13 @@ def main() -> int:
     ratio = results[SELECTED[0]][0] / single
     full_ratio = full[0] / single
     print(f"load average at end: {load_average()}")
-    print(
-        f"full 1,000: {full_ratio:.2f}x single {'PASS' if full_ratio <= TARGETS['full_1000_vs_single'] else 'FAIL'} "
-        f"(target 8x), {'PASS' if full[1] <= TARGETS['full_1000_bytes'] else 'FAIL'} memory (target 1.5 GB)"
-    )
+    print(f"full 1,000: {full_ratio:.2f}x single, {full[1] / 1024**2:.0f} MiB (no target: sharding bounds memory)")
     per_stack_ms = (full[0] - single) / 999 * 1000
-    print(f"full 1,000: {per_stack_ms:.1f} ms per added instance stack (the 4 more platform stacks counted in)")
+    verdict = "PASS" if per_stack_ms <= TARGETS["per_added_stack_ms"] else "FAIL"
+    print(
+        f"full 1,000: {per_stack_ms:.1f} ms per added instance stack {verdict} (target 70 ms; the 4 more platform "
+        "stacks counted in)"
+    )
     print(f"selected/single: {ratio:.2f}x {'PASS' if ratio <= TARGETS['selected_vs_single'] else 'FAIL'} (target 1.2x)")
     selected, single = (results[k][0] - loads[k] for k in (SELECTED[0], SINGLE[0]))
     print(f"selected/single without load_fleet: {selected / single:.2f}x")
