@@ -22,4 +22,5 @@ SESSION_IDLE_SECONDS: Final = 1800
 one); the stickiness lasts as long, so it never outlives nor undercuts the session it serves."""
 
 MAX_SESSIONS_PER_TASK: Final = 1000
-"""Open sessions one task holds at most; a client that would open one more is answered 503 and may retry."""
+"""Open sessions one task holds at most by default (the runtime's MCP_MAX_SESSIONS). A client that would open one
+more is served without a session: stateless, so it is given the approval object instead of being asked inline."""

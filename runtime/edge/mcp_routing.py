@@ -2,7 +2,8 @@
 
 - A request that names a session (`Mcp-Session-Id`), or an `initialize` that opens one (sessions_http.opens_session,
   only where the instance's policy makes tool calls wait for approval): the stateful manager, whose responses
-  carry the load balancer's stickiness cookie.
+  carry the load balancer's stickiness cookie. When the task holds as many sessions as it may, the `initialize`
+  is served statelessly instead: the client connects, and is given approval objects rather than asked inline.
 - A POST that carries a progress token: the stateless SSE manager (progress_http).
 - Everything else: the stateless JSON manager, the SDK's own /mcp handler.
 
@@ -57,18 +58,23 @@ class McpRouter:
             if not message.get("more_body", False):
                 complete = True
                 break
-        pending = iter(received)
 
-        async def replay() -> Message:
-            return next(pending, None) or await receive()
+        def replayed() -> Receive:
+            pending = iter(received)
+
+            async def replay() -> Message:
+                return next(pending, None) or await receive()
+
+            return replay
 
         body = b"".join(m.get("body", b"") for m in received) if complete else b""
         if self.sessions is not None and complete and opens_session(body):
-            await self.sessions(scope, replay, send)
+            if not await self.sessions.open(scope, replayed(), send):  # full: served without a session
+                await self.plain(scope, replayed(), send)
         elif complete and wants_progress(body):
-            await self.streaming.handle_request(scope, replay, send)
+            await self.streaming.handle_request(scope, replayed(), send)
         else:
-            await self.plain(scope, replay, send)
+            await self.plain(scope, replayed(), send)
 
 
 def route_mcp_requests(

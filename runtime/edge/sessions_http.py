@@ -28,7 +28,9 @@ STICKY_COOKIE = f"{SESSION_COOKIE}=1; Max-Age={SESSION_IDLE_SECONDS}; Path={MCP_
 response for the load balancer's stickiness."""
 
 
-def session_manager(server: MCPServer, security: TransportSecuritySettings) -> StreamableHTTPSessionManager:
+def session_manager(
+    server: MCPServer, security: TransportSecuritySettings, max_sessions: int = MAX_SESSIONS_PER_TASK
+) -> StreamableHTTPSessionManager:
     """The stateful manager, built through the SDK's own app factory like its stateless twins (the server keeps the
     last built; the caller builds the JSON twin last)."""
     server.streamable_http_app(
@@ -36,7 +38,7 @@ def session_manager(server: MCPServer, security: TransportSecuritySettings) -> S
         stateless_http=False,
         json_response=False,
         session_idle_timeout=SESSION_IDLE_SECONDS,
-        max_sessions=MAX_SESSIONS_PER_TASK,
+        max_sessions=max_sessions,
         transport_security=security,
     )
     return server.session_manager
@@ -67,12 +69,35 @@ class StickySession:
         self.manager = manager
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        async def marked(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", ()))
-                if any(key.lower() == SESSION_HEADER for key, _ in headers):
-                    headers.append((b"set-cookie", STICKY_COOKIE.encode("latin-1")))
-                    message = {**message, "headers": headers}
-            await send(message)
+        await self.manager.handle_request(scope, receive, _marking(send))
 
-        await self.manager.handle_request(scope, receive, marked)
+    async def open(self, scope: Scope, receive: Receive, send: Send) -> bool:
+        """Serves an opening `initialize`; False, having sent nothing, when the manager is full (its 503): the
+        caller then serves the request statelessly, so the client still connects, without a session."""
+        full = False
+
+        async def unless_full(message: Message) -> None:
+            nonlocal full
+            if message["type"] == "http.response.start" and message["status"] == FULL:
+                full = True
+            if not full:
+                await send(message)
+
+        await self.manager.handle_request(scope, receive, _marking(unless_full))
+        return not full
+
+
+FULL = 503
+"""The SDK's answer to a request that would open a session past `max_sessions`."""
+
+
+def _marking(send: Send) -> Send:
+    async def marked(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = list(message.get("headers", ()))
+            if any(key.lower() == SESSION_HEADER for key, _ in headers):
+                headers.append((b"set-cookie", STICKY_COOKIE.encode("latin-1")))
+                message = {**message, "headers": headers}
+        await send(message)
+
+    return marked

@@ -27,7 +27,7 @@ from oauth_resource.dev_issuer import RunningIssuer
 from runtime.approvals.policy import ApprovalError
 from runtime.auth import APPROVE_SCOPE, INSTANCE_SCOPES, READ_SCOPE
 from runtime.bundle_source import load_bundle
-from runtime.config import ExpectedIdentity, config_from_env
+from runtime.config import ConfigError, ExpectedIdentity, config_from_env
 from runtime.instance import Instance
 from runtime.state_url import parse_state_url
 from runtime.store.memory import thread_config
@@ -658,3 +658,36 @@ async def test_a_newer_message_under_busy_policy_interrupt_waits_for_the_approve
     (ticket,) = ticketing.tickets[before:]
     assert ticket.id in decided.result["answer"]
     assert newer.ok and newer.status == "completed", newer.error
+
+
+@pytest.mark.slow
+async def test_a_task_that_holds_all_the_sessions_it_may_serves_the_next_client_without_one(
+    ticketing: TicketingServer, bundle: BuiltBundle, runtime_factory: list[RuntimeProcess], tmp_path: Path
+) -> None:
+    """MCP_MAX_SESSIONS=1: the first eliciting client has the session; the next one still connects (the SDK alone
+    would answer 503 and the client could not start), statelessly, and is given the approval object."""
+    before = len(ticketing.tickets)
+    env = {**bundle.identity_env(), **SECRET_ENV, "STATE_URL": f"sqlite:///{tmp_path / 'threads.db'}"}
+    runtime = serve({**env, "MCP_MAX_SESSIONS": "1"})
+    runtime_factory.append(runtime)
+    with httpx.Client(base_url=runtime.url.removesuffix("/mcp"), timeout=30) as http:
+        first = http.post("/mcp", json=_initialize({"elicitation": {}}), headers=RAW_HEADERS)
+        assert first.status_code == 200 and "mcp-session-id" in first.headers
+        second = http.post("/mcp", json=_initialize({"elicitation": {}}), headers=RAW_HEADERS)
+        assert second.status_code == 200, second.text
+        assert "mcp-session-id" not in second.headers and "set-cookie" not in second.headers
+        assert second.json()["result"]["protocolVersion"] == "2025-11-25"
+
+    async def approve_it(context: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult:
+        raise AssertionError("a client without a session cannot be asked inline")
+
+    async with Client(runtime.url, mode="legacy", elicitation_callback=approve_it) as client:
+        paused = _structured(await client.call_tool("invoke", {"message": REQUEST, "thread_id": "full"}))
+    assert paused["status"] == "awaiting_approval" and len(ticketing.tickets) == before
+
+
+def test_mcp_max_sessions_is_read_from_the_environment_and_a_bad_value_is_named() -> None:
+    assert config_from_env({}, bundle="b.tar.gz").max_sessions == 1000
+    assert config_from_env({"MCP_MAX_SESSIONS": "5"}, bundle="b.tar.gz").max_sessions == 5
+    with pytest.raises(ConfigError, match="MCP_MAX_SESSIONS must be between 1 and 100000, got 0"):
+        config_from_env({"MCP_MAX_SESSIONS": "0"}, bundle="b.tar.gz")
