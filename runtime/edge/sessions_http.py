@@ -18,7 +18,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from starlette.types import Message, Receive, Scope, Send
 
-from instance_contract.mcp_sessions import MAX_SESSIONS_PER_TASK, SESSION_COOKIE, SESSION_IDLE_SECONDS
+from instance_contract.mcp_sessions import SESSION_COOKIE, SESSION_IDLE_SECONDS
 from runtime.edge.progress_http import MCP_PATH, request_params
 
 SESSION_HEADER = MCP_SESSION_ID_HEADER.lower().encode("latin-1")
@@ -29,10 +29,10 @@ response for the load balancer's stickiness."""
 
 
 def session_manager(
-    server: MCPServer, security: TransportSecuritySettings, max_sessions: int = MAX_SESSIONS_PER_TASK
+    server: MCPServer, security: TransportSecuritySettings, max_sessions: int
 ) -> StreamableHTTPSessionManager:
     """The stateful manager, built through the SDK's own app factory like its stateless twins (the server keeps the
-    last built; the caller builds the JSON twin last)."""
+    last built; the caller builds the JSON twin last). `max_sessions`: the runtime's MCP_MAX_SESSIONS."""
     server.streamable_http_app(
         streamable_http_path=MCP_PATH,
         stateless_http=False,

@@ -67,7 +67,11 @@ class HeldLease:
     @property
     def pinned(self) -> bool:
         """No newer message interrupts it (PINNED)."""
-        return self.owner.startswith(PINNED)
+        return is_pinned(self.owner)
+
+
+def is_pinned(owner: str | None) -> bool:
+    return owner is not None and owner.startswith(PINNED)
 
 
 class LeaseLostError(RuntimeError):
@@ -138,7 +142,7 @@ class MemoryLeases:
     ) -> int | None:
         record = self._threads.get(thread_id) or _MemoryRecord(None, 0.0, now, 0, None)
         held = record.holder is not None and record.holder != owner and record.lease_until >= now
-        if held and not (take_over and not (record.holder or "").startswith(PINNED)):
+        if held and (not take_over or is_pinned(record.holder)):
             return None
         record.holder, record.lease_until, record.fence = owner, until, record.fence + 1
         record.caller = caller or record.caller
