@@ -2,8 +2,10 @@
 `AWS::SecretsManager::Secret` and `AWS::CloudWatch::Alarm` (an instance's alarms, which the rollout gate reads) and
 a target group's attributes (`TargetGroupFullName`, the alarms' dimension); it creates an `AWS::ECS::Service`
 without `DesiredCount` with 0 tasks where CloudFormation uses 1; and its GetMetricData answers no percentile
-statistic (p95), which `foundry.get_instance_status` reads; and it keeps a template's `AWS::KMS::Key` policy as an
-object, not text, so every DescribeKey of the key fails. A module of its own: moto files every model class under
+statistic (p95), which `foundry.get_instance_status` reads; it keeps a template's `AWS::KMS::Key` policy as an
+object, not text, so every DescribeKey of the key fails; and it could not update a deployed stack: UpdateStack's
+`UsePreviousValue` failed for a parameter that had its default, a task definition's new revision had no image,
+and the service kept the old revision. A module of its own: moto files every model class under
 the second part of its module name, which a `python -m` entry point lacks."""
 
 from __future__ import annotations
@@ -13,6 +15,9 @@ import math
 import secrets
 from typing import Any, cast
 
+from moto.cloudformation.exceptions import ValidationError
+from moto.cloudformation.models import CloudFormationBackend, Stack
+from moto.cloudformation.parsing import ResourceMap, get_references_from_template, parse_and_update_resource
 from moto.cloudwatch.models import (
     Dimension,
     Metric,
@@ -23,7 +28,7 @@ from moto.cloudwatch.models import (
     cloudwatch_backends,
 )
 from moto.core.common_models import CloudFormationModel
-from moto.ecs.models import Service
+from moto.ecs.models import Service, TaskDefinition, ecs_backends
 from moto.elbv2.models import FakeTargetGroup
 from moto.kms.models import Key
 from moto.secretsmanager.models import secretsmanager_backends
@@ -98,6 +103,27 @@ def _create_service_with_cloudformation_default(
 
 
 Service.create_from_cloudformation_json = classmethod(_create_service_with_cloudformation_default)  # type: ignore[method-assign,assignment]
+
+
+def _update_task_definition_as_a_new_revision(
+    cls: type[TaskDefinition],
+    original_resource: TaskDefinition,
+    new_resource_name: str,
+    cloudformation_json: Any,
+    account_id: str,
+    region_name: str,
+) -> TaskDefinition:
+    """AWS::ECS::TaskDefinition: a change registers a new revision (CloudFormation replaces the resource), made as
+    moto makes the first one. moto's own update registered the template's container definitions without the key
+    mapping its create applies (`Image` -> `image`), so the new revision had no image."""
+    ecs_backends[account_id][region_name].deregister_task_definition(original_resource.arn)
+    created: TaskDefinition = TaskDefinition.create_from_cloudformation_json(
+        new_resource_name, cloudformation_json, account_id, region_name
+    )
+    return created
+
+
+TaskDefinition.update_from_cloudformation_json = classmethod(_update_task_definition_as_a_new_revision)  # type: ignore[method-assign,assignment]
 
 
 class CloudFormationAlarm(CloudFormationModel):
@@ -247,3 +273,76 @@ def _create_key_with_policy_text(
 
 
 Key.create_from_cloudformation_json = classmethod(_create_key_with_policy_text)  # type: ignore[method-assign,assignment]
+
+
+_resolve_update_parameters = CloudFormationBackend._resolve_update_parameters
+
+
+def _resolve_update_parameters_as_aws(
+    self: CloudFormationBackend, instance: Any, incoming_params: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """UpdateStack's `UsePreviousValue`: the value the stack used. The CDK CLI passes it for every parameter of a
+    deployed stack that it does not set, the platform's SSM parameter names among them, which were never given a
+    value: they took their template's `Default`. moto looked for an explicit earlier value only, and failed every
+    update of a stack deployed with defaults (a KeyError, answered as a 500). Such a parameter is left out here, so
+    it takes its `Default` again, as before (our stacks never change a parameter's default), and moto does not see
+    it as changed and replace every resource that refers to it."""
+    if not isinstance(instance, Stack):
+        return cast(dict[str, Any], _resolve_update_parameters(self, instance, incoming_params))
+    declared = instance.template_dict.get("Parameters", {})
+    resolved: dict[str, Any] = {}
+    for parameter in incoming_params:
+        key = parameter["ParameterKey"]
+        if not parameter.get("UsePreviousValue", False):
+            if "ParameterValue" in parameter:
+                resolved[key] = parameter["ParameterValue"]
+        elif key in instance.parameters:
+            resolved[key] = instance.parameters[key]
+        elif "Default" not in declared.get(key, {}):
+            raise ValidationError(
+                message=f"Invalid input for parameter key {key}. Cannot specify usePreviousValue as true for a "
+                "parameter key not in the previous template"
+            )
+    return resolved
+
+
+CloudFormationBackend._resolve_update_parameters = _resolve_update_parameters_as_aws  # type: ignore[method-assign]
+
+
+_update_resource_map = ResourceMap.update
+
+
+def _physical_id(resource: Any) -> str | None:
+    found = getattr(resource, "physical_resource_id", None) if isinstance(resource, CloudFormationModel) else None
+    return str(found) if found is not None else None
+
+
+def _update_with_dependents(self: ResourceMap, template: dict[str, Any], parameters: Any = None) -> None:
+    """A stack update, then every resource whose `Ref` names a resource the update replaced (a new physical id:
+    a task definition's new revision). CloudFormation updates such a resource, since the value it refers to
+    changed; moto updates only resources whose own JSON changed, so after a new runtime image the ECS service kept
+    running the old task definition. A dependent moto cannot update (no update handler) is left as it was."""
+    parsed: dict[str, Any] = self._parsed_resources
+    before = {name: _physical_id(resource) for name, resource in parsed.items()}
+    _update_resource_map(self, template, parameters)
+    replaced = {name for name, old in before.items() if old is not None and _physical_id(parsed.get(name)) != old}
+    updated: set[str] = set()
+    while replaced:
+        newly_replaced: set[str] = set()
+        for name, resource_json in template["Resources"].items():
+            if name in updated or name in replaced or not replaced & set(get_references_from_template(resource_json)):
+                continue
+            old_id = _physical_id(parsed.get(name))
+            changed = parse_and_update_resource(
+                name, resource_json, self, account_id=self._account_id, region_name=self._region_name
+            )
+            updated.add(name)
+            if changed is None:
+                continue
+            parsed[name] = changed
+            if old_id is not None and _physical_id(changed) != old_id:
+                newly_replaced.add(name)
+        replaced = newly_replaced
+
+
+ResourceMap.update = _update_with_dependents  # type: ignore[method-assign]

@@ -116,14 +116,17 @@ async def test_dev_environment_deploys_to_the_local_aws_and_reads_back_honestly(
 
     config = make_config(REPO_ROOT / "agents", "direct")
     config.deployer.work_root = local_aws.state_dir / "foundry-deploys"
+    first_image = default_runtime_image(state.account, state.region)
+    # A new image in dev's own ECR registry (the tool allows it; moto never pulls it): an update of a deployed
+    # stack, which `cdk deploy` sends with UsePreviousValue for the platform's SSM parameters.
+    new_image = first_image.rsplit(":", 1)[0] + ":2.0.0"
     async with Client(build_server(config)) as client:
         deployed = await client.call_tool(
             "foundry.deploy_instance",
             {
                 "environment": "dev",
                 "instance": "acme/retail/dev",
-                # The same image the loop deployed (the tool allows dev's own ECR registry; moto never pulls it).
-                "runtime_image": default_runtime_image(state.account, state.region),
+                "runtime_image": new_image,
                 "timeout_seconds": LOOP_TIMEOUT_S,
             },
         )
@@ -136,9 +139,30 @@ async def test_dev_environment_deploys_to_the_local_aws_and_reads_back_honestly(
         )
         assert not status.is_error, status.content
         assert "acme-retail-dev" in str(status.structured_content)
+    # The update reached the service: a new task definition revision with the new image runs there, the other
+    # instance (not deployed) keeps the first, and both stacks still read the platform's SSM parameters.
+    assert running_images(local("ecs")) == {
+        "af-dev-acme-retail-dev": (2, new_image),
+        "af-dev-default-org-default-domain-dev": (1, first_image),
+    }
+    updated = local("cloudformation").describe_stacks(StackName="af-dev-acme-retail-dev")["Stacks"][0]
+    assert updated["StackStatus"] == "UPDATE_COMPLETE"
+    assert {p["ParameterKey"] for p in updated["Parameters"]} >= {"VpcId", "PrivateSubnetIds", "ShardListenerArn"}
     final = local_aws.status()
     assert final["ok"], final
 
     local_aws.down()
     assert not local_aws.state_dir.exists()
     assert not alive(state.pid)
+
+
+def running_images(ecs: Any) -> dict[str, tuple[int, str]]:
+    """Each instance service's task definition revision and its runtime container's image, by task family."""
+    found: dict[str, tuple[int, str]] = {}
+    for cluster in ecs.list_clusters()["clusterArns"]:
+        for arn in ecs.list_services(cluster=cluster)["serviceArns"]:
+            service = ecs.describe_services(cluster=cluster, services=[arn])["services"][0]
+            task = ecs.describe_task_definition(taskDefinition=service["taskDefinition"])["taskDefinition"]
+            runtime = next(c["image"] for c in task["containerDefinitions"] if "agent-runtime" in c["image"])
+            found[task["family"]] = (task["revision"], runtime)
+    return found
