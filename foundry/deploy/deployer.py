@@ -45,6 +45,7 @@ from foundry.deploy.interruption import (
 from foundry.deploy.locks import DeployInProgressError, HeldLock, InstanceLocks, LockTarget
 from foundry.deploy.platform_gate import PlatformCheck, check_assembly_platform, refusal
 from foundry.deploy.request import DeployRequest, DeployResult, Outcome, ProgressSink, WorkPaths, work_paths
+from foundry.deploy.secret_names import SECRET_TYPE, SecretConflict, check_assembly_secrets
 from foundry.manifests.resolve import ResolvedInstance
 
 LOG_TAIL_LINES = 40
@@ -154,6 +155,16 @@ class Deployer:
             platform_assembly=request.platform_assembly,
         )
 
+    async def _check_secrets(self, request: DeployRequest, paths: WorkPaths) -> list[SecretConflict]:
+        """The instance's secrets whose names a secret outside its stack holds (foundry.deploy.secret_names)."""
+        assert self.clients is not None and request.region is not None
+        return await check_assembly_secrets(
+            self.clients,
+            region=request.region,
+            stack=request.stack,
+            assembly=paths.assembly,
+        )
+
     # --- the steps of one deploy ---------------------------------------------------------------------------
 
     async def _run_locked(
@@ -201,6 +212,9 @@ class Deployer:
         assert base.platform is not None
         if not base.platform.ready:
             return _platform_not_ready(base, base.platform, request.label)
+        conflicts = await self._check_secrets(request, paths)
+        if conflicts:
+            return _secret_names_taken(base, conflicts, request)
         return await self._deploy(request, paths, base, step, held)
 
     async def _diff(self, request: DeployRequest, paths: WorkPaths, base: DeployResult, step: Step) -> DeployResult:
@@ -315,6 +329,21 @@ def _platform_not_ready(base: DeployResult, platform: PlatformCheck, label: str)
             resource_type=None,
             status=platform.status,
             reason=refusal(platform, label),
+        ),
+    )
+
+
+def _secret_names_taken(base: DeployResult, conflicts: list[SecretConflict], request: DeployRequest) -> DeployResult:
+    """The deploy refused before anything was deployed: the failure names the first secret and lists them all."""
+    return _replace(
+        base,
+        failure=Failure(
+            stack=request.stack,
+            logical_id=conflicts[0].logical_id,
+            resource_type=SECRET_TYPE,
+            status=None,
+            reason=f"the deploy of {request.label} was refused (nothing was deployed): "
+            + "; ".join(c.problem for c in conflicts),
         ),
     )
 

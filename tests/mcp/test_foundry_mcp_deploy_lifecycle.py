@@ -29,6 +29,7 @@ from foundry.deploy.deployer import Deployer
 from foundry.deploy.locks import DeployInProgressError
 from foundry.deploy.request import DeployRequest
 from foundry.fleet.load import DEFAULT_AGENTS_DIR, load_fleet
+from stacks.instance_stack import deployed_secret_logical_id
 from tests.mcp.foundry_mcp_local_aws import (
     CDK,
     REGION,
@@ -172,6 +173,47 @@ async def test_a_missing_platform_parameter_refuses_the_deploy_naming_it_and_the
     assert "`cdk deploy -c environment=dev af-dev-platform`" in out["failure"]["reason"]
     names = [s["StackName"] for s in local_aws.client("cloudformation").describe_stacks()["Stacks"]]
     assert ACME_STACK not in names
+
+
+async def test_a_secret_name_still_taken_by_another_secret_refuses_the_deploy_naming_it_and_the_way_out(
+    local_aws: LocalAws, deployer: Deployer, at_work: CloudFormationAtWork
+) -> None:
+    """Offboarded and onboarded again within the recovery window: the secret of the same name is scheduled for
+    deletion, and CloudFormation could not create it. Then the same with a secret made by hand."""
+    server = local_foundry_server(local_aws, deployer)
+    secretsmanager, cloudformation = local_aws.client("secretsmanager"), local_aws.client("cloudformation")
+    name = "agentfoundry/dev/acme/retail/dev/ticket-api-token"
+    secretsmanager.create_secret(Name=name, SecretString="the old tenant's value")
+    deleted = secretsmanager.delete_secret(SecretId=name, RecoveryWindowInDays=7)
+
+    async def deploy() -> dict[str, Any]:
+        async with Client(server) as client:
+            return dict((await client.call_tool("foundry.deploy_instance", deploy_arguments(ACME))).structured_content)
+
+    out = await deploy()
+    assert out["outcome"] == "failed", out
+    assert [argv[1] for argv in out["commands"]] == ["synth"], "nothing was deployed"
+    failure = out["failure"]
+    assert (failure["stack"], failure["resource_type"]) == (ACME_STACK, "AWS::SecretsManager::Secret")
+    assert failure["logical_id"] == deployed_secret_logical_id("ticket-api-token")
+    assert failure["reason"].startswith("the deploy of acme/retail/dev in dev was refused (nothing was deployed): ")
+    assert f"the secret {name} ({failure['logical_id']}) cannot be created" in failure["reason"]
+    assert f"scheduled for deletion on {deleted['DeletionDate'].date().isoformat()}" in failure["reason"]
+    assert f"--secret-id {name} --force-delete-without-recovery" in failure["reason"]
+    assert ACME_STACK not in {s["StackName"] for s in cloudformation.describe_stacks()["Stacks"]}
+
+    # Deleted for good as the message says, then made again outside any stack.
+    secretsmanager.delete_secret(SecretId=name, ForceDeleteWithoutRecovery=True)
+    outside = secretsmanager.create_secret(Name=name, SecretString="made by hand")
+    out = await deploy()
+    assert out["outcome"] == "failed", out
+    assert f"exists outside the stack {ACME_STACK} ({outside['ARN']})" in out["failure"]["reason"]
+
+    # Once the name is free the deploy goes through, and the stack's own secret never blocks the next one.
+    secretsmanager.delete_secret(SecretId=name, ForceDeleteWithoutRecovery=True)
+    for _ in range(2):
+        out = await deploy()
+        assert out["outcome"] == "deployed", out
 
 
 async def test_a_timed_out_deploy_reports_the_stack_cloudformation_still_works_on_and_keeps_the_lock_until_it_ends(
