@@ -68,9 +68,11 @@ def synthesize_change(
         ) from exc
 
 
-def record(rollout: Rollout, assemblies: AssemblySet, agents_dir: Path) -> None:
-    """Writes the assembly, its digest and the agents tree's revision into the rollout's state."""
+def record(rollout: Rollout, assemblies: AssemblySet, agents_dir: Path, *, synthesized: bool) -> None:
+    """Writes the assembly, its digest, whether the rollout synthesized it (and may remove it once complete) and the
+    agents tree's revision into the rollout's state."""
     rollout.assembly = str(assemblies.root)
+    rollout.assembly_synthesized = synthesized
     rollout.assembly_digest = assemblies.digest
     try:
         rollout.git_revision = tree_revision(agents_dir)
