@@ -27,8 +27,9 @@ class RolloutAssemblyError(Exception):
 
 def own_assembly_dir(repository: Path, environment: str, change_id: str) -> Path:
     """Where a rollout started without `--assembly` synthesizes its change: `build/rollout-assemblies/` of the agents
-    tree's repository (git-ignored), one folder a change. Its digest is in the shared rollout state; a resume on
-    another machine is given the same assembly with `--assembly` (the CI artifact)."""
+    tree's repository (git-ignored), one folder a change, removed once it is not needed
+    (`foundry.rollout.assembly_pruning`). Its digest is in the shared rollout state; a resume on another machine is
+    given the same assembly with `--assembly` (the CI artifact)."""
     return repository / "build" / ASSEMBLIES_SUBDIR / f"{environment}-{change_id}"
 
 

@@ -16,9 +16,11 @@ Rollout state and the instances' deploy locks live in the environment's deploy s
 build/foundry-state.db in the agents tree's repository). A halted rollout resumes from any machine sharing it.
 
 Every instance is deployed from one cloud assembly: DIR, or (without --assembly) the one the rollout synthesizes
-once, before its canary, into build/rollout-assemblies/ of the agents tree's repository. The state records the
-assembly's digest and the agents tree's git revision; a resumed run deploys from that assembly again, and refuses
-if it is missing or was altered.
+once, before its canary, into build/rollout-assemblies/ENV-CHANGE_ID of the agents tree's repository. The state
+records the assembly's digest and the agents tree's git revision; a resumed run deploys from that assembly again,
+and refuses if it is missing or was altered. Once the rollout completes, the folder it synthesized is removed (never
+DIR; that revision synthesizes it again); a rollout that synthesizes also removes the environment's folders there
+that no unfinished rollout uses (abandoned, crashed). The report's notes name what was removed.
 
 Exit codes: 0 every instance deployed and baked, 1 the rollout halted at a failing gate (the report says where;
 run the same command again to resume), 2 error (bad arguments, invalid manifests, another change's rollout is
