@@ -27,8 +27,9 @@ class RolloutAssemblyError(Exception):
 
 def own_assembly_dir(repository: Path, environment: str, change_id: str) -> Path:
     """Where a rollout started without `--assembly` synthesizes its change: `build/rollout-assemblies/` of the agents
-    tree's repository (git-ignored), one folder a change. Its digest is in the shared rollout state; a resume on
-    another machine is given the same assembly with `--assembly` (the CI artifact)."""
+    tree's repository (git-ignored), one folder a change, removed once it is not needed
+    (`foundry.rollout.assembly_pruning`). Its digest is in the shared rollout state; a resume on another machine is
+    given the same assembly with `--assembly` (the CI artifact)."""
     return repository / "build" / ASSEMBLIES_SUBDIR / f"{environment}-{change_id}"
 
 
@@ -68,9 +69,11 @@ def synthesize_change(
         ) from exc
 
 
-def record(rollout: Rollout, assemblies: AssemblySet, agents_dir: Path) -> None:
-    """Writes the assembly, its digest and the agents tree's revision into the rollout's state."""
+def record(rollout: Rollout, assemblies: AssemblySet, agents_dir: Path, *, synthesized: bool) -> None:
+    """Writes the assembly, its digest, whether the rollout synthesized it (and may remove it once complete) and the
+    agents tree's revision into the rollout's state."""
     rollout.assembly = str(assemblies.root)
+    rollout.assembly_synthesized = synthesized
     rollout.assembly_digest = assemblies.digest
     try:
         rollout.git_revision = tree_revision(agents_dir)

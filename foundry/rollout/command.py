@@ -16,9 +16,11 @@ Rollout state and the instances' deploy locks live in the environment's deploy s
 build/foundry-state.db in the agents tree's repository). A halted rollout resumes from any machine sharing it.
 
 Every instance is deployed from one cloud assembly: DIR, or (without --assembly) the one the rollout synthesizes
-once, before its canary, into build/rollout-assemblies/ of the agents tree's repository. The state records the
-assembly's digest and the agents tree's git revision; a resumed run deploys from that assembly again, and refuses
-if it is missing or was altered.
+once, before its canary, into build/rollout-assemblies/ENV-CHANGE_ID of the agents tree's repository. The state
+records the assembly's digest and the agents tree's git revision; a resumed run deploys from that assembly again,
+and refuses if it is missing or was altered. Once the rollout completes, the folder it synthesized is removed (never
+DIR; that revision synthesizes it again); a rollout that synthesizes also removes the environment's folders there
+that no unfinished rollout uses (abandoned, crashed). The report's notes name what was removed.
 
 Exit codes: 0 every instance deployed and baked, 1 the rollout halted at a failing gate (the report says where;
 run the same command again to resume), 2 error (bad arguments, invalid manifests, another change's rollout is
@@ -59,6 +61,7 @@ from foundry.rollout.assembly import (
     recorded_assembly,
     synthesize_change,
 )
+from foundry.rollout.assembly_pruning import prune_unreferenced, release_own_assembly
 from foundry.rollout.aws_fleet import RECORDS_SKIPPED, AwsFleet
 from foundry.rollout.removed import RemovedInstances
 from foundry.rollout.report import LiveView, duration_text, markdown, report, summary_text
@@ -425,6 +428,7 @@ def _start(
     if not quiet:
         err.print(f"{how}: {rollout.environment}, {rollout.change} ({rollout.change_id}), {len(rollout.waves)} waves")
     if rollout.finished:
+        _release_assembly(store, rollout)  # one an earlier run could not remove
         return _finish(args, rollout, closing=closing)
     if not rollout.instances:
         rollout.status = "complete"
@@ -462,7 +466,21 @@ def _start(
                 asyncio.run(scheduler.run(rollout))
         finally:
             aws.release_all()
+    _release_assembly(store, rollout)
     return _finish(args, rollout, runner.runs, closing=closing)
+
+
+def _release_assembly(store: RolloutStore, rollout: Rollout) -> None:
+    """A complete rollout removes the assembly it synthesized itself; the note says so in the report and the state
+    (a halted one keeps it: its resume deploys from it)."""
+    note = release_own_assembly(rollout)
+    if note is None:
+        return
+    rollout.notes.append(note)
+    try:
+        store.save(rollout)
+    except (LeaseLostError, StateStoreError) as exc:
+        rollout.notes.append(f"the rollout's state does not keep the note above: {exc}")
 
 
 def _assembly(
@@ -475,18 +493,21 @@ def _assembly(
 ) -> AssemblySet:
     """The assembly this run deploys from: the recorded one when resuming (checked unchanged; or `--assembly` when it
     has the recorded digest), else `--assembly`, else the change synthesized once now; a new one is recorded in the
-    state before anything is deployed."""
+    state before anything is deployed. Once its own is recorded, a synthesizing rollout prunes the folders of its
+    environment that no unfinished rollout uses (the state it just wrote is the environment's only record)."""
     if rollout.assembly is not None:
         given = targets.assemblies
         if given is not None and given.digest == rollout.assembly_digest and given.root != Path(rollout.assembly):
-            # The same assembly, byte for byte, in another folder (a CI artifact downloaded on another runner).
-            rollout.assembly = str(given.root)
+            # The same assembly, byte for byte, in another folder (a CI artifact downloaded on another runner):
+            # given, so never removed by the rollout.
+            rollout.assembly, rollout.assembly_synthesized = str(given.root), False
             store.save(rollout)
             return given
         return recorded_assembly(rollout)
     assemblies = targets.assemblies
+    out = own_assembly_dir(repository_of(args.agents_dir), rollout.environment, rollout.change_id)
+    synthesized = assemblies is None
     if assemblies is None:
-        out = own_assembly_dir(repository_of(args.agents_dir), rollout.environment, rollout.change_id)
         if not (args.json or args.markdown):
             err.print(f"synthesizing the change once into {out}")
         assemblies = synthesize_change(
@@ -499,8 +520,13 @@ def _assembly(
             cdk=CdkCli.of_repo(REPO_ROOT),
             runner=runner,
         )
-    record(rollout, assemblies, args.agents_dir)
+    record(rollout, assemblies, args.agents_dir, synthesized=synthesized)
     store.save(rollout)
+    if synthesized:
+        pruned = prune_unreferenced(out.parent, rollout.environment, store)
+        if pruned:
+            rollout.notes.extend(pruned)
+            store.save(rollout)
     return assemblies
 
 

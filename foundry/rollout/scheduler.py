@@ -94,6 +94,9 @@ class Rollout:
     """Its digest when the rollout started; a resume refuses an assembly whose digest differs."""
     git_revision: str | None = None
     """The agents tree's git commit when the rollout started (`-dirty` when it had uncommitted changes)."""
+    assembly_synthesized: bool = False
+    """True: the rollout synthesized `assembly` itself into build/rollout-assemblies/, and removes it once complete
+    (`foundry.rollout.assembly_pruning`); False: it was given (`--assembly`) and is never removed."""
 
     @property
     def finished(self) -> bool:

@@ -145,7 +145,7 @@ def resume_or_start(store: RolloutStore, fresh: Rollout, *, abandon: bool) -> tu
             fresh.runs, fresh.elapsed_seconds = existing.runs, existing.elapsed_seconds
             # The same change deploys from the assembly it started with (checked again before deploying).
             fresh.assembly, fresh.assembly_digest = existing.assembly, existing.assembly_digest
-            fresh.git_revision = existing.git_revision
+            fresh.git_revision, fresh.assembly_synthesized = existing.git_revision, existing.assembly_synthesized
             return fresh, "resumed (policy changed: waves re-planned, deployed instances kept)"
         return existing, f"resumed (run {existing.runs + 1}, stopped at wave {existing.halted_wave or '?'})"
     if not abandon:

@@ -82,7 +82,7 @@ def test_a_resume_takes_the_recorded_assembly_from_another_folder_only_with_the_
         waves=[["acme/retail/dev"]],
         stacks={"acme/retail/dev": "af-dev-acme-retail-dev"},
     )
-    record(rollout, first, REPO_ROOT / "agents")
+    record(rollout, first, REPO_ROOT / "agents", synthesized=True)  # as if runner-a's rollout synthesized it
     shutil.copytree(tmp_path / "runner-a", tmp_path / "runner-b")
     shutil.rmtree(tmp_path / "runner-a")
     store = RolloutStore(SqliteStateStore(tmp_path / "state.db"))
@@ -97,5 +97,7 @@ def test_a_resume_takes_the_recorded_assembly_from_another_folder_only_with_the_
             _assembly(args, Console(), store, rollout, targets(None), runner)
         moved = open_assembly_set(tmp_path / "runner-b")
         assert _assembly(args, Console(), store, rollout, targets(moved), runner).root == tmp_path / "runner-b"
-    assert store.load("dev").assembly == str(tmp_path / "runner-b")  # type: ignore[union-attr]
+    saved = store.load("dev")
+    assert saved is not None and saved.assembly == str(tmp_path / "runner-b")
+    assert not saved.assembly_synthesized  # given now: the rollout never removes it
     assert runner.runs == {}  # nothing synthesized

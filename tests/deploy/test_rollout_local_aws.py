@@ -168,6 +168,9 @@ async def test_a_rollout_halted_from_one_clone_resumes_from_another_and_refuses_
     rule, group = take_listener_priority(state, BLOCKED)
     clone_a = copy_of_the_repository(tmp_path / "machine-a" / "repo")
     clone_b = copy_of_the_repository(tmp_path / "machine-b" / "repo")
+    # What an abandoned rollout of dev left on machine A: no rollout uses it, the first synthesizing one removes it.
+    left = clone_a / "build" / "rollout-assemblies" / "dev-0123456789abcdef"
+    (left / "app").mkdir(parents=True)
     stores = shared_store(state, tmp_path)
     aws_env = {**aws_environment(state), **SHARED_STATE}
 
@@ -206,6 +209,8 @@ async def test_a_rollout_halted_from_one_clone_resumes_from_another_and_refuses_
     )
     assert report["git_revision"] is None  # a copy of the files without .git: no revision to record (the assembly
     # test below runs from a git repository and checks the recorded revision)
+    assert not left.exists() and assembly.is_dir()  # halted: its own stays for the resume
+    assert any(n.startswith("removed 1 cloud assembly of dev") and n.endswith(left.name) for n in report["notes"])
 
     with using_aws_environment(aws_environment(state)):
         # The fix: the hand-made rule goes, and so does the half-created stack (real CloudFormation leaves a failed
@@ -251,6 +256,10 @@ async def test_a_rollout_halted_from_one_clone_resumes_from_another_and_refuses_
     assert resumed["cdk_runs"] == {"deploy": 1}  # the recorded assembly: no second synth
     assert resumed["assembly"] == report["assembly"] and resumed["assembly_digest"] == report["assembly_digest"]
     assert resumed["runs"] == 3 and resumed["change_id"] == report["change_id"]
+    # Complete: the assembly it synthesized goes (its digest stays in the state), and the report says so.
+    assert not assembly.exists()
+    removed = f"removed the cloud assembly this rollout synthesized, {assembly}"
+    assert any(n.startswith(removed) for n in resumed["notes"])
     assert {r["instance"]: (r["state"], r["deploys"]) for r in resumed["instances"]} == {
         CANARY: ("deployed", 1),
         BLOCKED: ("deployed", 3),
@@ -357,6 +366,7 @@ def test_a_rollout_deploys_the_assembly_it_is_given_not_the_tree_and_synthesizes
     assert report["totals"]["deployed"] == 2
     assert report["cdk_runs"] == {"deploy": 2}  # no `cdk synth`: every deploy used the assembly as it is
     assert report["assembly"] == str(tmp_path / "planned")
+    assert (tmp_path / "planned" / "index.json").is_file()  # given, so never removed
     assert report["git_revision"].endswith("-dirty")  # the spec edit is not committed
     assert deployed_templates(state, instance_stacks) == {s: planned[s] for s in instance_stacks}
 
