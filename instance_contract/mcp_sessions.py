@@ -24,3 +24,9 @@ one); the stickiness lasts as long, so it never outlives nor undercuts the sessi
 MAX_SESSIONS_PER_TASK: Final = 1000
 """Open sessions one task holds at most by default (the runtime's MCP_MAX_SESSIONS). A client that would open one
 more is served without a session: stateless, so it is given the approval object instead of being asked inline."""
+
+MAX_SESSIONS_PER_CALLER: Final = 20
+"""Open sessions one caller (the principal of the token that opened them) holds on one task at most by default (the
+runtime's MCP_MAX_SESSIONS_PER_CALLER), so that one client that never closes its sessions cannot take all of a task's:
+its next one is served without a session, like any client past the task's bound. Twenty leaves room for a person's
+several clients and windows, each with its own session."""

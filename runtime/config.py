@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from instance_contract.mcp_sessions import MAX_SESSIONS_PER_TASK
+from instance_contract.mcp_sessions import MAX_SESSIONS_PER_CALLER, MAX_SESSIONS_PER_TASK
 from instance_contract.thread_state import STATE_URL_ENV
 from oauth_resource.urls import check_fetch_url
 from runtime.state_url import StateLocation, StateUrlError, parse_state_url
@@ -133,6 +133,9 @@ class RuntimeConfig:
     """How long the usage ledger keeps an hour (USAGE_RETENTION_DAYS, 1 to 3650)."""
     max_sessions: int = MAX_SESSIONS_PER_TASK
     """MCP sessions this task holds at most (MCP_MAX_SESSIONS, 1 to 100000; runtime.edge.sessions_http)."""
+    max_sessions_per_caller: int = MAX_SESSIONS_PER_CALLER
+    """MCP sessions one caller holds on this task at most (MCP_MAX_SESSIONS_PER_CALLER, 1 to 100000;
+    runtime.edge.caller_sessions)."""
 
     def secrets_for(self, names: list[str]) -> tuple[Secrets, list[str]]:
         """The bundle's declared secrets that were injected, and the names that are missing."""
@@ -199,6 +202,7 @@ def config_from_env(
         telemetry=telemetry,
         usage_retention_days=_int(env, "USAGE_RETENTION_DAYS", DEFAULT_USAGE_RETENTION_DAYS, 1, 3650),
         max_sessions=_int(env, "MCP_MAX_SESSIONS", MAX_SESSIONS_PER_TASK, 1, 100_000),
+        max_sessions_per_caller=_int(env, "MCP_MAX_SESSIONS_PER_CALLER", MAX_SESSIONS_PER_CALLER, 1, 100_000),
     )
 
 

@@ -2,8 +2,9 @@
 
 - A request that names a session (`Mcp-Session-Id`), or an `initialize` that opens one (sessions_http.opens_session,
   only where the instance's policy makes tool calls wait for approval): the stateful manager, whose responses
-  carry the load balancer's stickiness cookie. When the task holds as many sessions as it may, the `initialize`
-  is served statelessly instead: the client connects, and is given approval objects rather than asked inline.
+  carry the load balancer's stickiness cookie. When the task holds as many sessions as it may, or the caller does
+  (caller_sessions), the `initialize` is served statelessly instead: the client connects, and is given approval
+  objects rather than asked inline.
 - A POST that carries a progress token: the stateless SSE manager (progress_http).
 - Everything else: the stateless JSON manager, the SDK's own /mcp handler.
 
@@ -22,6 +23,7 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from runtime.edge.caller_sessions import CallerBoundSessionManager
 from runtime.edge.progress_http import MCP_PATH, wants_progress
 from runtime.edge.sessions_http import StickySession, names_session, opens_session
 
@@ -30,7 +32,7 @@ class McpRouter:
     """`plain` (JSON), `streaming` (SSE, stateless) or `sessions` (stateful; None: the instance opens none)."""
 
     def __init__(
-        self, plain: ASGIApp, streaming: StreamableHTTPSessionManager, sessions: StreamableHTTPSessionManager | None
+        self, plain: ASGIApp, streaming: StreamableHTTPSessionManager, sessions: CallerBoundSessionManager | None
     ) -> None:
         self.plain = plain
         self.streaming = streaming
@@ -69,7 +71,7 @@ class McpRouter:
 
         body = b"".join(m.get("body", b"") for m in received) if complete else b""
         if self.sessions is not None and complete and opens_session(body):
-            if not await self.sessions.open(scope, replayed(), send):  # full: served without a session
+            if not await self.sessions.open(scope, replayed(), send):  # task or caller full: no session
                 await self.plain(scope, replayed(), send)
         elif complete and wants_progress(body):
             await self.streaming.handle_request(scope, replayed(), send)
@@ -81,7 +83,7 @@ def route_mcp_requests(
     app: Starlette,
     server: MCPServer,
     streaming: StreamableHTTPSessionManager,
-    sessions: StreamableHTTPSessionManager | None,
+    sessions: CallerBoundSessionManager | None,
 ) -> None:
     """Puts an McpRouter in front of the /mcp handler of `app` (inside the bearer-token check, if any). The caller
     runs `streaming` and `sessions` (their `run()`) in the app's lifespan."""

@@ -287,8 +287,11 @@ def build_http_app(instance: Instance) -> Starlette:
     )
     streaming = streaming_manager(server, security)
     # Sessions only where a client may be asked for an approval inline (runtime.edge.sessions_http).
+    config = instance.config
     sessions = (
-        session_manager(server, security, instance.config.max_sessions) if instance.approval_policy.active else None
+        session_manager(server, security, config.max_sessions, config.max_sessions_per_caller)
+        if instance.approval_policy.active
+        else None
     )
     app = server.streamable_http_app(
         streamable_http_path=MCP_PATH, stateless_http=True, json_response=True, transport_security=security

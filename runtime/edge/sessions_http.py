@@ -5,20 +5,20 @@ its task).
 Over stateless HTTP such a client cannot be asked anything: the SDK gives each POST its own transport that cannot
 send a request, and the client's answer, a separate POST, would have no session to land in. So its `initialize`
 goes to a third session manager, a stateful one (SSE responses, the SDK's idle timeout, a bound on open sessions,
-each session bound to the credential that opened it), and so does every request that names a session. Every other
-request keeps the stateless managers (see progress_http).
+each session bound to the credential that opened it, and a bound per caller: caller_sessions), and so does every
+request that names a session. Every other request keeps the stateless managers (see progress_http).
 """
 
 from __future__ import annotations
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.streamable_http import MCP_SESSION_ID_HEADER
-from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from starlette.types import Message, Receive, Scope, Send
 
 from instance_contract.mcp_sessions import SESSION_COOKIE, SESSION_IDLE_SECONDS
+from runtime.edge.caller_sessions import CallerBoundSessionManager
 from runtime.edge.progress_http import MCP_PATH, request_params
 
 SESSION_HEADER = MCP_SESSION_ID_HEADER.lower().encode("latin-1")
@@ -29,19 +29,19 @@ response for the load balancer's stickiness."""
 
 
 def session_manager(
-    server: MCPServer, security: TransportSecuritySettings, max_sessions: int
-) -> StreamableHTTPSessionManager:
-    """The stateful manager, built through the SDK's own app factory like its stateless twins (the server keeps the
-    last built; the caller builds the JSON twin last). `max_sessions`: the runtime's MCP_MAX_SESSIONS."""
-    server.streamable_http_app(
-        streamable_http_path=MCP_PATH,
-        stateless_http=False,
-        json_response=False,
+    server: MCPServer, security: TransportSecuritySettings, max_sessions: int, max_sessions_per_caller: int
+) -> CallerBoundSessionManager:
+    """The stateful manager: the SDK's, bounded per caller as well (caller_sessions), over the low-level server the
+    SDK's own app factory serves (the server keeps the last manager built; the caller builds the JSON twin last).
+    `max_sessions`, `max_sessions_per_caller`: the runtime's MCP_MAX_SESSIONS and MCP_MAX_SESSIONS_PER_CALLER."""
+    server.streamable_http_app(streamable_http_path=MCP_PATH, stateless_http=False, transport_security=security)
+    return CallerBoundSessionManager(
+        server.session_manager.app,
+        security_settings=security,
         session_idle_timeout=SESSION_IDLE_SECONDS,
         max_sessions=max_sessions,
-        transport_security=security,
+        max_sessions_per_caller=max_sessions_per_caller,
     )
-    return server.session_manager
 
 
 def names_session(scope: Scope) -> bool:
@@ -65,15 +65,18 @@ class StickySession:
     """Serves a request through the stateful manager and marks each response that names a session with the
     stickiness cookie, so the load balancer sends the session's next requests to this task."""
 
-    def __init__(self, manager: StreamableHTTPSessionManager) -> None:
+    def __init__(self, manager: CallerBoundSessionManager) -> None:
         self.manager = manager
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.manager.handle_request(scope, receive, _marking(send))
 
     async def open(self, scope: Scope, receive: Receive, send: Send) -> bool:
-        """Serves an opening `initialize`; False, having sent nothing, when the manager is full (its 503): the
-        caller then serves the request statelessly, so the client still connects, without a session."""
+        """Serves an opening `initialize`; False, having sent nothing, when the task holds all the sessions it may
+        or the caller all those it may (the manager's 503): the caller then serves the request statelessly, so the
+        client still connects, without a session."""
+        if self.manager.refuses(scope):
+            return False
         full = False
 
         async def unless_full(message: Message) -> None:
@@ -88,7 +91,8 @@ class StickySession:
 
 
 FULL = 503
-"""The SDK's answer to a request that would open a session past `max_sessions`."""
+"""The SDK's answer to a request that would open a session past `max_sessions` (or, here, past the caller's
+bound)."""
 
 
 def _marking(send: Send) -> Send:

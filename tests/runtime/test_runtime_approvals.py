@@ -686,6 +686,45 @@ async def test_a_task_that_holds_all_the_sessions_it_may_serves_the_next_client_
     assert paused["status"] == "awaiting_approval" and len(ticketing.tickets) == before
 
 
+@pytest.mark.slow
+def test_a_caller_that_holds_its_sessions_is_served_without_one_while_another_caller_still_opens_one(
+    bundle: BuiltBundle, local_issuer: RunningIssuer, runtime_factory: list[RuntimeProcess], tmp_path: Path
+) -> None:
+    """MCP_MAX_SESSIONS_PER_CALLER=2, real tokens over raw HTTP: alice opens two sessions; her third eliciting
+    initialize still connects, statelessly (no Mcp-Session-Id, no stickiness cookie), while bob opens one. Once alice
+    DELETEs a session she opens one again, and only one: the count follows her sessions both ways."""
+    env = {**bundle.identity_env(), **SECRET_ENV, **auth_env(local_issuer.url), "MCP_MAX_SESSIONS_PER_CALLER": "2"}
+    env["STATE_URL"] = f"sqlite:///{tmp_path / 'threads.db'}"
+    runtime = serve(env)
+    runtime_factory.append(runtime)
+    alice, bob = (bundle.token(local_issuer.issuer, subject=s, scopes=INSTANCE_SCOPES) for s in ("alice", "bob"))
+    as_alice = {**RAW_HEADERS, "Authorization": f"Bearer {alice}"}
+    as_bob = {**RAW_HEADERS, "Authorization": f"Bearer {bob}"}
+    with httpx.Client(base_url=runtime.url.removesuffix("/mcp"), timeout=30) as http:
+
+        def opened(headers: dict[str, str]) -> str | None:
+            answer = http.post("/mcp", json=_initialize({"elicitation": {}}), headers=headers)
+            assert answer.status_code == 200, answer.text
+            assert '"protocolVersion":"2025-11-25"' in answer.text.replace(" ", "")
+            session: str | None = answer.headers.get("mcp-session-id")
+            assert (SESSION_COOKIE in answer.headers.get("set-cookie", "")) == (session is not None)
+            return session
+
+        first, second = opened(as_alice), opened(as_alice)
+        assert first is not None and second is not None and first != second
+        assert opened(as_alice) is None
+        refused = runtime.wait_for_line(r'"event": "mcp_session_not_opened".*"reason": "caller_holds_max_sessions"')
+        assert '"sessions_held": 2' in refused.string
+        assert opened(as_bob) is not None
+
+        in_first = {**as_alice, "Mcp-Session-Id": first, "MCP-Protocol-Version": "2025-11-25"}
+        assert http.delete("/mcp", headers=in_first).status_code == 200
+        gone = http.post("/mcp", json={"jsonrpc": "2.0", "id": 2, "method": "tools/list"}, headers=in_first)
+        assert gone.status_code == 404
+        assert opened(as_alice) is not None
+        assert opened(as_alice) is None
+
+
 def test_mcp_max_sessions_is_read_from_the_environment_and_a_bad_value_is_named() -> None:
     assert config_from_env({}, bundle="b.tar.gz").max_sessions == 1000
     assert config_from_env({"MCP_MAX_SESSIONS": "5"}, bundle="b.tar.gz").max_sessions == 5
