@@ -7,6 +7,10 @@ from `pending`, and only that one runs the paused tool. Running the resumed turn
 (`runner`, `run_until`), taken in the same write as the decision: should the task that decided die before the
 turn's result is kept, a later `approve` of the same approval takes the claim over once it has run out and
 resumes the turn from its checkpoint.
+
+The approved call is made at most once: right before making it, the worker marks it as started (`start_call`, a
+conditional write that only the first mark of an approved approval passes: `call_started_at` set where unset). A
+turn resumed again after a task died past that point finds the mark and does not call again.
 """
 
 from __future__ import annotations
@@ -57,6 +61,10 @@ class ApprovalRecord:
     run_until: float = 0.0
     result: str | None = None
     """The resumed turn's final result (JSON of runtime.instance.InvokeResult), once it has run."""
+    call_started_at: float | None = None
+    """When a resumed turn began to make the approved call (set once: the call is made at most once)."""
+    call_started_by: str | None = None
+    """The claim holder (`runner`) whose turn began it."""
 
     def state(self, now: float) -> Literal["pending", "approved", "rejected", "expired"]:
         return "expired" if self.status == "pending" and now >= self.expires_at else self.status
@@ -93,6 +101,10 @@ class Approvals(Protocol):
 
     async def finish(self, approval_id: str, runner: str, result: str) -> bool:
         """Keeps the resumed turn's result, if `runner` still holds the claim."""
+
+    async def start_call(self, approval_id: str, *, by: str, now: float) -> bool:
+        """Marks the approved call as being made; True only for the first mark of an approved approval (a
+        rejected, pending or unknown one, or one marked before, is refused)."""
 
     async def pending(self, organization: str, *, now: float) -> list[ApprovalRecord]: ...
 
@@ -145,6 +157,13 @@ class MemoryApprovals:
         self._records[approval_id] = replace(record, result=result)
         return True
 
+    async def start_call(self, approval_id: str, *, by: str, now: float) -> bool:
+        record = self._records.get(approval_id)
+        if record is None or record.status != "approved" or record.call_started_at is not None:
+            return False
+        self._records[approval_id] = replace(record, call_started_at=now, call_started_by=by)
+        return True
+
     async def pending(self, organization: str, *, now: float) -> list[ApprovalRecord]:
         found = [r for r in self._records.values() if r.organization == organization and r.state(now) == "pending"]
         return sorted(found, key=lambda r: (r.created_at, r.id))
@@ -170,8 +189,10 @@ SQLITE_TABLE = (
     " thread_key TEXT NOT NULL, run_id TEXT NOT NULL, interrupt_id TEXT NOT NULL, agent_id TEXT NOT NULL,"
     " tool TEXT NOT NULL, arguments TEXT NOT NULL, trace_id TEXT NOT NULL, created_at REAL NOT NULL,"
     " expires_at REAL NOT NULL, status TEXT NOT NULL, decided_by TEXT, decided_at REAL, comment TEXT,"
-    " runner TEXT, run_until REAL NOT NULL DEFAULT 0, result TEXT)"
+    " runner TEXT, run_until REAL NOT NULL DEFAULT 0, result TEXT, call_started_at REAL, call_started_by TEXT)"
 )
+ADDED_COLUMNS = {"call_started_at": "REAL", "call_started_by": "TEXT"}
+"""Columns added since the table was first made: a file of an older runtime gets them when it is opened."""
 COLUMNS = tuple(ApprovalRecord.__dataclass_fields__)
 ALIASES = {"#s": "status", "#c": "comment", "#res": "result"}
 """DynamoDB reserved words among the item's attributes, by the alias its expressions use."""
@@ -201,6 +222,11 @@ class SqliteApprovals:
         await conn.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
         await conn.execute("PRAGMA synchronous = NORMAL")
         await conn.execute(SQLITE_TABLE)
+        async with conn.execute("PRAGMA table_info(af_approvals)") as cursor:
+            present = {row[1] for row in await cursor.fetchall()}
+        for column, kind in ADDED_COLUMNS.items():
+            if column not in present:
+                await conn.execute(f"ALTER TABLE af_approvals ADD COLUMN {column} {kind}")
         await conn.execute("CREATE INDEX IF NOT EXISTS af_approvals_by_org ON af_approvals (organization, status)")
         await conn.execute("CREATE INDEX IF NOT EXISTS af_approvals_by_thread ON af_approvals (thread_key)")
         return cls(conn)
@@ -238,6 +264,14 @@ class SqliteApprovals:
         cursor = await self._conn.execute(
             "UPDATE af_approvals SET result = ? WHERE id = ? AND runner = ? AND result IS NULL",
             (result, approval_id, runner),
+        )
+        return cursor.rowcount == 1
+
+    async def start_call(self, approval_id: str, *, by: str, now: float) -> bool:
+        cursor = await self._conn.execute(
+            "UPDATE af_approvals SET call_started_at = ?, call_started_by = ? WHERE id = ? AND status = 'approved'"
+            " AND call_started_at IS NULL",
+            (now, by, approval_id),
         )
         return cursor.rowcount == 1
 
@@ -338,9 +372,9 @@ class DynamoDBApprovals:
     def _from_item(item: dict[str, Any]) -> ApprovalRecord:
         """The immutable request from `body`; the changing fields from their own attributes."""
         body = json.loads(item["body"]["S"])
-        for name in ("status", "decided_by", "comment", "runner", "result"):
+        for name in ("status", "decided_by", "comment", "runner", "result", "call_started_by"):
             body[name] = item[name]["S"] if name in item else body.get(name)
-        for name in ("decided_at", "run_until"):
+        for name in ("decided_at", "run_until", "call_started_at"):
             body[name] = float(item[name]["N"]) if name in item else body.get(name)
         return ApprovalRecord(**body)
 
@@ -376,6 +410,14 @@ class DynamoDBApprovals:
             "SET #res = :res",
             "runner = :r AND attribute_not_exists(#res)",
             {":r": {"S": runner}, ":res": {"S": result}},
+        )
+
+    async def start_call(self, approval_id: str, *, by: str, now: float) -> bool:
+        return await self._update(
+            approval_id,
+            "SET call_started_at = :at, call_started_by = :by",
+            "#s = :a AND attribute_not_exists(call_started_at)",
+            {":at": {"N": repr(now)}, ":by": {"S": by}, ":a": {"S": "approved"}},
         )
 
     async def pending(self, organization: str, *, now: float) -> list[ApprovalRecord]:

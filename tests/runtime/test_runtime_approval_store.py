@@ -3,6 +3,7 @@ file, and a DynamoDB table of moto's server (slow)."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,15 @@ from typing import Any
 import pytest
 
 from runtime.state_url import parse_state_url
-from runtime.store.approval_store import APPROVAL_ITEM_PREFIX, ApprovalRecord
+from runtime.store.approval_store import (
+    ADDED_COLUMNS,
+    APPROVAL_ITEM_PREFIX,
+    COLUMNS,
+    SQLITE_TABLE,
+    ApprovalRecord,
+    SqliteApprovals,
+    _row,
+)
 from runtime.store.thread_saver_dynamodb import PrunableDynamoDBSaver
 from runtime.store.thread_store import ThreadState, open_thread_state
 from tests.mcp.foundry_mcp_local_aws import LocalAws, moto_server
@@ -115,3 +124,51 @@ async def test_erasing_a_thread_on_dynamodb_scans_for_its_approvals_once(
         assert await state.approvals.of_thread("key-1") == []
     finally:
         await state.close()
+
+
+async def test_an_approved_call_is_marked_as_started_once(state: ThreadState) -> None:
+    """The mark a worker sets right before an approved call: of two runs of the turn, only the first may call."""
+    await state.approvals.add(_approval("yes"))
+    assert await state.approvals.decide(
+        "yes", "approved", by="bob", comment=None, now=1000.0, runner="task-a", until=1060.0
+    )
+    assert await state.approvals.start_call("yes", by="task-a", now=1001.0)
+    assert not await state.approvals.start_call("yes", by="task-b", now=1070.0)
+    record = await state.approvals.get("yes")
+    assert record is not None and (record.call_started_at, record.call_started_by) == (1001.0, "task-a")
+    assert record.status == "approved" and record.runner == "task-a"  # the mark changes nothing else
+
+
+async def test_a_pending_rejected_or_unknown_approval_is_never_marked(state: ThreadState) -> None:
+    await state.approvals.add(_approval("waiting"))
+    await state.approvals.add(_approval("no"))
+    assert await state.approvals.decide("no", "rejected", by="bob", comment=None, now=1000.0, runner="a", until=1060)
+    for approval_id in ("waiting", "no", "apr-unknown"):
+        assert not await state.approvals.start_call(approval_id, by="task-a", now=1001.0)
+    for approval_id in ("waiting", "no"):
+        record = await state.approvals.get(approval_id)
+        assert record is not None and (record.call_started_at, record.call_started_by) == (None, None)
+
+
+async def test_a_sqlite_file_of_an_older_runtime_gains_the_call_mark_columns(tmp_path: Path) -> None:
+    """An approvals table made before the mark existed keeps its approvals and can mark them."""
+    path = tmp_path / "old.db"
+    old_table = SQLITE_TABLE.replace(", call_started_at REAL, call_started_by TEXT)", ")")
+    assert old_table != SQLITE_TABLE
+    old_columns = [c for c in COLUMNS if c not in ADDED_COLUMNS]
+    record = _approval("old")
+    values = [v for c, v in zip(COLUMNS, _row(record), strict=True) if c in old_columns]
+    marks = ", ".join("?" for _ in old_columns)
+    insert = f"INSERT INTO af_approvals ({', '.join(old_columns)}) VALUES ({marks})"  # noqa: S608 - fixed names
+    with sqlite3.connect(path) as conn:
+        conn.execute(old_table)
+        conn.execute(insert, values)
+    approvals = await SqliteApprovals.open(path)
+    try:
+        assert await approvals.get("old") == record
+        assert await approvals.decide("old", "approved", by="bob", comment=None, now=1.0, runner="a", until=60.0)
+        assert await approvals.start_call("old", by="a", now=2.0)
+        kept = await approvals.get("old")
+        assert kept is not None and kept.call_started_by == "a"
+    finally:
+        await approvals.close()
