@@ -76,15 +76,18 @@ class ToolCallStep(BaseModel):
     server: str
     tool: str
     ms: float
-    status: Literal["ok", "error", "refused"]
-    """refused: the approver rejected the call, so it was not made."""
+    status: Literal["ok", "error", "refused", "unknown"]
+    """refused: the approver rejected the call, so it was not made. unknown: an approved call that an earlier run of
+    the resumed turn began and never finished (its task died): it may have been made, and was not made again."""
     arguments: dict[str, Any] | None = None
+    approval_id: str | None = None
+    """The approval that decided the call, when it needed one."""
 
 
 class InvokeError(BaseModel):
     code: str
     """input_too_large | malformed_input | blocked_content | blocked_tenant | agent_failed | timeout | draining |
-    thread_busy | interrupted | state_unavailable | approval_not_reached"""
+    thread_busy | interrupted | state_unavailable | approval_not_reached | approval_outcome_unknown"""
     message: str
     node: str
     agent_id: str
@@ -217,6 +220,7 @@ class Instance:
                 tools=self.backend.gateway(worker.agent_id),
                 debug=self.config.log_level.upper() == "DEBUG",
                 approval=self.approval_policy,
+                start_call=self._start_approved_call,
             )
         return agents
 
@@ -260,6 +264,12 @@ class Instance:
         limit = self.bundle.instance.spec.limits.request_timeout_seconds
         run_seconds = limit + ERROR_PATH_GRACE_SECONDS + state.turns.wait_seconds
         self.desk = ApprovalDesk(state.approvals, self._resume_turn, run_seconds=run_seconds, clock=state.clock)
+
+    async def _start_approved_call(self, approval_id: str, runner: str) -> bool:
+        """The worker's mark, right before an approved call (runtime.approvals.policy: at most once)."""
+        if self.thread_state is None:
+            raise StateStoreError("the thread state is not open yet")
+        return await self.thread_state.approvals.start_call(approval_id, by=runner, now=self.thread_state.clock())
 
     def _memory(self) -> ThreadMemory:
         if self.thread_state is None:
@@ -547,7 +557,7 @@ class Instance:
                     await self._record_usage(started_at, counters)
         total_ms = round((time.perf_counter() - started) * 1000, 3)
         result = _result(state, thread_id=record.thread, trace_id=record.trace_id, total_ms=total_ms)
-        if (missed := _approved_call_missed(record, result)) is not None:
+        if (missed := _approved_call_unknown(result) or _approved_call_missed(record, result)) is not None:
             result.ok, result.answer, result.error = False, None, missed
         result.usage = TurnUsage.of(tally)  # the resumed part's own use (the paused invoke reported the rest)
         log.info(json.dumps({"event": "approval.resumed", "trace_id": record.trace_id, "ok": result.ok}))
@@ -647,6 +657,26 @@ def _approved_call_missed(record: ApprovalRecord, result: InvokeResult) -> Invok
         ),
         node="resume",
         agent_id=record.agent_id,
+    )
+
+
+def _approved_call_unknown(result: InvokeResult) -> InvokeError | None:
+    """An approved call that an earlier run of the resumed turn began (its mark is set) and never finished: its task
+    died after starting it and before the turn's result was kept. It may have been made, so it was not made again,
+    and the person's yes must not read as done, nor as not done."""
+    call = next((c for c in result.tool_calls if c.status == "unknown"), None)
+    if call is None:
+        return None
+    return InvokeError(
+        code="approval_outcome_unknown",
+        message=(
+            f"approval {call.approval_id} was approved, and a task that resumed its turn before began the approved "
+            f"call ({call.server}.{call.tool} of {call.agent_id}) but stopped before its outcome was kept: the call "
+            "may have been made, so it was not made again (an approved call is made at most once); check "
+            f"{call.server} for it before asking again (invoke)"
+        ),
+        node="resume",
+        agent_id=call.agent_id,
     )
 
 

@@ -43,9 +43,12 @@ class ToolCallTrace(TypedDict):
     server: str
     tool: str
     ms: float
-    status: Literal["ok", "error", "refused"]
-    """refused: the approver rejected the call (runtime.approvals.policy), so it was not made."""
+    status: Literal["ok", "error", "refused", "unknown"]
+    """refused: the approver rejected the call (runtime.approvals.policy), so it was not made. unknown: an approved
+    call that an earlier run of the turn began and never finished; not made again."""
     arguments: dict[str, Any] | None
+    approval_id: str | None
+    """The approval that decided the call, when it needed one."""
 
 
 class HistoryMessage(TypedDict):

@@ -7,6 +7,9 @@ and is recorded in the answer's trace. A failing tool fails the worker, so the e
 A tool the governance policy's `approval_required` names waits for a person: the tool step asks (LangGraph's
 `interrupt`, runtime.approvals.policy) for every such call of the round before it makes any call, so the step, re-run
 when the turn resumes, makes each call once; a refused call is not made and the model reads that it was refused.
+Right before an approved call, the step marks it as started in the approval's record (`start_call`): a step resumed
+again after a task died past that point finds the mark, does not call again, and tells the model the call's outcome
+is unknown (status `unknown`).
 """
 
 from __future__ import annotations
@@ -20,7 +23,14 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
 from instance_contract.schema import AgentSpec
-from runtime.approvals.policy import ApprovalAnswer, ApprovalPolicy, ask_approval, refusal_text
+from runtime.approvals.policy import (
+    ApprovalAnswer,
+    ApprovalPolicy,
+    CallStarts,
+    ask_approval,
+    outcome_unknown_text,
+    refusal_text,
+)
 from runtime.backend.backend_mcp import ToolCallError, ToolGateway
 from runtime.backend.external_mcp import split_tool_name
 from runtime.state import PipelineState, ToolCallTrace, WorkerTask
@@ -58,10 +68,18 @@ class LoopState(TypedDict, total=False):
 
 class WorkerAgent:
     def __init__(
-        self, *, spec: AgentSpec, tools: ToolGateway, debug: bool = False, approval: ApprovalPolicy | None = None
+        self,
+        *,
+        spec: AgentSpec,
+        tools: ToolGateway,
+        debug: bool = False,
+        approval: ApprovalPolicy | None = None,
+        start_call: CallStarts | None = None,
     ) -> None:
+        """`start_call`: marks an approved call as started in its approval's record (the instance's store)."""
         self.agent_id = spec.metadata.agent_id
         self.approval = approval or ApprovalPolicy()
+        self.start_call = start_call
         self.spec = spec
         self.tools = tools
         self.debug = debug
@@ -132,12 +150,15 @@ class WorkerAgent:
         for i, (name, arguments) in enumerate(pending):
             server, tool = split_tool_name(name) or ("backend", name)
             started = time.perf_counter()
-            status: Literal["ok", "error", "refused"] = "error"
-            refused = i in answers and answers[i]["decision"] != "approve"
+            status: Literal["ok", "error", "refused", "unknown"] = "error"
+            answer = answers.get(i)
             try:
-                if refused:
+                if answer is not None and answer["decision"] != "approve":
                     status = "refused"
-                    result = {"text": refusal_text(name, answers[i])}
+                    result = {"text": refusal_text(name, answer)}
+                elif answer is not None and not await self._first_start(answer):
+                    status = "unknown"
+                    result = {"text": outcome_unknown_text(name, answer)}
                 else:
                     result = await self.tools.call(name, arguments)
                     status = "ok"
@@ -149,8 +170,16 @@ class WorkerAgent:
                     "ms": round((time.perf_counter() - started) * 1000, 3),
                     "status": status,
                     "arguments": arguments if self.debug else None,
+                    "approval_id": answer.get("approval_id") if answer is not None else None,
                 }
                 trace.append(entry)
                 made.append(entry)
             results.append(str(result.get("text", "")))
         return {"rounds": [{"calls": state["pending"], "results": results}], "pending": [], "calls": made}
+
+    async def _first_start(self, answer: ApprovalAnswer) -> bool:
+        """Marks the approved call as started; False when an earlier run of this turn marked it (and so may have
+        made it). An answer that names no approval (kept in an older runtime's checkpoint) is not marked."""
+        if self.start_call is None or "approval_id" not in answer:
+            return True
+        return await self.start_call(answer["approval_id"], answer.get("runner", ""))

@@ -4,7 +4,8 @@
 resumes the paused turn (its claim is taken in the same write) and keeps the turn's result with the approval; any
 other decision on it, in this task or another, answers with that result once it is kept. A decided approval whose
 result is not kept and whose claim ran out (the task that decided died, or the thread stayed busy) is resumed by
-the next `approve` of it. Every answer names the approval's state; an unknown approval, one of another
+the next `approve` of it (an approved call that turn had already started is not made again: the worker's mark,
+runtime.approvals.policy). Every answer names the approval's state; an unknown approval, one of another
 organization and an expired one are refused with an ApprovalError that says which.
 """
 

@@ -7,6 +7,11 @@ thread's lease is released, and the invoke answers `awaiting_approval` with the 
 (runtime.store.approval_store). `approve` on any task decides it with a conditional write, takes the thread's turn again
 and resumes the graph from its checkpoint with `Command(resume=...)`: the tool runs, or the model is told that the
 call was refused; the final result is kept with the approval, so a second decision answers with the first's.
+
+An approved call is made at most once: the resume value names the approval, and the worker marks the call as started
+in the approval's record (a conditional write, `Approvals.start_call`) right before making it. A turn resumed again
+after the task that made the call died before the turn's result was kept finds the mark: the call is not made again,
+the model is told its outcome is unknown, and the approval's result says so (`approval_outcome_unknown`).
 """
 
 from __future__ import annotations
@@ -14,9 +19,10 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict
 
 from langgraph.types import Command, interrupt
 from pydantic import BaseModel
@@ -61,6 +67,14 @@ class ApprovalAnswer(TypedDict):
     decision: Decision
     decided_by: str
     comment: str | None
+    approval_id: NotRequired[str]
+    """The approval decided (absent from an answer kept in a checkpoint of an older runtime)."""
+    runner: NotRequired[str]
+    """Who runs the resumed turn (the claim's holder): the approved call's mark names it."""
+
+
+CallStarts = Callable[[str, str], Awaitable[bool]]
+"""Marks an approved call as being made (approval id, runner): True for the first mark only (Approvals.start_call)."""
 
 
 def ask_approval(agent_id: str, tool: str, arguments: dict[str, Any]) -> ApprovalAnswer:
@@ -79,6 +93,16 @@ def refusal_text(tool: str, answer: ApprovalAnswer) -> str:
     )
 
 
+def outcome_unknown_text(tool: str, answer: ApprovalAnswer) -> str:
+    """What the model is told in place of the result of an approved call that an earlier run began and never
+    finished."""
+    return (
+        f"The approved call of {tool} (approval {answer.get('approval_id')}) was already started by an earlier run "
+        "of this turn that stopped before its outcome was known: it may have been made. It was not made again. Tell "
+        "the user to check the target system before asking for it again."
+    )
+
+
 def resume_command(record: ApprovalRecord) -> Command[Any]:
     """The decided approval's answer to its paused turn's interrupt."""
     assert record.decided_by is not None, "only a decided approval resumes its turn"
@@ -86,7 +110,10 @@ def resume_command(record: ApprovalRecord) -> Command[Any]:
         "decision": "approve" if record.status == "approved" else "reject",
         "decided_by": record.decided_by,
         "comment": record.comment,
+        "approval_id": approval_id(record.run_id, record.interrupt_id),
     }
+    if record.runner is not None:
+        answer["runner"] = record.runner
     return Command(resume={record.interrupt_id: answer})
 
 

@@ -234,7 +234,9 @@ def _add_approval_tools(server: MCPServer, instance: Instance, caller: Callable[
     ) -> ApprovalState:
         """Decide a tool call that waits for approval: the paused turn resumes from its checkpoint (the tool runs,
         or the agent is told it was refused) and the answer carries the turn's final `result`. A second decision
-        on the same approval answers with the first one's. Needs the agentfoundry/approve scope."""
+        on the same approval answers with the first one's. The approved call is made at most once: if a task died
+        after starting it, `result.error.code` is approval_outcome_unknown (check the target system before asking
+        again). Needs the agentfoundry/approve scope."""
         try:
             return await instance.approve(approval_id, decision, comment, caller(APPROVE_SCOPE))
         except ApprovalError as exc:

@@ -55,14 +55,16 @@ SECRET_ENV = {"SECRET_TICKET_API_TOKEN": TOKEN}
 HOUR = 3600.0
 
 
-def _bundle(root: Path, url: str, on_busy: str = "enqueue") -> BuiltBundle:
+def _bundle(root: Path, url: str, on_busy: str = "enqueue", request_timeout_seconds: float = 50) -> BuiltBundle:
     agents = copy_agents(root / "agents")
     allow_private_targets(agents)  # the ticketing server listens on 127.0.0.1
     server = {"name": "ticketing", "url": url, "bearer_secret": "ticket-api-token", "timeout_seconds": 5}
-    edit(
-        agents / "manifests" / "manifest.instance-template.yaml",
-        lambda d: d["spec"]["mcp"].update(servers=[server], on_busy=on_busy),
-    )
+
+    def template(data: Doc) -> None:
+        data["spec"]["mcp"].update(servers=[server], on_busy=on_busy)
+        data["spec"]["limits"]["request_timeout_seconds"] = request_timeout_seconds
+
+    edit(agents / "manifests" / "manifest.instance-template.yaml", template)
     edit(
         agents / "specs" / "workers" / "ticket-agent.yaml",
         lambda d: d["spec"]["tools"].append("ticketing.create_ticket"),
@@ -216,6 +218,61 @@ async def test_a_decision_whose_task_died_before_resuming_is_resumed_by_the_next
         assert ticket.id in resumed.result["answer"]
         assert (await instance.approve(paused.approval.id, "approve")).result == resumed.result
     assert len(ticketing.tickets) == before + 1
+
+
+async def test_a_turn_resumed_after_its_approved_call_was_started_does_not_call_again_and_says_its_outcome_is_unknown(
+    ticketing: TicketingServer, bundle: BuiltBundle, tmp_path: Path
+) -> None:
+    before = len(ticketing.tickets)
+    url = f"sqlite:///{tmp_path / 'threads.db'}"
+    clock = Clock(1_900_000_000.0)
+    async with task(bundle, url, clock) as instance:
+        paused = await instance.invoke(REQUEST, thread_id="t-started")
+        assert paused.approval is not None
+        approval_id = paused.approval.id
+        state = instance.thread_state
+        assert state is not None
+        # what a task that resumed the turn and died while making the approved call leaves in the store
+        now = clock.now
+        assert await state.approvals.decide(
+            approval_id, "approved", by="bob", comment="go", now=now, runner="gone:1", until=now + 60
+        )
+        assert await state.approvals.start_call(approval_id, by="gone:1", now=now + 1)
+        clock.now += 61
+        resumed = await instance.approve(approval_id, "approve")
+        assert (resumed.state, resumed.decided_by) == ("approved", "bob") and resumed.result is not None
+        result = resumed.result
+        assert not result["ok"] and result["status"] == "failed" and result["answer"] is None, result
+        error = result["error"]
+        assert error["code"] == "approval_outcome_unknown" and error["agent_id"] == "ticket-agent"
+        assert approval_id in error["message"] and f"({TICKET_TOOL} of ticket-agent)" in error["message"]
+        assert "may have been made" in error["message"] and "not made again" in error["message"]
+        assert [(c["status"], c["approval_id"]) for c in result["tool_calls"]] == [("unknown", approval_id)]
+        assert (await instance.approve(approval_id, "approve")).result == result
+        record = await state.approvals.get(approval_id)
+        assert record is not None and record.call_started_by == "gone:1"
+    assert len(ticketing.tickets) == before
+
+
+async def test_an_approved_call_is_marked_by_the_task_that_made_it_and_a_rejected_one_never(
+    ticketing: TicketingServer, bundle: BuiltBundle, tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path / 'threads.db'}"
+    async with task(bundle, url) as instance:
+        state = instance.thread_state
+        assert state is not None
+        approved = await instance.invoke(REQUEST, thread_id="t-marked")
+        rejected = await instance.invoke(REQUEST, thread_id="t-unmarked")
+        assert approved.approval is not None and rejected.approval is not None
+        made = await instance.approve(approved.approval.id, "approve")
+        assert made.result is not None and made.result["ok"]
+        assert [(c["status"], c["approval_id"]) for c in made.result["tool_calls"]] == [("ok", approved.approval.id)]
+        record = await state.approvals.get(approved.approval.id)
+        assert record is not None and record.call_started_at is not None
+        assert record.call_started_by == record.runner and record.runner is not None
+        await instance.approve(rejected.approval.id, "reject")
+        record = await state.approvals.get(rejected.approval.id)
+        assert record is not None and (record.call_started_at, record.call_started_by) == (None, None)
 
 
 async def test_erasing_a_subjects_thread_erases_its_pending_approval_and_the_paused_turn(
@@ -575,6 +632,57 @@ async def test_a_task_lost_while_its_client_is_asked_leaves_the_approval_for_ano
     assert decided["state"] == "approved" and decided["result"]["status"] == "completed"
     (ticket,) = ticketing.tickets[before:]
     assert ticket.id in decided["result"]["answer"]
+
+
+@pytest.mark.slow
+async def test_an_approved_call_in_flight_when_its_task_dies_is_not_made_again_and_its_outcome_is_unknown(
+    ticketing: TicketingServer, runtime_factory: list[RuntimeProcess], tmp_path: Path
+) -> None:
+    """Real processes over HTTP: the approved ticket call is in flight (the ticketing server's slow create) when the
+    process that resumed the turn is killed, so no result is kept. Once its claim runs out, a second process's
+    approve of the same approval resumes the turn from its checkpoint (taken before the call), finds the call marked
+    as started, and does not make it again: one ticket, and the answer says the call's outcome is unknown."""
+    built = _bundle(tmp_path / "short", ticketing.url, request_timeout_seconds=5)
+    before = len(ticketing.tickets)
+    env = {**built.identity_env(), **SECRET_ENV, "STATE_URL": f"sqlite:///{tmp_path / 'threads.db'}"}
+    env["THREAD_WAIT_SECONDS"] = "30"  # the claim (5 + 5 + 30 s) outlasts the dead task's thread lease (30 s)
+    first = serve(env)
+    runtime_factory.append(first)
+    async with mcp_client(first.url) as client:
+        paused = _structured(await client.call_tool("invoke", {"message": REQUEST, "thread_id": "t-crash"}))
+    approval_id = paused["approval"]["id"]
+
+    async def approve_on(runtime: RuntimeProcess) -> dict[str, Any]:
+        async with mcp_client(runtime.url) as client:
+            return _structured(await client.call_tool("approve", {"approval_id": approval_id, "decision": "approve"}))
+
+    ticketing.create_seconds = 2.0
+    try:
+        approving = asyncio.create_task(approve_on(first))
+        async with asyncio.timeout(30):
+            while ticketing.creating == 0:
+                await asyncio.sleep(0.01)
+        first.process.kill()
+        first.process.wait(timeout=10)
+        with pytest.raises(ExceptionGroup):  # the client's call to the dead process
+            await approving
+    finally:
+        ticketing.create_seconds = 0.0
+    assert len(ticketing.tickets) == before + 1  # the dead task made the call
+
+    second = serve(env)
+    runtime_factory.append(second)
+    decided = await approve_on(second)
+    assert len(ticketing.tickets) == before + 1, "the approved call was made twice"
+    assert decided["state"] == "approved" and decided["result"] is not None
+    result = decided["result"]
+    assert not result["ok"] and result["status"] == "failed" and result["answer"] is None, result
+    error = result["error"]
+    assert error["code"] == "approval_outcome_unknown" and error["agent_id"] == "ticket-agent"
+    assert approval_id in error["message"] and f"{TICKET_TOOL} of ticket-agent" in error["message"]
+    assert [c["status"] for c in result["tool_calls"]] == ["unknown"]
+    again = await approve_on(second)
+    assert again["result"] == result and len(ticketing.tickets) == before + 1
 
 
 def _deployed(ticketing: TicketingServer, root: Path, change: str) -> BuiltBundle:

@@ -46,7 +46,7 @@ class TicketingServer:
     traceparent_meta: list[str] = field(default_factory=list)
     """The `_meta.traceparent` of every tools/call that had one."""
     create_seconds: float = 0.0
-    """How long create_ticket takes (a test sets it to catch a call in flight)."""
+    """How long create_ticket takes to answer once it made the ticket (a test sets it to catch a call in flight)."""
     creating: int = 0
     """create_ticket calls in flight."""
 
@@ -101,13 +101,13 @@ def _build(state: TicketingServer, port: int, report_bytes: int) -> MCPServer:
 
     @server.tool(description=TOOL_DESCRIPTIONS["create_ticket"])
     async def create_ticket(summary: str, severity: str = "medium") -> Ticket:
+        ticket = Ticket(id=f"TCK-{len(state.tickets) + 1}", summary=summary)
+        state.tickets.append(ticket)  # made at once: a caller lost while waiting for the answer still made it
         state.creating += 1
         try:
             await asyncio.sleep(state.create_seconds)
         finally:
             state.creating -= 1
-        ticket = Ticket(id=f"TCK-{len(state.tickets) + 1}", summary=summary)
-        state.tickets.append(ticket)
         return ticket
 
     @server.tool(description=TOOL_DESCRIPTIONS["export_report"])
