@@ -21,6 +21,7 @@ from jwt import PyJWK
 from mcp.server.auth.provider import AccessToken
 
 from oauth_resource.jwks import ALLOWED_ALGORITHMS, KeySet
+from oauth_resource.scopes import scopes_of
 
 log = logging.getLogger("oauth_resource.verifier")
 
@@ -57,6 +58,9 @@ class TokenRules:
     max_lifetime_seconds: int = DEFAULT_MAX_LIFETIME_SECONDS
     """The longest `exp - iat` accepted. A token without `iat` is measured from now (`exp - now`): it is accepted
     only while it expires within this bound, so leaving `iat` out cannot buy a longer life."""
+    app_roles_as_scopes: bool = False
+    """Read an app-only token's `roles` (no `scope`, no `scp`) as its scopes: Microsoft Entra ID's client credentials
+    tokens carry the application's permissions there. Off by default: another issuer's `roles` may be a user's."""
 
 
 def quoted(value: object, limit: int = MAX_QUOTED_CHARS) -> str:
@@ -67,19 +71,6 @@ def quoted(value: object, limit: int = MAX_QUOTED_CHARS) -> str:
 
 def bounded(reason: str, limit: int = MAX_LOGGED_REASON_CHARS) -> str:
     return reason if len(reason) <= limit else f"{reason[:limit]}… ({len(reason)} chars)"
-
-
-def scopes_of(claims: dict[str, Any]) -> list[str]:
-    """The token's scopes: `scope`, space-separated (RFC 9068; Cognito, Auth0, Keycloak), and `scp`, a
-    space-separated string (Microsoft Entra ID) or a list (Okta). Both are read; each scope once, in order."""
-    found: list[str] = []
-    for name in ("scope", "scp"):
-        value = claims.get(name)
-        if isinstance(value, str):
-            found += value.split()
-        elif isinstance(value, list):
-            found += [s for item in value if isinstance(item, str) for s in item.split()]
-    return list(dict.fromkeys(found))
 
 
 def check_type(header: dict[str, Any]) -> None:
@@ -197,7 +188,7 @@ class JwtVerifier:
         access = AccessToken(
             token=token,
             client_id=str(client_id),
-            scopes=scopes_of(claims),
+            scopes=scopes_of(claims, app_roles_as_scopes=rules.app_roles_as_scopes),
             expires_at=int(claims["exp"]),
             resource=rules.audience,
             subject=subject,

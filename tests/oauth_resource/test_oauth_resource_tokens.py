@@ -19,7 +19,8 @@ import pytest
 
 from oauth_resource.dev_issuer import RunningIssuer, SigningKey, serve_issuer
 from oauth_resource.jwks import KeySet
-from oauth_resource.verifier import MAX_LOGGED_REASON_CHARS, JwtVerifier, TokenRules, scopes_of
+from oauth_resource.scopes import scopes_of
+from oauth_resource.verifier import MAX_LOGGED_REASON_CHARS, JwtVerifier, TokenRules
 
 INVOKE, READ = "agentfoundry/invoke", "agentfoundry/read"
 
@@ -57,6 +58,7 @@ class IssuerShape:
     org_claim: str
     header: dict[str, Any]
     claims: dict[str, Any]
+    app_roles_as_scopes: bool = False
 
 
 def shapes(now: int) -> dict[str, IssuerShape]:
@@ -86,6 +88,20 @@ def shapes(now: int) -> dict[str, IssuerShape]:
                     "preferred_username": "alice@acme.example", "rh": "0.AAAA", "scp": f"{INVOKE} {READ}",
                     "sub": "AAAAAAAAAAAAAAAAAAAAAIkzqFVrSaSaFHy782bbtaQ", "tid": tenant, "uti": "fqiBqXLPj0eQa82S",
                     "ver": "2.0", "https://agentfoundry.example.com/org": "acme"},
+        ),
+        "Microsoft Entra ID (v2.0 app-only token, roles, app_roles_as_scopes)": IssuerShape(
+            issuer=f"https://login.microsoftonline.com/{tenant}/v2.0",
+            audience=api_client,
+            audience_claim="aud",
+            org_claim="https://agentfoundry.example.com/org",
+            header={"typ": "JWT", "x5t": "nOo3ZDrODXEK1jKWhXslHR_KXEg"},
+            claims={"aud": api_client, "iss": f"https://login.microsoftonline.com/{tenant}/v2.0", "iat": now,
+                    "nbf": now, "exp": now + 3599, "aio": "k2BgYJhrg3+vKl",
+                    "azp": "7c1d2e3f-4a5b-4c6d-8e9f-0a1b2c3d4e5f", "azpacr": "1", "idtyp": "app",
+                    "oid": "2b9e3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d", "rh": "0.AAAA",
+                    "roles": [INVOKE, READ], "sub": "2b9e3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d", "tid": tenant,
+                    "uti": "3s8Jq0lZ1EuWb9", "ver": "2.0", "https://agentfoundry.example.com/org": "acme"},
+            app_roles_as_scopes=True,
         ),
         "Okta (custom authorization server, scp list)": IssuerShape(
             issuer="https://acme.okta.com/oauth2/default",
@@ -134,6 +150,7 @@ async def test_each_issuer_in_the_table_is_accepted_with_its_scopes(issuer: Runn
         organization="acme",
         org_claim=shape.org_claim,
         audience_claim=shape.audience_claim,
+        app_roles_as_scopes=shape.app_roles_as_scopes,
     )
     verifier = JwtVerifier(rules, KeySet(issuer=shape.issuer, jwks_uri=f"{issuer.url}/jwks.json"))
     token = sign(issuer.issuer.current_key(), shape.claims, shape.header)
@@ -158,6 +175,30 @@ async def test_each_issuer_in_the_table_is_accepted_with_its_scopes(issuer: Runn
 )
 def test_scopes_come_from_scope_and_scp(claims: dict[str, Any], scopes: list[str]) -> None:
     assert scopes_of(claims) == scopes
+
+
+@pytest.mark.parametrize(
+    ("claims", "scopes"),
+    [
+        ({"roles": [INVOKE, READ, INVOKE]}, [INVOKE, READ]),
+        ({"scp": READ, "roles": [INVOKE]}, [READ]),  # delegated: the user's app roles are not the client's
+        ({"scope": READ, "roles": [INVOKE]}, [READ]),
+        ({"scp": "", "roles": [INVOKE]}, []),  # an (empty) scp still makes it a delegated token
+        ({"roles": INVOKE}, []),  # not a list
+        ({"roles": [INVOKE, 7]}, []),  # one bad item spoils the claim, not just itself
+        ({"roles": [f"{INVOKE} {READ}"]}, []),  # a role value has no whitespace
+        ({"roles": [""]}, []),
+        ({"roles": {INVOKE: True}}, []),
+        ({"roles": []}, []),
+        ({}, []),
+    ],
+)
+def test_app_roles_are_scopes_only_of_a_token_without_scope_or_scp(claims: dict[str, Any], scopes: list[str]) -> None:
+    assert scopes_of(claims, app_roles_as_scopes=True) == scopes
+
+
+def test_app_roles_are_not_scopes_unless_asked_for() -> None:
+    assert scopes_of({"roles": [INVOKE, READ]}) == []
 
 
 # --- keys that leave the set -----------------------------------------------------------------------------------
