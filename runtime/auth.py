@@ -89,6 +89,7 @@ def resource_server(auth: AuthConfig, *, organization: str, hostname: str) -> Re
         org_claim=auth.org_claim,
         audience_claim=auth.audience_claim,
         max_lifetime_seconds=auth.max_token_lifetime_seconds,
+        app_roles_as_scopes=auth.app_roles_as_scopes,
     )
     keys = KeySet(
         issuer=auth.issuer,

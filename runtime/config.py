@@ -106,6 +106,8 @@ class AuthConfig:
     jwks_min_refetch_seconds: float = 30.0
     max_token_lifetime_seconds: int = DEFAULT_MAX_TOKEN_LIFETIME_SECONDS
     """The longest `exp - iat` accepted (a token without `iat`: `exp - now`)."""
+    app_roles_as_scopes: bool = False
+    """AUTH_APP_ROLES_AS_SCOPES: an app-only token's `roles` (no `scope`/`scp`) are its scopes (Entra ID)."""
 
 
 @dataclass(frozen=True)
@@ -246,6 +248,7 @@ def auth_from_env(env: Mapping[str, str]) -> AuthConfig:
         max_token_lifetime_seconds=_int(
             env, "AUTH_MAX_TOKEN_LIFETIME_SECONDS", DEFAULT_MAX_TOKEN_LIFETIME_SECONDS, 60, MAX_TOKEN_LIFETIME_CEILING
         ),
+        app_roles_as_scopes=_bool(env, "AUTH_APP_ROLES_AS_SCOPES"),
     )
 
 
@@ -275,6 +278,14 @@ def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -
     if not low <= value <= high:
         raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
     return value
+
+
+def _bool(env: Mapping[str, str], name: str) -> bool:
+    """`true` or `false` (any case); unset or empty is false."""
+    raw = env.get(name, "").strip()
+    if raw.lower() not in ("", "true", "false"):
+        raise ConfigError(f"{name} must be 'true' or 'false', got {raw!r}")
+    return raw.lower() == "true"
 
 
 def _float(env: Mapping[str, str], name: str, default: float) -> float:

@@ -1,4 +1,5 @@
-"""The token limits among the runtime's AUTH_* variables: read, defaulted and checked, naming the variable."""
+"""The token limits and AUTH_APP_ROLES_AS_SCOPES among the runtime's AUTH_* variables: read, defaulted and checked,
+naming the variable."""
 
 from __future__ import annotations
 
@@ -30,3 +31,17 @@ def test_the_limits_are_read_from_their_variables() -> None:
 def test_a_bad_maximum_lifetime_is_refused_naming_the_variable(value: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         auth_from_env({**ISSUER, "AUTH_MAX_TOKEN_LIFETIME_SECONDS": value})
+
+
+def test_app_roles_are_not_scopes_unless_the_variable_says_true() -> None:
+    assert auth_from_env(ISSUER).app_roles_as_scopes is False
+    assert auth_from_env({**ISSUER, "AUTH_APP_ROLES_AS_SCOPES": ""}).app_roles_as_scopes is False
+    assert auth_from_env({**ISSUER, "AUTH_APP_ROLES_AS_SCOPES": "false"}).app_roles_as_scopes is False
+    assert auth_from_env({**ISSUER, "AUTH_APP_ROLES_AS_SCOPES": "true"}).app_roles_as_scopes is True
+    assert auth_from_env({**ISSUER, "AUTH_APP_ROLES_AS_SCOPES": " True "}).app_roles_as_scopes is True
+
+
+@pytest.mark.parametrize("value", ["yes", "1", "on", "roles"])
+def test_a_bad_app_roles_setting_is_refused_naming_the_variable(value: str) -> None:
+    with pytest.raises(ConfigError, match=f"AUTH_APP_ROLES_AS_SCOPES must be 'true' or 'false', got '{value}'"):
+        auth_from_env({**ISSUER, "AUTH_APP_ROLES_AS_SCOPES": value})
