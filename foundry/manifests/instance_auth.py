@@ -40,6 +40,8 @@ class InstanceAuth:
     org_claim: str
     max_token_lifetime_seconds: int = DEFAULT_MAX_TOKEN_LIFETIME_SECONDS
     jwks_refresh_seconds: int = DEFAULT_JWKS_REFRESH_SECONDS
+    app_roles_as_scopes: bool = False
+    """The issuer's app-only tokens' `roles` are their scopes (Entra ID); off, the variable is not set at all."""
 
     def runtime_environment(
         self, *, platform_issuer: str | None = None, platform_client_id: str | None = None
@@ -66,6 +68,8 @@ class InstanceAuth:
             env["AUTH_MAX_TOKEN_LIFETIME_SECONDS"] = str(self.max_token_lifetime_seconds)
         if self.jwks_refresh_seconds != DEFAULT_JWKS_REFRESH_SECONDS:
             env["AUTH_JWKS_MAX_AGE_SECONDS"] = str(self.jwks_refresh_seconds)
+        if self.app_roles_as_scopes:
+            env["AUTH_APP_ROLES_AS_SCOPES"] = "true"
         return dict(sorted(env.items()))
 
 
@@ -78,13 +82,23 @@ def resolve_instance_auth(settings: EnvironmentSettings, *, organization_id: str
     source: IssuerSource = "organization"
     if chosen is None:
         chosen, source = auth.issuer, "environment"
-    limits = {"max_token_lifetime_seconds": auth.max_token_lifetime_seconds,
-              "jwks_refresh_seconds": auth.jwks_refresh_seconds}  # fmt: skip
-    if chosen is None:
-        return InstanceAuth("jwt", PLATFORM_ISSUER, None, None, "client_id", None, PLATFORM_ORG_CLAIM, **limits)
+    lifetime, refresh = auth.max_token_lifetime_seconds, auth.jwks_refresh_seconds
+    if chosen is None:  # the platform pool's tokens carry scopes (`scope`), never app roles
+        return InstanceAuth(
+            "jwt", PLATFORM_ISSUER, None, None, "client_id", None, PLATFORM_ORG_CLAIM, lifetime, refresh
+        )
     audience = chosen.audience or f"https://{hostname}/mcp"
     return InstanceAuth(
-        "jwt", source, chosen.issuer, audience, chosen.audience_claim, chosen.jwks_uri, chosen.org_claim, **limits
+        "jwt",
+        source,
+        chosen.issuer,
+        audience,
+        chosen.audience_claim,
+        chosen.jwks_uri,
+        chosen.org_claim,
+        lifetime,
+        refresh,
+        app_roles_as_scopes=chosen.app_roles_as_scopes,
     )
 
 

@@ -168,6 +168,11 @@ class TokenIssuer(Strict):
     """The audience tokens are issued for; left out: https://<instance hostname>/mcp."""
     audience_claim: Literal["aud", "client_id"] = "aud"
     """`client_id` for Amazon Cognito, whose access tokens carry no `aud` (then `audience` is the app client id)."""
+    app_roles_as_scopes: bool = False
+    """True for Microsoft Entra ID with machine callers: an app-only token (client credentials; no `scp`) carries the
+    app roles granted to the calling application in `roles`, and these are then read as its scopes (define app roles
+    whose values are the scopes, e.g. `agentfoundry/invoke`). A token with `scp` (a user's) is read as before, its
+    `roles` never. Off by default: another issuer's `roles` may be a user's roles; AUTH_APP_ROLES_AS_SCOPES."""
 
     @model_validator(mode="after")
     def _check(self) -> TokenIssuer:

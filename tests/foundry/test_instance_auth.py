@@ -138,3 +138,33 @@ def test_the_platform_pool_serves_every_organization_without_an_issuer_of_its_ow
     assert platform_pool_organizations(settings({"mode": "none"}), manifest_orgs) == []
     platform = resolve_instance_auth(settings(), organization_id="acme", hostname=HOST)
     assert platform.org_claim == PLATFORM_ORG_CLAIM == "org", "the claim the pool's trigger adds is the one checked"
+
+
+ENTRA = {
+    "issuer": "https://login.microsoftonline.com/0000-tenant/v2.0",
+    "audience": "6e74172b-be56-4843-9ff4-e66a39bb12e3",
+    "org_claim": "https://agentfoundry.example.com/org",
+}
+
+
+def test_app_roles_as_scopes_reaches_only_the_instances_of_the_issuer_that_asks_for_it() -> None:
+    auth = {"issuer": {"issuer": "https://login.example.com"}, "organizations": {"globex": {**ENTRA,
+            "app_roles_as_scopes": True}}}  # fmt: skip
+    globex = resolve_instance_auth(settings(auth), organization_id="globex", hostname=HOST)
+    acme = resolve_instance_auth(settings(auth), organization_id="acme", hostname=HOST)
+    assert globex.runtime_environment()["AUTH_APP_ROLES_AS_SCOPES"] == "true"
+    assert "AUTH_APP_ROLES_AS_SCOPES" not in acme.runtime_environment()
+
+
+@pytest.mark.parametrize("auth", [{"issuer": ENTRA}, {"issuer": {**ENTRA, "app_roles_as_scopes": False}}, {}])
+def test_app_roles_as_scopes_off_sets_no_variable(auth: dict[str, Any]) -> None:
+    """Off is the runtime's default: no variable, so the templates of instances that do not ask stay as they were."""
+    resolved = resolve_instance_auth(settings(auth), organization_id="acme", hostname=HOST)
+    env = resolved.runtime_environment(platform_issuer="https://cognito.example.com", platform_client_id="c1")
+    assert "AUTH_APP_ROLES_AS_SCOPES" not in env
+
+
+@pytest.mark.parametrize("value", ["sometimes", 2, ["yes"]])
+def test_a_bad_app_roles_as_scopes_is_refused_naming_the_field(value: object) -> None:
+    with pytest.raises(ValidationError, match=r"issuer\.app_roles_as_scopes"):
+        settings({"issuer": {**ENTRA, "app_roles_as_scopes": value}})
