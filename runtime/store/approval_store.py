@@ -70,7 +70,8 @@ class ApprovalRecord:
         return "expired" if self.status == "pending" and now >= self.expires_at else self.status
 
     def audit(self) -> dict[str, Any]:
-        """What a data-subject export shows of it: who asked for which call, who decided, when and why."""
+        """What a data-subject export shows of it: who asked for which call, who decided, when and why, and when the
+        approved call was started (None: not made, or refused)."""
         return {
             "approval_id": self.id,
             "tool": self.tool,
@@ -82,6 +83,7 @@ class ApprovalRecord:
             "decided_by": self.decided_by,
             "decided_at": self.decided_at,
             "comment": self.comment,
+            "call_started_at": self.call_started_at,
         }
 
 

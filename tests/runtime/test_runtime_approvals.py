@@ -180,6 +180,7 @@ async def test_a_call_that_needs_approval_pauses_and_another_task_approving_it_r
         (kept,) = thread.approvals
         assert (kept["decided_by"], kept["comment"], kept["status"]) == ("anonymous", decided.comment, "approved")
         assert kept["tool"] == "ticketing.create_ticket" and kept["decided_at"] >= kept["requested_at"]
+        assert kept["call_started_at"] is not None and kept["call_started_at"] >= kept["decided_at"]
         assert ticket.id in thread.messages[-1]["content"]  # the resumed turn's answer is in the thread's history
 
         # the usage ledger: two requests (the paused one counted once, as awaiting_approval), and the tokens of the
