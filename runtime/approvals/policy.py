@@ -110,7 +110,7 @@ def resume_command(record: ApprovalRecord) -> Command[Any]:
         "decision": "approve" if record.status == "approved" else "reject",
         "decided_by": record.decided_by,
         "comment": record.comment,
-        "approval_id": approval_id(record.run_id, record.interrupt_id),
+        "approval_id": record.id,
     }
     if record.runner is not None:
         answer["runner"] = record.runner
