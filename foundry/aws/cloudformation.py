@@ -70,6 +70,17 @@ def read_stack_status(cloudformation: Any, stack_name: str) -> str | None:
     return str(stack["StackStatus"]) if stack is not None else None
 
 
+def physical_ids(cloudformation: Any, stack_name: str, resource_type: str) -> list[str]:
+    """The physical ids of the stack's resources of `resource_type` (the stack must exist); one CloudFormation is
+    still creating has none yet and is left out."""
+    resources = cloudformation.describe_stack_resources(StackName=stack_name)["StackResources"]
+    return [
+        str(r["PhysicalResourceId"])
+        for r in resources
+        if r.get("ResourceType") == resource_type and r.get("PhysicalResourceId")
+    ]
+
+
 def in_progress(status: str | None) -> bool:
     """CloudFormation is working on the stack right now (a create, update, delete or their rollback)."""
     return status is not None and status.endswith("_IN_PROGRESS")

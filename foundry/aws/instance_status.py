@@ -18,7 +18,7 @@ from urllib.parse import urljoin, urlsplit
 from botocore.exceptions import BotoCoreError, ClientError
 
 from foundry.aws.clients import ClientFactory
-from foundry.aws.cloudformation import describe_stack, stack_outputs
+from foundry.aws.cloudformation import describe_stack, physical_ids, stack_outputs
 from foundry.aws.instance_metrics import InstanceMetrics, read_metrics
 from foundry.manifests import naming
 from foundry.manifests.resolve import ResolvedInstance
@@ -215,10 +215,7 @@ def read_stack(cloudformation: Any, stack_name: str) -> StackState | None:
     if stack is None:
         return None
     outputs = stack_outputs(stack)
-    resources = cloudformation.describe_stack_resources(StackName=stack_name)["StackResources"]
-    task_definitions = [
-        r.get("PhysicalResourceId") for r in resources if r.get("ResourceType") == "AWS::ECS::TaskDefinition"
-    ]
+    task_definitions = physical_ids(cloudformation, stack_name, "AWS::ECS::TaskDefinition")
     return StackState(
         name=stack_name,
         status=stack["StackStatus"],

@@ -27,7 +27,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from foundry.aws.clients import READ_TIMEOUT_SECONDS, ClientFactory
-from foundry.aws.cloudformation import describe_stack
+from foundry.aws.cloudformation import describe_stack, physical_ids
 from foundry.cdk.cloud_assembly import stack_templates
 
 SECRET_TYPE = "AWS::SecretsManager::Secret"  # noqa: S105 (a resource type, not a password)
@@ -117,8 +117,7 @@ def stack_secret_arns(cloudformation: Any, stack: str) -> set[str]:
     """The secrets the stack owns (their ARNs), none when it does not exist."""
     if describe_stack(cloudformation, stack) is None:
         return set()
-    resources = cloudformation.describe_stack_resources(StackName=stack)["StackResources"]
-    return {str(r["PhysicalResourceId"]) for r in resources if r.get("ResourceType") == SECRET_TYPE}
+    return set(physical_ids(cloudformation, stack, SECRET_TYPE))
 
 
 def check_secrets(clients: ClientFactory, *, region: str, stack: str, template: Path) -> list[SecretConflict]:
