@@ -31,7 +31,7 @@ from runtime.config import ConfigError, ExpectedIdentity, config_from_env
 from runtime.instance import Instance
 from runtime.state_url import parse_state_url
 from runtime.store.memory import thread_config
-from runtime.store.thread_store import open_thread_state
+from runtime.store.thread_store import ThreadState, open_thread_state
 from tests.foundry.manifest_edits import Doc, allow_private_targets, edit
 from tests.mcp.foundry_mcp_local_aws import LocalAws, moto_server
 from tests.runtime.runtime_harness import (
@@ -195,6 +195,20 @@ async def test_a_call_that_needs_approval_pauses_and_another_task_approving_it_r
         )
 
 
+async def approved_by_a_task_that_died(instance: Instance, clock: Clock, thread_id: str) -> tuple[str, ThreadState]:
+    """A turn paused for approval, then approved by bob on a task ("gone:1") whose claim runs 60 s from now and that
+    died before it kept a result: the approval's id and the thread state it is kept in."""
+    paused = await instance.invoke(REQUEST, thread_id=thread_id)
+    assert paused.approval is not None
+    state = instance.thread_state
+    assert state is not None
+    taken = await state.approvals.decide(
+        paused.approval.id, "approved", by="bob", comment="go", now=clock.now, runner="gone:1", until=clock.now + 60
+    )
+    assert taken
+    return paused.approval.id, state
+
+
 async def test_a_decision_whose_task_died_before_resuming_is_resumed_by_the_next_approve_once_its_claim_ran_out(
     ticketing: TicketingServer, bundle: BuiltBundle, tmp_path: Path
 ) -> None:
@@ -202,22 +216,15 @@ async def test_a_decision_whose_task_died_before_resuming_is_resumed_by_the_next
     url = f"sqlite:///{tmp_path / 'threads.db'}"
     clock = Clock(1_900_000_000.0)
     async with task(bundle, url, clock) as instance:
-        paused = await instance.invoke(REQUEST, thread_id="t-dead")
-        assert paused.approval is not None
-        state = instance.thread_state
-        assert state is not None
         # what a task that took the decision and died before resuming leaves in the store
-        taken = await state.approvals.decide(
-            paused.approval.id, "approved", by="bob", comment="go", now=clock.now, runner="gone:1", until=clock.now + 60
-        )
-        assert taken
+        approval_id, _ = await approved_by_a_task_that_died(instance, clock, "t-dead")
         clock.now += 61
-        resumed = await instance.approve(paused.approval.id, "reject", comment="ignored: already decided")
+        resumed = await instance.approve(approval_id, "reject", comment="ignored: already decided")
         assert (resumed.state, resumed.decided_by, resumed.comment) == ("approved", "bob", "go")
         assert resumed.result is not None and resumed.result["ok"]
         (ticket,) = ticketing.tickets[before:]
         assert ticket.id in resumed.result["answer"]
-        assert (await instance.approve(paused.approval.id, "approve")).result == resumed.result
+        assert (await instance.approve(approval_id, "approve")).result == resumed.result
     assert len(ticketing.tickets) == before + 1
 
 
@@ -228,17 +235,9 @@ async def test_a_turn_resumed_after_its_approved_call_was_started_does_not_call_
     url = f"sqlite:///{tmp_path / 'threads.db'}"
     clock = Clock(1_900_000_000.0)
     async with task(bundle, url, clock) as instance:
-        paused = await instance.invoke(REQUEST, thread_id="t-started")
-        assert paused.approval is not None
-        approval_id = paused.approval.id
-        state = instance.thread_state
-        assert state is not None
         # what a task that resumed the turn and died while making the approved call leaves in the store
-        now = clock.now
-        assert await state.approvals.decide(
-            approval_id, "approved", by="bob", comment="go", now=now, runner="gone:1", until=now + 60
-        )
-        assert await state.approvals.start_call(approval_id, by="gone:1", now=now + 1)
+        approval_id, state = await approved_by_a_task_that_died(instance, clock, "t-started")
+        assert await state.approvals.start_call(approval_id, by="gone:1", now=clock.now + 1)
         clock.now += 61
         resumed = await instance.approve(approval_id, "approve")
         assert (resumed.state, resumed.decided_by) == ("approved", "bob") and resumed.result is not None
